@@ -1,0 +1,1 @@
+//! OCI container runtime library: namespaces, rootfs, cgroups, seccomp, capabilities.

@@ -1,0 +1,3 @@
+//! The vmrun command-line interface.
+
+fn main() {}

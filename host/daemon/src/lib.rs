@@ -1,0 +1,1 @@
+//! The vmrun daemon: Docker Engine API, container state, backends.

@@ -1,0 +1,1 @@
+//! Content-addressed image store: OCI layouts, docker-archives, unpacked layers.

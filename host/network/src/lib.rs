@@ -1,0 +1,1 @@
+//! Container networking for native mode: bridges, veth, IPAM, NAT, published ports.

@@ -1,0 +1,1 @@
+//! Per-container monitor process: holds the container's stdio, writes its log, records its exit.

@@ -1,0 +1,1 @@
+//! The vmrun microVM monitor on KVM.
