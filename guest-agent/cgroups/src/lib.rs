@@ -1,0 +1,1 @@
+//! Cgroup managers for cgroup v1 and v2.

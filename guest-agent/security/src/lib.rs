@@ -1,0 +1,1 @@
+//! Seccomp filters and capability sets for containers.
