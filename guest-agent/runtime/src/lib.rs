@@ -1,1 +1,69 @@
 //! OCI container runtime library: namespaces, rootfs, cgroups, seccomp, capabilities.
+//!
+//! Used in-process by the per-container monitor (`vmrun-shim`) and by the
+//! guest agent; plain fork/exec, no async runtime.
+//!
+//! # API
+//! ```text
+//! Runtime::new(state_root)                                   // one dir per container with state.json
+//! Runtime::create(&self, id, bundle, &Spec, Stdio) -> Container   // init forked as a CHILD OF THE CALLER,
+//!                                                            //   set up, blocked before exec
+//! Runtime::start(&self, &mut Container)                      // releases exec; exec errors come back
+//! Runtime::start_id(&self, id)                               // same, from another process
+//! Runtime::run(&self, id, bundle, &Spec, Stdio) -> Container // create + start, fastest path
+//! Runtime::load(&self, id) -> Container;  Runtime::list(&self) -> Vec<String>
+//! Runtime::kill(&self, id, Signal);  Runtime::delete(&self, id, force)   // delete: cgroup + state dir
+//! Runtime::exec(&self, id, &Process, Stdio) -> ExecProcess  // joins ns (pid too) + cgroup
+//! Runtime::stats(&self, id) -> CgroupStats
+//! mount_overlay(lowers, upper, work, target); unmount(target)
+//! user::resolve_user(rootfs, "name:group") -> ResolvedUser
+//! ```
+//!
+//! # How a container starts
+//! The parent (the caller) plans everything first — namespaces to create and
+//! join (opening their files), mounts, devices, the process's argv/env and
+//! the `$PATH` candidates, the seccomp filter (compiled) — so mistakes in the
+//! spec fail before any fork. It then forks once: for a new PID namespace the
+//! calling thread unshares `CLONE_NEWPID`, forks and switches back, so the
+//! child is PID 1 there and still the caller's child.
+//!
+//! The child sets up stdio, enters namespaces and waits on a `SOCK_SEQPACKET`
+//! pair while the parent puts it into its cgroup and sets limits. Then it
+//! builds the rootfs (`spec.mounts`, devices, `pivot_root`, masked and
+//! read-only paths), and either execs at once (`run`) or reports ready and
+//! accepts a connection on `<state>/<id>/start.sock` (`create`/`start`, so a
+//! different process may start it). Every channel end is `CLOEXEC`: end of
+//! file after the go-ahead means exec succeeded; otherwise the child sends a
+//! serialized error, which becomes a [`RuntimeError`] such as
+//! [`RuntimeError::ExecutableNotFound`].
+//!
+//! The caller reaps the container's init (and exec'd processes) itself with
+//! `waitpid`; `delete` after that removes the cgroup and state.
+
+mod cgroup;
+mod cgroupfs;
+mod container;
+mod devices;
+mod error;
+mod exec;
+mod init;
+mod mounts;
+mod namespaces;
+mod overlay;
+mod process;
+mod rootfs;
+mod runtime;
+mod security;
+mod state;
+mod stdio;
+mod sync;
+pub mod user;
+
+pub use container::{Container, ExecProcess};
+pub use error::RuntimeError;
+pub use overlay::{mount_overlay, unmount};
+pub use runtime::{Runtime, DEFAULT_STATE_ROOT};
+pub use state::{OciState, Status, OCI_VERSION};
+pub use stdio::Stdio;
+pub use user::{resolve_user, ResolvedUser};
+pub use vmrun_cgroups::CgroupStats;

@@ -1,0 +1,394 @@
+//! [`Runtime`]: create, start, run, load, kill, delete (exec is in `exec.rs`).
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cgroup::Cgroup;
+use crate::container::Container;
+use crate::error::RuntimeError;
+use crate::init::{self, InitPlan};
+use crate::namespaces::{self, NamespacePlan};
+use crate::process::ProcessPlan;
+use crate::rootfs::RootfsPlan;
+use crate::state::{self, StateFile, Status, START_SOCKET};
+use crate::stdio::{Stdio, StdioPlan};
+use crate::sync::{self, Message, SyncSocket};
+
+/// Default state root of the library.
+pub const DEFAULT_STATE_ROOT: &str = "/run/vmrun/runtime";
+
+/// An OCI runtime keeping its state under one directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    state_root: PathBuf,
+}
+
+/// Whether the child waits for `start` or execs at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    Create,
+    Run,
+}
+
+/// Removes a half-made container's state directory unless disarmed.
+struct StateDirGuard<'a>(Option<&'a Path>);
+
+impl Drop for StateDirGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn validate_id(id: &str) -> Result<(), RuntimeError> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidId(id.to_owned()))
+    }
+}
+
+/// The start socket of the container whose state directory is `dir`.
+fn socket_path(dir: &Path) -> PathBuf {
+    dir.join(START_SOCKET)
+}
+
+impl Runtime {
+    /// A runtime with state under `state_root` (created on first use).
+    pub fn new(state_root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            state_root: state_root.into(),
+        }
+    }
+
+    /// The state root.
+    pub fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.state_root.join(id)
+    }
+
+    /// Creates the container: its init process is forked as a child of the
+    /// caller (reap it with `waitpid`), fully set up, and blocked before exec
+    /// until [`Runtime::start`].
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: &Spec,
+        stdio: Stdio,
+    ) -> Result<Container, RuntimeError> {
+        self.spawn(id, bundle, spec, stdio, Launch::Create)
+    }
+
+    /// Create and start in one step (no start socket, one round trip less).
+    /// Errors from exec come back from this call.
+    pub fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: &Spec,
+        stdio: Stdio,
+    ) -> Result<Container, RuntimeError> {
+        self.spawn(id, bundle, spec, stdio, Launch::Run)
+    }
+
+    /// Releases a created container's exec; errors from exec itself
+    /// (`ExecutableNotFound`, `PermissionDenied`, ...) come back here.
+    pub fn start(&self, container: &mut Container) -> Result<(), RuntimeError> {
+        let status = container.status();
+        if status != Status::Created {
+            return Err(RuntimeError::InvalidState {
+                id: container.id.clone(),
+                status: status.to_string(),
+                action: "start",
+            });
+        }
+        let dir = self.dir(&container.id);
+        let path = socket_path(&dir);
+        let conn = sync::connect_start(&path)
+            .map_err(|e| RuntimeError::sys("connect to container init", e))?;
+        let _ = std::fs::remove_file(&path);
+        match conn.recv() {
+            Ok(Message::Eof) => {
+                container.state.status = Status::Running;
+                container.state.write(&dir)
+            }
+            Ok(Message::Error(e)) => {
+                let _ = self.reap_if_child(container.pid);
+                Err(e.into())
+            }
+            Ok(_) => Err(RuntimeError::Setup(
+                "unexpected message from container init".into(),
+            )),
+            Err(e) => Err(RuntimeError::sys("wait for exec", e)),
+        }
+    }
+
+    /// Starts a created container by id (for a caller other than the creator).
+    pub fn start_id(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut container = self.load(id)?;
+        self.start(&mut container)
+    }
+
+    /// Loads a container's handle from its state (no console).
+    pub fn load(&self, id: &str) -> Result<Container, RuntimeError> {
+        validate_id(id)?;
+        Ok(Container::from_state(
+            StateFile::read(&self.dir(id), id)?,
+            None,
+        ))
+    }
+
+    /// Ids of all containers with state here.
+    pub fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let entries = match std::fs::read_dir(&self.state_root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RuntimeError::io("list", &self.state_root, e)),
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join(state::STATE_FILE).exists())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Sends `signal` to the container's init process.
+    pub fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
+        let container = self.load(id)?;
+        let status = container.status();
+        if status == Status::Stopped {
+            return Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                action: "kill",
+            });
+        }
+        kill(container.pid, signal)
+            .map_err(|e| RuntimeError::sys(format!("kill {}", container.pid), e))
+    }
+
+    /// Cgroup usage counters of a container.
+    pub fn stats(&self, id: &str) -> Result<vmrun_cgroups::CgroupStats, RuntimeError> {
+        let container = self.load(id)?;
+        Cgroup::open(&container.cgroups_path)?.stats()
+    }
+
+    /// Removes the container's cgroup and state. A running container needs
+    /// `force` (it is killed); a created one is killed regardless.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        let container = self.load(id)?;
+        let status = container.status();
+        if status == Status::Running && !force {
+            return Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                action: "delete without force",
+            });
+        }
+        let cgroup = Cgroup::open(&container.cgroups_path)?;
+        if status != Status::Stopped {
+            let _ = kill(container.pid, Signal::SIGKILL);
+            // Processes outside a pid namespace of their own survive their init.
+            for pid in cgroup.pids().unwrap_or_default() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            self.wait_gone(&container);
+        }
+        cgroup.remove()?;
+        let dir = self.dir(id);
+        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io("remove", dir, e))
+    }
+
+    fn wait_gone(&self, container: &Container) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while container.status() != Status::Stopped && Instant::now() < deadline {
+            let _ = self.reap_if_child(container.pid);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Reaps `pid` without blocking when it is our exited child.
+    fn reap_if_child(&self, pid: Pid) -> Result<(), Errno> {
+        waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).map(|_| ())
+    }
+
+    fn spawn(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: &Spec,
+        stdio: Stdio,
+        launch: Launch,
+    ) -> Result<Container, RuntimeError> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        std::fs::create_dir_all(&self.state_root)
+            .map_err(|e| RuntimeError::io("create", &self.state_root, e))?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::AlreadyExists(id.to_owned()))
+            }
+            Err(e) => return Err(RuntimeError::io("create", dir, e)),
+        }
+        let mut guard = StateDirGuard(Some(&dir));
+        let bundle = bundle
+            .canonicalize()
+            .map_err(|e| RuntimeError::io("bundle", bundle, e))?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| RuntimeError::InvalidSpec("linux section is missing".into()))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| RuntimeError::InvalidSpec("process is missing".into()))?;
+        let namespaces =
+            NamespacePlan::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
+        if !namespaces.has_new_mount_ns() {
+            return Err(RuntimeError::InvalidSpec(
+                "a new mount namespace is required".into(),
+            ));
+        }
+        let (stdio, console) = StdioPlan::prepare(stdio)?;
+        let mut rootfs = RootfsPlan::from_spec(spec, &bundle, namespaces.new_cgroup)?;
+        if let StdioPlan::Terminal { slave_path, .. } = &stdio {
+            rootfs.console = Some(slave_path.clone());
+        }
+        let seccomp = linux
+            .seccomp()
+            .as_ref()
+            .map(crate::security::compile_seccomp)
+            .transpose()?;
+        let process_plan = ProcessPlan::from_spec(process, seccomp, true)?;
+        let cgroups_path = linux
+            .cgroups_path()
+            .clone()
+            .unwrap_or_else(|| Path::new("/vmrun").join(id));
+        let cgroup = Cgroup::open(&cgroups_path)?;
+        let start_listener = match launch {
+            Launch::Create => Some(
+                sync::listen_start_socket(&socket_path(&dir))
+                    .map_err(|e| RuntimeError::sys("listen on start socket", e))?,
+            ),
+            Launch::Run => None,
+        };
+        let (parent_end, child_end) =
+            SyncSocket::pair().map_err(|e| RuntimeError::sys("socketpair", e))?;
+        let plan = InitPlan {
+            namespaces,
+            stdio,
+            rootfs,
+            process: process_plan,
+            hostname: spec.hostname().clone(),
+            domainname: spec
+                .domainname()
+                .as_deref()
+                .map(|d| {
+                    CString::new(d)
+                        .map_err(|_| RuntimeError::InvalidSpec("NUL in domainname".into()))
+                })
+                .transpose()?,
+            sync: child_end,
+            start_listener,
+        };
+        let pid = namespaces::fork_into(&plan.namespaces.pid, || init::run(&plan))?;
+        let rootfs_path = plan.rootfs.rootfs.clone();
+        drop(plan); // the parent's copies of the child's fds
+
+        let setup = (|| {
+            cgroup.apply(pid)?;
+            if let Some(resources) = linux.resources() {
+                cgroup.set(resources)?;
+            }
+            parent_end
+                .send_go()
+                .map_err(|e| RuntimeError::sys("release container init", e))?;
+            match parent_end
+                .recv()
+                .map_err(|e| RuntimeError::sys("wait for container init", e))?
+            {
+                Message::Ready if launch == Launch::Create => Ok(()),
+                Message::Eof if launch == Launch::Run => Ok(()),
+                Message::Error(e) => Err(e.into()),
+                Message::Eof => Err(RuntimeError::Setup(
+                    "container init exited during setup".into(),
+                )),
+                other => Err(RuntimeError::Setup(format!(
+                    "unexpected message {other:?} from container init"
+                ))),
+            }
+        })();
+        let pid_start_time = state::process_start_time(pid);
+        let setup = setup.and_then(|()| {
+            let state = StateFile {
+                id: id.to_owned(),
+                pid: pid.as_raw(),
+                // A `run` child may already have exited: then it is stopped.
+                pid_start_time: pid_start_time.unwrap_or(0),
+                bundle: bundle.clone(),
+                rootfs: rootfs_path,
+                status: if launch == Launch::Run {
+                    Status::Running
+                } else {
+                    Status::Created
+                },
+                cgroups_path: cgroups_path.clone(),
+                created: state::now_secs(),
+                annotations: spec.annotations().clone().unwrap_or_default(),
+            };
+            state.write(&dir)?;
+            Ok(state)
+        });
+        match setup {
+            Ok(state) => {
+                guard.0 = None;
+                Ok(Container::from_state(state, console))
+            }
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                if let Err(cleanup) = cgroup.remove() {
+                    tracing::warn!(id, "removing cgroup after failed create: {cleanup}");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        for good in ["abc", "a-b_c.d", "0123456789abcdef"] {
+            assert!(validate_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}

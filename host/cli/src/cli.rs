@@ -1,0 +1,149 @@
+//! The command line: global flags, the subcommand tree and dispatch.
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::DEFAULT_HOST;
+use crate::commands;
+use crate::error::{CliError, EXIT_CLI_ERROR};
+
+/// vmrun: run containers in lightweight VMs with a Docker-compatible CLI.
+#[derive(Debug, Parser)]
+#[command(name = "vmrun", version, about, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long = "host", env = "VMRUN_HOST", default_value = DEFAULT_HOST, global = true)]
+    pub host: String,
+    /// Enable debug output
+    #[arg(short = 'D', long, global = true)]
+    pub debug: bool,
+    /// The command
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// All subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(commands::run::RunArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(commands::run::RunArgs),
+    /// List containers
+    Ps(commands::ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(commands::logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(commands::exec::ExecArgs),
+    /// Start one or more stopped containers
+    Start(commands::lifecycle::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::lifecycle::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::lifecycle::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::lifecycle::KillArgs),
+    /// Remove one or more containers
+    Rm(commands::lifecycle::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::lifecycle::WaitArgs),
+    /// Return low-level information on containers or images
+    Inspect(commands::inspect::InspectArgs),
+    /// Display the running processes of a container
+    Top(commands::top::TopArgs),
+    /// Display a live stream of container resource usage statistics
+    Stats(commands::stats::StatsArgs),
+    /// List images
+    Images(commands::images::ImagesArgs),
+    /// Remove one or more images
+    Rmi(commands::images::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(commands::images::TagArgs),
+    /// Load an image from a tar archive
+    Load(commands::images::LoadArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
+    /// Show the vmrun version information
+    Version,
+    /// Display system-wide information
+    Info,
+    /// Run the vmrun daemon (execs `vmrund` with the remaining arguments)
+    Daemon {
+        /// Arguments for vmrund
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+impl Command {
+    /// Whether a missing daemon should be started for this command.
+    pub fn starts_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Create(_) | Command::Start(_) | Command::Load(_)
+        )
+    }
+}
+
+fn init_tracing(debug: bool) {
+    let filter = if debug {
+        tracing_subscriber::EnvFilter::new("vmrun_cli=debug,bollard=debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_env("VMRUN_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses `args` (including the program name), runs the command and
+/// returns the process exit status. Errors are printed on stderr.
+pub fn run_cli<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CLI_ERROR } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(cli.debug);
+    if let Command::Daemon { args } = &cli.command {
+        return report(crate::daemon_launch::exec_daemon(args));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(CliError::new(1, format!("cannot start the async runtime: {e}"))),
+    };
+    let result = runtime.block_on(commands::dispatch(cli));
+    // Helper threads (stdin readers) may still block; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+fn report(err: CliError) -> i32 {
+    if let Some(message) = &err.message {
+        eprintln!("vmrun: {message}");
+    }
+    err.code
+}

@@ -1,0 +1,108 @@
+//! One module per command group; [`dispatch`] routes a parsed command line.
+
+pub mod exec;
+pub mod images;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod network;
+pub mod ps;
+pub mod run;
+pub mod stats;
+pub mod system;
+pub mod top;
+pub mod volume;
+
+use crate::api;
+use crate::cli::{Cli, Command};
+use crate::error::{daemon_message, CliError, CliResult};
+
+/// Runs a parsed command line and returns the exit status.
+pub async fn dispatch(cli: Cli) -> CliResult<i32> {
+    let autostart = cli.command.starts_daemon();
+    let host = cli.host;
+    let connect = || api::connect(&host, autostart);
+    match cli.command {
+        Command::Run(args) => {
+            // Parse everything locally before any API call, like docker.
+            let request = run::prepare(&args)?;
+            run::run(&connect().await?, &args, request).await
+        }
+        Command::Create(args) => {
+            let request = run::prepare(&args)?;
+            run::create(&connect().await?, request).await
+        }
+        Command::Ps(args) => {
+            let format = ps::prepare(&args)?;
+            ps::ps(&connect().await?, &args, &format).await
+        }
+        Command::Logs(args) => logs::logs(&connect().await?, &args).await,
+        Command::Exec(args) => exec::exec(&connect().await?, &args).await,
+        Command::Start(args) => lifecycle::start(&connect().await?, &args).await,
+        Command::Stop(args) => lifecycle::stop(&connect().await?, &args, false).await,
+        Command::Restart(args) => lifecycle::stop(&connect().await?, &args, true).await,
+        Command::Kill(args) => lifecycle::kill(&connect().await?, &args).await,
+        Command::Rm(args) => lifecycle::rm(&connect().await?, &args).await,
+        Command::Wait(args) => lifecycle::wait(&connect().await?, &args).await,
+        Command::Inspect(args) => {
+            let format = inspect::prepare(args.format.as_deref())?;
+            inspect::inspect(&connect().await?, &args, &format).await
+        }
+        Command::Top(args) => top::top(&connect().await?, &args).await,
+        Command::Stats(args) => stats::stats(&connect().await?, &args).await,
+        Command::Images(args) => {
+            let format = images::prepare(&args)?;
+            images::images(&connect().await?, &args, &format).await
+        }
+        Command::Rmi(args) => images::rmi(&connect().await?, &args).await,
+        Command::Tag(args) => images::tag(&connect().await?, &args).await,
+        Command::Load(args) => images::load(&connect().await?, &args).await,
+        Command::Network(cmd) => network::network(&connect().await?, cmd).await,
+        Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
+        Command::Version => system::version(&host).await,
+        Command::Info => system::info(&connect().await?).await,
+        Command::Daemon { .. } => Err(CliError::new(1, "`daemon` is handled before dispatch")),
+    }
+}
+
+/// Runs `op` for each name, printing the name on success and the daemon's
+/// error on failure (like `docker stop a b`); exit 1 if any failed.
+pub async fn for_each_name<F, Fut>(names: &[String], print_name: bool, mut op: F) -> CliResult<i32>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), bollard::errors::Error>>,
+{
+    let mut failed = false;
+    for name in names {
+        match op(name.clone()).await {
+            Ok(()) => {
+                if print_name {
+                    println!("{name}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{}", daemon_message(&e));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Prints text that already ends in a newline (or nothing).
+pub fn print_text(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Maps an API error of a plain command to exit status 1.
+pub fn fail(err: bollard::errors::Error) -> CliError {
+    CliError::daemon(1, &err)
+}

@@ -1,0 +1,236 @@
+//! Container routes: create, list, inspect, lifecycle, wait, remove, top, stats.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, ContainerTopResponse};
+
+use super::{convert, json, json_body, query_bool, streams, AppState};
+use crate::engine::{CreateRequest, WaitCondition};
+use crate::error::{ApiError, ApiResult};
+use crate::state::Status;
+
+type Q = Query<HashMap<String, String>>;
+
+/// Container routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/containers/create", post(create))
+        .route("/containers/json", get(list))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/stats", get(streams::stats))
+        .route("/containers/{id}/attach", post(streams::attach))
+        .route("/containers/{id}/logs", get(streams::logs))
+        .route("/containers/{id}", delete(remove))
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn not_modified() -> Response {
+    StatusCode::NOT_MODIFIED.into_response()
+}
+
+async fn create(State(engine): State<AppState>, Query(q): Q, body: Bytes) -> ApiResult<Response> {
+    let body: ContainerCreateBody = json_body(&body)?;
+    let (id, warnings) = engine
+        .create_container(CreateRequest {
+            name: q.get("name").cloned(),
+            body,
+        })
+        .await?;
+    let resp = ContainerCreateResponse { id, warnings };
+    Ok((StatusCode::CREATED, axum::Json(resp)).into_response())
+}
+
+/// Docker's `filters` query: `{"status":["running"],"name":["web"]}` (or the older
+/// `{"status":{"running":true}}` form).
+fn parse_filters(q: &HashMap<String, String>) -> ApiResult<HashMap<String, Vec<String>>> {
+    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    let mut out = HashMap::new();
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj {
+            let vals: Vec<String> = match val {
+                serde_json::Value::Array(a) => {
+                    a.iter().filter_map(|x| x.as_str().map(String::from)).collect()
+                }
+                serde_json::Value::Object(o) => o.keys().cloned().collect(),
+                _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
+            };
+            out.insert(k.clone(), vals);
+        }
+    }
+    Ok(out)
+}
+
+async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
+    let all = query_bool(q.get("all"));
+    let filters = parse_filters(&q)?;
+    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0);
+    let mut out = Vec::new();
+    for rec in engine.store.list() {
+        let status = rec.state.status.as_str();
+        if !all && rec.state.status != Status::Running && !filters.contains_key("status") {
+            continue;
+        }
+        let keep = filters.iter().all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "status" => status == v,
+                "name" => rec.name.contains(v.trim_start_matches('/')),
+                "id" => rec.id.starts_with(v.as_str()),
+                "label" => {
+                    let labels = rec.config.labels.clone().unwrap_or_default();
+                    match v.split_once('=') {
+                        Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
+                        None => labels.contains_key(v),
+                    }
+                }
+                "ancestor" => rec.image == *v || rec.image_id.starts_with(v.as_str()),
+                "network" => rec.network_mode == *v,
+                "exited" => {
+                    rec.state.status == Status::Exited && rec.state.exit_code.to_string() == *v
+                }
+                _ => true,
+            })
+        });
+        if keep {
+            out.push(convert::summary(&rec));
+        }
+    }
+    if let Some(l) = limit {
+        out.truncate(l as usize);
+    }
+    Ok(json(&out))
+}
+
+async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let rec = engine.container(&id)?;
+    let paths = crate::backend::native::ContainerPaths::new(&engine.config, &rec.id);
+    Ok(json(&convert::inspect(&rec, &paths)))
+}
+
+async fn start(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(if engine.start_container(&id).await? {
+        no_content()
+    } else {
+        not_modified()
+    })
+}
+
+fn timeout(q: &HashMap<String, String>) -> ApiResult<Option<i64>> {
+    match q.get("t").or_else(|| q.get("timeout")) {
+        None => Ok(None),
+        Some(t) => t
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid value for t: {t}"))),
+    }
+}
+
+async fn stop(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let t = timeout(&q)?;
+    Ok(if engine.stop_container(&id, t).await? {
+        no_content()
+    } else {
+        not_modified()
+    })
+}
+
+async fn restart(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let t = timeout(&q)?;
+    engine.restart_container(&id, t).await?;
+    Ok(no_content())
+}
+
+async fn kill(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let sig = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
+    engine.kill_container(&id, sig).await?;
+    Ok(no_content())
+}
+
+async fn wait(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let cond = WaitCondition::parse(q.get("condition").map(String::as_str))?;
+    let fut = engine.wait_container(&id, cond)?;
+    // Headers go out at once (the docker CLI waits for them before it starts the
+    // container); the body follows at the exit.
+    let body = futures::stream::once(async move {
+        let v = match fut.await {
+            Ok(code) => serde_json::json!({ "StatusCode": code }),
+            Err(e) => serde_json::json!({ "StatusCode": -1, "Error": { "Message": e.message } }),
+        };
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(Bytes::from(line))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(body))
+        .unwrap_or_default())
+}
+
+async fn rename(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let name = q
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = name.trim_start_matches('/');
+    let rec = engine.container(&id)?;
+    crate::engine::validate_name(name).map_err(ApiError::bad_request)?;
+    engine.store.rename(&rec.id, name).map_err(crate::engine::store_error)?;
+    engine.events.emit("container", "rename", &rec.id, &[("name", name.to_string())]);
+    Ok(no_content())
+}
+
+pub(super) fn dims(q: &HashMap<String, String>) -> ApiResult<(u16, u16)> {
+    let get = |k: &str| -> ApiResult<u16> {
+        q.get(k)
+            .and_then(|v| v.parse::<u16>().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
+    };
+    Ok((get("h")?, get("w")?))
+}
+
+async fn resize(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let (h, w) = dims(&q)?;
+    engine.resize_container(&id, h, w).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+
+async fn remove(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    engine.remove_container(&id, query_bool(q.get("force"))).await?;
+    Ok(no_content())
+}
+
+async fn top(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let rec = engine.container(&id)?;
+    if !rec.is_running() {
+        return Err(ApiError::conflict(format!("container {} is not running", rec.id)));
+    }
+    let pids = engine.container_pids(&rec).await?;
+    let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
+    let processes = pids.iter().filter_map(|p| crate::engine::procfs::ps_row(*p)).collect();
+    Ok(json(&ContainerTopResponse {
+        titles: Some(titles.iter().map(|t| t.to_string()).collect()),
+        processes: Some(processes),
+    }))
+}

@@ -1,0 +1,101 @@
+//! Exec routes.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ExecStartConfig, ProcessConfig};
+
+use super::{hijack, json, json_body, AppState};
+use crate::backend::{AttachOptions, ExecSpec};
+use crate::error::ApiResult;
+
+/// Exec routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/containers/{id}/exec", post(create))
+        .route("/exec/{id}/start", post(start))
+        .route("/exec/{id}/resize", post(resize))
+        .route("/exec/{id}/json", get(inspect))
+}
+
+async fn create(State(engine): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let cfg: ExecConfig = json_body(&body)?;
+    let spec = ExecSpec {
+        id: String::new(),
+        cmd: cfg.cmd.clone().unwrap_or_default(),
+        env: cfg.env.clone().unwrap_or_default(),
+        workdir: cfg.working_dir.clone(),
+        user: cfg.user.clone(),
+        tty: cfg.tty.unwrap_or(false),
+        open_stdin: cfg.attach_stdin.unwrap_or(false),
+        privileged: cfg.privileged.unwrap_or(false),
+    };
+    let attach = AttachOptions {
+        stdin: cfg.attach_stdin.unwrap_or(false),
+        stdout: cfg.attach_stdout.unwrap_or(false),
+        stderr: cfg.attach_stderr.unwrap_or(false),
+    };
+    let exec_id = engine.exec_create(&id, spec, attach)?;
+    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "Id": exec_id }))).into_response())
+}
+
+async fn start(State(engine): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| crate::error::ApiError::bad_request(format!("reading the body: {e}")))?;
+    let cfg: ExecStartConfig = json_body(&bytes)?;
+    let req = Request::from_parts(parts, axum::body::Body::empty());
+    let exec = engine.exec_get(&id)?;
+    let detach = cfg.detach.unwrap_or(false);
+    let io = engine.exec_start(&id, detach).await?;
+    match io {
+        None => Ok(StatusCode::OK.into_response()),
+        Some(io) => {
+            let settle_engine = engine.clone();
+            let settle_id = id.clone();
+            Ok(hijack::serve(
+                req,
+                exec.spec.tty,
+                async move { Ok(io) },
+                async move { settle_engine.exec_settle(&settle_id).await },
+            ))
+        }
+    }
+}
+
+async fn resize(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+    let (h, w) = super::containers::dims(&q)?;
+    engine.exec_resize(&id, h, w).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = engine.exec_get(&id)?;
+    let mut args = e.spec.cmd.clone();
+    let entrypoint = if args.is_empty() { String::new() } else { args.remove(0) };
+    Ok(json(&ExecInspectResponse {
+        can_remove: Some(false),
+        detach_keys: Some(String::new()),
+        id: Some(id),
+        running: Some(e.running),
+        exit_code: e.exit_code.map(i64::from),
+        process_config: Some(ProcessConfig {
+            privileged: Some(e.spec.privileged),
+            user: e.spec.user.clone(),
+            tty: Some(e.spec.tty),
+            entrypoint: Some(entrypoint),
+            arguments: Some(args),
+        }),
+        open_stdin: Some(e.attach.stdin),
+        open_stderr: Some(e.attach.stderr),
+        open_stdout: Some(e.attach.stdout),
+        container_id: Some(e.container_id.clone()),
+        pid: Some(i64::from(e.pid)),
+    }))
+}

@@ -1,0 +1,165 @@
+//! The Docker Engine API over a Unix socket.
+//!
+//! Every path may carry a `/vX.Y` prefix; it is stripped before routing (we serve one
+//! behaviour for every version from [`MIN_API_VERSION`] to [`API_VERSION`]). Errors are
+//! docker-shaped JSON (`{"message": ...}`) with docker's status codes.
+
+mod containers;
+mod convert;
+mod exec;
+mod hijack;
+mod images;
+mod networks;
+mod streams;
+mod system;
+mod volumes;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::header::HeaderValue;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+/// The API version we implement.
+pub const API_VERSION: &str = "1.45";
+/// The oldest version clients may ask for.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Shared state of every handler.
+pub type AppState = Arc<Engine>;
+
+/// Bind the API socket (mode 0660, group `vmrun` when it exists), replacing a stale one.
+pub fn listen(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another daemon is already serving {}: stop it first",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("vmrun") {
+        let _ = nix::unistd::chown(path, None, Some(group.gid));
+    }
+    Ok(listener)
+}
+
+/// Remove a leading `/vX.Y` from the path.
+fn strip_version(mut req: Request) -> Request {
+    let uri = req.uri();
+    let path = uri.path();
+    let rest = path.strip_prefix("/v").and_then(|r| {
+        let end = r.find('/')?;
+        let (ver, tail) = r.split_at(end);
+        ver.split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            .then_some(tail)
+    });
+    if let Some(tail) = rest {
+        let pq = match uri.query() {
+            Some(q) => format!("{tail}?{q}"),
+            None => tail.to_string(),
+        };
+        if let Ok(new) = pq.parse() {
+            *req.uri_mut() = new;
+        }
+    }
+    req
+}
+
+/// The API's router, wrapped so the version prefix is gone before routing.
+pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> {
+    let routes = Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/events", get(system::events))
+        .route("/system/df", get(system::disk_usage))
+        .merge(containers::routes())
+        .merge(exec::routes())
+        .merge(networks::routes())
+        .merge(volumes::routes())
+        .route("/images/json", get(images::list))
+        .route("/images/load", post(images::load))
+        .fallback(images::dispatch)
+        .layer(axum::middleware::map_response(add_server_headers))
+        .with_state(engine);
+    let app = Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(strip_version)
+            .service(routes),
+    );
+    app.into_make_service()
+}
+
+async fn add_server_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("vmrun/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    res
+}
+
+/// Decode a JSON body with a docker-shaped 400 on failure. An empty body decodes as `{}`.
+pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let data: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(data).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Docker's truthy query values: `1`, `true`, `True`.
+pub fn query_bool(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("1" | "true" | "True" | "yes"))
+}
+
+/// JSON response.
+pub fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    axum::Json(value).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_version_prefix() {
+        let req = Request::builder()
+            .uri("/v1.45/containers/json?all=1")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(strip_version(req).uri().to_string(), "/containers/json?all=1");
+        let req = Request::builder()
+            .uri("/volumes/v1.x")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(strip_version(req).uri().to_string(), "/volumes/v1.x");
+    }
+
+    #[test]
+    fn bad_json_is_400() {
+        let e = json_body::<serde_json::Value>(&Bytes::from_static(b"{nope")).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+    }
+}

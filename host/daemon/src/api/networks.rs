@@ -1,0 +1,149 @@
+//! Network routes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bollard_stubs::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use serde_json::{json as j, Value};
+use vmrun_network::{CreateOptions, NetworkInfo};
+
+use super::{json, json_body, AppState};
+use crate::error::{ApiError, ApiResult};
+
+/// Network routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/{id}", get(inspect).delete(remove))
+        .route("/networks/{id}/connect", post(unsupported))
+        .route("/networks/{id}/disconnect", post(unsupported))
+}
+
+fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
+    let ipam = Ipam {
+        driver: Some("default".into()),
+        config: Some(
+            n.subnet
+                .iter()
+                .map(|s| IpamConfig {
+                    subnet: Some(s.to_string()),
+                    gateway: n.gateway.map(|g| g.to_string()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        options: None,
+    };
+    let mut containers = serde_json::Map::new();
+    for (cid, ep) in &n.containers {
+        let name = engine.store.resolve(cid).map(|r| r.name).unwrap_or_default();
+        containers.insert(
+            cid.clone(),
+            j!({
+                "Name": name,
+                "EndpointID": ep.endpoint_id,
+                "MacAddress": ep.mac.clone().unwrap_or_default(),
+                "IPv4Address": ep.ip.map(|ip| format!("{ip}/{}", ep.prefix_len)).unwrap_or_default(),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    let mut options = HashMap::new();
+    if let Some(b) = &n.bridge {
+        options.insert("com.docker.network.bridge.name".to_string(), b.clone());
+    }
+    j!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created.to_rfc3339(),
+        "Scope": "local",
+        "Driver": n.driver.as_str(),
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": ipam,
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": { "Network": "" },
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": options,
+        "Labels": n.labels,
+    })
+}
+
+async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
+    let nets: Vec<Value> = engine.network.list().iter().map(|n| model(&engine, n)).collect();
+    Ok(json(&nets))
+}
+
+async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let n = engine.network.inspect(&id)?;
+    Ok(json(&model(&engine, &n)))
+}
+
+async fn blocking<T: Send + 'static>(
+    engine: &Arc<crate::engine::Engine>,
+    f: impl FnOnce(&vmrun_network::NetworkManager) -> Result<T, vmrun_network::NetworkError> + Send + 'static,
+) -> ApiResult<T> {
+    let net = engine.network.clone();
+    tokio::task::spawn_blocking(move || f(&net))
+        .await
+        .map_err(|e| ApiError::internal(format!("network task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+async fn create(State(engine): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let req: NetworkCreateRequest = json_body(&body)?;
+    if req.name.is_empty() {
+        return Err(ApiError::bad_request("network name is required"));
+    }
+    if let Some(d) = req.driver.as_deref().filter(|d| !d.is_empty() && *d != "bridge") {
+        return Err(ApiError::bad_request(format!(
+            "network driver \"{d}\" is not supported: vmrun has bridge networks"
+        )));
+    }
+    let subnet = req
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.subnet.clone());
+    let subnet = match subnet {
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid subnet: {s}")))?,
+        ),
+        None => None,
+    };
+    let opts = CreateOptions {
+        subnet,
+        labels: req.labels.clone().unwrap_or_default().into_iter().collect(),
+        internal: req.internal.unwrap_or(false),
+    };
+    let name = req.name.clone();
+    let info = blocking(&engine, move |n| n.create(&name, opts)).await?;
+    engine.events.emit("network", "create", &info.id, &[("name", info.name.clone())]);
+    Ok((StatusCode::CREATED, axum::Json(j!({ "Id": info.id, "Warning": "" }))).into_response())
+}
+
+async fn remove(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let info = engine.network.inspect(&id)?;
+    let key = id.clone();
+    blocking(&engine, move |n| n.remove(&key)).await?;
+    engine.events.emit("network", "destroy", &info.id, &[("name", info.name)]);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn unsupported() -> ApiResult<Response> {
+    Err(ApiError::bad_request(
+        "connecting running containers to networks is not supported by vmrun yet: pass --network at create",
+    ))
+}

@@ -1,0 +1,200 @@
+//! System routes: ping, version, info, events, disk usage.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::json as j;
+
+use super::{json, AppState, API_VERSION, MIN_API_VERSION};
+use crate::error::{ApiError, ApiResult};
+use crate::state::Status;
+
+/// `GET|HEAD /_ping`.
+pub async fn ping() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+        ],
+        "OK",
+    )
+        .into_response()
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `GET /version`.
+pub async fn version() -> Response {
+    let v = env!("CARGO_PKG_VERSION");
+    json(&j!({
+        "Platform": { "Name": "vmrun" },
+        "Components": [{ "Name": "Engine", "Version": v, "Details": {
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+            "Arch": "amd64", "KernelVersion": kernel_version(), "Experimental": "false" } }],
+        "Version": v,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "n/a (Rust)",
+        "Os": "linux",
+        "Arch": "amd64",
+        "KernelVersion": kernel_version(),
+        "Experimental": false,
+        "BuildTime": "",
+    }))
+}
+
+/// `GET /info`.
+pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
+    let all = engine.store.list();
+    let count = |s: Status| all.iter().filter(|c| c.state.status == s).count();
+    let images = engine.images.list().map(|i| i.len()).unwrap_or(0);
+    let cgroup_version = match vmrun_cgroups::detect() {
+        Ok(vmrun_cgroups::CgroupVersion::V2) => "2",
+        _ => "1",
+    };
+    let mem = nix::sys::sysinfo::sysinfo().map(|i| i.ram_total()).unwrap_or(0);
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "Linux".into());
+    Ok(json(&j!({
+        "ID": "vmrun",
+        "Containers": all.len(),
+        "ContainersRunning": count(Status::Running),
+        "ContainersPaused": 0,
+        "ContainersStopped": count(Status::Exited) + count(Status::Created),
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "native"]],
+        "Plugins": { "Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"] },
+        "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "CPUShares": true, "PidsLimit": true, "OomKillDisable": false, "IPv4Forwarding": true,
+        "Debug": false,
+        "NFd": 0, "NGoroutines": 0,
+        "SystemTime": vmrun_shim::now_rfc3339(),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version,
+        "NEventsListener": 0,
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": os,
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem,
+        "DockerRootDir": engine.config.data_root.display().to_string(),
+        "Name": host,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "Runtimes": { "vmrun": { "path": "vmrun-shim" } },
+        "DefaultRuntime": "vmrun",
+        "Swarm": { "LocalNodeState": "inactive", "ControlAvailable": false, "NodeID": "", "NodeAddr": "" },
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
+        "Warnings": [],
+    })))
+}
+
+/// `GET /events`: a stream of JSON events, filtered like docker's `filters`.
+pub async fn events(State(engine): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+    let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
+        Some(f) => {
+            let v: serde_json::Value = serde_json::from_str(f)
+                .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+            v.as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            let vals = match v {
+                                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                                serde_json::Value::Object(m) => m.keys().cloned().collect(),
+                                _ => Vec::new(),
+                            };
+                            (k.clone(), vals)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        None => HashMap::new(),
+    };
+    let until = q.get("until").and_then(|u| u.parse::<f64>().ok());
+    let mut rx = engine.events.subscribe();
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let deadline = until.map(|u| {
+            let now = chrono::Utc::now().timestamp() as f64;
+            std::time::Duration::from_secs_f64((u - now).max(0.0))
+        });
+        let run = async {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let name = ev.attr("name").unwrap_or("").to_string();
+                let keep = filters.iter().all(|(k, vals)| {
+                    vals.iter().any(|v| match k.as_str() {
+                        "type" => ev.typ == *v,
+                        "event" => ev.action == *v,
+                        "container" => ev.typ == "container" && (ev.actor.id.starts_with(v.as_str()) || name == *v),
+                        "image" => ev.attr("image") == Some(v.as_str()),
+                        _ => true,
+                    })
+                });
+                if !keep {
+                    continue;
+                }
+                let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+                line.push(b'\n');
+                if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                    return;
+                }
+            }
+        };
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout(d, run).await;
+            }
+            None => run.await,
+        }
+    });
+    let body = futures::stream::unfold(out, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    Ok(Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(body))
+        .unwrap_or_default())
+}
+
+/// `GET /system/df`.
+pub async fn disk_usage(State(engine): State<AppState>) -> ApiResult<Response> {
+    let images = engine.images.list()?;
+    let total: u64 = images.iter().map(|i| i.size).sum();
+    Ok(json(&j!({
+        "LayersSize": total,
+        "Images": images.iter().map(|i| j!({"Id": i.id, "RepoTags": i.repo_tags, "Size": i.size, "SharedSize": -1, "Containers": 0})).collect::<Vec<_>>(),
+        "Containers": engine.store.list().iter().map(|c| j!({"Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image, "State": c.state.status.as_str()})).collect::<Vec<_>>(),
+        "Volumes": engine.volumes.list().iter().map(|v| j!({"Name": v.name, "Mountpoint": v.mountpoint})).collect::<Vec<_>>(),
+        "BuildCache": [],
+    })))
+}

@@ -1,0 +1,200 @@
+//! The files of one container on this host, and the processes of its execs.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use super::spec::{ContainerFiles, ResolvedMount};
+use crate::backend::{BackendError, ExecSpec};
+use crate::config::DaemonConfig;
+use crate::state::ContainerRecord;
+
+
+/// Where everything of one container lives.
+#[derive(Debug, Clone)]
+pub struct ContainerPaths {
+    /// `<data-root>/containers/<id>`.
+    pub dir: PathBuf,
+    /// Writable overlay layer (survives stop/start).
+    pub diff: PathBuf,
+    /// overlayfs work dir.
+    pub work: PathBuf,
+    /// Mount point of the root filesystem.
+    pub rootfs: PathBuf,
+    /// OCI bundle dir.
+    pub bundle: PathBuf,
+    /// `/etc/hosts`.
+    pub hosts: PathBuf,
+    /// `/etc/hostname`.
+    pub hostname: PathBuf,
+    /// `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+    /// json-file log.
+    pub log: PathBuf,
+    /// The shim's exit record of the last run.
+    pub exit_file: PathBuf,
+    /// The shim's config.
+    pub shim_config: PathBuf,
+    /// The shim's own diagnostics.
+    pub shim_log: PathBuf,
+    /// The shim's socket (under the exec root: socket paths are short).
+    pub socket: PathBuf,
+}
+
+impl ContainerPaths {
+    /// Paths of container `id`.
+    pub fn new(config: &DaemonConfig, id: &str) -> Self {
+        let dir = config.container_dir(id);
+        ContainerPaths {
+            diff: dir.join("diff"),
+            work: dir.join("work"),
+            rootfs: dir.join("rootfs"),
+            bundle: dir.join("bundle"),
+            hosts: dir.join("hosts"),
+            hostname: dir.join("hostname"),
+            resolv_conf: dir.join("resolv.conf"),
+            log: dir.join(format!("{id}-json.log")),
+            exit_file: dir.join("exit.json"),
+            shim_config: dir.join("shim.json"),
+            shim_log: dir.join("shim.log"),
+            socket: config.exec_root.join("shim").join(format!("{id}.sock")),
+            dir,
+        }
+    }
+
+    /// The files bind-mounted into the container.
+    pub fn files(&self) -> ContainerFiles {
+        ContainerFiles {
+            hosts: self.hosts.clone(),
+            hostname: self.hostname.clone(),
+            resolv_conf: self.resolv_conf.clone(),
+        }
+    }
+
+    /// Create the directories and the per-run files; forget the last run's exit.
+    pub fn prepare(&self, rec: &ContainerRecord) -> Result<(), BackendError> {
+        let io = |what: &Path| {
+            let what = what.display().to_string();
+            move |e: std::io::Error| BackendError::Failed(format!("preparing {what}: {e}"))
+        };
+        for d in [&self.diff, &self.work, &self.rootfs, &self.bundle] {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        if let Some(parent) = self.socket.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        match std::fs::remove_file(&self.exit_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&self.exit_file)(e)),
+            _ => {}
+        }
+        let hostname = format!("{}\n", super::spec::hostname(rec));
+        std::fs::write(&self.hostname, hostname).map_err(io(&self.hostname))?;
+        std::fs::write(&self.resolv_conf, resolv_conf()).map_err(io(&self.resolv_conf))?;
+        if !self.hosts.exists() {
+            std::fs::write(&self.hosts, "127.0.0.1\tlocalhost\n").map_err(io(&self.hosts))?;
+        }
+        Ok(())
+    }
+}
+
+/// The host's resolver config without loopback name servers (unreachable from a
+/// container's namespace), falling back to public resolvers as docker does.
+fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// With `--network host` the container sees the host's names.
+pub fn write_host_network_files(paths: &ContainerPaths) -> Result<(), BackendError> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+    std::fs::write(&paths.hosts, hosts)
+        .map_err(|e| BackendError::Failed(format!("writing {}: {e}", paths.hosts.display())))?;
+    if let Ok(name) = nix::unistd::gethostname() {
+        let _ = std::fs::write(&paths.hostname, format!("{}\n", name.to_string_lossy()));
+    }
+    Ok(())
+}
+
+/// The container's binds and volumes, checked again: a host path removed since the
+/// container was created is an error, not a silently created empty directory.
+pub fn resolve_mounts(rec: &ContainerRecord) -> Result<Vec<ResolvedMount>, BackendError> {
+    rec.mounts
+        .iter()
+        .map(|m| {
+            let source = PathBuf::from(&m.source);
+            if !source.exists() {
+                return Err(BackendError::BadRequest(format!(
+                    "invalid mount config: bind source path does not exist: {}",
+                    m.source
+                )));
+            }
+            Ok(ResolvedMount {
+                source,
+                destination: m.destination.clone(),
+                read_only: !m.rw,
+            })
+        })
+        .collect()
+}
+
+/// Write `config.json` into the bundle.
+pub fn write_bundle(paths: &ContainerPaths, spec: &Spec) -> Result<(), BackendError> {
+    let path = paths.bundle.join("config.json");
+    let data = serde_json::to_vec(spec)
+        .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
+    std::fs::write(&path, data)
+        .map_err(|e| BackendError::Failed(format!("writing {}: {e}", path.display())))
+}
+
+/// The OCI process of an exec: the container's process with the exec's changes.
+pub fn exec_process(
+    paths: &ContainerPaths,
+    exec: &ExecSpec,
+) -> Result<oci_spec::runtime::Process, BackendError> {
+    let spec_path = paths.bundle.join("config.json");
+    let spec = Spec::load(&spec_path)
+        .map_err(|e| BackendError::Failed(format!("loading {}: {e}", spec_path.display())))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    if exec.cmd.is_empty() {
+        return Err(BackendError::BadRequest("No exec command specified".into()));
+    }
+    process.set_args(Some(exec.cmd.clone()));
+    process.set_terminal(Some(exec.tty));
+    let mut env = process.env().clone().unwrap_or_default();
+    for kv in &exec.env {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(dir) = exec.workdir.as_deref().filter(|d| !d.is_empty()) {
+        process.set_cwd(PathBuf::from(dir));
+    }
+    if let Some(user) = exec.user.as_deref().filter(|u| !u.is_empty()) {
+        let resolved = vmrun_runtime::user::resolve_user(&paths.rootfs, user)
+            .map_err(|e| BackendError::BadRequest(e.to_string()))?;
+        let mut u = process.user().clone();
+        u.set_uid(resolved.uid);
+        u.set_gid(resolved.gid);
+        u.set_additional_gids(Some(resolved.additional_gids));
+        process.set_user(u);
+    }
+    Ok(process)
+}

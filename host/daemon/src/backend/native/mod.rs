@@ -1,0 +1,326 @@
+//! The native backend: containers run on this host through the runtime library, one
+//! `vmrun-shim` per process, networked by the network manager.
+
+mod files;
+mod ports;
+mod shim_client;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use vmrun_network::{AttachRequest, NetworkManager, PublishedPort};
+use vmrun_shim::{OverlayRootfs, ShimConfig, ShimMode};
+
+use super::{
+    BackendError, ContainerBackend, CreatedContainer, ExecSpec, ProcessHandle, Reconnected,
+    ResourceStats,
+};
+use crate::config::DaemonConfig;
+use crate::state::{ContainerRecord, EndpointState};
+pub use files::ContainerPaths;
+pub use ports::parse_port_key;
+use shim_client::{read_exit_file, ShimProcess};
+
+/// Runs containers on this host.
+pub struct NativeBackend {
+    config: DaemonConfig,
+    network: Arc<NetworkManager>,
+    published: Mutex<HashMap<String, Vec<PublishedPort>>>,
+}
+
+impl NativeBackend {
+    /// A backend keeping its files under the daemon's roots.
+    pub fn new(config: DaemonConfig, network: Arc<NetworkManager>) -> Self {
+        NativeBackend {
+            config,
+            network,
+            published: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn paths(&self, id: &str) -> ContainerPaths {
+        ContainerPaths::new(&self.config, id)
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.config.exec_root.join("runtime")
+    }
+
+    async fn attach_network(
+        &self,
+        rec: &ContainerRecord,
+        paths: &ContainerPaths,
+    ) -> Result<Option<vmrun_network::Endpoint>, BackendError> {
+        let network = self.network.clone();
+        let req = AttachRequest {
+            container_id: rec.id.clone(),
+            container_name: rec.name.clone(),
+            hostname: spec::hostname(rec),
+            network: rec.network_mode.clone(),
+            aliases: rec.aliases.clone(),
+            hosts_file: paths.hosts.clone(),
+        };
+        let endpoint = tokio::task::spawn_blocking(move || {
+            // A stale endpoint from a run that ended while the daemon was away.
+            let _ = network.detach(&req.container_id);
+            network.attach(req)
+        })
+        .await
+        .map_err(|e| BackendError::Failed(format!("network setup panicked: {e}")))?
+        .map_err(|e| match e {
+            vmrun_network::NetworkError::NotFound(_) => BackendError::BadRequest(e.to_string()),
+            other => BackendError::Failed(format!("setting up the network: {other}")),
+        })?;
+        Ok(Some(endpoint))
+    }
+
+    async fn detach_network(&self, id: &str) {
+        let network = self.network.clone();
+        let id = id.to_string();
+        let result = tokio::task::spawn_blocking(move || network.detach(&id)).await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!("releasing the network endpoint: {e}");
+        }
+    }
+
+    async fn launch(
+        &self,
+        rec: &ContainerRecord,
+        paths: &ContainerPaths,
+        netns: Option<&Path>,
+    ) -> Result<(ShimProcess, i32), BackendError> {
+        let mounts = files::resolve_mounts(rec)?;
+        let spec = spec::build(&spec::SpecInputs {
+            rec,
+            rootfs: &paths.rootfs,
+            netns,
+            files: &paths.files(),
+            mounts: &mounts,
+        })?;
+        files::write_bundle(paths, &spec)?;
+        let config = ShimConfig {
+            id: rec.id.clone(),
+            runtime_root: self.runtime_root(),
+            mode: ShimMode::Container {
+                bundle: paths.bundle.clone(),
+                rootfs: Some(OverlayRootfs {
+                    layers: rec.layers.clone(),
+                    upper: paths.diff.clone(),
+                    work: paths.work.clone(),
+                    target: paths.rootfs.clone(),
+                }),
+                user: rec.config.user.clone(),
+            },
+            tty: rec.tty(),
+            open_stdin: rec.config.open_stdin.unwrap_or(false),
+            stdin_once: rec.config.stdin_once.unwrap_or(false),
+            log_path: Some(paths.log.clone()),
+            socket: paths.socket.clone(),
+            exit_file: paths.exit_file.clone(),
+        };
+        shim_client::launch(
+            &self.config.shim_path,
+            &config,
+            &paths.shim_config,
+            &paths.shim_log,
+        )
+        .await
+    }
+}
+
+fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<EndpointState> {
+    let ip = e.ip?;
+    Some(EndpointState {
+        network: e.network.clone(),
+        network_id: e.network_id.clone(),
+        endpoint_id: e.endpoint_id.clone(),
+        ip: ip.to_string(),
+        prefix_len: e.prefix_len,
+        gateway: e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+        mac: e.mac.clone().unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl ContainerBackend for NativeBackend {
+    async fn create(&self, rec: &ContainerRecord) -> Result<CreatedContainer, BackendError> {
+        let paths = self.paths(&rec.id);
+        paths.prepare(rec)?;
+        let host_network = rec.network_mode == vmrun_network::HOST_NETWORK;
+        let endpoint = if host_network {
+            files::write_host_network_files(&paths)?;
+            None
+        } else {
+            self.attach_network(rec, &paths).await?
+        };
+        let netns = endpoint.as_ref().and_then(|e| e.netns_path.clone());
+        let (published, ports) = match ports::publish(rec, endpoint.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                if endpoint.is_some() {
+                    self.detach_network(&rec.id).await;
+                }
+                return Err(e);
+            }
+        };
+        let (process, shim_pid) = match self.launch(rec, &paths, netns.as_deref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                for p in published {
+                    p.close().await;
+                }
+                if endpoint.is_some() {
+                    self.detach_network(&rec.id).await;
+                }
+                return Err(e);
+            }
+        };
+        let endpoint_state = endpoint.as_ref().and_then(endpoint_state);
+        if let Ok(mut map) = self.published.lock() {
+            map.insert(rec.id.clone(), published);
+        }
+        Ok(CreatedContainer {
+            process: Arc::new(process),
+            monitor_pid: shim_pid,
+            endpoint: endpoint_state,
+            ports,
+        })
+    }
+
+    async fn create_exec(
+        &self,
+        rec: &ContainerRecord,
+        exec: &ExecSpec,
+    ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
+        let paths = self.paths(&rec.id);
+        let process = files::exec_process(&paths, exec)?;
+        let socket = self.config.exec_root.join("exec").join(format!("{}.sock", exec.id));
+        let dir = paths.dir.join("exec");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::create_dir_all(self.config.exec_root.join("exec")))
+            .map_err(|e| BackendError::Failed(format!("creating exec dirs: {e}")))?;
+        let config = ShimConfig {
+            id: rec.id.clone(),
+            runtime_root: self.runtime_root(),
+            mode: ShimMode::Exec {
+                exec_id: exec.id.clone(),
+                process: Box::new(process),
+            },
+            tty: exec.tty,
+            open_stdin: exec.open_stdin,
+            stdin_once: true,
+            log_path: None,
+            socket,
+            exit_file: dir.join(format!("{}.exit.json", exec.id)),
+        };
+        let (process, _pid) = shim_client::launch(
+            &self.config.shim_path,
+            &config,
+            &dir.join(format!("{}.json", exec.id)),
+            &dir.join(format!("{}.log", exec.id)),
+        )
+        .await?;
+        Ok(Arc::new(process))
+    }
+
+    async fn reconnect(&self, rec: &ContainerRecord) -> Result<Reconnected, BackendError> {
+        let paths = self.paths(&rec.id);
+        if tokio::net::UnixStream::connect(&paths.socket).await.is_ok() {
+            let endpoint = self.network.endpoint(&rec.id);
+            match ports::publish(rec, endpoint.as_ref()).await {
+                Ok((published, _)) => {
+                    if let Ok(mut map) = self.published.lock() {
+                        map.insert(rec.id.clone(), published);
+                    }
+                }
+                Err(e) => tracing::warn!("re-publishing ports of {}: {e}", rec.short_id()),
+            }
+            return Ok(Reconnected::Running(Arc::new(ShimProcess::new(
+                &paths.socket,
+                &paths.exit_file,
+            ))));
+        }
+        Ok(match read_exit_file(&paths.exit_file) {
+            Some(status) => Reconnected::Exited(status),
+            None => Reconnected::Lost,
+        })
+    }
+
+    async fn release(&self, rec: &ContainerRecord) {
+        let published = self.published.lock().ok().and_then(|mut m| m.remove(&rec.id));
+        for p in published.into_iter().flatten() {
+            p.close().await;
+        }
+        if rec.network_mode != vmrun_network::HOST_NETWORK {
+            self.detach_network(&rec.id).await;
+        }
+    }
+
+    async fn remove(&self, rec: &ContainerRecord) -> Result<(), BackendError> {
+        let paths = self.paths(&rec.id);
+        // A rootfs still mounted (a shim that was killed) must not be deleted through.
+        let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&paths.socket);
+        match std::fs::remove_dir_all(&paths.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::Failed(format!(
+                "removing {}: {e}",
+                paths.dir.display()
+            ))),
+        }
+    }
+
+    async fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<(), BackendError> {
+        if rec.state.pid <= 0 {
+            return Err(BackendError::Gone(format!(
+                "container {} is not running",
+                rec.short_id()
+            )));
+        }
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|_| BackendError::BadRequest(format!("invalid signal: {signal}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig)
+            .map_err(|e| BackendError::Gone(format!("signalling {}: {e}", rec.state.pid)))
+    }
+
+    async fn stats(&self, rec: &ContainerRecord) -> Result<ResourceStats, BackendError> {
+        let m = vmrun_cgroups::manager(&cgroup_path(rec))
+            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
+        let s = m
+            .stats()
+            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
+        Ok(ResourceStats {
+            memory_usage: s.memory_usage,
+            memory_max_usage: s.memory_max_usage,
+            memory_limit: s.memory_limit.unwrap_or_else(host_memory),
+            memory_cache: s.memory_cache,
+            cpu_usage_ns: s.cpu_usage_ns,
+            cpu_user_ns: s.cpu_user_ns,
+            cpu_system_ns: s.cpu_system_ns,
+            pids_current: s.pids_current,
+            pids_limit: s.pids_limit,
+        })
+    }
+
+    async fn pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, BackendError> {
+        let m = vmrun_cgroups::manager(&cgroup_path(rec))
+            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
+        let pids = m
+            .pids()
+            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
+        Ok(pids.into_iter().map(|p| p.as_raw()).collect())
+    }
+}
+
+fn cgroup_path(rec: &ContainerRecord) -> PathBuf {
+    PathBuf::from(format!("/vmrun/{}", rec.id))
+}
+
+fn host_memory() -> u64 {
+    let info = nix::sys::sysinfo::sysinfo();
+    info.map(|i| i.ram_total()).unwrap_or(0)
+}

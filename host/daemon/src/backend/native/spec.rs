@@ -1,0 +1,334 @@
+//! The OCI runtime spec of a container, from its docker config.
+//!
+//! Starts from runc's defaults (oci-spec's `Spec::default()`: mounts, namespaces, masked
+//! and read-only paths) and applies what docker applies: the command, environment, user,
+//! docker's default capabilities and seccomp profile, `no_new_privs`, resource limits, the
+//! network namespace made by the network manager, and the per-container files and mounts.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxCpu, LinuxNamespace, LinuxNamespaceType,
+    LinuxMemoryBuilder, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Spec,
+};
+
+use crate::backend::BackendError;
+use crate::state::ContainerRecord;
+
+/// CPU period used for `--cpus`, as docker uses.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// A bind mount after volume names and paths are resolved.
+#[derive(Debug, Clone)]
+pub struct ResolvedMount {
+    /// Host path.
+    pub source: PathBuf,
+    /// Path in the container.
+    pub destination: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// The files the daemon writes for every container.
+#[derive(Debug, Clone)]
+pub struct ContainerFiles {
+    /// `/etc/hosts`.
+    pub hosts: PathBuf,
+    /// `/etc/hostname`.
+    pub hostname: PathBuf,
+    /// `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+}
+
+/// Everything the spec depends on besides the record.
+pub struct SpecInputs<'a> {
+    /// The container.
+    pub rec: &'a ContainerRecord,
+    /// Mounted root filesystem.
+    pub rootfs: &'a Path,
+    /// Network namespace to join; `None` shares the host's.
+    pub netns: Option<&'a Path>,
+    /// Per-container files.
+    pub files: &'a ContainerFiles,
+    /// Binds and volumes.
+    pub mounts: &'a [ResolvedMount],
+}
+
+fn invalid(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed(format!("building the runtime spec: {e}"))
+}
+
+/// Build the spec.
+pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
+    let rec = inp.rec;
+    let hc = &rec.host_config;
+    let privileged = hc.privileged.unwrap_or(false);
+    let mut spec = Spec::default();
+
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(inp.rootfs.to_path_buf());
+    root.set_readonly(Some(hc.readonly_rootfs.unwrap_or(false)));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(hostname(rec)));
+
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut args = vec![rec.path.clone()];
+    args.extend(rec.args.iter().cloned());
+    process.set_args(Some(args));
+    process.set_env(Some(environment(rec)));
+    process.set_cwd(PathBuf::from(
+        rec.config
+            .working_dir
+            .as_deref()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/"),
+    ));
+    process.set_terminal(Some(rec.tty()));
+    process.set_no_new_privileges(Some(!privileged));
+    let caps = capabilities(rec, privileged)?;
+    process.set_capabilities(Some(caps.clone()));
+    let nofile = PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .hard(1_048_576u64)
+        .soft(1_048_576u64)
+        .build()
+        .map_err(invalid)?;
+    process.set_rlimits(Some(vec![nofile]));
+    spec.set_process(Some(process));
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/vmrun/{}", rec.id))));
+    linux.set_namespaces(Some(namespaces(inp.netns)));
+    linux.set_resources(Some(resources(rec)?));
+    if privileged {
+        linux.set_masked_paths(Some(Vec::new()));
+        linux.set_readonly_paths(Some(Vec::new()));
+    } else {
+        let names: Vec<String> = caps
+            .bounding()
+            .iter()
+            .flatten()
+            .map(|c| format!("CAP_{c}"))
+            .collect();
+        linux.set_seccomp(Some(vmrun_security::seccomp::docker_default_profile(&names)));
+    }
+    spec.set_linux(Some(linux));
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if inp.netns.is_none() {
+        // Sharing the host's network namespace: its sysfs view is fine to show.
+        mounts.retain(|m| m.destination() != Path::new("/sys/fs/cgroup"));
+    }
+    resize_shm(&mut mounts, hc.shm_size);
+    for (dest, src) in [
+        ("/etc/hosts", &inp.files.hosts),
+        ("/etc/hostname", &inp.files.hostname),
+        ("/etc/resolv.conf", &inp.files.resolv_conf),
+    ] {
+        mounts.push(bind(src, dest, false));
+    }
+    for m in inp.mounts {
+        mounts.push(bind(&m.source, &m.destination, m.read_only));
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}
+
+/// The container's hostname: `--hostname`, else the short id.
+pub fn hostname(rec: &ContainerRecord) -> String {
+    rec.config
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| rec.short_id().to_string())
+}
+
+fn environment(rec: &ContainerRecord) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: &str| {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.to_string());
+    };
+    set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    set(&format!("HOSTNAME={}", hostname(rec)));
+    for kv in rec.config.env.iter().flatten() {
+        set(kv);
+    }
+    if rec.tty() && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
+fn capabilities(rec: &ContainerRecord, privileged: bool) -> Result<LinuxCapabilities, BackendError> {
+    use std::collections::HashSet;
+    use std::str::FromStr;
+    let parse = |name: &str| -> Result<Option<Capability>, BackendError> {
+        let upper = name.to_ascii_uppercase();
+        if upper == "ALL" || upper == "CAP_ALL" {
+            return Ok(None);
+        }
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        Capability::from_str(&full)
+            .map(Some)
+            .map_err(|_| BackendError::BadRequest(format!("unknown capability: \"{name}\"")))
+    };
+    let all: HashSet<Capability> = all_capabilities();
+    let mut set: HashSet<Capability> = if privileged {
+        all.clone()
+    } else {
+        let mut s = HashSet::new();
+        for name in vmrun_security::capabilities::DOCKER_DEFAULT {
+            if let Some(c) = parse(name)? {
+                s.insert(c);
+            }
+        }
+        s
+    };
+    for name in rec.host_config.cap_add.iter().flatten() {
+        match parse(name)? {
+            Some(c) => {
+                set.insert(c);
+            }
+            None => set.clone_from(&all),
+        }
+    }
+    for name in rec.host_config.cap_drop.iter().flatten() {
+        match parse(name)? {
+            Some(c) => {
+                set.remove(&c);
+            }
+            None => set.clear(),
+        }
+    }
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    caps.set_inheritable(Some(HashSet::new()));
+    caps.set_ambient(Some(HashSet::new()));
+    Ok(caps)
+}
+
+fn all_capabilities() -> std::collections::HashSet<Capability> {
+    use std::str::FromStr;
+    // Every capability the kernel headers of our targets know.
+    const NAMES: &[&str] = &[
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    ];
+    NAMES
+        .iter()
+        .filter_map(|n| Capability::from_str(n).ok())
+        .collect()
+}
+
+fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
+    let mut out = Vec::new();
+    for typ in [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ] {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(typ);
+        out.push(ns);
+    }
+    if let Some(path) = netns {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(LinuxNamespaceType::Network);
+        ns.set_path(Some(path.to_path_buf()));
+        out.push(ns);
+    }
+    out
+}
+
+fn resources(rec: &ContainerRecord) -> Result<LinuxResources, BackendError> {
+    let hc = &rec.host_config;
+    let mut r = LinuxResources::default();
+    if let Some(mem) = hc.memory.filter(|m| *m > 0) {
+        if mem < 6 * 1024 * 1024 {
+            return Err(BackendError::BadRequest(
+                "Minimum memory limit allowed is 6MB".into(),
+            ));
+        }
+        let mut m = LinuxMemoryBuilder::default();
+        m = m.limit(mem);
+        // Docker's default: swap limit = 2 × memory; we give no swap beyond the limit,
+        // so a container that outgrows its memory is OOM-killed, not swapped.
+        let swap = match hc.memory_swap {
+            Some(s) if s > 0 => s,
+            Some(-1) => -1,
+            _ => mem,
+        };
+        m = m.swap(swap);
+        r.set_memory(Some(m.build().map_err(invalid)?));
+    }
+    let mut cpu = LinuxCpu::default();
+    let mut any_cpu = false;
+    if let Some(nano) = hc.nano_cpus.filter(|n| *n > 0) {
+        let quota = (nano as u128 * CPU_PERIOD_US as u128 / 1_000_000_000) as i64;
+        cpu.set_quota(Some(quota.max(1000)));
+        cpu.set_period(Some(CPU_PERIOD_US));
+        any_cpu = true;
+    }
+    if let Some(shares) = hc.cpu_shares.filter(|s| *s > 0) {
+        cpu.set_shares(Some(shares as u64));
+        any_cpu = true;
+    }
+    if let Some(quota) = hc.cpu_quota.filter(|q| *q > 0) {
+        cpu.set_quota(Some(quota));
+        cpu.set_period(Some(hc.cpu_period.filter(|p| *p > 0).unwrap_or(CPU_PERIOD_US as i64) as u64));
+        any_cpu = true;
+    }
+    if any_cpu {
+        r.set_cpu(Some(cpu));
+    }
+    if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
+        let mut p = LinuxPids::default();
+        p.set_limit(limit);
+        r.set_pids(Some(p));
+    }
+    Ok(r)
+}
+
+fn resize_shm(mounts: &mut [Mount], shm_size: Option<i64>) {
+    let size = shm_size.filter(|s| *s > 0).unwrap_or(64 * 1024 * 1024);
+    for m in mounts.iter_mut() {
+        if m.destination() == Path::new("/dev/shm") {
+            let mut opts: Vec<String> = m
+                .options()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| !o.starts_with("size="))
+                .collect();
+            opts.push(format!("size={size}"));
+            m.set_options(Some(opts));
+        }
+    }
+}
+
+fn bind(source: &Path, destination: &str, read_only: bool) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(destination));
+    m.set_typ(Some("bind".into()));
+    m.set_source(Some(source.to_path_buf()));
+    let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
+    opts.push(if read_only { "ro" } else { "rw" }.to_string());
+    m.set_options(Some(opts));
+    m
+}

@@ -1,0 +1,279 @@
+//! `POST /containers/create`: validate a request, merge the image's defaults, store it.
+
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig};
+
+use super::{names, Engine};
+use crate::error::ApiError;
+use crate::state::{ContainerRecord, MountState, RunState};
+
+/// A create request as the API received it.
+pub struct CreateRequest {
+    /// `?name=`.
+    pub name: Option<String>,
+    /// The JSON body.
+    pub body: ContainerCreateBody,
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+impl Engine {
+    /// Create a container; returns its id and warnings.
+    pub async fn create_container(&self, req: CreateRequest) -> Result<(String, Vec<String>), ApiError> {
+        let body = req.body;
+        let image_ref = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| ApiError::bad_request("config.Image: no image specified"))?;
+        let image = self.images.resolve(&image_ref).map_err(|e| match e {
+            vmrun_images::ImageError::NotFound(_) => {
+                ApiError::not_found(format!("No such image: {image_ref}"))
+            }
+            other => ApiError::from(other),
+        })?;
+        let name = match req.name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(&n).to_string();
+                names::validate(&n).map_err(ApiError::bad_request)?;
+                n
+            }
+            None => self.unused_name(),
+        };
+        let host_config = body.host_config.clone().unwrap_or_default();
+        validate_resources(&host_config)?;
+        let mut config: ContainerConfig = serde_json::to_value(&body)
+            .and_then(serde_json::from_value)
+            .map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
+        let image_config = image.config.config().clone().unwrap_or_default();
+
+        // Command: a user entrypoint replaces the image's entrypoint and cmd.
+        let user_entrypoint = config.entrypoint.clone().filter(|e| !e.is_empty());
+        let (entrypoint, cmd) = match user_entrypoint {
+            Some(ep) => (ep, config.cmd.clone().unwrap_or_default()),
+            None => (
+                image_config.entrypoint().clone().unwrap_or_default(),
+                config
+                    .cmd
+                    .clone()
+                    .filter(|c| !c.is_empty())
+                    .or_else(|| image_config.cmd().clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        let mut argv: Vec<String> = entrypoint.into_iter().chain(cmd.clone()).collect();
+        if argv.is_empty() {
+            return Err(ApiError::bad_request("No command specified"));
+        }
+        let path = argv.remove(0);
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            config.cmd = Some(cmd);
+        }
+
+        // Environment: the image's, overridden key by key by the user's.
+        let mut env: Vec<String> = image_config.env().clone().unwrap_or_default();
+        for kv in config.env.iter().flatten() {
+            if !kv.contains('=') || kv.starts_with('=') {
+                return Err(ApiError::bad_request(format!("invalid environment variable: {kv}")));
+            }
+            let key = kv.split('=').next().unwrap_or(kv);
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        config.env = Some(env);
+        if config.working_dir.as_deref().is_none_or(str::is_empty) {
+            config.working_dir = image_config.working_dir().clone();
+        }
+        if let Some(dir) = config.working_dir.as_deref().filter(|d| !d.is_empty()) {
+            if !dir.starts_with('/') {
+                return Err(ApiError::bad_request(format!(
+                    "the working directory '{dir}' is invalid, it needs to be an absolute path"
+                )));
+            }
+        }
+        if config.user.as_deref().is_none_or(str::is_empty) {
+            config.user = image_config.user().clone();
+        }
+        if config.labels.is_none() {
+            config.labels = image_config.labels().clone();
+        }
+        config.image = Some(image_ref.clone());
+
+        let (network_mode, aliases) = self.network_choice(&body, &host_config)?;
+        let mounts = self.resolve_mounts(&host_config)?;
+        for key in host_config.port_bindings.iter().flat_map(|b| b.keys()) {
+            crate::backend::native::parse_port_key(key).map_err(crate::engine::backend_error)?;
+        }
+
+        let rec = ContainerRecord {
+            id: new_id(),
+            name,
+            created: vmrun_shim::now_rfc3339(),
+            image: image_ref,
+            image_id: image.id.clone(),
+            layers: image.layer_dirs.clone(),
+            path,
+            args: argv,
+            config,
+            host_config,
+            network_mode,
+            aliases,
+            state: RunState::default(),
+            endpoint: None,
+            ports: Vec::new(),
+            mounts,
+            restart_count: 0,
+        };
+        let id = rec.id.clone();
+        let image_name = rec.image.clone();
+        let cname = rec.name.clone();
+        self.store.insert(rec).map_err(super::store_error)?;
+        self.events.emit(
+            "container",
+            "create",
+            &id,
+            &[("name", cname), ("image", image_name)],
+        );
+        Ok((id, Vec::new()))
+    }
+
+    fn unused_name(&self) -> String {
+        loop {
+            let n = names::random_name();
+            if self.store.resolve(&n).is_err() {
+                return n;
+            }
+        }
+    }
+
+    fn network_choice(
+        &self,
+        body: &ContainerCreateBody,
+        hc: &HostConfig,
+    ) -> Result<(String, Vec<String>), ApiError> {
+        let mode = hc.network_mode.clone().unwrap_or_default();
+        let mode = match mode.as_str() {
+            "" | "default" => vmrun_network::DEFAULT_NETWORK.to_string(),
+            m if m.starts_with("container:") => {
+                return Err(ApiError::bad_request(
+                    "network mode container:<name> is not supported by vmrun yet",
+                ))
+            }
+            m => m.to_string(),
+        };
+        if mode != vmrun_network::HOST_NETWORK && mode != vmrun_network::NONE_NETWORK {
+            self.network.inspect(&mode).map_err(|_| {
+                ApiError::not_found(format!("network {mode} not found"))
+            })?;
+        }
+        let aliases = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.as_ref())
+            .and_then(|e| e.get(&mode))
+            .and_then(|e| e.aliases.clone())
+            .unwrap_or_default();
+        Ok((mode, aliases))
+    }
+
+    fn resolve_mounts(&self, hc: &HostConfig) -> Result<Vec<MountState>, ApiError> {
+        let mut out = Vec::new();
+        for bind in hc.binds.iter().flatten() {
+            out.push(self.parse_bind(bind)?);
+        }
+        for m in hc.mounts.iter().flatten() {
+            let target = m.target.clone().unwrap_or_default();
+            let source = m.source.clone().unwrap_or_default();
+            let ro = m.read_only.unwrap_or(false);
+            let typ = m.typ.map(|t| t.to_string()).unwrap_or_default();
+            let spec = format!("{source}:{target}{}", if ro { ":ro" } else { "" });
+            match typ.as_str() {
+                "bind" | "volume" => out.push(self.parse_bind(&spec)?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "mount type {other} is not supported by vmrun yet"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_bind(&self, spec: &str) -> Result<MountState, ApiError> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (source, dest, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid volume specification: '{spec}'"
+                )))
+            }
+        };
+        if !dest.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dest}' mount path must be absolute"
+            )));
+        }
+        let mut rw = true;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => rw = false,
+                "rw" => rw = true,
+                "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave"
+                | "nocopy" | "consistent" | "cached" | "delegated" => {}
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid volume specification: '{spec}': invalid mode: {other}"
+                    )))
+                }
+            }
+        }
+        if source.starts_with('/') {
+            if !std::path::Path::new(source).exists() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {source}"
+                )));
+            }
+            Ok(MountState {
+                kind: "bind".into(),
+                name: None,
+                source: source.to_string(),
+                destination: dest.to_string(),
+                rw,
+            })
+        } else {
+            let v = self.volumes.create(source)?;
+            self.events.emit("volume", "create", source, &[]);
+            Ok(MountState {
+                kind: "volume".into(),
+                name: Some(source.to_string()),
+                source: v.mountpoint.display().to_string(),
+                destination: dest.to_string(),
+                rw,
+            })
+        }
+    }
+}
+
+fn validate_resources(hc: &HostConfig) -> Result<(), ApiError> {
+    if let Some(m) = hc.memory {
+        if m < 0 {
+            return Err(ApiError::bad_request("invalid memory limit: must be positive"));
+        }
+        if m > 0 && m < 6 * 1024 * 1024 {
+            return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
+        }
+    }
+    if let Some(n) = hc.nano_cpus {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+        if n < 0 || n > cpus * 1_000_000_000 {
+            return Err(ApiError::bad_request(format!(
+                "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+            )));
+        }
+    }
+    Ok(())
+}

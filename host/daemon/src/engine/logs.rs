@@ -1,0 +1,207 @@
+//! `GET /containers/{id}/logs`: reading json-file logs, optionally following them.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::mpsc;
+use vmrun_shim::frame::{self, Stream as StdStream};
+use vmrun_shim::logfile::LogRecord;
+
+use super::Engine;
+use crate::error::ApiError;
+
+/// Options of a logs request.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Include stdout.
+    pub stdout: bool,
+    /// Include stderr.
+    pub stderr: bool,
+    /// Keep streaming new output until the container stops.
+    pub follow: bool,
+    /// Only the last N lines (`None` = all).
+    pub tail: Option<usize>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
+    /// Only records at or after this Unix time.
+    pub since: Option<f64>,
+    /// Only records before this Unix time.
+    pub until: Option<f64>,
+}
+
+/// Parse `?tail=` (`all` or a number).
+pub fn parse_tail(s: Option<&str>) -> Result<Option<usize>, ApiError> {
+    match s {
+        None | Some("") | Some("all") => Ok(None),
+        Some(n) => n
+            .parse::<i64>()
+            .map(|n| if n < 0 { None } else { Some(n as usize) })
+            .map_err(|_| ApiError::bad_request(format!("invalid value for \"tail\": {n}"))),
+    }
+}
+
+fn unix_time(rfc3339: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+}
+
+struct Renderer {
+    opts: LogOptions,
+    tty: bool,
+}
+
+impl Renderer {
+    fn wanted(&self, rec: &LogRecord) -> bool {
+        let stream_ok = match rec.stream() {
+            StdStream::Stderr => self.opts.stderr,
+            _ => self.opts.stdout,
+        };
+        if !stream_ok {
+            return false;
+        }
+        if self.opts.since.is_some() || self.opts.until.is_some() {
+            let t = unix_time(&rec.time).unwrap_or(0.0);
+            if self.opts.since.is_some_and(|s| t < s) || self.opts.until.is_some_and(|u| t >= u) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn render(&self, rec: &LogRecord, out: &mut Vec<u8>) {
+        let mut line = Vec::new();
+        if self.opts.timestamps {
+            line.extend_from_slice(rec.time.as_bytes());
+            line.push(b' ');
+        }
+        line.extend_from_slice(rec.log.as_bytes());
+        if self.tty {
+            out.extend_from_slice(&line);
+        } else {
+            frame::encode(rec.stream(), &line, out);
+        }
+    }
+}
+
+/// Read whole lines that are complete from `reader`; returns records and keeps a partial
+/// trailing line for next time.
+fn read_complete(reader: &mut BufReader<std::fs::File>, partial: &mut String) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                partial.push_str(&line);
+                if partial.ends_with('\n') {
+                    if let Ok(rec) = serde_json::from_str::<LogRecord>(partial.trim_end()) {
+                        out.push(rec);
+                    }
+                    partial.clear();
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// A stream of log output (docker-framed unless the container has a terminal).
+    pub fn container_logs(
+        self: &Arc<Self>,
+        key: &str,
+        opts: LogOptions,
+    ) -> Result<(bool, impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static), ApiError> {
+        let rec = self.container(key)?;
+        if !opts.stdout && !opts.stderr {
+            return Err(ApiError::bad_request(
+                "You must choose at least one stream",
+            ));
+        }
+        let tty = rec.tty();
+        let path: PathBuf = self
+            .config
+            .container_dir(&rec.id)
+            .join(format!("{}-json.log", rec.id));
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        let engine = self.clone();
+        let id = rec.id.clone();
+        let renderer = Renderer { opts, tty };
+        tokio::task::spawn_blocking(move || follow_log(engine, id, path, renderer, tx));
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok((tty, stream))
+    }
+}
+
+fn follow_log(
+    engine: Arc<Engine>,
+    id: String,
+    path: PathBuf,
+    renderer: Renderer,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    };
+    let mut offset = 0u64;
+    let mut partial = String::new();
+    if let Some(f) = file {
+        let mut reader = BufReader::new(f);
+        let mut records: Vec<LogRecord> = read_complete(&mut reader, &mut partial)
+            .into_iter()
+            .filter(|r| renderer.wanted(r))
+            .collect();
+        if let Some(n) = renderer.opts.tail {
+            let skip = records.len().saturating_sub(n);
+            records.drain(..skip);
+        }
+        let mut out = Vec::new();
+        for r in &records {
+            renderer.render(r, &mut out);
+            if out.len() > 64 * 1024 && tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut out)))).is_err() {
+                return;
+            }
+        }
+        if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+            return;
+        }
+        offset = reader.stream_position().unwrap_or(0);
+    }
+    if !renderer.opts.follow {
+        return;
+    }
+    loop {
+        let running = engine.container(&id).map(|r| r.is_running()).unwrap_or(false);
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            if f.seek(SeekFrom::Start(offset)).is_ok() {
+                let mut reader = BufReader::new(f);
+                let mut out = Vec::new();
+                for r in read_complete(&mut reader, &mut partial) {
+                    if renderer.wanted(&r) {
+                        renderer.render(&r, &mut out);
+                    }
+                }
+                offset = reader.stream_position().unwrap_or(offset);
+                if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+                    return;
+                }
+            }
+        }
+        if !running || tx.is_closed() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,137 @@
+//! The container lifecycle: state transitions, persistence, events, and the processes
+//! that back them.
+
+mod create;
+pub mod events;
+mod exec;
+mod lifecycle;
+pub mod logs;
+mod names;
+pub mod procfs;
+mod stats;
+pub mod volumes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use vmrun_images::ImageStore;
+use vmrun_network::NetworkManager;
+
+use crate::backend::native::NativeBackend;
+use crate::backend::{AttachIo, AttachOptions, ContainerBackend, ProcessHandle};
+use crate::config::DaemonConfig;
+use crate::error::ApiError;
+use crate::state::{ContainerStore, StoreError};
+
+pub use create::CreateRequest;
+pub use events::{Event, EventBus};
+pub use exec::ExecRecord;
+pub use lifecycle::{parse_signal, WaitCondition};
+pub use names::validate as validate_name;
+
+/// An attach request waiting for its container to start.
+struct PendingAttach {
+    opts: AttachOptions,
+    reply: oneshot::Sender<Result<Box<dyn AttachIo>, ApiError>>,
+}
+
+/// The daemon's core: every API handler is a thin call into this.
+pub struct Engine {
+    /// Paths.
+    pub config: DaemonConfig,
+    /// Container records.
+    pub store: ContainerStore,
+    /// Images.
+    pub images: Arc<ImageStore>,
+    /// Networks.
+    pub network: Arc<NetworkManager>,
+    /// Named volumes.
+    pub volumes: volumes::VolumeStore,
+    /// Event stream.
+    pub events: EventBus,
+    backend: Arc<dyn ContainerBackend>,
+    processes: Mutex<HashMap<String, Arc<dyn ProcessHandle>>>,
+    pending_attach: Mutex<HashMap<String, Vec<PendingAttach>>>,
+    execs: Mutex<HashMap<String, ExecRecord>>,
+    op_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Engine {
+    /// Open every store under the data root and pick up containers that ran before.
+    pub async fn open(config: DaemonConfig) -> anyhow::Result<Self> {
+        for dir in [&config.data_root, &config.exec_root] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let store = ContainerStore::open(&config.data_root.join("containers"))?;
+        let images = ImageStore::open(&config.data_root.join("images"))
+            .context("opening the image store")?;
+        let net_state = config.data_root.join("network");
+        let netns_dir = config.exec_root.join("netns");
+        let network = tokio::task::spawn_blocking(move || NetworkManager::open(&net_state, &netns_dir))
+            .await
+            .context("network setup panicked")?
+            .context("opening the network manager")?;
+        let network = Arc::new(network);
+        let volumes = volumes::VolumeStore::open(&config.data_root.join("volumes"))?;
+        let backend = Arc::new(NativeBackend::new(config.clone(), network.clone()));
+        let engine = Engine {
+            config,
+            store,
+            images: Arc::new(images),
+            network,
+            volumes,
+            events: EventBus::new(),
+            backend,
+            processes: Mutex::new(HashMap::new()),
+            pending_attach: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+            op_locks: Mutex::new(HashMap::new()),
+        };
+        Ok(engine)
+    }
+
+    /// Look a container up by id, prefix or name.
+    pub fn container(&self, key: &str) -> Result<crate::state::ContainerRecord, ApiError> {
+        self.store.resolve(key).map_err(store_error)
+    }
+
+    /// Serialise operations on one container (start against stop, remove against start).
+    async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(id.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    fn process(&self, id: &str) -> Option<Arc<dyn ProcessHandle>> {
+        self.processes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+/// Map a store error to the API.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(k) => ApiError::no_such_container(&k),
+        StoreError::Ambiguous(_) => ApiError::bad_request(e.to_string()),
+        StoreError::NameInUse { .. } => ApiError::conflict(e.to_string()),
+        StoreError::Io { .. } => ApiError::internal(e.to_string()),
+    }
+}
+
+/// Map a backend error to the API.
+pub fn backend_error(e: crate::backend::BackendError) -> ApiError {
+    use crate::backend::BackendError as B;
+    match e {
+        B::NotFound(m) | B::PermissionDenied(m) => ApiError::bad_request(m),
+        B::BadRequest(m) => ApiError::bad_request(m),
+        B::Gone(m) => ApiError::conflict(m),
+        B::Failed(m) => ApiError::internal(m),
+    }
+}

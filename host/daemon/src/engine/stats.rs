@@ -1,0 +1,68 @@
+//! `stats` and `top` data from the backend.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{
+    ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerPidsStats,
+    ContainerStatsResponse,
+};
+
+use super::{backend_error, procfs, Engine};
+use crate::error::ApiError;
+use crate::state::ContainerRecord;
+
+impl Engine {
+    /// Host pids of a container's processes.
+    pub async fn container_pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, ApiError> {
+        self.backend.pids(rec).await.map_err(backend_error)
+    }
+
+    /// One stats sample; `prev` fills docker's `precpu_stats`.
+    pub async fn container_stats(
+        &self,
+        rec: &ContainerRecord,
+        prev: Option<&ContainerStatsResponse>,
+    ) -> Result<ContainerStatsResponse, ApiError> {
+        let online = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let mut resp = ContainerStatsResponse {
+            id: Some(rec.id.clone()),
+            name: Some(format!("/{}", rec.name)),
+            os_type: Some("linux".into()),
+            read: Some(vmrun_shim::now_rfc3339()),
+            preread: prev.and_then(|p| p.read.clone()),
+            precpu_stats: prev.and_then(|p| p.cpu_stats.clone()),
+            ..Default::default()
+        };
+        if !rec.is_running() {
+            return Ok(resp);
+        }
+        let s = self.backend.stats(rec).await.map_err(backend_error)?;
+        resp.cpu_stats = Some(ContainerCpuStats {
+            cpu_usage: Some(ContainerCpuUsage {
+                total_usage: Some(s.cpu_usage_ns),
+                percpu_usage: None,
+                usage_in_kernelmode: Some(s.cpu_system_ns),
+                usage_in_usermode: Some(s.cpu_user_ns),
+            }),
+            system_cpu_usage: Some(procfs::system_cpu_ns()),
+            online_cpus: Some(online),
+            throttling_data: None,
+        });
+        resp.memory_stats = Some(ContainerMemoryStats {
+            usage: Some(s.memory_usage),
+            max_usage: Some(s.memory_max_usage),
+            limit: Some(s.memory_limit),
+            stats: Some(HashMap::from([
+                ("cache".to_string(), s.memory_cache),
+                ("total_inactive_file".to_string(), 0),
+            ])),
+            ..Default::default()
+        });
+        resp.pids_stats = Some(ContainerPidsStats {
+            current: Some(s.pids_current),
+            limit: s.pids_limit,
+        });
+        resp.num_procs = Some(s.pids_current as u32);
+        Ok(resp)
+    }
+}

@@ -1,0 +1,96 @@
+//! Named volumes: directories under `<data-root>/volumes/<name>/_data`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::ApiError;
+
+/// One volume.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// Name.
+    pub name: String,
+    /// Host path of its data.
+    pub mountpoint: PathBuf,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+/// All named volumes.
+pub struct VolumeStore {
+    root: PathBuf,
+}
+
+impl VolumeStore {
+    /// Open (create) the volume directory.
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        Ok(VolumeStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn validate(name: &str) -> Result<(), ApiError> {
+        let ok = name.len() >= 2
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(format!(
+                "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+            )))
+        }
+    }
+
+    /// Create a volume, or return the existing one.
+    pub fn create(&self, name: &str) -> Result<Volume, ApiError> {
+        Self::validate(name)?;
+        let data = self.root.join(name).join("_data");
+        std::fs::create_dir_all(&data)
+            .map_err(|e| ApiError::internal(format!("creating volume {name}: {e}")))?;
+        self.get(name)
+    }
+
+    /// A volume by name.
+    pub fn get(&self, name: &str) -> Result<Volume, ApiError> {
+        Self::validate(name).map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
+        let dir = self.root.join(name);
+        let meta = std::fs::metadata(&dir)
+            .map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
+        let created = meta
+            .modified()
+            .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
+            .unwrap_or_default();
+        Ok(Volume {
+            name: name.to_string(),
+            mountpoint: dir.join("_data"),
+            created,
+        })
+    }
+
+    /// Every volume.
+    pub fn list(&self) -> Vec<Volume> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if let Some(name) = e.file_name().to_str() {
+                    if let Ok(v) = self.get(name) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Delete a volume and its data (the caller checks it is unused).
+    pub fn remove(&self, name: &str) -> Result<(), ApiError> {
+        let v = self.get(name)?;
+        let dir = v.mountpoint.parent().map(Path::to_path_buf).unwrap_or(v.mountpoint);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("removing volume {name}: {e}")))
+    }
+}

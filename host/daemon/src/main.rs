@@ -1,0 +1,64 @@
+//! `vmrund`: the vmrun daemon.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use vmrun_daemon::DaemonConfig;
+
+/// The vmrun daemon: serves the Docker Engine API on a Unix socket.
+#[derive(Parser, Debug)]
+#[command(name = "vmrund", version)]
+struct Args {
+    /// API socket, as `unix:///path` or a path.
+    #[arg(long, short = 'H', default_value = "unix:///run/vmrun/docker.sock", env = "VMRUN_HOST")]
+    host: String,
+    /// Where containers, images, volumes and networks persist.
+    #[arg(long, default_value = "/var/lib/vmrun", env = "VMRUN_DATA_ROOT")]
+    data_root: PathBuf,
+    /// Runtime state (sockets, namespaces) that does not survive a reboot.
+    #[arg(long, default_value = "/run/vmrun", env = "VMRUN_EXEC_ROOT")]
+    exec_root: PathBuf,
+    /// The `vmrun-shim` binary (default: next to vmrund, then PATH).
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// Debug logging.
+    #[arg(long, short = 'D')]
+    debug: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = if args.debug { "debug" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VMRUN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let socket = args
+        .host
+        .strip_prefix("unix://")
+        .unwrap_or(&args.host)
+        .to_string();
+    if socket.contains("://") {
+        anyhow::bail!("--host must be a unix socket (unix:///path), not {}", args.host);
+    }
+    let mut config = DaemonConfig::with_defaults();
+    config.socket = PathBuf::from(socket);
+    config.data_root = args.data_root;
+    config.exec_root = args.exec_root;
+    if let Some(shim) = args.shim {
+        config.shim_path = shim;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("vmrund needs root to create namespaces, cgroups and mounts");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(vmrun_daemon::run(config))
+}

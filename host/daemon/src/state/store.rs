@@ -1,0 +1,180 @@
+//! The index of container records, written through to disk on every change.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::ContainerRecord;
+
+/// Errors of the container store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No container matches.
+    #[error("No such container: {0}")]
+    NotFound(String),
+    /// An id prefix matches several containers.
+    #[error("multiple containers match {0}: use a longer id")]
+    Ambiguous(String),
+    /// The name is taken.
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// Its holder.
+        id: String,
+    },
+    /// Disk I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was attempted.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// File name of a record inside its container directory.
+pub const RECORD_FILE: &str = "container.json";
+
+/// All containers, by id.
+pub struct ContainerStore {
+    dir: PathBuf,
+    records: Mutex<HashMap<String, ContainerRecord>>,
+}
+
+impl ContainerStore {
+    /// Load every record under `dir` (`<data-root>/containers`). Unreadable records are
+    /// skipped with a warning, never deleted.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let mut records = HashMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
+            context: format!("reading {}", dir.display()),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path().join(RECORD_FILE);
+            match std::fs::read(&path).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
+                Ok(Ok(rec)) => {
+                    records.insert(rec.id.clone(), rec);
+                }
+                Ok(Err(e)) => tracing::warn!("skipping {}: {e}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
+            }
+        }
+        Ok(ContainerStore {
+            dir: dir.to_path_buf(),
+            records: Mutex::new(records),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Find a container by full id, unique id prefix, or name (with or without `/`).
+    pub fn resolve(&self, key: &str) -> Result<ContainerRecord, StoreError> {
+        let records = self.lock();
+        find(&records, key).cloned()
+    }
+
+    /// Every container.
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        let mut all: Vec<_> = self.lock().values().cloned().collect();
+        all.sort_by(|a, b| b.created.cmp(&a.created));
+        all
+    }
+
+    /// Add a new container; fails if its name is taken.
+    pub fn insert(&self, rec: ContainerRecord) -> Result<(), StoreError> {
+        let mut records = self.lock();
+        if let Some(other) = records.values().find(|r| r.name == rec.name) {
+            return Err(StoreError::NameInUse {
+                name: rec.name.clone(),
+                id: other.id.clone(),
+            });
+        }
+        self.write(&rec)?;
+        records.insert(rec.id.clone(), rec);
+        Ok(())
+    }
+
+    /// Change a container's record and persist it; returns the new record.
+    pub fn update<F>(&self, id: &str, f: F) -> Result<ContainerRecord, StoreError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
+        let mut records = self.lock();
+        let rec = records
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut next = rec.clone();
+        f(&mut next);
+        self.write(&next)?;
+        *rec = next.clone();
+        Ok(next)
+    }
+
+    /// Rename, checking the new name is free.
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        let mut records = self.lock();
+        if let Some(other) = records.values().find(|r| r.name == name && r.id != id) {
+            return Err(StoreError::NameInUse {
+                name: name.to_string(),
+                id: other.id.clone(),
+            });
+        }
+        let rec = records
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut next = rec.clone();
+        next.name = name.to_string();
+        self.write(&next)?;
+        *rec = next;
+        Ok(())
+    }
+
+    /// Forget a container (its directory is removed by the caller).
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn write(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let dir = self.dir.join(&rec.id);
+        let io = |context: String| move |source| StoreError::Io { context, source };
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join(RECORD_FILE);
+        let tmp = dir.join(format!("{RECORD_FILE}.tmp"));
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Io {
+            context: "encoding the record".into(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&tmp, data).map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(io(format!("renaming to {}", path.display())))?;
+        Ok(())
+    }
+}
+
+fn find<'a>(
+    records: &'a HashMap<String, ContainerRecord>,
+    key: &str,
+) -> Result<&'a ContainerRecord, StoreError> {
+    if let Some(r) = records.get(key) {
+        return Ok(r);
+    }
+    let name = key.strip_prefix('/').unwrap_or(key);
+    if let Some(r) = records.values().find(|r| r.name == name) {
+        return Ok(r);
+    }
+    let mut matches = records.values().filter(|r| !key.is_empty() && r.id.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some(r), None) => Ok(r),
+        (Some(_), Some(_)) => Err(StoreError::Ambiguous(key.to_string())),
+        _ => Err(StoreError::NotFound(key.to_string())),
+    }
+}

@@ -1,0 +1,420 @@
+//! [`ImageStore`]: loading, naming, listing and removing images.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oci_spec::image::ImageConfiguration;
+
+use crate::archive::{docker_archive, oci_layout, ImportedImage, StagedArchive};
+use crate::blobs::BlobStore;
+use crate::digest::{chain_ids, Digest};
+use crate::error::{ImageError, IoContext};
+use crate::image::{Image, LoadedImage, RemovedItem};
+use crate::index::{ImageRecord, Index, LayerRecord};
+use crate::layers::{LayerStore, PreparedLayer};
+use crate::lookup::{find_image, tag_key};
+use crate::reference::Reference;
+
+const INDEX_FILE: &str = "images.json";
+const LOCK_FILE: &str = "lock";
+const TMP_DIR: &str = "tmp";
+
+/// The image store. Internally locked: share it behind an `Arc`.
+///
+/// Loads and removals are serialized with each other; lookups and listings
+/// only wait for the brief moment an index is swapped in.
+pub struct ImageStore {
+    root: PathBuf,
+    tmp: PathBuf,
+    blobs: BlobStore,
+    layers: LayerStore,
+    index: RwLock<Index>,
+    /// Serializes everything that writes the index or deletes layers.
+    writer: Mutex<()>,
+    /// Held (flock) while the store is open, so two daemons cannot share a root.
+    _lock: OwnedFd,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store at `root`, removes leftovers of
+    /// interrupted loads and removals, and takes an exclusive lock on it.
+    pub fn open(root: &Path) -> Result<Self, ImageError> {
+        fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("opening {}", lock_path.display()))?;
+        let lock = OwnedFd::from(lock);
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                ImageError::io(
+                    format!(
+                        "locking {} (is another daemon using this image store?)",
+                        lock_path.display()
+                    ),
+                    e.into(),
+                )
+            },
+        )?;
+        let tmp = root.join(TMP_DIR);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).ctx(|| format!("clearing {}", tmp.display()))?;
+        }
+        fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        let index = Index::read(&root.join(INDEX_FILE))?;
+        let store = ImageStore {
+            root: root.to_owned(),
+            blobs: BlobStore::new(root, &tmp)?,
+            layers: LayerStore::new(root, &tmp)?,
+            tmp,
+            index: RwLock::new(index),
+            writer: Mutex::new(()),
+            _lock: lock,
+        };
+        store.collect_garbage()?;
+        Ok(store)
+    }
+
+    /// Loads every image of an OCI image layout or docker-archive tar.
+    ///
+    /// All blobs are verified against their digests and every layer against
+    /// its diff id; layers already in the store are shared, not unpacked again.
+    /// Nothing becomes visible until everything is in place: a failed load
+    /// leaves the store as it was.
+    pub fn load(&self, reader: impl Read) -> Result<Vec<LoadedImage>, ImageError> {
+        let staged = StagedArchive::extract(reader, &self.tmp)?;
+        let imported = if staged.has("index.json") {
+            oci_layout::parse(&staged)?
+        } else if staged.has("manifest.json") {
+            docker_archive::parse(&staged)?
+        } else {
+            return Err(ImageError::InvalidArchive(
+                "neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)".into(),
+            ));
+        };
+        let _writer = self.lock_writer();
+        let mut prepared: HashMap<Digest, PreparedLayer> = HashMap::new();
+        let mut records = Vec::with_capacity(imported.len());
+        for image in &imported {
+            records.push(self.prepare_image(image, &mut prepared)?);
+        }
+        // Commit: blobs and layers first, then the index that makes them visible.
+        for image in &imported {
+            self.blobs.put_bytes(&image.config_digest, &image.config)?;
+            self.blobs
+                .put_bytes(&Digest::of_bytes(&image.manifest), &image.manifest)?;
+            for layer in &image.layers {
+                self.blobs.put_staged(&layer.blob)?;
+            }
+        }
+        for (chain_id, layer) in prepared {
+            self.layers.commit(&chain_id, layer)?;
+        }
+        let mut index = self.read_index().clone();
+        let mut loaded = Vec::new();
+        for (image, record) in imported.iter().zip(records) {
+            let id = image_id(&image.config_digest);
+            index.images.insert(id.clone(), record);
+            for name in &image.names {
+                let reference = name.to_string();
+                if let Some(old) = index.tags.insert(reference.clone(), id.clone()) {
+                    if old != id {
+                        tracing::info!(%reference, old_id = %old, "moved the tag to the newly loaded image");
+                    }
+                }
+                loaded.push(LoadedImage {
+                    reference,
+                    id: id.clone(),
+                });
+            }
+            if image.names.is_empty() {
+                loaded.push(LoadedImage {
+                    reference: id.clone(),
+                    id,
+                });
+            }
+        }
+        self.commit_index(index)?;
+        drop(staged);
+        Ok(loaded)
+    }
+
+    /// Finds an image by `busybox`, `busybox:latest`, `docker.io/library/busybox:latest`,
+    /// `repo@sha256:<manifest>`, its full id `sha256:…`, or an id prefix of at least 4 hex characters.
+    pub fn resolve(&self, reference: &str) -> Result<Image, ImageError> {
+        let index = self.read_index();
+        let id = find_image(&index, reference)?;
+        self.describe(&index, &id)
+    }
+
+    /// Every image, most recently loaded first.
+    pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let index = self.read_index();
+        let mut ids: Vec<(&String, &ImageRecord)> = index.images.iter().collect();
+        ids.sort_by(|a, b| b.1.loaded_at.cmp(&a.1.loaded_at).then(a.0.cmp(b.0)));
+        ids.into_iter()
+            .map(|(id, _)| self.describe(&index, id))
+            .collect()
+    }
+
+    /// Points the tag `target` (normalized; `:latest` by default) at the image `source` resolves to.
+    pub fn tag(&self, source: &str, target: &str) -> Result<(), ImageError> {
+        let target_ref = Reference::parse(target)?;
+        if target_ref.digest().is_some() {
+            return Err(ImageError::InvalidReference {
+                reference: target.to_owned(),
+                reason: "a tag cannot be a digest reference".into(),
+            });
+        }
+        let _writer = self.lock_writer();
+        let mut index = self.read_index().clone();
+        let id = find_image(&index, source)?;
+        index
+            .tags
+            .insert(target_ref.with_default_tag().to_string(), id);
+        self.commit_index(index)
+    }
+
+    /// Removes a reference; when an image loses its last reference (or is
+    /// named by id), deletes it and every layer and blob no other image uses.
+    /// By id, an image tagged in several repositories is a conflict (as in docker
+    /// without `--force`). The caller checks that no container uses the image.
+    pub fn remove(&self, reference: &str) -> Result<Vec<RemovedItem>, ImageError> {
+        let _writer = self.lock_writer();
+        let mut index = self.read_index().clone();
+        let id = find_image(&index, reference)?;
+        let mut removed = Vec::new();
+        let digest_ref = Reference::parse(reference)
+            .ok()
+            .filter(|r| r.digest().is_some())
+            .map(|r| r.to_string());
+        let record_digests = index
+            .images
+            .get(&id)
+            .map(|r| r.repo_digests.clone())
+            .unwrap_or_default();
+        let tag = tag_key(reference).filter(|key| index.tags.contains_key(key));
+        if let Some(key) = tag {
+            index.tags.remove(&key);
+            removed.push(RemovedItem::Untagged(key));
+        } else if let Some(digest_ref) = digest_ref.filter(|d| record_digests.contains(d)) {
+            if let Some(record) = index.images.get_mut(&id) {
+                record.repo_digests.retain(|d| *d != digest_ref);
+            }
+            removed.push(RemovedItem::Untagged(digest_ref));
+        } else {
+            let tags = index.tags_of(&id);
+            let repos: BTreeSet<String> = tags
+                .iter()
+                .filter_map(|t| Reference::parse(t).ok())
+                .map(|r| r.repository())
+                .collect();
+            if repos.len() > 1 {
+                return Err(ImageError::Conflict(format!(
+                    "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    short_id(&id)
+                )));
+            }
+            for tag in tags {
+                index.tags.remove(&tag);
+                removed.push(RemovedItem::Untagged(tag));
+            }
+            if let Some(record) = index.images.get_mut(&id) {
+                removed.extend(record.repo_digests.drain(..).map(RemovedItem::Untagged));
+            }
+        }
+        let still_referenced = !index.tags_of(&id).is_empty()
+            || index
+                .images
+                .get(&id)
+                .is_some_and(|r| !r.repo_digests.is_empty());
+        if still_referenced {
+            self.commit_index(index)?;
+            return Ok(removed);
+        }
+        let Some(record) = index.images.remove(&id) else {
+            return Err(ImageError::NotFound(reference.to_owned()));
+        };
+        removed.push(RemovedItem::Deleted(id));
+        let still_used = index.referenced_layers();
+        let blobs_used = index.referenced_blobs();
+        self.commit_index(index)?;
+        for layer in record.layers.iter().rev() {
+            if still_used.contains(&layer.chain_id) {
+                continue;
+            }
+            match self.layers.remove(&layer.chain_id) {
+                Ok(()) => removed.push(RemovedItem::Deleted(layer.chain_id.to_string())),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "layer left behind; it is removed when the store is next opened"
+                ),
+            }
+        }
+        let mut blobs: Vec<&Digest> = vec![&record.config, &record.manifest];
+        blobs.extend(record.layers.iter().map(|l| &l.blob));
+        for blob in blobs.into_iter().filter(|b| !blobs_used.contains(*b)) {
+            if let Err(e) = self.blobs.remove(blob) {
+                tracing::warn!(error = %e, "blob left behind; it is removed when the store is next opened");
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn prepare_image(
+        &self,
+        image: &ImportedImage,
+        prepared: &mut HashMap<Digest, PreparedLayer>,
+    ) -> Result<ImageRecord, ImageError> {
+        let label = image
+            .names
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| image_id(&image.config_digest));
+        let config = parse_config(&image.config, &label)?;
+        let diff_ids = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| d.parse::<Digest>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if diff_ids.len() != image.layers.len() {
+            return Err(ImageError::InvalidArchive(format!(
+                "image {label}: its config lists {} layers (rootfs.diff_ids) but its manifest {}",
+                diff_ids.len(),
+                image.layers.len()
+            )));
+        }
+        let chains = chain_ids(&diff_ids);
+        let mut layers = Vec::with_capacity(diff_ids.len());
+        for (i, layer) in image.layers.iter().enumerate() {
+            let chain_id = &chains[i];
+            let parent = i.checked_sub(1).map(|p| &chains[p]);
+            let size = match prepared.get(chain_id) {
+                Some(p) => p.size(),
+                None => {
+                    let p =
+                        self.layers
+                            .prepare(&label, chain_id, parent, &diff_ids[i], &layer.blob)?;
+                    let size = p.size();
+                    prepared.insert(chain_id.clone(), p);
+                    size
+                }
+            };
+            layers.push(LayerRecord {
+                chain_id: chain_id.clone(),
+                diff_id: diff_ids[i].clone(),
+                blob: layer.blob.digest.clone(),
+                media_type: layer.media_type.clone(),
+                blob_size: layer.blob.size,
+                size,
+            });
+        }
+        Ok(ImageRecord {
+            config: image.config_digest.clone(),
+            manifest: Digest::of_bytes(&image.manifest),
+            layers,
+            loaded_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            repo_digests: Vec::new(),
+        })
+    }
+
+    fn describe(&self, index: &Index, id: &str) -> Result<Image, ImageError> {
+        let record = index
+            .images
+            .get(id)
+            .ok_or_else(|| ImageError::NotFound(id.to_owned()))?;
+        let bytes = self.blobs.read(&record.config)?;
+        let config = parse_config(&bytes, id)?;
+        Ok(Image {
+            id: id.to_owned(),
+            repo_tags: index.tags_of(id),
+            repo_digests: record.repo_digests.clone(),
+            created: config.created().clone(),
+            size: record.layers.iter().map(|l| l.size).sum(),
+            layer_dirs: record
+                .layers
+                .iter()
+                .map(|l| self.layers.diff_dir(&l.chain_id))
+                .collect(),
+            architecture: config.architecture().to_string(),
+            os: config.os().to_string(),
+            config,
+        })
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        // A panic while holding the lock cannot leave the index half-written:
+        // it is only ever replaced whole.
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `index` to disk and makes it the current one.
+    fn commit_index(&self, index: Index) -> Result<(), ImageError> {
+        index.write(&self.root.join(INDEX_FILE))?;
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        Ok(())
+    }
+
+    /// Removes layers and blobs that no image references (left by an interrupted load or removal).
+    fn collect_garbage(&self) -> Result<(), ImageError> {
+        let index = self.read_index();
+        let layers = index.referenced_layers();
+        for chain_id in self.layers.list()? {
+            if !layers.contains(&chain_id) {
+                tracing::info!(%chain_id, "removing an unreferenced layer");
+                self.layers.remove(&chain_id)?;
+            }
+        }
+        let blobs = index.referenced_blobs();
+        for digest in self.blobs.list()? {
+            if !blobs.contains(&digest) {
+                tracing::info!(%digest, "removing an unreferenced blob");
+                self.blobs.remove(&digest)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses an image config. `history` is optional in the OCI spec but required
+/// by `oci-spec` 0.7, so a missing one is read as empty.
+fn parse_config(bytes: &[u8], image: &str) -> Result<ImageConfiguration, ImageError> {
+    let context = || format!("parsing the config of image {image}");
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ImageError::json(context(), e))?;
+    if let Some(object) = value.as_object_mut() {
+        object
+            .entry("history")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    }
+    serde_json::from_value(value).map_err(|e| ImageError::json(context(), e))
+}
+
+fn image_id(config: &Digest) -> String {
+    config.to_string()
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}

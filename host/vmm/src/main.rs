@@ -1,0 +1,234 @@
+//! `vmrun-vmm`: runs one microVM per process. The daemon launches it, connects to the vsock
+//! Unix socket, and reads the exit status: 0 guest halt/poweroff, 2 guest reset, 3 VM error,
+//! 143 stopped by SIGTERM/SIGINT/parent death, 1 the VM never started (one error line on
+//! stderr; nothing is left behind).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use vmrun_vmm::{BlockDeviceConfig, BootSource, CpuMode, SerialOutput, VmConfig, Vmm, VsockConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RawMode {
+    Real,
+    Long,
+}
+
+/// Run one microVM on KVM.
+#[derive(Parser, Debug)]
+#[command(name = "vmrun-vmm", version)]
+struct Args {
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory_mib: u32,
+    /// Kernel image: ELF vmlinux (PVH) or bzImage.
+    #[arg(long, conflicts_with = "raw_image")]
+    kernel: Option<PathBuf>,
+    /// Initrd / initramfs.
+    #[arg(long, requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (the VMM appends its virtio_mmio.device= entries).
+    #[arg(long, default_value = "console=ttyS0 reboot=k panic=-1")]
+    cmdline: String,
+    /// Instead of a kernel: a raw program loaded at --raw-load-addr (tests, benchmarks).
+    #[arg(long)]
+    raw_image: Option<PathBuf>,
+    /// CPU mode for --raw-image.
+    #[arg(long, value_enum, default_value_t = RawMode::Real)]
+    raw_mode: RawMode,
+    /// Load/entry address for --raw-image.
+    #[arg(long, default_value_t = 0x1000)]
+    raw_load_addr: u64,
+    /// Guest CID of the vsock device.
+    #[arg(long, requires = "vsock_uds", default_value_t = 3)]
+    vsock_cid: u32,
+    /// Host Unix socket of the vsock device (hybrid vsock).
+    #[arg(long)]
+    vsock_uds: Option<PathBuf>,
+    /// A raw disk image as virtio-blk: PATH or PATH,ro (repeatable, in order).
+    #[arg(long = "disk")]
+    disks: Vec<String>,
+    /// Serial output: stdout, none, or file:PATH.
+    #[arg(long, default_value = "stdout")]
+    serial: String,
+    /// Print start-up timings to stderr.
+    #[arg(long)]
+    timing: bool,
+}
+
+fn parse_disk(spec: &str) -> Result<BlockDeviceConfig> {
+    let (path, read_only) = match spec.rsplit_once(',') {
+        Some((p, "ro")) => (p, true),
+        Some((p, "rw")) => (p, false),
+        _ => (spec, false),
+    };
+    if path.is_empty() {
+        bail!("--disk: empty path");
+    }
+    Ok(BlockDeviceConfig {
+        path: path.into(),
+        read_only,
+    })
+}
+
+fn parse_serial(spec: &str) -> Result<SerialOutput> {
+    Ok(match spec {
+        "stdout" => SerialOutput::Stdout,
+        "none" => SerialOutput::Sink,
+        s => match s.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => SerialOutput::File(p.into()),
+            _ => bail!("--serial must be stdout, none or file:PATH (got {s:?})"),
+        },
+    })
+}
+
+fn build_config(args: &Args) -> Result<VmConfig> {
+    let boot = match (&args.kernel, &args.raw_image) {
+        (Some(kernel), None) => BootSource::Kernel {
+            kernel: kernel.clone(),
+            initrd: args.initrd.clone(),
+            cmdline: args.cmdline.clone(),
+        },
+        (None, Some(raw)) => BootSource::Raw {
+            image: std::fs::read(raw).with_context(|| format!("reading {}", raw.display()))?,
+            load_addr: args.raw_load_addr,
+            mode: match args.raw_mode {
+                RawMode::Real => CpuMode::Real,
+                RawMode::Long => CpuMode::Long,
+            },
+        },
+        _ => bail!("one of --kernel or --raw-image is required"),
+    };
+    Ok(VmConfig {
+        vcpus: args.vcpus,
+        memory_mib: args.memory_mib,
+        boot,
+        vsock: args.vsock_uds.as_ref().map(|p| VsockConfig {
+            guest_cid: args.vsock_cid,
+            uds_path: p.clone(),
+        }),
+        block_devices: args
+            .disks
+            .iter()
+            .map(|d| parse_disk(d))
+            .collect::<Result<_>>()?,
+        serial: parse_serial(&args.serial)?,
+    })
+}
+
+/// Dies with the parent: SIGTERM on parent death, handled like any SIGTERM.
+fn tie_to_parent() -> Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) };
+    if rc != 0 {
+        bail!(
+            "prctl(PR_SET_PDEATHSIG): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Blocks SIGTERM/SIGINT in every thread (threads inherit the mask) and returns a signalfd
+/// that reports them.
+fn termination_signalfd() -> Result<OwnedFd> {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; the calls only
+    // read/write it and the thread's signal mask.
+    let fd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            bail!("pthread_sigmask failed");
+        }
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    };
+    if fd < 0 {
+        bail!("signalfd: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own exclusively.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn run(args: Args, started: Instant) -> Result<i32> {
+    let config = build_config(&args)?;
+    let sigfd = termination_signalfd()?;
+    tie_to_parent()?;
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } == 1 {
+        bail!("parent already exited");
+    }
+    let mut vm = Vmm::start(config).context("starting the VM")?;
+    let built = started.elapsed();
+    if let Some(p) = vm.vsock_uds_path() {
+        tracing::info!("vsock listening on {}", p.display());
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: vm.exit_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            bail!("poll: {e}");
+        }
+        break;
+    }
+    let reason = if fds[1].revents != 0 {
+        tracing::info!("termination signal: stopping the VM");
+        vm.stop()
+    } else {
+        vm.wait()
+    };
+    if args.timing {
+        eprintln!(
+            "vmrun-vmm timing: vm_built_us={} exited_us={}",
+            built.as_micros(),
+            started.elapsed().as_micros()
+        );
+    }
+    match &reason {
+        vmrun_vmm::ExitReason::Error(e) => eprintln!("vmrun-vmm: VM error: {e}"),
+        other => tracing::info!("VM stopped: {other:?}"),
+    }
+    Ok(reason.exit_code())
+}
+
+fn main() {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VMRUN_VMM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args, started) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("vmrun-vmm: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

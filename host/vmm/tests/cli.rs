@@ -1,0 +1,165 @@
+//! The `vmrun-vmm` binary: bad input gives one clear message and exit status 1 with nothing
+//! left behind; a halting guest exits 0; SIGTERM stops the VM (143) and removes its socket.
+
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vmrun-vmm");
+
+fn kvm_or_skip() -> bool {
+    match vmrun_vmm::pvm::kvm_usable() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+fn vmm(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_fails_with(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    assert_fails_with(&vmm(&["--kernel", &d("missing")]), "boot.kernel");
+    std::fs::write(d("notes.txt"), "not a kernel").unwrap();
+    assert_fails_with(&vmm(&["--kernel", &d("notes.txt")]), "is not a kernel");
+    std::fs::write(d("vmlinux"), b"\x7fELF\x02\x01\x01\x00").unwrap();
+    let long = "x".repeat(3000);
+    assert_fails_with(
+        &vmm(&["--kernel", &d("vmlinux"), "--cmdline", &long]),
+        "boot.cmdline",
+    );
+    assert_fails_with(
+        &vmm(&["--kernel", &d("vmlinux"), "--memory-mib", "100000000"]),
+        "does not fit the host",
+    );
+    let busy = d("busy.sock");
+    let _listener = UnixListener::bind(&busy).unwrap();
+    assert_fails_with(
+        &vmm(&["--kernel", &d("vmlinux"), "--vsock-uds", &busy]),
+        "in use",
+    );
+    assert!(
+        Path::new(&busy).exists(),
+        "someone else's socket is left alone"
+    );
+    assert_fails_with(&vmm(&["--raw-image", &d("missing.bin")]), "missing.bin");
+}
+
+#[test]
+fn failure_after_binding_the_socket_removes_it() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinux");
+    // ELF magic passes validation; linux-loader then rejects the truncated header.
+    std::fs::write(&kernel, b"\x7fELF\x02\x01\x01\x00").unwrap();
+    let sock = dir.path().join("v.sock");
+    let o = vmm(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--vsock-uds",
+        sock.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("loading kernel"), "{}", stderr(&o));
+    assert!(!sock.exists(), "socket removed on failure");
+}
+
+#[test]
+fn absent_kvm_is_reported() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let probe = Command::new("unshare").args(["--mount", "true"]).status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        eprintln!("skipping: cannot create a mount namespace (unshare --mount)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("hlt.bin");
+    std::fs::write(&image, [0xf4]).unwrap();
+    // Hide /dev/kvm behind /dev/null in a private mount namespace.
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            &format!(
+                "mount --bind /dev/null /dev/kvm && exec {BIN} --raw-image {}",
+                image.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_fails_with(&o, "/dev/kvm is unusable");
+}
+
+#[test]
+fn halting_guest_exits_zero_with_serial_on_stdout() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("hi.bin");
+    // mov dx,0x3f8; mov al,'h'; out dx,al; mov al,'i'; out dx,al; hlt
+    std::fs::write(
+        &image,
+        [0xba, 0xf8, 0x03, 0xb0, b'h', 0xee, 0xb0, b'i', 0xee, 0xf4],
+    )
+    .unwrap();
+    let o = vmm(&["--raw-image", image.to_str().unwrap(), "--memory-mib", "8"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"hi");
+}
+
+#[test]
+fn sigterm_stops_the_vm_and_removes_the_socket() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("spin.bin");
+    std::fs::write(&image, [0xeb, 0xfe]).unwrap();
+    let sock = dir.path().join("v.sock");
+    let mut child = Command::new(BIN)
+        .args([
+            "--raw-image",
+            image.to_str().unwrap(),
+            "--vsock-uds",
+            sock.to_str().unwrap(),
+            "--serial",
+            "none",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "socket never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(!sock.exists(), "socket removed on SIGTERM");
+}
