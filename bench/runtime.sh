@@ -9,8 +9,10 @@
 # ONE private mount namespace (`unshare -m`) with that mount removed, for all
 # three runtimes alike. Timing is taken inside that shell with
 # $EPOCHREALTIME around each runtime invocation, so the wrapper's own cost is
-# not in any number (nothing to subtract). Runs are interleaved
-# (vmrun, crun, runc, vmrun, ...) so drift hits all three equally.
+# not in any number (nothing to subtract). Runs are interleaved and the order
+# rotates every round (the kernel tears network namespaces down
+# asynchronously, so whoever runs right after another runtime pays for part
+# of its cleanup), so drift and leftovers hit all three equally.
 set -euo pipefail
 
 RUNS=${1:-50}
@@ -46,8 +48,9 @@ cd "$BUNDLE"
 ms() { # start end -> milliseconds
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'
 }
+ORDERS=("vmrun crun runc" "crun runc vmrun" "runc vmrun crun")
 for i in $(seq 1 "$RUNS"); do
-    for rt in vmrun crun runc; do
+    for rt in ${ORDERS[$((i % 3))]}; do
         case $rt in
             vmrun) cmd=("$VMRUN" --root "$WORK/state-vmrun" run --bundle "$BUNDLE" "b$i") ;;
             crun)  cmd=(crun --root "$WORK/state-crun" run --bundle "$BUNDLE" "b$i") ;;

@@ -82,12 +82,24 @@ fn prepare(plan: &InitPlan) -> Result<(), ChildError> {
     keep.extend(plan.start_listener.as_ref().map(|l| l.as_raw_fd()));
     close_fds_except(&mut keep);
     namespaces::enter(&plan.namespaces)?;
-    wait_for_parent(&plan.sync)?;
+    // The parent moves us into the cgroup meanwhile; wait for it only where
+    // it matters (cgroup namespace, cgroup mount, exec), so the mounts overlap
+    // with its cgroup writes.
+    let mut in_cgroup = false;
+    let mut ensure_in_cgroup = || -> Result<(), ChildError> {
+        if !in_cgroup {
+            wait_for_parent(&plan.sync)?;
+            in_cgroup = true;
+        }
+        Ok(())
+    };
     if plan.namespaces.new_cgroup {
+        ensure_in_cgroup()?;
         unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ChildError::sys("unshare cgroup namespace", e))?;
     }
-    plan.rootfs.prepare()?;
+    plan.rootfs.prepare(&mut ensure_in_cgroup)?;
+    ensure_in_cgroup()?;
     rootfs::pivot(&plan.rootfs.rootfs)?;
     if let Some(name) = &plan.hostname {
         nix::unistd::sethostname(name).map_err(|e| ChildError::sys("sethostname", e))?;

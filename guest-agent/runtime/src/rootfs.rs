@@ -99,8 +99,12 @@ impl RootfsPlan {
     }
 
     /// Child, in its new mount namespace: propagation, the rootfs bind,
-    /// `spec.mounts`, devices, links, console.
-    pub(crate) fn prepare(&self) -> Result<(), ChildError> {
+    /// `spec.mounts`, devices, links, console. `in_cgroup` is called before
+    /// the first cgroup mount (which needs the child in its cgroup).
+    pub(crate) fn prepare(
+        &self,
+        in_cgroup: &mut dyn FnMut() -> Result<(), ChildError>,
+    ) -> Result<(), ChildError> {
         do_mount(None, Path::new("/"), None, self.propagation, None)?;
         // pivot_root needs the new root to be a mount point.
         do_mount(
@@ -111,6 +115,9 @@ impl RootfsPlan {
             None,
         )?;
         for m in &self.mounts {
+            if matches!(m.kind, crate::mounts::MountKind::Cgroup(_)) {
+                in_cgroup()?;
+            }
             m.mount_under(&self.rootfs, self.new_cgroup_ns)?;
         }
         devices::create_devices(&self.rootfs, &self.devices)?;

@@ -4,10 +4,8 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::cgroup::Cgroup;
@@ -131,10 +129,8 @@ impl Runtime {
                 container.state.status = Status::Running;
                 container.state.write(&dir)
             }
-            Ok(Message::Error(e)) => {
-                let _ = self.reap_if_child(container.pid);
-                Err(e.into())
-            }
+            // The init exits after reporting; the caller reaps it.
+            Ok(Message::Error(e)) => Err(e.into()),
             Ok(_) => Err(RuntimeError::Setup(
                 "unexpected message from container init".into(),
             )),
@@ -222,15 +218,10 @@ impl Runtime {
 
     fn wait_gone(&self, container: &Container) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        // A zombie counts as stopped: reaping stays with the caller.
         while container.status() != Status::Stopped && Instant::now() < deadline {
-            let _ = self.reap_if_child(container.pid);
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    /// Reaps `pid` without blocking when it is our exited child.
-    fn reap_if_child(&self, pid: Pid) -> Result<(), Errno> {
-        waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).map(|_| ())
     }
 
     fn spawn(

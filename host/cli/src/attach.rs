@@ -104,7 +104,8 @@ pub fn spawn_resize_monitor(api: Api, target: ResizeTarget) -> TaskGuard {
         if let Some((rows, cols)) = local_terminal_size() {
             resize(&api, &target, rows, cols).await;
         }
-        let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         else {
             return;
         };

@@ -75,6 +75,7 @@ pub enum Command {
     /// Display system-wide information
     Info,
     /// Run the vmrun daemon (execs `vmrund` with the remaining arguments)
+    #[command(disable_help_flag = true)]
     Daemon {
         /// Arguments for vmrund
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -130,7 +131,12 @@ where
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return report(CliError::new(1, format!("cannot start the async runtime: {e}"))),
+        Err(e) => {
+            return report(CliError::new(
+                1,
+                format!("cannot start the async runtime: {e}"),
+            ))
+        }
     };
     let result = runtime.block_on(commands::dispatch(cli));
     // Helper threads (stdin readers) may still block; do not wait for them.

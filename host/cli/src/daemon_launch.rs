@@ -47,7 +47,11 @@ fn find_in(beside: Option<PathBuf>, path_var: &std::ffi::OsStr) -> Option<PathBu
 
 /// The daemon's arguments: `--host` when `host` is not the default, and
 /// `--data-root`/`--exec-root` from `VMRUN_DATA_ROOT`/`VMRUN_EXEC_ROOT`.
-pub fn daemon_args(host: &str, data_root: Option<OsString>, exec_root: Option<OsString>) -> Vec<OsString> {
+pub fn daemon_args(
+    host: &str,
+    data_root: Option<OsString>,
+    exec_root: Option<OsString>,
+) -> Vec<OsString> {
     let mut args = Vec::new();
     if host != DEFAULT_HOST {
         let host = if host.starts_with('/') {
@@ -174,8 +178,15 @@ mod tests {
         );
         assert_eq!(
             args,
-            ["--host", "unix:///tmp/t.sock", "--data-root", "/tmp/data", "--exec-root", "/tmp/exec"]
-                .map(OsString::from)
+            [
+                "--host",
+                "unix:///tmp/t.sock",
+                "--data-root",
+                "/tmp/data",
+                "--exec-root",
+                "/tmp/exec"
+            ]
+            .map(OsString::from)
         );
         assert_eq!(
             daemon_args("/tmp/t.sock", Some("".into()), None),
@@ -196,7 +207,10 @@ mod tests {
         };
         let from_path = make(in_path.path());
         let path_var = std::env::join_paths([in_path.path()]).unwrap();
-        assert_eq!(find_in(Some(beside.path().join(DAEMON_BINARY)), &path_var), Some(from_path));
+        assert_eq!(
+            find_in(Some(beside.path().join(DAEMON_BINARY)), &path_var),
+            Some(from_path)
+        );
         let next_to = make(beside.path());
         assert_eq!(find_in(Some(next_to.clone()), &path_var), Some(next_to));
         assert_eq!(find_in(None, std::ffi::OsStr::new("")), None);

@@ -58,6 +58,8 @@ impl From<vmrun_images::ImageError> for ApiError {
         use vmrun_images::ImageError as E;
         match &e {
             E::NotFound(_) => ApiError::not_found(e.to_string()),
+            E::Conflict(_) => ApiError::conflict(e.to_string()),
+            E::Io { .. } | E::Corrupt { .. } => ApiError::internal(e.to_string()),
             _ => ApiError::bad_request(e.to_string()),
         }
     }

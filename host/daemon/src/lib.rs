@@ -30,22 +30,32 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let listener = api::listen(&config.socket).context("opening the API socket")?;
     tracing::info!("vmrund listening on unix://{}", config.socket.display());
     let router = api::router(engine.clone());
-    let shutdown = async {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
         };
         tokio::select! {
             _ = term.recv() => {},
             _ = tokio::signal::ctrl_c() => {},
         }
         tracing::info!("shutting down; containers keep running under their shims");
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = graceful_rx.wait_for(|s| *s).await;
+    });
+    // Streams (attach, logs -f, events) may stay open forever: give them a moment, then go.
+    let grace = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the API")?;
+    tokio::select! {
+        r = server => r.context("serving the API")?,
+        () = grace => {},
+    }
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
 }

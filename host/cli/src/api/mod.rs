@@ -62,10 +62,22 @@ pub async fn connect(host: &str, autostart: bool) -> CliResult<Api> {
         daemon_launch::start_daemon(host, &socket).await?;
     }
     let socket_str = socket.to_string_lossy().to_string();
-    let docker = Docker::connect_with_unix(&socket_str, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-        .map_err(|e| CliError::new(1, format!("cannot connect to the vmrun daemon at {host}: {e}")))?;
+    let docker = Docker::connect_with_unix(
+        &socket_str,
+        REQUEST_TIMEOUT_SECS,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| {
+        CliError::new(
+            1,
+            format!("cannot connect to the vmrun daemon at {host}: {e}"),
+        )
+    })?;
     let docker = docker.negotiate_version().await.map_err(|e| {
-        CliError::new(1, format!("cannot negotiate the API version with {host}: {e}"))
+        CliError::new(
+            1,
+            format!("cannot negotiate the API version with {host}: {e}"),
+        )
     })?;
     tracing::debug!(version = %docker.client_version(), "negotiated API version");
     Ok(Api {
@@ -101,8 +113,14 @@ mod tests {
 
     #[test]
     fn host_parsing() {
-        assert_eq!(socket_path("unix:///tmp/x.sock").unwrap(), PathBuf::from("/tmp/x.sock"));
-        assert_eq!(socket_path("/tmp/x.sock").unwrap(), PathBuf::from("/tmp/x.sock"));
+        assert_eq!(
+            socket_path("unix:///tmp/x.sock").unwrap(),
+            PathBuf::from("/tmp/x.sock")
+        );
+        assert_eq!(
+            socket_path("/tmp/x.sock").unwrap(),
+            PathBuf::from("/tmp/x.sock")
+        );
         assert!(socket_path("tcp://127.0.0.1:2375").is_err());
         assert!(socket_path("unix://relative").is_err());
     }

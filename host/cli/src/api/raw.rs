@@ -36,7 +36,10 @@ pub async fn request(
         .method(method)
         .uri(path_and_query)
         .header(hyper::header::HOST, "vmrun")
-        .header(hyper::header::USER_AGENT, concat!("vmrun-cli/", env!("CARGO_PKG_VERSION")));
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("vmrun-cli/", env!("CARGO_PKG_VERSION")),
+        );
     if body.is_some() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
     }
@@ -50,7 +53,11 @@ pub async fn request(
     let text = String::from_utf8_lossy(&bytes).to_string();
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or(text);
     Err(ApiError::DockerResponseServerError {
         status_code: status.as_u16(),
@@ -78,7 +85,9 @@ pub async fn get_raw_json(
 /// Whether the engine answers `GET /_ping` within `timeout`.
 pub async fn ping(socket: &Path, timeout: Duration) -> bool {
     let attempt = async {
-        let response = request(socket, hyper::Method::GET, "/_ping", None).await.ok()?;
+        let response = request(socket, hyper::Method::GET, "/_ping", None)
+            .await
+            .ok()?;
         response.into_body().collect().await.ok()
     };
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))

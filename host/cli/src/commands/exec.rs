@@ -41,10 +41,11 @@ pub async fn exec(api: &Api, args: &ExecArgs) -> CliResult<i32> {
     };
     let mut env = Vec::new();
     for value in &args.env {
-        env.push(
-            parse_env(value, |k| std::env::var(k).ok())
-                .map_err(|e| CliError::usage(format!("invalid argument \"{value}\" for \"-e, --env\" flag: {e}")))?,
-        );
+        env.push(parse_env(value, |k| std::env::var(k).ok()).map_err(|e| {
+            CliError::usage(format!(
+                "invalid argument \"{value}\" for \"-e, --env\" flag: {e}"
+            ))
+        })?);
     }
     let attach = !args.detach;
     let config = CreateExecOptions::<String> {

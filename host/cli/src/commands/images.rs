@@ -131,7 +131,11 @@ pub async fn tag(api: &Api, args: &TagArgs) -> CliResult<i32> {
             format!("invalid reference format: \"{}\"", args.target),
         ));
     }
-    let tag = if tag.is_empty() { "latest".to_string() } else { tag };
+    let tag = if tag.is_empty() {
+        "latest".to_string()
+    } else {
+        tag
+    };
     let opts = TagImageOptionsBuilder::new().repo(&repo).tag(&tag).build();
     api.docker
         .tag_image(&args.source, Some(opts))

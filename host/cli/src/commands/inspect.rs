@@ -56,7 +56,11 @@ const KINDS: [(&str, &str); 4] = [
 ];
 
 /// Looks `name` up as each kind in turn; `Ok(None)` when nothing has it.
-pub async fn find_object(api: &Api, name: &str, only: Option<&str>) -> CliResult<Option<RawObject>> {
+pub async fn find_object(
+    api: &Api,
+    name: &str,
+    only: Option<&str>,
+) -> CliResult<Option<RawObject>> {
     for (kind, path) in KINDS {
         if only.is_some_and(|o| o != kind) {
             continue;
@@ -94,7 +98,10 @@ pub fn render(objects: &[RawObject], format: &InspectFormat) -> CliResult<String
 pub async fn inspect(api: &Api, args: &InspectArgs, format: &InspectFormat) -> CliResult<i32> {
     if let Some(kind) = &args.kind {
         if !KINDS.iter().any(|(k, _)| k == kind) {
-            return Err(CliError::new(1, format!("\"{kind}\" is not a valid value for --type")));
+            return Err(CliError::new(
+                1,
+                format!("\"{kind}\" is not a valid value for --type"),
+            ));
         }
     }
     let mut found = Vec::new();

@@ -29,7 +29,12 @@ pub struct StartArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "time", visible_alias = "timeout", allow_hyphen_values = true)]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        allow_hyphen_values = true
+    )]
     pub time: Option<i32>,
     /// Signal to send to the container
     #[arg(short = 's', long)]
@@ -76,7 +81,10 @@ pub struct WaitArgs {
 pub async fn start(api: &Api, args: &StartArgs) -> CliResult<i32> {
     if args.attach || args.interactive {
         if args.containers.len() > 1 {
-            return Err(CliError::new(1, "you cannot start and attach multiple containers at once"));
+            return Err(CliError::new(
+                1,
+                "you cannot start and attach multiple containers at once",
+            ));
         }
         let name = &args.containers[0];
         let inspected = api
@@ -119,7 +127,9 @@ pub async fn stop(api: &Api, args: &StopArgs, restart: bool) -> CliResult<i32> {
             if let Some(s) = &args.signal {
                 opts = opts.signal(s);
             }
-            api.docker.restart_container(&name, Some(opts.build())).await
+            api.docker
+                .restart_container(&name, Some(opts.build()))
+                .await
         } else {
             let mut opts = StopContainerOptionsBuilder::new();
             if let Some(t) = args.time {
@@ -137,7 +147,9 @@ pub async fn stop(api: &Api, args: &StopArgs, restart: bool) -> CliResult<i32> {
 /// `vmrun kill`.
 pub async fn kill(api: &Api, args: &KillArgs) -> CliResult<i32> {
     for_each_name(&args.containers, true, |name| async move {
-        let opts = KillContainerOptionsBuilder::new().signal(&args.signal).build();
+        let opts = KillContainerOptionsBuilder::new()
+            .signal(&args.signal)
+            .build();
         api.docker.kill_container(&name, Some(opts)).await
     })
     .await
@@ -159,11 +171,15 @@ pub async fn rm(api: &Api, args: &RmArgs) -> CliResult<i32> {
 pub async fn wait(api: &Api, args: &WaitArgs) -> CliResult<i32> {
     let mut failed = false;
     for name in &args.containers {
-        let opts = WaitContainerOptionsBuilder::new().condition("not-running").build();
+        let opts = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
         let mut stream = api.docker.wait_container(name, Some(opts));
         match stream.next().await {
             Some(Ok(resp)) => println!("{}", resp.status_code),
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => println!("{code}"),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                println!("{code}")
+            }
             Some(Err(e)) => {
                 eprintln!("{}", daemon_message(&e));
                 failed = true;

@@ -59,7 +59,11 @@ pub enum NetworkCommand {
 /// Runs a `network` subcommand.
 pub async fn network(api: &Api, cmd: NetworkCommand) -> CliResult<i32> {
     match cmd {
-        NetworkCommand::Create { driver, internal, name } => {
+        NetworkCommand::Create {
+            driver,
+            internal,
+            name,
+        } => {
             let req = NetworkCreateRequest {
                 name,
                 driver: Some(driver),
@@ -71,7 +75,11 @@ pub async fn network(api: &Api, cmd: NetworkCommand) -> CliResult<i32> {
             Ok(0)
         }
         NetworkCommand::Ls { quiet, format } => {
-            let fmt = if quiet { Some("{{.ID}}") } else { format.as_deref() };
+            let fmt = if quiet {
+                Some("{{.ID}}")
+            } else {
+                format.as_deref()
+            };
             let fmt = OutputFormat::parse(fmt, DEFAULT_NETWORK_FORMAT)
                 .map_err(|e| CliError::new(1, e.to_string()))?;
             let mut list = api
@@ -93,12 +101,17 @@ pub async fn network(api: &Api, cmd: NetworkCommand) -> CliResult<i32> {
                 })
                 .collect();
             let headers = json!({"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Internal": "INTERNAL"});
-            let text = fmt.render(&rows, &headers).map_err(|e| CliError::new(1, e.to_string()))?;
+            let text = fmt
+                .render(&rows, &headers)
+                .map_err(|e| CliError::new(1, e.to_string()))?;
             print_text(&text);
             Ok(0)
         }
         NetworkCommand::Rm { names } => {
-            for_each_name(&names, true, |name| async move { api.docker.remove_network(&name).await }).await
+            for_each_name(&names, true, |name| async move {
+                api.docker.remove_network(&name).await
+            })
+            .await
         }
         NetworkCommand::Inspect { format, names } => {
             let format = super::inspect::prepare(format.as_deref())?;
@@ -118,7 +131,10 @@ pub async fn inspect_each(
     let mut found = Vec::new();
     let mut failed = false;
     for name in names {
-        match api.get_raw_json(&format!("{prefix}{}", raw::encode(name))).await {
+        match api
+            .get_raw_json(&format!("{prefix}{}", raw::encode(name)))
+            .await
+        {
             Ok(v) => found.push(v),
             Err(e) if status_code(&e) == Some(404) => {
                 eprintln!("Error: No such {kind}: {name}");

@@ -27,7 +27,11 @@ pub struct PsArgs {
 
 /// Parses `--format` (before any API call).
 pub fn prepare(args: &PsArgs) -> CliResult<OutputFormat> {
-    let format = if args.quiet { Some("{{.ID}}") } else { args.format.as_deref() };
+    let format = if args.quiet {
+        Some("{{.ID}}")
+    } else {
+        args.format.as_deref()
+    };
     OutputFormat::parse(format, DEFAULT_PS_FORMAT).map_err(|e| CliError::new(1, e.to_string()))
 }
 

@@ -12,7 +12,9 @@ use http_body_util::BodyExt;
 
 use crate::api::{raw, Api};
 use crate::attach::{self, RawTerminal, ResizeTarget};
-use crate::error::{daemon_message, start_error_code, status_code, CliError, CliResult, EXIT_CLI_ERROR};
+use crate::error::{
+    daemon_message, start_error_code, status_code, CliError, CliResult, EXIT_CLI_ERROR,
+};
 use crate::format::images::split_repo_tag;
 use crate::opts::run_config::{build_create_request, ContainerFlags, CreateRequest};
 
@@ -30,11 +32,9 @@ pub fn prepare(args: &RunArgs) -> CliResult<CreateRequest> {
     if flags.tty && flags.interactive && !flags.detach && !std::io::stdin().is_terminal() {
         return Err(CliError::new(1, "the input device is not a TTY"));
     }
-    build_create_request(
-        flags,
-        &|name| std::env::var(name).ok(),
-        &|path| std::fs::read_to_string(path),
-    )
+    build_create_request(flags, &|name| std::env::var(name).ok(), &|path| {
+        std::fs::read_to_string(path)
+    })
     .map_err(|e| CliError::usage(e.to_string()))
 }
 
@@ -51,7 +51,11 @@ pub fn normalize_image(image: &str) -> String {
 /// Pulls `image` through `POST /images/create`, printing progress lines.
 async fn pull(api: &Api, image: &str) -> CliResult<()> {
     let (repo, tag) = split_repo_tag(image);
-    let tag = if tag.is_empty() { "latest".to_string() } else { tag };
+    let tag = if tag.is_empty() {
+        "latest".to_string()
+    } else {
+        tag
+    };
     let opts = CreateImageOptionsBuilder::new()
         .from_image(&repo)
         .tag(&tag)
@@ -73,8 +77,11 @@ async fn pull(api: &Api, image: &str) -> CliResult<()> {
             }
             Err(e) => {
                 let mut message = daemon_message(&e);
-                if matches!(status_code(&e), Some(404 | 405 | 501)) && message.contains("page not found") {
-                    message = format!("pulling images is not supported by this daemon yet ({message})");
+                if matches!(status_code(&e), Some(404 | 405 | 501))
+                    && message.contains("page not found")
+                {
+                    message =
+                        format!("pulling images is not supported by this daemon yet ({message})");
                 }
                 return Err(CliError::new(EXIT_CLI_ERROR, message));
             }
@@ -92,15 +99,26 @@ async fn create_container(api: &Api, request: &CreateRequest) -> CliResult<Strin
     let opts = opts.build();
     let mut pulled = false;
     loop {
-        match api.docker.create_container(Some(opts.clone()), request.body.clone()).await {
+        match api
+            .docker
+            .create_container(Some(opts.clone()), request.body.clone())
+            .await
+        {
             Ok(created) => {
                 for warning in &created.warnings {
                     eprintln!("WARNING: {warning}");
                 }
                 return Ok(created.id);
             }
-            Err(e) if !pulled && status_code(&e) == Some(404) && daemon_message(&e).contains("No such image") => {
-                eprintln!("Unable to find image '{}' locally", normalize_image(&request.image));
+            Err(e)
+                if !pulled
+                    && status_code(&e) == Some(404)
+                    && daemon_message(&e).contains("No such image") =>
+            {
+                eprintln!(
+                    "Unable to find image '{}' locally",
+                    normalize_image(&request.image)
+                );
                 pull(api, &request.image).await?;
                 pulled = true;
             }
@@ -144,7 +162,9 @@ pub async fn register_wait(api: &Api, id: &str, condition: &str) -> CliResult<Pe
             .into_body()
             .collect()
             .await
-            .map_err(|e| CliError::new(EXIT_CLI_ERROR, format!("error waiting for container: {e}")))?
+            .map_err(|e| {
+                CliError::new(EXIT_CLI_ERROR, format!("error waiting for container: {e}"))
+            })?
             .to_bytes();
         parse_wait_body(&body)
     })))
@@ -153,7 +173,10 @@ pub async fn register_wait(api: &Api, id: &str, condition: &str) -> CliResult<Pe
 /// Parses a wait response (`{"StatusCode":N,"Error":{"Message":"..."}}`).
 pub fn parse_wait_body(body: &[u8]) -> CliResult<i64> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        CliError::new(EXIT_CLI_ERROR, format!("error waiting for container: bad response: {e}"))
+        CliError::new(
+            EXIT_CLI_ERROR,
+            format!("error waiting for container: bad response: {e}"),
+        )
     })?;
     if let Some(message) = value
         .get("Error")
@@ -161,7 +184,10 @@ pub fn parse_wait_body(body: &[u8]) -> CliResult<i64> {
         .and_then(|m| m.as_str())
         .filter(|m| !m.is_empty())
     {
-        return Err(CliError::new(EXIT_CLI_ERROR, format!("error waiting for container: {message}")));
+        return Err(CliError::new(
+            EXIT_CLI_ERROR,
+            format!("error waiting for container: {message}"),
+        ));
     }
     value
         .get("StatusCode")
@@ -199,18 +225,25 @@ pub async fn attach_start_wait(
         .await
         .map_err(|e| CliError::daemon(EXIT_CLI_ERROR, &e))?;
     let wait = register_wait(api, id, wait_condition).await?;
-    let raw_mode = if tty && interactive { RawTerminal::stdin() } else { None };
+    let raw_mode = if tty && interactive {
+        RawTerminal::stdin()
+    } else {
+        None
+    };
     if start {
         if let Err(e) = start_mapped(api, id).await {
             drop(raw_mode);
             if wait_condition == "removed" {
                 // Give the daemon a moment to auto-remove, as docker does.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait.status()).await;
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(3), wait.status()).await;
             }
             return Err(e);
         }
     }
-    let _resize = tty.then(|| attach::spawn_resize_monitor(api.clone(), ResizeTarget::Container(id.to_string())));
+    let _resize = tty.then(|| {
+        attach::spawn_resize_monitor(api.clone(), ResizeTarget::Container(id.to_string()))
+    });
     let _signals = (!tty).then(|| attach::spawn_signal_proxy(api, id));
     let streamed = attach::stream_stdio(attached.output, attached.input, interactive).await;
     drop(raw_mode);
@@ -242,16 +275,28 @@ mod tests {
     fn image_names_get_latest() {
         assert_eq!(normalize_image("busybox"), "busybox:latest");
         assert_eq!(normalize_image("busybox:1.36"), "busybox:1.36");
-        assert_eq!(normalize_image("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(
+            normalize_image("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
         assert_eq!(normalize_image("app@sha256:abcd"), "app@sha256:abcd");
     }
 
     #[test]
     fn wait_bodies() {
-        assert_eq!(parse_wait_body(br#"{"StatusCode":3,"Error":null}"#).unwrap(), 3);
-        assert_eq!(parse_wait_body(br#"{"StatusCode":0,"Error":{"Message":""}}"#).unwrap(), 0);
+        assert_eq!(
+            parse_wait_body(br#"{"StatusCode":3,"Error":null}"#).unwrap(),
+            3
+        );
+        assert_eq!(
+            parse_wait_body(br#"{"StatusCode":0,"Error":{"Message":""}}"#).unwrap(),
+            0
+        );
         let err = parse_wait_body(br#"{"StatusCode":0,"Error":{"Message":"boom"}}"#).unwrap_err();
-        assert_eq!(err.message.as_deref(), Some("error waiting for container: boom"));
+        assert_eq!(
+            err.message.as_deref(),
+            Some("error waiting for container: boom")
+        );
         assert!(parse_wait_body(b"nope").is_err());
     }
 }

@@ -49,17 +49,25 @@ pub fn stats_row(s: &ContainerStatsResponse) -> StatsRow {
     let cpu = s.cpu_stats.clone().unwrap_or_default();
     let pre = s.precpu_stats.clone().unwrap_or_default();
     let total = |c: &bollard::models::ContainerCpuStats| {
-        c.cpu_usage.as_ref().and_then(|u| u.total_usage).unwrap_or(0) as f64
+        c.cpu_usage
+            .as_ref()
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0) as f64
     };
     let cpu_delta = total(&cpu) - total(&pre);
-    let system_delta = cpu.system_cpu_usage.unwrap_or(0) as f64 - pre.system_cpu_usage.unwrap_or(0) as f64;
-    let online = cpu.online_cpus.map(f64::from).filter(|n| *n > 0.0).unwrap_or_else(|| {
-        cpu.cpu_usage
-            .as_ref()
-            .and_then(|u| u.percpu_usage.as_ref())
-            .map(|p| p.len() as f64)
-            .unwrap_or(0.0)
-    });
+    let system_delta =
+        cpu.system_cpu_usage.unwrap_or(0) as f64 - pre.system_cpu_usage.unwrap_or(0) as f64;
+    let online = cpu
+        .online_cpus
+        .map(f64::from)
+        .filter(|n| *n > 0.0)
+        .unwrap_or_else(|| {
+            cpu.cpu_usage
+                .as_ref()
+                .and_then(|u| u.percpu_usage.as_ref())
+                .map(|p| p.len() as f64)
+                .unwrap_or(0.0)
+        });
     let cpu_percent = if system_delta > 0.0 && cpu_delta > 0.0 {
         cpu_delta / system_delta * online * 100.0
     } else {
@@ -70,7 +78,11 @@ pub fn stats_row(s: &ContainerStatsResponse) -> StatsRow {
     let cache = mem
         .stats
         .as_ref()
-        .and_then(|st| st.get("total_inactive_file").or_else(|| st.get("inactive_file")).copied())
+        .and_then(|st| {
+            st.get("total_inactive_file")
+                .or_else(|| st.get("inactive_file"))
+                .copied()
+        })
         .filter(|c| *c < usage)
         .unwrap_or(0);
     let (mut rx, mut tx) = (0f64, 0f64);
@@ -107,9 +119,15 @@ pub fn stats_row(s: &ContainerStatsResponse) -> StatsRow {
 
 /// Renders the stats table like docker's default format.
 pub fn render_stats(rows: &[StatsRow]) -> String {
-    let mut text = String::from("CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS\n");
+    let mut text = String::from(
+        "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS\n",
+    );
     for r in rows {
-        let mem_percent = if r.mem_limit > 0.0 { r.mem_usage / r.mem_limit * 100.0 } else { 0.0 };
+        let mem_percent = if r.mem_limit > 0.0 {
+            r.mem_usage / r.mem_limit * 100.0
+        } else {
+            0.0
+        };
         let h = |v: f64| human_size_with_precision(v, 3);
         text.push_str(&format!(
             "{}\t{}\t{:.2}%\t{} / {}\t{:.2}%\t{} / {}\t{} / {}\t{}\n",
@@ -130,7 +148,10 @@ pub fn render_stats(rows: &[StatsRow]) -> String {
 }
 
 async fn sample(api: &Api, name: &str) -> Result<ContainerStatsResponse, bollard::errors::Error> {
-    let opts = StatsOptionsBuilder::new().stream(false).one_shot(false).build();
+    let opts = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(false)
+        .build();
     let mut stream = api.docker.stats(name, Some(opts));
     match stream.next().await {
         Some(r) => r,
@@ -180,7 +201,9 @@ pub async fn stats(api: &Api, args: &StatsArgs) -> CliResult<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerPidsStats};
+    use bollard::models::{
+        ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerPidsStats,
+    };
 
     #[test]
     fn computes_like_docker() {
@@ -188,13 +211,19 @@ mod tests {
             id: Some("0123456789abcdef".into()),
             name: Some("/web".into()),
             cpu_stats: Some(ContainerCpuStats {
-                cpu_usage: Some(ContainerCpuUsage { total_usage: Some(300), ..Default::default() }),
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(300),
+                    ..Default::default()
+                }),
                 system_cpu_usage: Some(2000),
                 online_cpus: Some(2),
                 ..Default::default()
             }),
             precpu_stats: Some(ContainerCpuStats {
-                cpu_usage: Some(ContainerCpuUsage { total_usage: Some(100), ..Default::default() }),
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(100),
+                    ..Default::default()
+                }),
                 system_cpu_usage: Some(1000),
                 online_cpus: Some(2),
                 ..Default::default()
@@ -205,7 +234,10 @@ mod tests {
                 stats: Some([("total_inactive_file".to_string(), 1024 * 1024)].into()),
                 ..Default::default()
             }),
-            pids_stats: Some(ContainerPidsStats { current: Some(3), limit: None }),
+            pids_stats: Some(ContainerPidsStats {
+                current: Some(3),
+                limit: None,
+            }),
             ..Default::default()
         };
         let row = stats_row(&s);

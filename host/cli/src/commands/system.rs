@@ -38,20 +38,31 @@ pub fn server_version_text(v: &Value) -> String {
         text(v, "ApiVersion"),
         text(v, "MinAPIVersion")
     ));
-    for (label, key) in [("Go version", "GoVersion"), ("Git commit", "GitCommit"), ("Built", "BuildTime")] {
+    for (label, key) in [
+        ("Go version", "GoVersion"),
+        ("Git commit", "GitCommit"),
+        ("Built", "BuildTime"),
+    ] {
         let value = text(v, key);
         if !value.is_empty() {
             out.push_str(&format!("  {:<17} {value}\n", format!("{label}:")));
         }
     }
-    out.push_str(&format!("  OS/Arch:          {}/{}\n", text(v, "Os"), text(v, "Arch")));
+    out.push_str(&format!(
+        "  OS/Arch:          {}/{}\n",
+        text(v, "Os"),
+        text(v, "Arch")
+    ));
     if let Some(components) = v.get("Components").and_then(Value::as_array) {
         for c in components {
             let name = text(c, "Name");
             if name == "Engine" {
                 continue;
             }
-            out.push_str(&format!(" {name}:\n  Version:          {}\n", text(c, "Version")));
+            out.push_str(&format!(
+                " {name}:\n  Version:          {}\n",
+                text(c, "Version")
+            ));
         }
     }
     out
@@ -67,12 +78,17 @@ pub async fn version(host: &str) -> CliResult<i32> {
                 negotiated = format!("{negotiated} (downgraded from {default})");
             }
             print_text(&client_version_text(&negotiated));
-            let v = api.get_json("/version").await.map_err(|e| CliError::daemon(1, &e))?;
+            let v = api
+                .get_json("/version")
+                .await
+                .map_err(|e| CliError::daemon(1, &e))?;
             print_text(&server_version_text(&v));
             Ok(0)
         }
         Err(e) => {
-            print_text(&client_version_text(&bollard::API_DEFAULT_VERSION.to_string()));
+            print_text(&client_version_text(
+                &bollard::API_DEFAULT_VERSION.to_string(),
+            ));
             Err(e)
         }
     }
@@ -108,7 +124,11 @@ pub fn info_text(v: &Value) -> String {
     if let Some(mem) = v.get("MemTotal").and_then(Value::as_f64) {
         out.push_str(&format!(" Total Memory: {}\n", bytes_size(mem)));
     }
-    for (label, key) in [("Name", "Name"), ("ID", "ID"), ("Docker Root Dir", "DockerRootDir")] {
+    for (label, key) in [
+        ("Name", "Name"),
+        ("ID", "ID"),
+        ("Docker Root Dir", "DockerRootDir"),
+    ] {
         let value = text(v, key);
         if !value.is_empty() {
             out.push_str(&format!(" {label}: {value}\n"));
@@ -140,7 +160,9 @@ mod tests {
         assert!(s.contains("  API version:      1.45 (minimum version 1.24)\n"));
         assert!(s.contains(" runtime:\n  Version:          1\n"));
         assert!(client_version_text("1.45").contains(" API version:       1.45\n"));
-        let i = info_text(&json!({"Containers": 2, "ContainersRunning": 1, "NCPU": 2, "MemTotal": 1073741824u64}));
+        let i = info_text(
+            &json!({"Containers": 2, "ContainersRunning": 1, "NCPU": 2, "MemTotal": 1073741824u64}),
+        );
         assert!(i.contains(" Containers: 2\n  Running: 1\n"));
         assert!(i.contains(" CPUs: 2\n"));
         assert!(i.contains(" Total Memory: 1GiB\n"));

@@ -62,7 +62,11 @@ pub enum VolumeCommand {
 /// Runs a `volume` subcommand.
 pub async fn volume(api: &Api, cmd: VolumeCommand) -> CliResult<i32> {
     match cmd {
-        VolumeCommand::Create { driver, labels, name } => {
+        VolumeCommand::Create {
+            driver,
+            labels,
+            name,
+        } => {
             let labels = parse_labels(&labels).map_err(CliError::usage)?;
             let req = VolumeCreateRequest {
                 name,
@@ -75,7 +79,11 @@ pub async fn volume(api: &Api, cmd: VolumeCommand) -> CliResult<i32> {
             Ok(0)
         }
         VolumeCommand::Ls { quiet, format } => {
-            let fmt = if quiet { Some("{{.Name}}") } else { format.as_deref() };
+            let fmt = if quiet {
+                Some("{{.Name}}")
+            } else {
+                format.as_deref()
+            };
             let fmt = OutputFormat::parse(fmt, DEFAULT_VOLUME_FORMAT)
                 .map_err(|e| CliError::new(1, e.to_string()))?;
             let resp = api
@@ -89,8 +97,11 @@ pub async fn volume(api: &Api, cmd: VolumeCommand) -> CliResult<i32> {
                 .iter()
                 .map(|v| json!({"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint}))
                 .collect();
-            let headers = json!({"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT"});
-            let text = fmt.render(&rows, &headers).map_err(|e| CliError::new(1, e.to_string()))?;
+            let headers =
+                json!({"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT"});
+            let text = fmt
+                .render(&rows, &headers)
+                .map_err(|e| CliError::new(1, e.to_string()))?;
             print_text(&text);
             Ok(0)
         }

@@ -46,7 +46,9 @@ pub fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -93,7 +95,11 @@ pub fn ps_row(c: &ContainerSummary, now: i64, trunc: bool) -> Value {
         image = short_id(&image);
     }
     let command = c.command.clone().unwrap_or_default();
-    let command = go_quote(&if trunc { ellipsis(&command, 20) } else { command });
+    let command = go_quote(&if trunc {
+        ellipsis(&command, 20)
+    } else {
+        command
+    });
     let names: Vec<String> = c
         .names
         .iter()
@@ -121,8 +127,17 @@ pub fn ps_row(c: &ContainerSummary, now: i64, trunc: bool) -> Value {
         .iter()
         .flatten()
         .map(|m| {
-            let name = m.name.clone().filter(|n| !n.is_empty()).or(m.source.clone()).unwrap_or_default();
-            if trunc { ellipsis(&name, 15) } else { name }
+            let name = m
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .or(m.source.clone())
+                .unwrap_or_default();
+            if trunc {
+                ellipsis(&name, 15)
+            } else {
+                name
+            }
         })
         .collect();
     let mut networks: Vec<String> = c

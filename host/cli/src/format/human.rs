@@ -42,7 +42,13 @@ pub fn go_format_g(value: f64, precision: usize) -> String {
         return "0".into();
     }
     if !value.is_finite() {
-        return if value.is_nan() { "NaN".into() } else if value > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if value.is_nan() {
+            "NaN".into()
+        } else if value > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let sci = format!("{:.*e}", precision - 1, value);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));

@@ -55,7 +55,11 @@ pub fn image_rows(image: &ImageSummary, now: i64, trunc: bool) -> Vec<Value> {
         let digest = image
             .repo_digests
             .iter()
-            .find_map(|d| d.split_once('@').filter(|(r, _)| familiar_name(r) == repo).map(|(_, d)| d.to_string()))
+            .find_map(|d| {
+                d.split_once('@')
+                    .filter(|(r, _)| familiar_name(r) == repo)
+                    .map(|(_, d)| d.to_string())
+            })
             .unwrap_or_else(|| "<none>".into());
         pairs.push((repo, tag, digest));
     }
@@ -122,11 +126,29 @@ mod tests {
     fn images_table_matches_docker_layout() {
         let now = 1_700_000_000;
         let images = [
-            image("sha256:4d53ed68b2cbd1a81bc10f518e657024c774a117787d11258744a01d6eecd489", &["busybox:latest", "busybox:1.36"], 1_978_368, now - 1),
-            image("sha256:aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999", &[], 77_800_000, now - 3 * 86400),
-            image("sha256:1111", &["localhost:5000/team/app:v1"], 4_261_234, now - 7200),
+            image(
+                "sha256:4d53ed68b2cbd1a81bc10f518e657024c774a117787d11258744a01d6eecd489",
+                &["busybox:latest", "busybox:1.36"],
+                1_978_368,
+                now - 1,
+            ),
+            image(
+                "sha256:aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999",
+                &[],
+                77_800_000,
+                now - 3 * 86400,
+            ),
+            image(
+                "sha256:1111",
+                &["localhost:5000/team/app:v1"],
+                4_261_234,
+                now - 7200,
+            ),
         ];
-        let rows: Vec<Value> = images.iter().flat_map(|i| image_rows(i, now, true)).collect();
+        let rows: Vec<Value> = images
+            .iter()
+            .flat_map(|i| image_rows(i, now, true))
+            .collect();
         let out = OutputFormat::parse(None, DEFAULT_IMAGES_FORMAT)
             .unwrap()
             .render(&rows, &images_headers())
@@ -143,9 +165,18 @@ localhost:5000/team/app   v1        1111           2 hours ago    4.26MB
 
     #[test]
     fn repo_tag_split() {
-        assert_eq!(split_repo_tag("busybox:latest"), ("busybox".into(), "latest".into()));
-        assert_eq!(split_repo_tag("localhost:5000/x"), ("localhost:5000/x".into(), "".into()));
-        assert_eq!(split_repo_tag("localhost:5000/x:1"), ("localhost:5000/x".into(), "1".into()));
+        assert_eq!(
+            split_repo_tag("busybox:latest"),
+            ("busybox".into(), "latest".into())
+        );
+        assert_eq!(
+            split_repo_tag("localhost:5000/x"),
+            ("localhost:5000/x".into(), "".into())
+        );
+        assert_eq!(
+            split_repo_tag("localhost:5000/x:1"),
+            ("localhost:5000/x".into(), "1".into())
+        );
         assert_eq!(familiar_name("docker.io/library/busybox"), "busybox");
     }
 }

@@ -97,7 +97,13 @@ pub fn pretty_array(docs: &[String]) -> String {
     if docs.is_empty() {
         return "[]".into();
     }
-    let joined = format!("[{}]", docs.iter().map(|d| compact(d)).collect::<Vec<_>>().join(","));
+    let joined = format!(
+        "[{}]",
+        docs.iter()
+            .map(|d| compact(d))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     indent(&joined, "", "    ")
 }
 
@@ -112,8 +118,14 @@ mod tests {
             indent(raw, "", "    "),
             "{\n    \"Z\": 1,\n    \"A\": {\n        \"b\": [\n            1,\n            2\n        ],\n        \"e\": [],\n        \"o\": {}\n    },\n    \"s\": \"a, b: {c}\\\"x\"\n}"
         );
-        assert_eq!(compact(raw), r#"{"Z":1,"A":{"b":[1,2],"e":[],"o":{}},"s":"a, b: {c}\"x"}"#);
+        assert_eq!(
+            compact(raw),
+            r#"{"Z":1,"A":{"b":[1,2],"e":[],"o":{}},"s":"a, b: {c}\"x"}"#
+        );
         assert_eq!(pretty_array(&[]), "[]");
-        assert_eq!(pretty_array(&["{\"a\": 1}\n".into()]), "[\n    {\n        \"a\": 1\n    }\n]");
+        assert_eq!(
+            pretty_array(&["{\"a\": 1}\n".into()]),
+            "[\n    {\n        \"a\": 1\n    }\n]"
+        );
     }
 }

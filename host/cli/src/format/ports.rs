@@ -60,7 +60,12 @@ fn form_group(key: &str, first: u16, last: u16) -> String {
 pub fn displayable_ports(ports: &[PortEntry]) -> String {
     let mut ports = ports.to_vec();
     ports.sort_by(|a, b| {
-        (a.private_port, &a.ip, a.public_port, &a.typ).cmp(&(b.private_port, &b.ip, b.public_port, &b.typ))
+        (a.private_port, &a.ip, a.public_port, &a.typ).cmp(&(
+            b.private_port,
+            &b.ip,
+            b.public_port,
+            &b.typ,
+        ))
     });
     let mut groups: HashMap<String, (u16, u16)> = HashMap::new();
     let mut keys: Vec<String> = Vec::new();
@@ -117,7 +122,10 @@ mod tests {
 
     #[test]
     fn published_and_exposed() {
-        assert_eq!(displayable_ports(&[p("0.0.0.0", 80, 8080, "tcp")]), "0.0.0.0:8080->80/tcp");
+        assert_eq!(
+            displayable_ports(&[p("0.0.0.0", 80, 8080, "tcp")]),
+            "0.0.0.0:8080->80/tcp"
+        );
         assert_eq!(displayable_ports(&[p("", 80, 0, "tcp")]), "80/tcp");
         assert_eq!(
             displayable_ports(&[p("::", 80, 8080, "tcp"), p("0.0.0.0", 80, 8080, "tcp")]),
@@ -129,7 +137,11 @@ mod tests {
     #[test]
     fn ranges_group() {
         assert_eq!(
-            displayable_ports(&[p("", 81, 0, "tcp"), p("", 80, 0, "tcp"), p("", 53, 0, "udp")]),
+            displayable_ports(&[
+                p("", 81, 0, "tcp"),
+                p("", 80, 0, "tcp"),
+                p("", 53, 0, "udp")
+            ]),
             "53/udp, 80-81/tcp"
         );
         assert_eq!(

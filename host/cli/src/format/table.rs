@@ -9,7 +9,15 @@ pub fn tabwriter(text: &str, minwidth: usize, padding: usize) -> String {
     let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
     let mut out = String::with_capacity(text.len() * 2);
     let mut widths = Vec::new();
-    format_block(&lines, 0, lines.len(), &mut widths, minwidth, padding, &mut out);
+    format_block(
+        &lines,
+        0,
+        lines.len(),
+        &mut widths,
+        minwidth,
+        padding,
+        &mut out,
+    );
     out
 }
 
@@ -48,7 +56,13 @@ fn format_block(
     write_lines(lines, line0, line1, widths, out);
 }
 
-fn write_lines(lines: &[Vec<&str>], line0: usize, line1: usize, widths: &[usize], out: &mut String) {
+fn write_lines(
+    lines: &[Vec<&str>],
+    line0: usize,
+    line1: usize,
+    widths: &[usize],
+    out: &mut String,
+) {
     for (i, line) in lines.iter().enumerate().take(line1).skip(line0) {
         for (j, cell) in line.iter().enumerate() {
             out.push_str(cell);
@@ -81,7 +95,10 @@ mod tests {
     #[test]
     fn min_width_and_empty_cells() {
         let text = "A\tB\tC\n\t\tz\n";
-        assert_eq!(tabwriter(text, 10, 3), "A         B         C\n                    z\n");
+        assert_eq!(
+            tabwriter(text, 10, 3),
+            "A         B         C\n                    z\n"
+        );
     }
 
     #[test]
@@ -96,9 +113,6 @@ mod tests {
     #[test]
     fn column_blocks_break_on_shorter_lines() {
         let text = "a\tb\nsingle line\nlonger-cell\tc\n";
-        assert_eq!(
-            tabwriter(text, 1, 1),
-            "a b\nsingle line\nlonger-cell c\n"
-        );
+        assert_eq!(tabwriter(text, 1, 1), "a b\nsingle line\nlonger-cell c\n");
     }
 }

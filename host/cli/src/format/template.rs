@@ -171,14 +171,19 @@ fn tokenize(src: &str) -> Result<Vec<String>, TemplateError> {
                 }
             }
             if !closed {
-                return Err(TemplateError::Parse(format!("unterminated string in \"{src}\"")));
+                return Err(TemplateError::Parse(format!(
+                    "unterminated string in \"{src}\""
+                )));
             }
             tokens.push(tok);
         } else if c == '(' || c == ')' {
             return Err(unsupported("( )"));
         } else {
             let start = i;
-            while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '|' | '(' | ')') {
+            while i < chars.len()
+                && !chars[i].is_whitespace()
+                && !matches!(chars[i], '|' | '(' | ')')
+            {
                 i += 1;
             }
             tokens.push(chars[start..i].iter().collect());
@@ -221,7 +226,9 @@ fn parse_arg(tok: &str) -> Result<Arg, TemplateError> {
     if UNSUPPORTED.contains(&tok) {
         return Err(unsupported(tok));
     }
-    Err(TemplateError::Parse(format!("function \"{tok}\" not defined")))
+    Err(TemplateError::Parse(format!(
+        "function \"{tok}\" not defined"
+    )))
 }
 
 fn parse_pipeline(src: &str) -> Result<Vec<Vec<Arg>>, TemplateError> {
@@ -238,7 +245,11 @@ fn parse_pipeline(src: &str) -> Result<Vec<Vec<Arg>>, TemplateError> {
     }
     for (i, cmd) in pipeline.iter().enumerate() {
         match cmd.first() {
-            None => return Err(TemplateError::Parse(format!("missing command in \"{src}\""))),
+            None => {
+                return Err(TemplateError::Parse(format!(
+                    "missing command in \"{src}\""
+                )))
+            }
             Some(Arg::Func(_)) => {}
             Some(_) if cmd.len() > 1 => {
                 return Err(TemplateError::Parse(format!(
@@ -395,7 +406,11 @@ fn call(name: &str, args: Vec<Option<Value>>) -> Result<Option<Value>, TemplateE
             arity(name, &args, 2)?;
             let n = match &args[1] {
                 Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
-                _ => return Err(TemplateError::Exec("truncate needs an integer length".into())),
+                _ => {
+                    return Err(TemplateError::Exec(
+                        "truncate needs an integer length".into(),
+                    ))
+                }
             };
             s(as_text(&args[0]).chars().take(n).collect())
         }
@@ -416,7 +431,10 @@ fn call(name: &str, args: Vec<Option<Value>>) -> Result<Option<Value>, TemplateE
                     }
                     (None | Some(Value::Null), _) => None,
                     (Some(v), _) => {
-                        return Err(TemplateError::Exec(format!("can't index item of type {}", type_name(&v))))
+                        return Err(TemplateError::Exec(format!(
+                            "can't index item of type {}",
+                            type_name(&v)
+                        )))
                     }
                 };
             }
@@ -424,9 +442,14 @@ fn call(name: &str, args: Vec<Option<Value>>) -> Result<Option<Value>, TemplateE
         }
         "println" => s(format!(
             "{}\n",
-            args.iter().map(|a| go_print(a.as_ref())).collect::<Vec<_>>().join(" ")
+            args.iter()
+                .map(|a| go_print(a.as_ref()))
+                .collect::<Vec<_>>()
+                .join(" ")
         )),
-        other => Err(TemplateError::Exec(format!("function \"{other}\" not defined"))),
+        other => Err(TemplateError::Exec(format!(
+            "function \"{other}\" not defined"
+        ))),
     }
 }
 
@@ -460,7 +483,10 @@ pub fn go_print(v: Option<&Value>) -> String {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Array(a)) => format!(
             "[{}]",
-            a.iter().map(|i| go_print(Some(i))).collect::<Vec<_>>().join(" ")
+            a.iter()
+                .map(|i| go_print(Some(i)))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         Some(Value::Object(m)) => {
             let mut keys: Vec<&String> = m.keys().collect();
@@ -534,14 +560,31 @@ mod tests {
 
     #[test]
     fn unsupported_constructs_fail_clearly() {
-        for t in ["{{range .Config.Env}}{{.}}{{end}}", "{{if .Id}}x{{end}}", "{{$x := 1}}", "{{printf \"%s\" .Id}}", "{{(json .Id)}}"] {
+        for t in [
+            "{{range .Config.Env}}{{.}}{{end}}",
+            "{{if .Id}}x{{end}}",
+            "{{$x := 1}}",
+            "{{printf \"%s\" .Id}}",
+            "{{(json .Id)}}",
+        ] {
             let err = Template::parse(t).unwrap_err();
-            assert!(err.to_string().contains("unsupported template action"), "{t}: {err}");
+            assert!(
+                err.to_string().contains("unsupported template action"),
+                "{t}: {err}"
+            );
         }
-        assert!(Template::parse("{{nope .Id}}").unwrap_err().to_string().contains("not defined"));
+        assert!(Template::parse("{{nope .Id}}")
+            .unwrap_err()
+            .to_string()
+            .contains("not defined"));
         assert!(Template::parse("{{.Id").is_err());
         assert!(Template::parse("{{.Id .Id}}").is_err());
-        let err = Template::parse("{{.Id.Sub}}").unwrap().execute(&inspect()).unwrap_err();
-        assert!(err.to_string().contains("can't evaluate field Sub in type string"));
+        let err = Template::parse("{{.Id.Sub}}")
+            .unwrap()
+            .execute(&inspect())
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("can't evaluate field Sub in type string"));
     }
 }

@@ -68,10 +68,12 @@ pub fn parse_port_spec(raw: &str) -> Result<Vec<PortMapping>, String> {
     Ok(out)
 }
 
-/// Parses all `-p` values into `ExposedPorts` keys and `PortBindings`.
-pub fn parse_publish(
-    specs: &[String],
-) -> Result<(Vec<String>, BTreeMap<String, Vec<PortMapping>>), (String, String)> {
+/// `ExposedPorts` keys (in order) and the bindings of each.
+pub type Published = (Vec<String>, BTreeMap<String, Vec<PortMapping>>);
+
+/// Parses all `-p` values into `ExposedPorts` keys and `PortBindings`;
+/// an error names the bad spec and the problem.
+pub fn parse_publish(specs: &[String]) -> Result<Published, (String, String)> {
     let mut exposed = Vec::new();
     let mut bindings: BTreeMap<String, Vec<PortMapping>> = BTreeMap::new();
     for spec in specs {
@@ -80,7 +82,10 @@ pub fn parse_publish(
             if !exposed.contains(&m.container_port) {
                 exposed.push(m.container_port.clone());
             }
-            bindings.entry(m.container_port.clone()).or_default().push(m);
+            bindings
+                .entry(m.container_port.clone())
+                .or_default()
+                .push(m);
         }
     }
     Ok((exposed, bindings))
@@ -94,7 +99,11 @@ fn split_parts(raw: &str) -> (String, String, String) {
         1 => (String::new(), String::new(), container),
         2 => (String::new(), parts[0].to_string(), container),
         3 => (parts[0].to_string(), parts[1].to_string(), container),
-        _ => (parts[..n - 2].join(":"), parts[n - 2].to_string(), container),
+        _ => (
+            parts[..n - 2].join(":"),
+            parts[n - 2].to_string(),
+            container,
+        ),
     }
 }
 
@@ -144,7 +153,10 @@ mod tests {
 
     #[test]
     fn simple_specs() {
-        assert_eq!(parse_port_spec("8080:80"), Ok(vec![m("80/tcp", "", "8080")]));
+        assert_eq!(
+            parse_port_spec("8080:80"),
+            Ok(vec![m("80/tcp", "", "8080")])
+        );
         assert_eq!(parse_port_spec("80"), Ok(vec![m("80/tcp", "", "")]));
         assert_eq!(
             parse_port_spec("127.0.0.1:8080:80/udp"),
@@ -200,7 +212,10 @@ mod tests {
         );
         assert_eq!(
             parse_port_spec("8000-8002:80-81"),
-            Err("invalid ranges specified for container and host Ports: 80-81 and 8000-8002".to_string())
+            Err(
+                "invalid ranges specified for container and host Ports: 80-81 and 8000-8002"
+                    .to_string()
+            )
         );
         assert_eq!(
             parse_port_spec("8080:"),
@@ -211,8 +226,12 @@ mod tests {
 
     #[test]
     fn publish_collects_exposed_ports_and_bindings() {
-        let (exposed, bindings) =
-            parse_publish(&["8080:80".into(), "127.0.0.1:8081:80".into(), "53/udp".into()]).unwrap();
+        let (exposed, bindings) = parse_publish(&[
+            "8080:80".into(),
+            "127.0.0.1:8081:80".into(),
+            "53/udp".into(),
+        ])
+        .unwrap();
         assert_eq!(exposed, vec!["80/tcp".to_string(), "53/udp".to_string()]);
         assert_eq!(bindings["80/tcp"].len(), 2);
         assert_eq!(bindings["53/udp"], vec![m("53/udp", "", "")]);

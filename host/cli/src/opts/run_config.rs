@@ -101,7 +101,10 @@ pub struct CreateRequest {
 impl ContainerFlags {
     /// The image reference (first positional).
     pub fn image(&self) -> &str {
-        self.image_and_command.first().map(String::as_str).unwrap_or("")
+        self.image_and_command
+            .first()
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// The command and arguments after the image.
@@ -123,18 +126,18 @@ pub fn parse_restart(value: &str) -> Result<RestartPolicy, String> {
         "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
         other => return Err(format!("invalid restart policy '{other}'")),
     };
-    let maximum_retry_count = match count {
-        None => None,
-        Some(_) if name_enum != RestartPolicyNameEnum::ON_FAILURE => {
-            return Err(format!("maximum retry count cannot be used with restart policy '{name}'"))
-        }
-        Some(c) => Some(
-            c.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| format!("maximum retry count must be a non-negative integer: {c}"))?,
-        ),
-    };
+    let maximum_retry_count =
+        match count {
+            None => None,
+            Some(_) if name_enum != RestartPolicyNameEnum::ON_FAILURE => {
+                return Err(format!(
+                    "maximum retry count cannot be used with restart policy '{name}'"
+                ))
+            }
+            Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                format!("maximum retry count must be a non-negative integer: {c}")
+            })?),
+        };
     Ok(RestartPolicy {
         name: Some(name_enum),
         maximum_retry_count,
@@ -156,9 +159,10 @@ pub fn build_create_request(
 
     let mut env = Vec::new();
     for file in &flags.env_file {
-        let text = read_file(file)
-            .map_err(|e| OptError::new("--env-file", file, e.to_string()))?;
-        env.extend(parse_env_file_text(&text, lookup).map_err(|e| OptError::new("--env-file", file, e))?);
+        let text = read_file(file).map_err(|e| OptError::new("--env-file", file, e.to_string()))?;
+        env.extend(
+            parse_env_file_text(&text, lookup).map_err(|e| OptError::new("--env-file", file, e))?,
+        );
     }
     for value in &flags.env {
         env.push(parse_env(value, lookup).map_err(|e| OptError::new("-e, --env", value, e))?);
@@ -199,7 +203,8 @@ pub fn build_create_request(
         .as_deref()
         .map(|c| parse_nano_cpus(c).map_err(|e| OptError::new("--cpus", c, e)))
         .transpose()?;
-    let labels = parse_labels(&flags.label).map_err(|e| OptError::new("-l, --label", &flags.label.join(","), e))?;
+    let labels = parse_labels(&flags.label)
+        .map_err(|e| OptError::new("-l, --label", &flags.label.join(","), e))?;
     let restart_policy = flags
         .restart
         .as_deref()
@@ -219,7 +224,8 @@ pub fn build_create_request(
     if let Some(name) = &flags.name {
         let valid = name.trim_start_matches('/');
         let mut chars = valid.chars();
-        let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        let ok = valid.len() >= 2
+            && matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
             && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
             return Err(OptError::new(
@@ -237,7 +243,12 @@ pub fn build_create_request(
         memory,
         nano_cpus,
         pids_limit: flags.pids_limit,
-        network_mode: Some(flags.network.clone().unwrap_or_else(|| "default".to_string())),
+        network_mode: Some(
+            flags
+                .network
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+        ),
         auto_remove: Some(flags.rm),
         restart_policy,
         ..Default::default()
@@ -295,7 +306,10 @@ mod tests {
                 if path == "/env.list" {
                     Ok("A=from-file\n# c\nB=2\n".to_string())
                 } else {
-                    Err(std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "No such file or directory",
+                    ))
                 }
             },
         )
@@ -312,11 +326,46 @@ mod tests {
     #[test]
     fn full_translation() {
         let req = build(&[
-            "-d", "--name", "web", "-e", "X=1", "-e", "FROM_HOST", "--env-file", "/env.list",
-            "-p", "8080:80", "-v", "/srv:/data:ro", "-v", "vol:/v", "-v", "/anon",
-            "--memory", "512m", "--cpus", "1.5", "--pids-limit", "64", "-w", "/tmp", "-u", "1000",
-            "--network", "host", "--hostname", "h1", "--entrypoint", "/bin/sh", "--restart",
-            "on-failure:3", "--label", "a=b", "busybox", "-c", "echo hi",
+            "-d",
+            "--name",
+            "web",
+            "-e",
+            "X=1",
+            "-e",
+            "FROM_HOST",
+            "--env-file",
+            "/env.list",
+            "-p",
+            "8080:80",
+            "-v",
+            "/srv:/data:ro",
+            "-v",
+            "vol:/v",
+            "-v",
+            "/anon",
+            "--memory",
+            "512m",
+            "--cpus",
+            "1.5",
+            "--pids-limit",
+            "64",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000",
+            "--network",
+            "host",
+            "--hostname",
+            "h1",
+            "--entrypoint",
+            "/bin/sh",
+            "--restart",
+            "on-failure:3",
+            "--label",
+            "a=b",
+            "busybox",
+            "-c",
+            "echo hi",
         ])
         .unwrap();
         assert_eq!(req.name.as_deref(), Some("web"));
@@ -326,7 +375,12 @@ mod tests {
         assert_eq!(b.entrypoint, Some(vec!["/bin/sh".to_string()]));
         assert_eq!(
             b.env,
-            Some(vec!["A=from-file".into(), "B=2".into(), "X=1".into(), "FROM_HOST=yes".into()])
+            Some(vec![
+                "A=from-file".into(),
+                "B=2".into(),
+                "X=1".into(),
+                "FROM_HOST=yes".into()
+            ])
         );
         assert_eq!(b.exposed_ports, Some(vec!["80/tcp".to_string()]));
         assert_eq!(b.volumes, Some(vec!["/anon".to_string()]));
@@ -337,13 +391,19 @@ mod tests {
         assert_eq!(h.nano_cpus, Some(1_500_000_000));
         assert_eq!(h.pids_limit, Some(64));
         assert_eq!(h.network_mode.as_deref(), Some("host"));
-        assert_eq!(h.restart_policy.as_ref().unwrap().maximum_retry_count, Some(3));
+        assert_eq!(
+            h.restart_policy.as_ref().unwrap().maximum_retry_count,
+            Some(3)
+        );
         let pb = &h.port_bindings.as_ref().unwrap()["80/tcp"];
         assert_eq!(pb.as_ref().unwrap()[0].host_port.as_deref(), Some("8080"));
 
         let json = serde_json::to_value(b).unwrap();
         assert_eq!(json["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
-        assert_eq!(json["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], "8080");
+        assert_eq!(
+            json["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+            "8080"
+        );
     }
 
     #[test]
@@ -353,18 +413,46 @@ mod tests {
             err.to_string(),
             "invalid argument \"80:abc\" for \"-p, --publish\" flag: invalid containerPort: abc"
         );
-        assert_eq!(build(&["--memory", "lots", "busybox"]).unwrap_err().flag, "-m, --memory");
-        assert_eq!(build(&["--cpus", "x", "busybox"]).unwrap_err().flag, "--cpus");
-        assert_eq!(build(&["-e", "=v", "busybox"]).unwrap_err().flag, "-e, --env");
-        assert_eq!(build(&["-v", "./rel:/x", "busybox"]).unwrap_err().flag, "-v, --volume");
-        assert_eq!(build(&["--env-file", "/missing", "busybox"]).unwrap_err().flag, "--env-file");
-        assert_eq!(build(&["--rm", "--restart", "always", "busybox"]).unwrap_err().flag, "--restart");
-        assert_eq!(build(&["--name", "bad name", "busybox"]).unwrap_err().flag, "--name");
+        assert_eq!(
+            build(&["--memory", "lots", "busybox"]).unwrap_err().flag,
+            "-m, --memory"
+        );
+        assert_eq!(
+            build(&["--cpus", "x", "busybox"]).unwrap_err().flag,
+            "--cpus"
+        );
+        assert_eq!(
+            build(&["-e", "=v", "busybox"]).unwrap_err().flag,
+            "-e, --env"
+        );
+        assert_eq!(
+            build(&["-v", "./rel:/x", "busybox"]).unwrap_err().flag,
+            "-v, --volume"
+        );
+        assert_eq!(
+            build(&["--env-file", "/missing", "busybox"])
+                .unwrap_err()
+                .flag,
+            "--env-file"
+        );
+        assert_eq!(
+            build(&["--rm", "--restart", "always", "busybox"])
+                .unwrap_err()
+                .flag,
+            "--restart"
+        );
+        assert_eq!(
+            build(&["--name", "bad name", "busybox"]).unwrap_err().flag,
+            "--name"
+        );
     }
 
     #[test]
     fn restart_policies() {
-        assert_eq!(parse_restart("always").unwrap().name, Some(RestartPolicyNameEnum::ALWAYS));
+        assert_eq!(
+            parse_restart("always").unwrap().name,
+            Some(RestartPolicyNameEnum::ALWAYS)
+        );
         assert!(parse_restart("sometimes").is_err());
         assert!(parse_restart("always:3").is_err());
         assert!(parse_restart("on-failure:x").is_err());

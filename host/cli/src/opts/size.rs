@@ -10,7 +10,10 @@ pub fn parse_ram_in_bytes(input: &str) -> Result<i64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, rest) = s.split_at(number_end);
-    if number.is_empty() || !number.starts_with(|c: char| c.is_ascii_digit()) || number.ends_with('.') {
+    if number.is_empty()
+        || !number.starts_with(|c: char| c.is_ascii_digit())
+        || number.ends_with('.')
+    {
         return Err(invalid());
     }
     let value: f64 = number.parse().map_err(|_| invalid())?;

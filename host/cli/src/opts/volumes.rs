@@ -43,8 +43,20 @@ impl VolumeSpec {
 }
 
 const MODES: &[&str] = &[
-    "ro", "rw", "z", "Z", "nocopy", "shared", "rshared", "slave", "rslave", "private", "rprivate",
-    "delegated", "cached", "consistent",
+    "ro",
+    "rw",
+    "z",
+    "Z",
+    "nocopy",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "delegated",
+    "cached",
+    "consistent",
 ];
 
 fn valid_volume_name(name: &str) -> bool {
@@ -145,10 +157,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        assert!(parse_volume("./data:/srv").unwrap_err().contains("relative host path"));
-        assert!(parse_volume("data/x:/srv").unwrap_err().contains("relative host path"));
-        assert!(parse_volume("/a:srv").unwrap_err().contains("must be absolute"));
-        assert!(parse_volume("/a:/b:rx").unwrap_err().contains("invalid mode: rx"));
+        assert!(parse_volume("./data:/srv")
+            .unwrap_err()
+            .contains("relative host path"));
+        assert!(parse_volume("data/x:/srv")
+            .unwrap_err()
+            .contains("relative host path"));
+        assert!(parse_volume("/a:srv")
+            .unwrap_err()
+            .contains("must be absolute"));
+        assert!(parse_volume("/a:/b:rx")
+            .unwrap_err()
+            .contains("invalid mode: rx"));
         assert!(parse_volume("/a:/b:ro,rw").is_err());
         assert!(parse_volume("/a:/b:c:d").is_err());
         assert!(parse_volume("").is_err());

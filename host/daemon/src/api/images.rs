@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,12 +63,43 @@ pub async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
     Ok(json(&out))
 }
 
-/// `POST /images/load`: a docker-archive or OCI layout tar in the body.
-pub async fn load(State(engine): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let images = engine.images.clone();
-    let loaded = tokio::task::spawn_blocking(move || images.load(std::io::Cursor::new(body)))
+/// `POST /images/load`: a docker-archive or OCI layout tar in the body, spooled to a
+/// temporary file (archives can be large) and then loaded.
+pub async fn load(State(engine): State<AppState>, body: Body) -> ApiResult<Response> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let tmp_dir = engine.config.data_root.join("tmp");
+    tokio::fs::create_dir_all(&tmp_dir)
         .await
-        .map_err(|e| ApiError::internal(format!("load task failed: {e}")))??;
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
+    let spool = tempfile::NamedTempFile::new_in(&tmp_dir)
+        .map_err(|e| ApiError::internal(format!("creating a spool file: {e}")))?;
+    let mut file = tokio::fs::File::from_std(
+        spool
+            .reopen()
+            .map_err(|e| ApiError::internal(format!("opening the spool file: {e}")))?,
+    );
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
+    drop(file);
+    let images = engine.images.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let f = spool.reopen().map_err(|source| vmrun_images::ImageError::Io {
+            context: "reopening the spooled archive".into(),
+            source,
+        })?;
+        images.load(std::io::BufReader::new(f))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("load task failed: {e}")))??;
     let mut out = String::new();
     for l in &loaded {
         let what = if l.reference.starts_with("sha256:") { "image ID" } else { "image" };

@@ -125,10 +125,17 @@ impl Engine {
     async fn record_start_failure(&self, id: &str, e: BackendError) -> ApiError {
         let code = start_failure_code(&e);
         let message = e.to_string();
-        let _ = self.store.update(id, |r| {
+        let rec = self.store.update(id, |r| {
             r.state.exit_code = code;
             r.state.error = message.clone();
         });
+        // Like dockerd: a container that was to be removed at exit is removed when it
+        // cannot start, which also answers `wait?condition=removed`.
+        if rec.is_ok_and(|r| r.host_config.auto_remove.unwrap_or(false)) {
+            if let Err(err) = self.remove_unlocked(id).await {
+                tracing::warn!("auto-removing {id} after a failed start: {}", err.message);
+            }
+        }
         backend_error(e)
     }
 
@@ -300,7 +307,12 @@ impl Engine {
             wait_for_die(&mut events, &rec.id, Duration::from_secs(30)).await;
         }
         let _guard = self.lock_container(&rec.id).await;
-        let rec = match self.store.update(&rec.id, |r| r.state.status = Status::Removing) {
+        self.remove_unlocked(&rec.id).await
+    }
+
+    /// Remove a stopped container; the caller holds its operation lock.
+    async fn remove_unlocked(&self, id: &str) -> Result<(), ApiError> {
+        let rec = match self.store.update(id, |r| r.state.status = Status::Removing) {
             Ok(r) => r,
             // Removed meanwhile (auto-remove).
             Err(_) => return Ok(()),

@@ -6,6 +6,7 @@
 //! network namespace made by the network manager, and the per-container files and mounts.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxNamespace, LinuxNamespaceType,
@@ -87,10 +88,12 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
     process.set_no_new_privileges(Some(!privileged));
     let caps = capabilities(rec, privileged)?;
     process.set_capabilities(Some(caps.clone()));
+    // Like containerd: a generous open-file limit, within what this kernel allows.
+    let limit = nofile_limit();
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
-        .hard(1_048_576u64)
-        .soft(1_048_576u64)
+        .hard(limit)
+        .soft(limit)
         .build()
         .map_err(invalid)?;
     process.set_rlimits(Some(vec![nofile]));
@@ -134,6 +137,16 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
     Ok(spec)
 }
 
+/// The daemon's own hard open-file limit, at most 1048576: raising it further needs
+/// CAP_SYS_RESOURCE, which the daemon may not have.
+fn nofile_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, Resource};
+    let hard = getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(1024);
+    hard.min(1_048_576)
+}
+
 /// The container's hostname: `--hostname`, else the short id.
 pub fn hostname(rec: &ContainerRecord) -> String {
     rec.config
@@ -163,18 +176,15 @@ fn environment(rec: &ContainerRecord) -> Vec<String> {
 
 fn capabilities(rec: &ContainerRecord, privileged: bool) -> Result<LinuxCapabilities, BackendError> {
     use std::collections::HashSet;
-    use std::str::FromStr;
+
     let parse = |name: &str| -> Result<Option<Capability>, BackendError> {
         let upper = name.to_ascii_uppercase();
         if upper == "ALL" || upper == "CAP_ALL" {
             return Ok(None);
         }
-        let full = if upper.starts_with("CAP_") {
-            upper
-        } else {
-            format!("CAP_{upper}")
-        };
-        Capability::from_str(&full)
+        // oci-spec names capabilities without the `CAP_` prefix.
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        Capability::from_str(bare)
             .map(Some)
             .map_err(|_| BackendError::BadRequest(format!("unknown capability: \"{name}\"")))
     };
@@ -216,7 +226,7 @@ fn capabilities(rec: &ContainerRecord, privileged: bool) -> Result<LinuxCapabili
 }
 
 fn all_capabilities() -> std::collections::HashSet<Capability> {
-    use std::str::FromStr;
+
     // Every capability the kernel headers of our targets know.
     const NAMES: &[&str] = &[
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -231,7 +241,7 @@ fn all_capabilities() -> std::collections::HashSet<Capability> {
     ];
     NAMES
         .iter()
-        .filter_map(|n| Capability::from_str(n).ok())
+        .filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok())
         .collect()
 }
 
@@ -331,4 +341,19 @@ fn bind(source: &Path, destination: &str, read_only: bool) -> Mount {
     opts.push(if read_only { "ro" } else { "rw" }.to_string());
     m.set_options(Some(opts));
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_names_parse() {
+        assert_eq!(all_capabilities().len(), 41);
+        let caps: Vec<Capability> = vmrun_security::capabilities::DOCKER_DEFAULT
+            .iter()
+            .filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok())
+            .collect();
+        assert_eq!(caps.len(), vmrun_security::capabilities::DOCKER_DEFAULT.len());
+    }
 }
