@@ -33,7 +33,10 @@ impl DaemonConfig {
 }
 
 fn default_shim_path() -> PathBuf {
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
         let candidate = dir.join("vmrun-shim");
         if candidate.exists() {
             return candidate;

@@ -11,7 +11,12 @@ use vmrun_daemon::DaemonConfig;
 #[command(name = "vmrund", version)]
 struct Args {
     /// API socket, as `unix:///path` or a path.
-    #[arg(long, short = 'H', default_value = "unix:///run/vmrun/docker.sock", env = "VMRUN_HOST")]
+    #[arg(
+        long,
+        short = 'H',
+        default_value = "unix:///run/vmrun/docker.sock",
+        env = "VMRUN_HOST"
+    )]
     host: String,
     /// Where containers, images, volumes and networks persist.
     #[arg(long, default_value = "/var/lib/vmrun", env = "VMRUN_DATA_ROOT")]
@@ -43,7 +48,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(&args.host)
         .to_string();
     if socket.contains("://") {
-        anyhow::bail!("--host must be a unix socket (unix:///path), not {}", args.host);
+        anyhow::bail!(
+            "--host must be a unix socket (unix:///path), not {}",
+            args.host
+        );
     }
     let mut config = DaemonConfig::with_defaults();
     config.socket = PathBuf::from(socket);

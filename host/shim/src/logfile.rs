@@ -123,10 +123,17 @@ mod tests {
             w.finish().unwrap();
         }
         let recs = read_records(&buf[..]).unwrap();
-        let got: Vec<_> = recs.iter().map(|r| (r.stream.as_str(), r.log.as_str())).collect();
+        let got: Vec<_> = recs
+            .iter()
+            .map(|r| (r.stream.as_str(), r.log.as_str()))
+            .collect();
         assert_eq!(
             got,
-            vec![("stderr", "err\n"), ("stdout", "hello\n"), ("stdout", "world")]
+            vec![
+                ("stderr", "err\n"),
+                ("stdout", "hello\n"),
+                ("stdout", "world")
+            ]
         );
         assert!(recs[0].time.ends_with('Z'));
     }
@@ -135,7 +142,8 @@ mod tests {
     fn long_partial_is_flushed() {
         let mut buf = Vec::new();
         let mut w = LogWriter::new(&mut buf);
-        w.write(Stream::Stdout, &vec![b'x'; MAX_PARTIAL + 1]).unwrap();
+        w.write(Stream::Stdout, &vec![b'x'; MAX_PARTIAL + 1])
+            .unwrap();
         drop(w);
         assert_eq!(read_records(&buf[..]).unwrap().len(), 1);
     }

@@ -17,7 +17,7 @@ pub struct Prepared {
 }
 
 enum Pending {
-    Container(Container),
+    Container(Box<Container>),
     Exec(Box<oci_spec::runtime::Process>),
     Started,
 }
@@ -133,7 +133,7 @@ pub fn prepare(config: &ShimConfig) -> Result<Prepared, ShimFailure> {
             match result {
                 Ok((container, cgroups_path)) => Ok(Prepared {
                     runtime,
-                    pending: Pending::Container(container),
+                    pending: Pending::Container(Box::new(container)),
                     rootfs: rootfs.clone(),
                     stdio,
                     cgroups_path,
@@ -227,7 +227,10 @@ impl Prepared {
                 (p.pid.as_raw(), p.console)
             }
             Pending::Started => {
-                return Err(failure(FailureKind::Other, "the process was already started"))
+                return Err(failure(
+                    FailureKind::Other,
+                    "the process was already started",
+                ))
             }
         };
         let mut started = Started {

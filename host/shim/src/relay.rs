@@ -37,7 +37,9 @@ impl AsyncPipe {
         // SAFETY: `fd` is an `OwnedFd` moved into the `AsyncFd`: it is open, owned by no one
         // else, and stays open and the same descriptor until the `AsyncFd` is dropped.
         let registered = unsafe { AsyncFd::register(fd) };
-        Ok(AsyncPipe(registered.map_err(|e| io::Error::other(e.to_string()))?))
+        Ok(AsyncPipe(
+            registered.map_err(|e| io::Error::other(e.to_string()))?,
+        ))
     }
 
     /// Read some bytes; `Ok(0)` at end of stream (a pty's EIO counts as the end).

@@ -71,7 +71,10 @@ pub async fn serve(
     Ok(())
 }
 
-async fn lifecycle(shared: Arc<Shared>, started_rx: oneshot::Receiver<Result<Started, ShimFailure>>) {
+async fn lifecycle(
+    shared: Arc<Shared>,
+    started_rx: oneshot::Receiver<Result<Started, ShimFailure>>,
+) {
     let status = match started_rx.await {
         Ok(Ok(started)) => run_to_exit(&shared, started).await,
         Ok(Err(failure)) => {
@@ -223,7 +226,11 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
         }
         Request::Wait => {
             let mut rx = shared.exit.subscribe();
-            let status = rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| s.clone());
+            let status = rx
+                .wait_for(|s| s.is_some())
+                .await
+                .ok()
+                .and_then(|s| s.clone());
             let mut s = reader.into_inner();
             if let Some(status) = status {
                 if let Ok(mut line) = serde_json::to_vec(&status) {
@@ -275,7 +282,11 @@ async fn attach(
     want_stdout: bool,
     want_stderr: bool,
 ) {
-    let rx = shared.output.lock().ok().and_then(|o| o.as_ref().map(|t| t.subscribe()));
+    let rx = shared
+        .output
+        .lock()
+        .ok()
+        .and_then(|o| o.as_ref().map(|t| t.subscribe()));
     // Bytes the client sent after its request line are stdin too.
     let buffered = reader.buffer().to_vec();
     let mut stream = reader.into_inner();

@@ -1,1 +1,51 @@
 //! End-to-end tests through the vmrun CLI, the Docker API and the docker CLI.
+//!
+//! The harness starts a private `vmrund` per test ([`Daemon::start`]) on a short
+//! temporary directory, loads the reproducible busybox image into it, and gives
+//! the test three ways to talk to it: our CLI ([`Daemon::vmrun`]), the real docker
+//! CLI ([`Daemon::docker`]) and raw HTTP ([`Daemon::api`]). Dropping the daemon
+//! removes every container and network it made, stops it, kills what is left of
+//! its shims and containers, unmounts and deletes its directory.
+//!
+//! Daemons share the host's default bridge `vmrun0`, so only one runs at a time:
+//! [`Daemon::start`] takes an exclusive `flock` on [`GLOBAL_LOCK`], which
+//! serializes tests across threads, test binaries and nextest processes.
+//!
+//! Binaries are found through `VMRUN_BIN_DIR`, else in the target directory of the
+//! test executable (`target/debug/`); build them first with `tests/run.sh` or
+//! `cargo build -p vmrun-daemon -p vmrun-shim -p vmrun`.
+
+pub mod cleanup;
+pub mod command;
+pub mod daemon;
+pub mod env;
+pub mod http;
+pub mod image;
+
+pub use command::{run_with_timeout, CmdOutput};
+pub use daemon::{Daemon, GLOBAL_LOCK};
+pub use env::{bin_dir, has_tool, require_root, require_tool};
+pub use http::{api_request, try_api_request, ApiResponse, PendingResponse};
+pub use image::busybox_tar;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}

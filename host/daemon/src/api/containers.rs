@@ -69,9 +69,10 @@ fn parse_filters(q: &HashMap<String, String>) -> ApiResult<HashMap<String, Vec<S
     if let Some(obj) = v.as_object() {
         for (k, val) in obj {
             let vals: Vec<String> = match val {
-                serde_json::Value::Array(a) => {
-                    a.iter().filter_map(|x| x.as_str().map(String::from)).collect()
-                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
                 serde_json::Value::Object(o) => o.keys().cloned().collect(),
                 _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
             };
@@ -84,7 +85,10 @@ fn parse_filters(q: &HashMap<String, String>) -> ApiResult<HashMap<String, Vec<S
 async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
     let all = query_bool(q.get("all"));
     let filters = parse_filters(&q)?;
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0);
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| *l > 0);
     let mut out = Vec::new();
     for rec in engine.store.list() {
         let status = rec.state.status.as_str();
@@ -145,7 +149,11 @@ fn timeout(q: &HashMap<String, String>) -> ApiResult<Option<i64>> {
     }
 }
 
-async fn stop(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn stop(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let t = timeout(&q)?;
     Ok(if engine.stop_container(&id, t).await? {
         no_content()
@@ -154,19 +162,31 @@ async fn stop(State(engine): State<AppState>, Path(id): Path<String>, Query(q): 
     })
 }
 
-async fn restart(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn restart(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let t = timeout(&q)?;
     engine.restart_container(&id, t).await?;
     Ok(no_content())
 }
 
-async fn kill(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn kill(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let sig = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
     engine.kill_container(&id, sig).await?;
     Ok(no_content())
 }
 
-async fn wait(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn wait(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let cond = WaitCondition::parse(q.get("condition").map(String::as_str))?;
     let fut = engine.wait_container(&id, cond)?;
     // Headers go out at once (the docker CLI waits for them before it starts the
@@ -187,7 +207,11 @@ async fn wait(State(engine): State<AppState>, Path(id): Path<String>, Query(q): 
         .unwrap_or_default())
 }
 
-async fn rename(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn rename(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let name = q
         .get("name")
         .filter(|n| !n.is_empty())
@@ -195,8 +219,16 @@ async fn rename(State(engine): State<AppState>, Path(id): Path<String>, Query(q)
     let name = name.trim_start_matches('/');
     let rec = engine.container(&id)?;
     crate::engine::validate_name(name).map_err(ApiError::bad_request)?;
-    engine.store.rename(&rec.id, name).map_err(crate::engine::store_error)?;
-    engine.events.emit("container", "rename", &rec.id, &[("name", name.to_string())]);
+    engine
+        .store
+        .rename(&rec.id, name)
+        .map_err(crate::engine::store_error)?;
+    engine.events.emit(
+        "container",
+        "rename",
+        &rec.id,
+        &[("name", name.to_string())],
+    );
     Ok(no_content())
 }
 
@@ -209,26 +241,41 @@ pub(super) fn dims(q: &HashMap<String, String>) -> ApiResult<(u16, u16)> {
     Ok((get("h")?, get("w")?))
 }
 
-async fn resize(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn resize(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let (h, w) = dims(&q)?;
     engine.resize_container(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-
-async fn remove(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
-    engine.remove_container(&id, query_bool(q.get("force"))).await?;
+async fn remove(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    engine
+        .remove_container(&id, query_bool(q.get("force")))
+        .await?;
     Ok(no_content())
 }
 
 async fn top(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
     if !rec.is_running() {
-        return Err(ApiError::conflict(format!("container {} is not running", rec.id)));
+        return Err(ApiError::conflict(format!(
+            "container {} is not running",
+            rec.id
+        )));
     }
     let pids = engine.container_pids(&rec).await?;
     let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
-    let processes = pids.iter().filter_map(|p| crate::engine::procfs::ps_row(*p)).collect();
+    let processes = pids
+        .iter()
+        .filter_map(|p| crate::engine::procfs::ps_row(*p))
+        .collect();
     Ok(json(&ContainerTopResponse {
         titles: Some(titles.iter().map(|t| t.to_string()).collect()),
         processes: Some(processes),

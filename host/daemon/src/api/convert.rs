@@ -131,7 +131,11 @@ pub fn summary(rec: &ContainerRecord) -> ContainerSummary {
         image: Some(rec.image.clone()),
         image_id: Some(rec.image_id.clone()),
         command: Some(command_line(rec)),
-        created: rec.created.parse::<chrono::DateTime<chrono::Utc>>().ok().map(|t| t.timestamp()),
+        created: rec
+            .created
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .ok()
+            .map(|t| t.timestamp()),
         ports: Some(port_summaries(rec)),
         labels: Some(rec.config.labels.clone().unwrap_or_default()),
         state: Some(state),
@@ -183,8 +187,18 @@ pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerP
             pid: Some(i64::from(rec.state.pid)),
             exit_code: Some(i64::from(rec.state.exit_code)),
             error: Some(rec.state.error.clone()),
-            started_at: Some(rec.state.started_at.clone().unwrap_or_else(|| ZERO_TIME.into())),
-            finished_at: Some(rec.state.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into())),
+            started_at: Some(
+                rec.state
+                    .started_at
+                    .clone()
+                    .unwrap_or_else(|| ZERO_TIME.into()),
+            ),
+            finished_at: Some(
+                rec.state
+                    .finished_at
+                    .clone()
+                    .unwrap_or_else(|| ZERO_TIME.into()),
+            ),
             health: None,
         }),
         image: Some(rec.image_id.clone()),

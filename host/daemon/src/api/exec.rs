@@ -23,7 +23,11 @@ pub fn routes() -> Router<AppState> {
         .route("/exec/{id}/json", get(inspect))
 }
 
-async fn create(State(engine): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let cfg: ExecConfig = json_body(&body)?;
     let spec = ExecSpec {
         id: String::new(),
@@ -41,10 +45,18 @@ async fn create(State(engine): State<AppState>, Path(id): Path<String>, body: By
         stderr: cfg.attach_stderr.unwrap_or(false),
     };
     let exec_id = engine.exec_create(&id, spec, attach)?;
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "Id": exec_id }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "Id": exec_id })),
+    )
+        .into_response())
 }
 
-async fn start(State(engine): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+async fn start(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -69,7 +81,11 @@ async fn start(State(engine): State<AppState>, Path(id): Path<String>, req: Requ
     }
 }
 
-async fn resize(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+async fn resize(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let (h, w) = super::containers::dims(&q)?;
     engine.exec_resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
@@ -78,7 +94,11 @@ async fn resize(State(engine): State<AppState>, Path(id): Path<String>, Query(q)
 async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let e = engine.exec_get(&id)?;
     let mut args = e.spec.cmd.clone();
-    let entrypoint = if args.is_empty() { String::new() } else { args.remove(0) };
+    let entrypoint = if args.is_empty() {
+        String::new()
+    } else {
+        args.remove(0)
+    };
     Ok(json(&ExecInspectResponse {
         can_remove: Some(false),
         detach_keys: Some(String::new()),

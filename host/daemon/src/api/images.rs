@@ -81,7 +81,8 @@ pub async fn load(State(engine): State<AppState>, body: Body) -> ApiResult<Respo
     );
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
         file.write_all(&chunk)
             .await
             .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
@@ -92,20 +93,28 @@ pub async fn load(State(engine): State<AppState>, body: Body) -> ApiResult<Respo
     drop(file);
     let images = engine.images.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let f = spool.reopen().map_err(|source| vmrun_images::ImageError::Io {
-            context: "reopening the spooled archive".into(),
-            source,
-        })?;
+        let f = spool
+            .reopen()
+            .map_err(|source| vmrun_images::ImageError::Io {
+                context: "reopening the spooled archive".into(),
+                source,
+            })?;
         images.load(std::io::BufReader::new(f))
     })
     .await
     .map_err(|e| ApiError::internal(format!("load task failed: {e}")))??;
     let mut out = String::new();
     for l in &loaded {
-        let what = if l.reference.starts_with("sha256:") { "image ID" } else { "image" };
+        let what = if l.reference.starts_with("sha256:") {
+            "image ID"
+        } else {
+            "image"
+        };
         out.push_str(&j!({ "stream": format!("Loaded {what}: {}\n", l.reference) }).to_string());
         out.push('\n');
-        engine.events.emit("image", "load", &l.id, &[("name", l.reference.clone())]);
+        engine
+            .events
+            .emit("image", "load", &l.id, &[("name", l.reference.clone())]);
     }
     Ok(Response::builder()
         .header("Content-Type", "application/json")
@@ -146,7 +155,9 @@ fn create(q: &HashMap<String, String>) -> ApiResult<Response> {
 
 fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {
     let img = engine.images.resolve(name).map_err(|e| match e {
-        vmrun_images::ImageError::NotFound(_) => ApiError::not_found(format!("No such image: {name}")),
+        vmrun_images::ImageError::NotFound(_) => {
+            ApiError::not_found(format!("No such image: {name}"))
+        }
         other => other.into(),
     })?;
     let cfg = img.config.config().clone().unwrap_or_default();
@@ -179,7 +190,11 @@ fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {
     })))
 }
 
-fn tag(engine: &crate::engine::Engine, name: &str, q: &HashMap<String, String>) -> ApiResult<Response> {
+fn tag(
+    engine: &crate::engine::Engine,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response> {
     let repo = q
         .get("repo")
         .filter(|r| !r.is_empty())
@@ -194,10 +209,16 @@ fn tag(engine: &crate::engine::Engine, name: &str, q: &HashMap<String, String>) 
     Ok(StatusCode::CREATED.into_response())
 }
 
-fn remove(engine: &crate::engine::Engine, name: &str, q: &HashMap<String, String>) -> ApiResult<Response> {
+fn remove(
+    engine: &crate::engine::Engine,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response> {
     let _force = query_bool(q.get("force"));
     let img = engine.images.resolve(name).map_err(|e| match e {
-        vmrun_images::ImageError::NotFound(_) => ApiError::not_found(format!("No such image: {name}")),
+        vmrun_images::ImageError::NotFound(_) => {
+            ApiError::not_found(format!("No such image: {name}"))
+        }
         other => other.into(),
     })?;
     let users = containers_using(engine, &img.id);
@@ -213,10 +234,18 @@ fn remove(engine: &crate::engine::Engine, name: &str, q: &HashMap<String, String
     let items: Vec<ImageDeleteResponseItem> = removed
         .into_iter()
         .map(|r| match r {
-            RemovedItem::Untagged(t) => ImageDeleteResponseItem { untagged: Some(t), deleted: None },
-            RemovedItem::Deleted(d) => ImageDeleteResponseItem { untagged: None, deleted: Some(d) },
+            RemovedItem::Untagged(t) => ImageDeleteResponseItem {
+                untagged: Some(t),
+                deleted: None,
+            },
+            RemovedItem::Deleted(d) => ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(d),
+            },
         })
         .collect();
-    engine.events.emit("image", "delete", &img.id, &[("name", name.to_string())]);
+    engine
+        .events
+        .emit("image", "delete", &img.id, &[("name", name.to_string())]);
     Ok(json(&items))
 }

@@ -149,7 +149,10 @@ mod tests {
             .uri("/v1.45/containers/json?all=1")
             .body(axum::body::Body::empty())
             .unwrap();
-        assert_eq!(strip_version(req).uri().to_string(), "/containers/json?all=1");
+        assert_eq!(
+            strip_version(req).uri().to_string(),
+            "/containers/json?all=1"
+        );
         let req = Request::builder()
             .uri("/volumes/v1.x")
             .body(axum::body::Body::empty())

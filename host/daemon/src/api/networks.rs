@@ -43,7 +43,11 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
     };
     let mut containers = serde_json::Map::new();
     for (cid, ep) in &n.containers {
-        let name = engine.store.resolve(cid).map(|r| r.name).unwrap_or_default();
+        let name = engine
+            .store
+            .resolve(cid)
+            .map(|r| r.name)
+            .unwrap_or_default();
         containers.insert(
             cid.clone(),
             j!({
@@ -80,7 +84,12 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
 }
 
 async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
-    let nets: Vec<Value> = engine.network.list().iter().map(|n| model(&engine, n)).collect();
+    let nets: Vec<Value> = engine
+        .network
+        .list()
+        .iter()
+        .map(|n| model(&engine, n))
+        .collect();
     Ok(json(&nets))
 }
 
@@ -91,7 +100,9 @@ async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiR
 
 async fn blocking<T: Send + 'static>(
     engine: &Arc<crate::engine::Engine>,
-    f: impl FnOnce(&vmrun_network::NetworkManager) -> Result<T, vmrun_network::NetworkError> + Send + 'static,
+    f: impl FnOnce(&vmrun_network::NetworkManager) -> Result<T, vmrun_network::NetworkError>
+        + Send
+        + 'static,
 ) -> ApiResult<T> {
     let net = engine.network.clone();
     tokio::task::spawn_blocking(move || f(&net))
@@ -105,7 +116,11 @@ async fn create(State(engine): State<AppState>, body: Bytes) -> ApiResult<Respon
     if req.name.is_empty() {
         return Err(ApiError::bad_request("network name is required"));
     }
-    if let Some(d) = req.driver.as_deref().filter(|d| !d.is_empty() && *d != "bridge") {
+    if let Some(d) = req
+        .driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "bridge")
+    {
         return Err(ApiError::bad_request(format!(
             "network driver \"{d}\" is not supported: vmrun has bridge networks"
         )));
@@ -130,15 +145,26 @@ async fn create(State(engine): State<AppState>, body: Bytes) -> ApiResult<Respon
     };
     let name = req.name.clone();
     let info = blocking(&engine, move |n| n.create(&name, opts)).await?;
-    engine.events.emit("network", "create", &info.id, &[("name", info.name.clone())]);
-    Ok((StatusCode::CREATED, axum::Json(j!({ "Id": info.id, "Warning": "" }))).into_response())
+    engine.events.emit(
+        "network",
+        "create",
+        &info.id,
+        &[("name", info.name.clone())],
+    );
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(j!({ "Id": info.id, "Warning": "" })),
+    )
+        .into_response())
 }
 
 async fn remove(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let info = engine.network.inspect(&id)?;
     let key = id.clone();
     blocking(&engine, move |n| n.remove(&key)).await?;
-    engine.events.emit("network", "destroy", &info.id, &[("name", info.name)]);
+    engine
+        .events
+        .emit("network", "destroy", &info.id, &[("name", info.name)]);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -38,15 +38,18 @@ fn unix_seconds(v: Option<&String>) -> ApiResult<Option<f64>> {
             .parse::<f64>()
             .map(Some)
             .or_else(|_| {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|t| Some(t.timestamp() as f64))
+                chrono::DateTime::parse_from_rfc3339(s).map(|t| Some(t.timestamp() as f64))
             })
             .map_err(|_| ApiError::bad_request(format!("invalid time value: {s}"))),
     }
 }
 
 /// `GET /containers/{id}/logs`.
-pub async fn logs(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+pub async fn logs(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let opts = LogOptions {
         stdout: query_bool(q.get("stdout")),
         stderr: query_bool(q.get("stderr")),
@@ -69,9 +72,15 @@ pub async fn logs(State(engine): State<AppState>, Path(id): Path<String>, Query(
 }
 
 /// `GET /containers/{id}/stats`: one sample, or one per second with `stream=1` (default).
-pub async fn stats(State(engine): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+pub async fn stats(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
-    let stream = q.get("stream").is_none_or(|s| matches!(s.as_str(), "1" | "true" | "True"));
+    let stream = q
+        .get("stream")
+        .is_none_or(|s| matches!(s.as_str(), "1" | "true" | "True"));
     let one_shot = query_bool(q.get("one-shot"));
     let first = engine.container_stats(&rec, None).await?;
     if !stream {

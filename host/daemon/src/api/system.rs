@@ -60,15 +60,19 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
         Ok(vmrun_cgroups::CgroupVersion::V2) => "2",
         _ => "1",
     };
-    let mem = nix::sys::sysinfo::sysinfo().map(|i| i.ram_total()).unwrap_or(0);
+    let mem = nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total())
+        .unwrap_or(0);
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "Linux".into());
     Ok(json(&j!({
@@ -115,7 +119,10 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
 }
 
 /// `GET /events`: a stream of JSON events, filtered like docker's `filters`.
-pub async fn events(State(engine): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+pub async fn events(
+    State(engine): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
         Some(f) => {
             let v: serde_json::Value = serde_json::from_str(f)
@@ -125,7 +132,10 @@ pub async fn events(State(engine): State<AppState>, Query(q): Query<HashMap<Stri
                     o.iter()
                         .map(|(k, v)| {
                             let vals = match v {
-                                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                                serde_json::Value::Array(a) => a
+                                    .iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect(),
                                 serde_json::Value::Object(m) => m.keys().cloned().collect(),
                                 _ => Vec::new(),
                             };
@@ -157,7 +167,10 @@ pub async fn events(State(engine): State<AppState>, Query(q): Query<HashMap<Stri
                     vals.iter().any(|v| match k.as_str() {
                         "type" => ev.typ == *v,
                         "event" => ev.action == *v,
-                        "container" => ev.typ == "container" && (ev.actor.id.starts_with(v.as_str()) || name == *v),
+                        "container" => {
+                            ev.typ == "container"
+                                && (ev.actor.id.starts_with(v.as_str()) || name == *v)
+                        }
                         "image" => ev.attr("image") == Some(v.as_str()),
                         _ => true,
                     })
@@ -179,7 +192,10 @@ pub async fn events(State(engine): State<AppState>, Query(q): Query<HashMap<Stri
             None => run.await,
         }
     });
-    let body = futures::stream::unfold(out, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let body = futures::stream::unfold(
+        out,
+        |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
+    );
     Ok(Response::builder()
         .header("Content-Type", "application/json")
         .body(Body::from_stream(body))

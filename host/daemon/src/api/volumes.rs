@@ -51,8 +51,14 @@ async fn create(State(engine): State<AppState>, body: Bytes) -> ApiResult<Respon
         Some(n) => n,
         None => hex::encode(rand::random::<[u8; 32]>()),
     };
-    if let Some(d) = req.driver.as_deref().filter(|d| !d.is_empty() && *d != "local") {
-        return Err(ApiError::bad_request(format!("volume driver {d} is not supported")));
+    if let Some(d) = req
+        .driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "local")
+    {
+        return Err(ApiError::bad_request(format!(
+            "volume driver {d} is not supported"
+        )));
     }
     let v = engine.volumes.create(&name)?;
     engine.events.emit("volume", "create", &name, &[]);
@@ -63,13 +69,21 @@ async fn inspect(State(engine): State<AppState>, Path(name): Path<String>) -> Ap
     Ok(json(&model(&engine.volumes.get(&name)?)))
 }
 
-async fn remove(State(engine): State<AppState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+async fn remove(
+    State(engine): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let _force = query_bool(q.get("force"));
     let users: Vec<String> = engine
         .store
         .list()
         .into_iter()
-        .filter(|c| c.mounts.iter().any(|m| m.name.as_deref() == Some(name.as_str())))
+        .filter(|c| {
+            c.mounts
+                .iter()
+                .any(|m| m.name.as_deref() == Some(name.as_str()))
+        })
         .map(|c| c.id)
         .collect();
     if !users.is_empty() {

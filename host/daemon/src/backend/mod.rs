@@ -134,10 +134,7 @@ pub trait ContainerBackend: Send + Sync {
     ) -> Result<Arc<dyn ProcessHandle>, BackendError>;
     /// Find the process of a container that ran before the daemon restarted: `Ok(None)`
     /// when it is gone, with its exit status if one was recorded.
-    async fn reconnect(
-        &self,
-        rec: &ContainerRecord,
-    ) -> Result<Reconnected, BackendError>;
+    async fn reconnect(&self, rec: &ContainerRecord) -> Result<Reconnected, BackendError>;
     /// Release what the last run held (network endpoint, published ports).
     async fn release(&self, rec: &ContainerRecord);
     /// Delete the container's writable layer and files.

@@ -21,7 +21,10 @@ fn new_id() -> String {
 
 impl Engine {
     /// Create a container; returns its id and warnings.
-    pub async fn create_container(&self, req: CreateRequest) -> Result<(String, Vec<String>), ApiError> {
+    pub async fn create_container(
+        &self,
+        req: CreateRequest,
+    ) -> Result<(String, Vec<String>), ApiError> {
         let body = req.body;
         let image_ref = body
             .image
@@ -76,7 +79,9 @@ impl Engine {
         let mut env: Vec<String> = image_config.env().clone().unwrap_or_default();
         for kv in config.env.iter().flatten() {
             if !kv.contains('=') || kv.starts_with('=') {
-                return Err(ApiError::bad_request(format!("invalid environment variable: {kv}")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid environment variable: {kv}"
+                )));
             }
             let key = kv.split('=').next().unwrap_or(kv);
             env.retain(|e| e.split('=').next() != Some(key));
@@ -164,9 +169,9 @@ impl Engine {
             m => m.to_string(),
         };
         if mode != vmrun_network::HOST_NETWORK && mode != vmrun_network::NONE_NETWORK {
-            self.network.inspect(&mode).map_err(|_| {
-                ApiError::not_found(format!("network {mode} not found"))
-            })?;
+            self.network
+                .inspect(&mode)
+                .map_err(|_| ApiError::not_found(format!("network {mode} not found")))?;
         }
         let aliases = body
             .networking_config
@@ -261,14 +266,18 @@ impl Engine {
 fn validate_resources(hc: &HostConfig) -> Result<(), ApiError> {
     if let Some(m) = hc.memory {
         if m < 0 {
-            return Err(ApiError::bad_request("invalid memory limit: must be positive"));
+            return Err(ApiError::bad_request(
+                "invalid memory limit: must be positive",
+            ));
         }
         if m > 0 && m < 6 * 1024 * 1024 {
             return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
         }
     }
     if let Some(n) = hc.nano_cpus {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as i64;
         if n < 0 || n > cpus * 1_000_000_000 {
             return Err(ApiError::bad_request(format!(
                 "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"

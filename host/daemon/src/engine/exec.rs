@@ -39,7 +39,10 @@ impl Engine {
     ) -> Result<String, ApiError> {
         let rec = self.container(key)?;
         if !rec.is_running() {
-            return Err(ApiError::conflict(format!("container {} is not running", rec.id)));
+            return Err(ApiError::conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
         }
         if spec.cmd.is_empty() {
             return Err(ApiError::bad_request("No exec command specified"));
@@ -58,7 +61,12 @@ impl Engine {
                 process: None,
             },
         );
-        self.events.emit("container", "exec_create", &rec.id, &[("name", rec.name.clone())]);
+        self.events.emit(
+            "container",
+            "exec_create",
+            &rec.id,
+            &[("name", rec.name.clone())],
+        );
         Ok(id)
     }
 
@@ -73,7 +81,12 @@ impl Engine {
     }
 
     fn exec_update(&self, id: &str, f: impl FnOnce(&mut ExecRecord)) {
-        if let Some(e) = self.execs.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+        if let Some(e) = self
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
             f(e);
         }
     }
@@ -87,11 +100,16 @@ impl Engine {
     ) -> Result<Option<Box<dyn AttachIo>>, ApiError> {
         let exec = self.exec_get(id)?;
         if exec.running || exec.exit_code.is_some() {
-            return Err(ApiError::conflict(format!("exec {id} has already been started")));
+            return Err(ApiError::conflict(format!(
+                "exec {id} has already been started"
+            )));
         }
         let rec = self.container(&exec.container_id)?;
         if !rec.is_running() {
-            return Err(ApiError::conflict(format!("container {} is not running", rec.id)));
+            return Err(ApiError::conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
         }
         let process = self
             .backend
@@ -107,7 +125,9 @@ impl Engine {
             Ok(pid) => pid,
             Err(e) => {
                 let status = process.wait().await.ok();
-                self.exec_update(id, |x| x.exit_code = status.map(|s| s.exit_code).or(Some(126)));
+                self.exec_update(id, |x| {
+                    x.exit_code = status.map(|s| s.exit_code).or(Some(126))
+                });
                 return Err(backend_error(e));
             }
         };
@@ -116,7 +136,12 @@ impl Engine {
             x.pid = pid;
             x.process = Some(process.clone());
         });
-        self.events.emit("container", "exec_start", &rec.id, &[("name", rec.name.clone())]);
+        self.events.emit(
+            "container",
+            "exec_start",
+            &rec.id,
+            &[("name", rec.name.clone())],
+        );
         let engine = self.clone();
         let exec_id = id.to_string();
         tokio::spawn(async move {

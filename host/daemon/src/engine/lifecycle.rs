@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::{backend_error, Engine, PendingAttach};
-use crate::backend::{AttachIo, AttachOptions, BackendError, ExitStatus, ProcessHandle, Reconnected};
+use crate::backend::{
+    AttachIo, AttachOptions, BackendError, ExitStatus, ProcessHandle, Reconnected,
+};
 use crate::error::ApiError;
 use crate::state::Status;
 
@@ -28,7 +30,9 @@ impl WaitCondition {
             "" | "not-running" => Ok(WaitCondition::NotRunning),
             "next-exit" => Ok(WaitCondition::NextExit),
             "removed" => Ok(WaitCondition::Removed),
-            other => Err(ApiError::bad_request(format!("invalid condition: \"{other}\""))),
+            other => Err(ApiError::bad_request(format!(
+                "invalid condition: \"{other}\""
+            ))),
         }
     }
 }
@@ -50,7 +54,11 @@ pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
         }
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
         .map_err(|_| ApiError::bad_request(format!("Invalid signal: {s}")))
@@ -219,7 +227,8 @@ impl Engine {
                 Ok(Reconnected::Exited(status)) => self.record_exit(&rec.id, status).await,
                 Ok(Reconnected::Lost) | Err(_) => {
                     let _ = self.store.update(&rec.id, |r| {
-                        r.state.error = "the container's monitor ended without recording an exit".into();
+                        r.state.error =
+                            "the container's monitor ended without recording an exit".into();
                     });
                     self.record_exit(
                         &rec.id,
@@ -263,12 +272,15 @@ impl Engine {
         if !rec.is_running() {
             return Ok(false);
         }
-        let _ = self.store.update(&rec.id, |r| r.state.stopped_by_user = true);
-        let stop_signal = rec.config.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into());
-        let timeout = timeout
-            .or(rec.config.stop_timeout)
-            .unwrap_or(10)
-            .max(0) as u64;
+        let _ = self
+            .store
+            .update(&rec.id, |r| r.state.stopped_by_user = true);
+        let stop_signal = rec
+            .config
+            .stop_signal
+            .clone()
+            .unwrap_or_else(|| "SIGTERM".into());
+        let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10).max(0) as u64;
         let sig = parse_signal(&stop_signal).unwrap_or(libc::SIGTERM);
         if let Err(e) = self.backend.kill(&rec, sig).await {
             tracing::debug!("stop signal to {}: {e}", rec.short_id());
@@ -285,10 +297,15 @@ impl Engine {
     }
 
     /// Stop (if running) and start again.
-    pub async fn restart_container(self: &Arc<Self>, key: &str, timeout: Option<i64>) -> Result<(), ApiError> {
+    pub async fn restart_container(
+        self: &Arc<Self>,
+        key: &str,
+        timeout: Option<i64>,
+    ) -> Result<(), ApiError> {
         self.stop_container(key, timeout).await?;
         self.start_container(key).await?;
-        self.events.emit("container", "restart", &self.container(key)?.id, &[]);
+        self.events
+            .emit("container", "restart", &self.container(key)?.id, &[]);
         Ok(())
     }
 
@@ -318,7 +335,9 @@ impl Engine {
             Err(_) => return Ok(()),
         };
         if let Err(e) = self.backend.remove(&rec).await {
-            let _ = self.store.update(&rec.id, |r| r.state.status = Status::Dead);
+            let _ = self
+                .store
+                .update(&rec.id, |r| r.state.status = Status::Dead);
             return Err(backend_error(e));
         }
         self.store.remove(&rec.id);
@@ -326,7 +345,12 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&rec.id);
-        self.events.emit("container", "destroy", &rec.id, &[("name", rec.name.clone()), ("image", rec.image.clone())]);
+        self.events.emit(
+            "container",
+            "destroy",
+            &rec.id,
+            &[("name", rec.name.clone()), ("image", rec.image.clone())],
+        );
         Ok(())
     }
 
@@ -335,7 +359,8 @@ impl Engine {
         &self,
         key: &str,
         condition: WaitCondition,
-    ) -> Result<impl std::future::Future<Output = Result<i32, ApiError>> + Send + 'static, ApiError> {
+    ) -> Result<impl std::future::Future<Output = Result<i32, ApiError>> + Send + 'static, ApiError>
+    {
         let mut events = self.events.subscribe();
         let rec = self.container(key)?;
         let done_now = condition == WaitCondition::NotRunning && !rec.is_running();
@@ -350,7 +375,10 @@ impl Engine {
                     Ok(ev) if ev.typ == "container" && ev.actor.id == id => {
                         match ev.action.as_str() {
                             "die" => {
-                                last_exit = ev.attr("exitCode").and_then(|c| c.parse().ok()).unwrap_or(last_exit);
+                                last_exit = ev
+                                    .attr("exitCode")
+                                    .and_then(|c| c.parse().ok())
+                                    .unwrap_or(last_exit);
                                 if condition != WaitCondition::Removed {
                                     return Ok(last_exit);
                                 }
@@ -375,7 +403,10 @@ impl Engine {
         &self,
         key: &str,
         opts: AttachOptions,
-    ) -> Result<impl std::future::Future<Output = Result<Box<dyn AttachIo>, ApiError>> + Send + 'static, ApiError> {
+    ) -> Result<
+        impl std::future::Future<Output = Result<Box<dyn AttachIo>, ApiError>> + Send + 'static,
+        ApiError,
+    > {
         let rec = self.container(key)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         match self.process(&rec.id) {
@@ -399,17 +430,26 @@ impl Engine {
     }
 
     /// Resize a container's terminal.
-    pub async fn resize_container(&self, key: &str, height: u16, width: u16) -> Result<(), ApiError> {
+    pub async fn resize_container(
+        &self,
+        key: &str,
+        height: u16,
+        width: u16,
+    ) -> Result<(), ApiError> {
         let rec = self.container(key)?;
-        let p = self.process(&rec.id).ok_or_else(|| {
-            ApiError::conflict(format!("Container {} is not running", rec.id))
-        })?;
+        let p = self
+            .process(&rec.id)
+            .ok_or_else(|| ApiError::conflict(format!("Container {} is not running", rec.id)))?;
         p.resize(height, width).await.map_err(backend_error)
     }
 }
 
 /// Wait until `id` dies or `timeout` passes; true when it died.
-async fn wait_for_die(events: &mut broadcast::Receiver<super::Event>, id: &str, timeout: Duration) -> bool {
+async fn wait_for_die(
+    events: &mut broadcast::Receiver<super::Event>,
+    id: &str,
+    timeout: Duration,
+) -> bool {
     let fut = async {
         loop {
             match events.recv().await {

@@ -116,12 +116,16 @@ impl Engine {
         self: &Arc<Self>,
         key: &str,
         opts: LogOptions,
-    ) -> Result<(bool, impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static), ApiError> {
+    ) -> Result<
+        (
+            bool,
+            impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        ),
+        ApiError,
+    > {
         let rec = self.container(key)?;
         if !opts.stdout && !opts.stderr {
-            return Err(ApiError::bad_request(
-                "You must choose at least one stream",
-            ));
+            return Err(ApiError::bad_request("You must choose at least one stream"));
         }
         let tty = rec.tty();
         let path: PathBuf = self
@@ -170,7 +174,11 @@ fn follow_log(
         let mut out = Vec::new();
         for r in &records {
             renderer.render(r, &mut out);
-            if out.len() > 64 * 1024 && tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut out)))).is_err() {
+            if out.len() > 64 * 1024
+                && tx
+                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
+                    .is_err()
+            {
                 return;
             }
         }
@@ -183,7 +191,10 @@ fn follow_log(
         return;
     }
     loop {
-        let running = engine.container(&id).map(|r| r.is_running()).unwrap_or(false);
+        let running = engine
+            .container(&id)
+            .map(|r| r.is_running())
+            .unwrap_or(false);
         if let Ok(mut f) = std::fs::File::open(&path) {
             if f.seek(SeekFrom::Start(offset)).is_ok() {
                 let mut reader = BufReader::new(f);

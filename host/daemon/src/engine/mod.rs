@@ -69,10 +69,11 @@ impl Engine {
             .context("opening the image store")?;
         let net_state = config.data_root.join("network");
         let netns_dir = config.exec_root.join("netns");
-        let network = tokio::task::spawn_blocking(move || NetworkManager::open(&net_state, &netns_dir))
-            .await
-            .context("network setup panicked")?
-            .context("opening the network manager")?;
+        let network =
+            tokio::task::spawn_blocking(move || NetworkManager::open(&net_state, &netns_dir))
+                .await
+                .context("network setup panicked")?
+                .context("opening the network manager")?;
         let network = Arc::new(network);
         let volumes = volumes::VolumeStore::open(&config.data_root.join("volumes"))?;
         let backend = Arc::new(NativeBackend::new(config.clone(), network.clone()));

@@ -3,14 +3,14 @@
 use rand::seq::SliceRandom;
 
 const ADJECTIVES: &[&str] = &[
-    "agile", "bold", "brave", "bright", "calm", "clever", "cool", "crisp", "eager", "fair",
-    "fast", "gentle", "happy", "keen", "kind", "lucid", "merry", "nimble", "proud", "quick",
-    "quiet", "sharp", "steady", "swift", "tidy", "vivid", "warm", "wise", "witty", "zesty",
+    "agile", "bold", "brave", "bright", "calm", "clever", "cool", "crisp", "eager", "fair", "fast",
+    "gentle", "happy", "keen", "kind", "lucid", "merry", "nimble", "proud", "quick", "quiet",
+    "sharp", "steady", "swift", "tidy", "vivid", "warm", "wise", "witty", "zesty",
 ];
 const NOUNS: &[&str] = &[
     "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler", "fermat", "gauss",
-    "hopper", "kepler", "knuth", "lamport", "lovelace", "mccarthy", "newton", "noether",
-    "pascal", "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak",
+    "hopper", "kepler", "knuth", "lamport", "lovelace", "mccarthy", "newton", "noether", "pascal",
+    "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak",
 ];
 
 /// A random `adjective_scientist` name.

@@ -18,7 +18,12 @@ pub fn system_cpu_ns() -> u64 {
     let ticks: u64 = stat
         .lines()
         .next()
-        .map(|l| l.split_whitespace().skip(1).filter_map(|v| v.parse::<u64>().ok()).sum())
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
         .unwrap_or(0);
     ticks.saturating_mul(1_000_000_000) / ticks_per_second()
 }
@@ -33,7 +38,12 @@ pub fn ps_row(pid: i32) -> Option<Vec<String>> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let secs = (utime + stime) / ticks_per_second();
-    let time = format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    let time = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let uid = status
         .lines()
@@ -51,7 +61,16 @@ pub fn ps_row(pid: i32) -> Option<Vec<String>> {
     if cmd.is_empty() {
         cmd = format!("[{}]", &stat[stat.find('(')? + 1..close]);
     }
-    Some(vec![uid, pid.to_string(), ppid, "0".into(), "-".into(), "?".into(), time, cmd])
+    Some(vec![
+        uid,
+        pid.to_string(),
+        ppid,
+        "0".into(),
+        "-".into(),
+        "?".into(),
+        time,
+        cmd,
+    ])
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ impl Engine {
         rec: &ContainerRecord,
         prev: Option<&ContainerStatsResponse>,
     ) -> Result<ContainerStatsResponse, ApiError> {
-        let online = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let online = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
         let mut resp = ContainerStatsResponse {
             id: Some(rec.id.clone()),
             name: Some(format!("/{}", rec.name)),

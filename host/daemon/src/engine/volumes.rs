@@ -31,7 +31,10 @@ impl VolumeStore {
 
     fn validate(name: &str) -> Result<(), ApiError> {
         let ok = name.len() >= 2
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -55,7 +58,8 @@ impl VolumeStore {
 
     /// A volume by name.
     pub fn get(&self, name: &str) -> Result<Volume, ApiError> {
-        Self::validate(name).map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
+        Self::validate(name)
+            .map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
         let dir = self.root.join(name);
         let meta = std::fs::metadata(&dir)
             .map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
@@ -89,7 +93,11 @@ impl VolumeStore {
     /// Delete a volume and its data (the caller checks it is unused).
     pub fn remove(&self, name: &str) -> Result<(), ApiError> {
         let v = self.get(name)?;
-        let dir = v.mountpoint.parent().map(Path::to_path_buf).unwrap_or(v.mountpoint);
+        let dir = v
+            .mountpoint
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or(v.mountpoint);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| ApiError::internal(format!("removing volume {name}: {e}")))
     }

@@ -171,7 +171,9 @@ fn find<'a>(
     if let Some(r) = records.values().find(|r| r.name == name) {
         return Ok(r);
     }
-    let mut matches = records.values().filter(|r| !key.is_empty() && r.id.starts_with(key));
+    let mut matches = records
+        .values()
+        .filter(|r| !key.is_empty() && r.id.starts_with(key));
     match (matches.next(), matches.next()) {
         (Some(r), None) => Ok(r),
         (Some(_), Some(_)) => Err(StoreError::Ambiguous(key.to_string())),

@@ -9,7 +9,6 @@ use crate::backend::{BackendError, ExecSpec};
 use crate::config::DaemonConfig;
 use crate::state::ContainerRecord;
 
-
 /// Where everything of one container lives.
 #[derive(Debug, Clone)]
 pub struct ContainerPaths {
@@ -84,7 +83,9 @@ impl ContainerPaths {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         match std::fs::remove_file(&self.exit_file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&self.exit_file)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(&self.exit_file)(e))
+            }
             _ => {}
         }
         let hostname = format!("{}\n", super::spec::hostname(rec));
@@ -123,7 +124,8 @@ fn resolv_conf() -> String {
 
 /// With `--network host` the container sees the host's names.
 pub fn write_host_network_files(paths: &ContainerPaths) -> Result<(), BackendError> {
-    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+    let hosts =
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
     std::fs::write(&paths.hosts, hosts)
         .map_err(|e| BackendError::Failed(format!("writing {}: {e}", paths.hosts.display())))?;
     if let Ok(name) = nix::unistd::gethostname() {

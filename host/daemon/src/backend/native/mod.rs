@@ -197,7 +197,11 @@ impl ContainerBackend for NativeBackend {
     ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
         let paths = self.paths(&rec.id);
         let process = files::exec_process(&paths, exec)?;
-        let socket = self.config.exec_root.join("exec").join(format!("{}.sock", exec.id));
+        let socket = self
+            .config
+            .exec_root
+            .join("exec")
+            .join(format!("{}.sock", exec.id));
         let dir = paths.dir.join("exec");
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::create_dir_all(self.config.exec_root.join("exec")))
@@ -250,7 +254,11 @@ impl ContainerBackend for NativeBackend {
     }
 
     async fn release(&self, rec: &ContainerRecord) {
-        let published = self.published.lock().ok().and_then(|mut m| m.remove(&rec.id));
+        let published = self
+            .published
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&rec.id));
         for p in published.into_iter().flatten() {
             p.close().await;
         }

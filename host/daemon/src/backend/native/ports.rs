@@ -54,9 +54,9 @@ pub async fn publish(
                 None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             };
             let host_port = match b.host_port.as_deref().filter(|s| !s.is_empty()) {
-                Some(s) => s.parse::<u16>().map_err(|_| {
-                    BackendError::BadRequest(format!("invalid host port: {s}"))
-                })?,
+                Some(s) => s
+                    .parse::<u16>()
+                    .map_err(|_| BackendError::BadRequest(format!("invalid host port: {s}")))?,
                 None => 0,
             };
             let spec = PortSpec {

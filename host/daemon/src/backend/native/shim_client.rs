@@ -45,9 +45,7 @@ pub async fn launch(
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .map_err(|e| {
-            BackendError::Failed(format!("starting {}: {e}", shim_path.display()))
-        })?;
+        .map_err(|e| BackendError::Failed(format!("starting {}: {e}", shim_path.display())))?;
     let stdout = child
         .stdout
         .take()

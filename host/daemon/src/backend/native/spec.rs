@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxNamespace, LinuxNamespaceType,
-    LinuxMemoryBuilder, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Spec,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType,
+    Spec,
 };
 
 use crate::backend::BackendError;
@@ -113,7 +114,9 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
             .flatten()
             .map(|c| format!("CAP_{c}"))
             .collect();
-        linux.set_seccomp(Some(vmrun_security::seccomp::docker_default_profile(&names)));
+        linux.set_seccomp(Some(vmrun_security::seccomp::docker_default_profile(
+            &names,
+        )));
     }
     spec.set_linux(Some(linux));
 
@@ -174,7 +177,10 @@ fn environment(rec: &ContainerRecord) -> Vec<String> {
     env
 }
 
-fn capabilities(rec: &ContainerRecord, privileged: bool) -> Result<LinuxCapabilities, BackendError> {
+fn capabilities(
+    rec: &ContainerRecord,
+    privileged: bool,
+) -> Result<LinuxCapabilities, BackendError> {
     use std::collections::HashSet;
 
     let parse = |name: &str| -> Result<Option<Capability>, BackendError> {
@@ -226,18 +232,49 @@ fn capabilities(rec: &ContainerRecord, privileged: bool) -> Result<LinuxCapabili
 }
 
 fn all_capabilities() -> std::collections::HashSet<Capability> {
-
     // Every capability the kernel headers of our targets know.
     const NAMES: &[&str] = &[
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
     ];
     NAMES
         .iter()
@@ -301,7 +338,11 @@ fn resources(rec: &ContainerRecord) -> Result<LinuxResources, BackendError> {
     }
     if let Some(quota) = hc.cpu_quota.filter(|q| *q > 0) {
         cpu.set_quota(Some(quota));
-        cpu.set_period(Some(hc.cpu_period.filter(|p| *p > 0).unwrap_or(CPU_PERIOD_US as i64) as u64));
+        cpu.set_period(Some(
+            hc.cpu_period
+                .filter(|p| *p > 0)
+                .unwrap_or(CPU_PERIOD_US as i64) as u64,
+        ));
         any_cpu = true;
     }
     if any_cpu {
@@ -354,6 +395,9 @@ mod tests {
             .iter()
             .filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok())
             .collect();
-        assert_eq!(caps.len(), vmrun_security::capabilities::DOCKER_DEFAULT.len());
+        assert_eq!(
+            caps.len(),
+            vmrun_security::capabilities::DOCKER_DEFAULT.len()
+        );
     }
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install vmrun on a Debian/Ubuntu machine, as root: system packages, a release build,
+# the binaries in /usr/local/bin, the data root, and the default image busybox:latest
+# (built from Debian's busybox-static, so no network is needed).
+#
+# Idempotent: run it again after pulling new code.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+prefix=${VMRUN_PREFIX:-/usr/local}
+cache=${VMRUN_CACHE:-/var/cache/vmrun}
+
+say() { printf 'vmrun-install: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run me as root (containers need namespaces, cgroups and mounts)"
+
+# shellcheck source=installer/packages.sh
+. "$here/packages.sh"
+ensure_packages "${VMRUN_RUNTIME_PACKAGES[@]}" "${VMRUN_BUILD_PACKAGES[@]}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo (Rust 1.85 or newer) is needed to build vmrun: install it with rustup"
+
+say "building (release)"
+(cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime)
+
+say "installing binaries into $prefix/bin"
+for bin in vmrun vmrund vmrun-shim vmrun-runtime; do
+    install -m 0755 "$repo/target/release/$bin" "$prefix/bin/$bin.new"
+    mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
+done
+
+getent group vmrun >/dev/null || groupadd --system vmrun
+install -d -m 0711 /var/lib/vmrun
+install -d -m 0755 /run/vmrun /var/log/vmrun "$cache"
+
+image="$cache/busybox-oci.tar"
+if [ ! -s "$image" ] || [ /bin/busybox -nt "$image" ]; then
+    say "building the default image busybox:latest from busybox-static"
+    bash "$here/make-busybox-image.sh" "$image.tmp" >/dev/null
+    mv -f "$image.tmp" "$image"
+fi
+
+# A daemon from an older install keeps running the old code: restart it.
+if pid=$(pgrep -x vmrund); then
+    say "restarting the running vmrun daemon (pid $pid)"
+    kill -TERM $pid 2>/dev/null || true
+    for _ in $(seq 50); do pgrep -x vmrund >/dev/null || break; sleep 0.1; done
+fi
+# `load` starts the daemon if it is not running.
+"$prefix/bin/vmrun" load -i "$image"
+say "done: try 'vmrun run --rm busybox echo hello from vmrun'"

@@ -1,0 +1,52 @@
+//! The busybox image the tests run: built once by `installer/make-busybox-image.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Where the built image is cached between test processes.
+pub const BUSYBOX_TAR: &str = "/tmp/vmrun-e2e-busybox.tar";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../installer/make-busybox-image.sh")
+}
+
+fn is_fresh(tar: &Path, script: &Path) -> bool {
+    let (Ok(t), Ok(s)) = (tar.metadata(), script.metadata()) else {
+        return false;
+    };
+    match (t.modified(), s.modified()) {
+        (Ok(t_mod), Ok(s_mod)) => t.len() > 0 && t_mod >= s_mod,
+        _ => false,
+    }
+}
+
+/// Path of an OCI image tar holding `busybox:latest`, built if missing or older than the
+/// script. Concurrent builders write private files and rename them into place.
+pub fn busybox_tar() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let tar = PathBuf::from(BUSYBOX_TAR);
+            let script = script();
+            if is_fresh(&tar, &script) {
+                return tar;
+            }
+            let tmp = PathBuf::from(format!("{BUSYBOX_TAR}.{}.tmp", std::process::id()));
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg(&tmp)
+                .output()
+                .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::rename(&tmp, &tar)
+                .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", tmp.display(), tar.display()));
+            tar
+        })
+        .clone()
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (idempotently), builds every binary,
+# and runs the whole test suite as root. CI runs exactly this (.ci/run).
+#
+# Tests that need root, KVM, QEMU or a tool print why they skip.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+if [ "$(id -u)" -eq 0 ]; then
+    # shellcheck source=installer/packages.sh
+    . installer/packages.sh
+    ensure_packages "${VMRUN_RUNTIME_PACKAGES[@]}" "${VMRUN_BUILD_PACKAGES[@]}" "${VMRUN_TEST_PACKAGES[@]}"
+else
+    echo "tests/run.sh: not root: tests that need root will skip" >&2
+fi
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+
+# The end-to-end tests drive the real binaries: build them first.
+cargo build --locked --workspace --bins
+cargo test --locked --workspace --no-fail-fast -- --test-threads 2
