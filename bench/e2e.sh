@@ -87,7 +87,11 @@ for b in vmrund vmrun-shim vmrun; do
 done
 
 # --- state and cleanup -----------------------------------------------------
-D=$(mktemp -d /tmp/vmrun-e2e.XXXXXX)
+# Short paths on purpose: vmrun's runtime binds
+# <exec-root>/runtime/<64-hex id>/start.sock, and a Unix socket path has at
+# most 107 bytes, so the exec root must stay under ~32 characters
+# (/tmp/vrb.XXXXXX/vr is 18).
+D=$(mktemp -d /tmp/vrb.XXXXXX)
 VSOCK=$D/vmrun.sock
 DSOCK=$D/docker.sock
 VMRUND_PID=
@@ -132,7 +136,7 @@ pids_using_dir() {
         p=${p#/proc/}
         [ "$p" = "$$" ] && continue
         [ "$p" = "$BASHPID" ] && continue
-        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$D/" && echo "$p"
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$D/" && echo "$p"
     done
     return 0
 }
@@ -142,7 +146,7 @@ other_running() {
     local p
     for p in /proc/[0-9]*; do
         [ "$(cat "$p/comm" 2>/dev/null)" = "$1" ] || continue
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$D/" || return 0
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$D/" || return 0
     done
     return 1
 }
@@ -174,7 +178,7 @@ cleanup() {
     [ -n "$CONTAINERD_PID" ] && stop_pid "$CONTAINERD_PID" 5
     # Shims and anything else still running out of $D.
     for p in $(pids_using_dir); do
-        log "stopping leftover pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-120)"
+        log "stopping leftover pid $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-120)"
         stop_pid "$p" 3
     done
     # Mounts under $D, deepest first.
@@ -226,7 +230,7 @@ DOCKER_V=(docker -H "unix://$VSOCK")
 # --- 2. vmrund -------------------------------------------------------------
 log "starting vmrund..."
 setsid "$BIN_DIR/vmrund" --host "unix://$VSOCK" --data-root "$D/vmrun-data" \
-    --exec-root "$D/vmrun-run" --shim "$BIN_DIR/vmrun-shim" </dev/null >"$D/vmrund.log" 2>&1 &
+    --exec-root "$D/vr" --shim "$BIN_DIR/vmrun-shim" </dev/null >"$D/vmrund.log" 2>&1 &
 VMRUND_PID=$!
 wait_for vmrund "$VMRUND_PID" 30 "${DOCKER_V[@]}" version ||
     { tail -n 30 "$D/vmrund.log" >&2; die "vmrund did not start"; }
@@ -284,7 +288,9 @@ one_run() {
     t0=$EPOCHREALTIME
     "${cmd[@]}" run --rm busybox true </dev/null >"$D/run.out" 2>&1 || rc=$?
     t1=$EPOCHREALTIME
-    if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
+        exit "$rc" # interrupted: the INT/TERM trap reports it
+    elif [ "$rc" -ne 0 ]; then
         echo "e2e.sh: $what of ${LABEL[$subject]} failed (exit $rc): ${cmd[*]} run --rm busybox true" >&2
         sed 's/^/  | /' "$D/run.out" >&2
         exit 1

@@ -13,6 +13,10 @@ pub struct DaemonConfig {
     pub exec_root: PathBuf,
     /// The `vmrun-shim` binary.
     pub shim_path: PathBuf,
+    /// Bridge device of the default network (default `vmrun0`).
+    pub bridge: Option<String>,
+    /// Subnet of the default network (default: the first free candidate).
+    pub bridge_subnet: Option<vmrun_network::Ipv4Net>,
 }
 
 impl DaemonConfig {
@@ -23,6 +27,8 @@ impl DaemonConfig {
             data_root: PathBuf::from("/var/lib/vmrun"),
             exec_root: PathBuf::from("/run/vmrun"),
             shim_path: default_shim_path(),
+            bridge: None,
+            bridge_subnet: None,
         }
     }
 

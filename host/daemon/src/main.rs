@@ -24,6 +24,12 @@ struct Args {
     /// Runtime state (sockets, namespaces) that does not survive a reboot.
     #[arg(long, default_value = "/run/vmrun", env = "VMRUN_EXEC_ROOT")]
     exec_root: PathBuf,
+    /// Bridge device of the default network.
+    #[arg(long, short = 'b', default_value = "vmrun0")]
+    bridge: String,
+    /// Subnet of the default network, e.g. 10.88.0.0/24 (default: a free one).
+    #[arg(long)]
+    bip: Option<String>,
     /// The `vmrun-shim` binary (default: next to vmrund, then PATH).
     #[arg(long)]
     shim: Option<PathBuf>,
@@ -57,6 +63,13 @@ fn main() -> anyhow::Result<()> {
     config.socket = PathBuf::from(socket);
     config.data_root = args.data_root;
     config.exec_root = args.exec_root;
+    config.bridge = Some(args.bridge);
+    if let Some(bip) = args.bip {
+        config.bridge_subnet = Some(
+            bip.parse()
+                .map_err(|e| anyhow::anyhow!("--bip {bip}: not an IPv4 subnet: {e}"))?,
+        );
+    }
     if let Some(shim) = args.shim {
         config.shim_path = shim;
     }

@@ -27,6 +27,8 @@ struct Shared {
     output: Mutex<Option<OutputTx>>,
     stdin: tokio::sync::Mutex<Option<AsyncPipe>>,
     console: Mutex<Option<OwnedFd>>,
+    /// Set once a start was attempted: stdin is in place (or never will be).
+    started: watch::Sender<bool>,
     exit: watch::Sender<Option<ExitStatus>>,
 }
 
@@ -47,6 +49,7 @@ pub async fn serve(
         output: Mutex::new(Some(tx)),
         stdin: tokio::sync::Mutex::new(None),
         console: Mutex::new(None),
+        started: watch::channel(false).0,
         exit: watch::channel(None).0,
     });
 
@@ -122,15 +125,6 @@ async fn run_to_exit(shared: &Arc<Shared>, started: Started) -> (i32, bool) {
         for (stream, fd) in started.outputs {
             pumps.spawn(relay::pump_output(fd, stream, log.clone(), tx.clone()));
         }
-    }
-    if let Some(fd) = started.stdin {
-        match AsyncPipe::new(fd) {
-            Ok(p) => *shared.stdin.lock().await = Some(p),
-            Err(e) => tracing::warn!("stdin: {e}"),
-        }
-    }
-    if let Ok(mut c) = shared.console.lock() {
-        *c = started.console;
     }
 
     let pid = nix::unistd::Pid::from_raw(started.pid);
@@ -208,6 +202,20 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
                 .lock()
                 .map_err(|_| ShimFailure::other("shim state poisoned"))
                 .and_then(|mut p| p.start(&shared.config));
+            let mut result = result;
+            if let Ok(started) = result.as_mut() {
+                // Stdin and the terminal are reachable before anyone hears the process
+                // runs, so input an attached client sends right after is not lost.
+                if let Some(fd) = started.stdin.take() {
+                    match AsyncPipe::new(fd) {
+                        Ok(p) => *shared.stdin.lock().await = Some(p),
+                        Err(e) => tracing::warn!("stdin: {e}"),
+                    }
+                }
+                if let Ok(mut c) = shared.console.lock() {
+                    *c = started.console.take();
+                }
+            }
             let answer = match &result {
                 Ok(s) => Reply {
                     pid: Some(s.pid),
@@ -218,6 +226,7 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
                     error: Some(f.clone()),
                 },
             };
+            shared.started.send_replace(true);
             if let Some(tx) = shared.started_tx.lock().ok().and_then(|mut t| t.take()) {
                 let _ = tx.send(result);
             }
@@ -301,6 +310,8 @@ async fn attach(
         tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             let mut pending = buffered;
+            // Clients attach before the start: hold their input until stdin exists.
+            let _ = shared.started.subscribe().wait_for(|s| *s).await;
             loop {
                 if !pending.is_empty() {
                     let guard = shared.stdin.lock().await;

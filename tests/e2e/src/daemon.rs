@@ -26,9 +26,32 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Networks every daemon has.
 const PREDEFINED_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
 
+/// Template of a daemon's directory: short, since Unix socket paths under it (the
+/// runtime's `<exec-root>/runtime/<64-hex id>/start.sock`) must fit in 108 bytes.
+pub const DIR_TEMPLATE: &str = "/tmp/vme-XXXXXX";
+
+/// How to start a [`Daemon`].
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Load `busybox:latest` once it is up.
+    pub load_busybox: bool,
+    /// The exec root, relative to the daemon's directory.
+    pub exec_root: String,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            load_busybox: true,
+            exec_root: "run".to_string(),
+        }
+    }
+}
+
 /// A private daemon. Dropping it cleans up everything it made.
 pub struct Daemon {
     dir: PathBuf,
+    exec_root: PathBuf,
     bin: PathBuf,
     child: Option<Child>,
     _lock: Flock<File>,
@@ -48,26 +71,36 @@ fn take_lock() -> Flock<File> {
 impl Daemon {
     /// Starts a daemon and loads `busybox:latest` into it.
     pub fn start() -> Daemon {
-        let daemon = Daemon::start_empty();
-        let tar = busybox_tar();
-        daemon
-            .vmrun(&["load", "-i", tar.to_str().expect("utf-8 path")])
-            .ok();
-        daemon
+        Daemon::start_with(DaemonOptions::default())
     }
 
     /// Starts a daemon with no images.
     pub fn start_empty() -> Daemon {
+        Daemon::start_with(DaemonOptions {
+            load_busybox: false,
+            ..DaemonOptions::default()
+        })
+    }
+
+    /// Starts a daemon as `opts` say.
+    pub fn start_with(opts: DaemonOptions) -> Daemon {
         let bin = bin_dir();
+        let tar = opts.load_busybox.then(busybox_tar);
         let lock = take_lock();
-        let dir = nix::unistd::mkdtemp("/tmp/vmrun-e2e-XXXXXX").expect("mkdtemp under /tmp");
+        let dir = nix::unistd::mkdtemp(DIR_TEMPLATE).expect("mkdtemp under /tmp");
         let mut daemon = Daemon {
+            exec_root: dir.join(&opts.exec_root),
             dir,
             bin,
             child: None,
             _lock: lock,
         };
         daemon.spawn();
+        if let Some(tar) = tar {
+            daemon
+                .vmrun(&["load", "-i", tar.to_str().expect("utf-8 path")])
+                .ok();
+        }
         daemon
     }
 
@@ -93,7 +126,7 @@ impl Daemon {
 
     /// The daemon's runtime state.
     pub fn exec_root(&self) -> PathBuf {
-        self.dir.join("run")
+        self.exec_root.clone()
     }
 
     /// The daemon's log (stderr).

@@ -216,3 +216,19 @@ fn missing_bind_source_exits_125_with_a_message() {
     );
     assert!(!missing.exists(), "the source must not be created");
 }
+
+#[test]
+fn containers_start_under_a_long_exec_root() {
+    if !require_root() {
+        return;
+    }
+    // /tmp/vme-XXXXXX/exec/of/a/realistic/length: 42 bytes, shorter than many real
+    // paths (e.g. under $XDG_RUNTIME_DIR or a home directory).
+    let d = Daemon::start_with(vmrun_e2e::DaemonOptions {
+        exec_root: "exec/of/a/realistic/length".to_string(),
+        ..Default::default()
+    });
+    let out = d.vmrun(&["run", "--rm", "busybox", "echo", "hello"]);
+    out.ok();
+    assert_eq!(out.stdout, "hello\n", "{out}");
+}

@@ -97,28 +97,8 @@ pub struct ExecSpec {
     pub privileged: bool,
 }
 
-/// Resource usage of a container.
-#[derive(Debug, Clone, Default)]
-pub struct ResourceStats {
-    /// Memory in use, bytes.
-    pub memory_usage: u64,
-    /// Peak memory, bytes.
-    pub memory_max_usage: u64,
-    /// Memory limit, bytes (host memory when unlimited).
-    pub memory_limit: u64,
-    /// Page cache, bytes.
-    pub memory_cache: u64,
-    /// CPU time, ns.
-    pub cpu_usage_ns: u64,
-    /// CPU time in user mode, ns.
-    pub cpu_user_ns: u64,
-    /// CPU time in kernel mode, ns.
-    pub cpu_system_ns: u64,
-    /// Processes.
-    pub pids_current: u64,
-    /// Process limit.
-    pub pids_limit: Option<u64>,
-}
+/// Resource usage of a container: the cgroup's figures, whichever backend reads them.
+pub use vmrun_cgroups::CgroupStats as ResourceStats;
 
 /// Where containers run.
 #[async_trait]

@@ -67,13 +67,18 @@ impl Engine {
         let store = ContainerStore::open(&config.data_root.join("containers"))?;
         let images = ImageStore::open(&config.data_root.join("images"))
             .context("opening the image store")?;
-        let net_state = config.data_root.join("network");
-        let netns_dir = config.exec_root.join("netns");
-        let network =
-            tokio::task::spawn_blocking(move || NetworkManager::open(&net_state, &netns_dir))
-                .await
-                .context("network setup panicked")?
-                .context("opening the network manager")?;
+        let mut net_config = vmrun_network::ManagerConfig::new(
+            &config.data_root.join("network"),
+            &config.exec_root.join("netns"),
+        );
+        if let Some(b) = &config.bridge {
+            net_config.default_bridge = b.clone();
+        }
+        net_config.default_subnet = config.bridge_subnet;
+        let network = tokio::task::spawn_blocking(move || NetworkManager::open_with(net_config))
+            .await
+            .context("network setup panicked")?
+            .context("opening the network manager")?;
         let network = Arc::new(network);
         let volumes = volumes::VolumeStore::open(&config.data_root.join("volumes"))?;
         let backend = Arc::new(NativeBackend::new(config.clone(), network.clone()));

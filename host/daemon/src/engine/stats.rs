@@ -53,7 +53,7 @@ impl Engine {
         resp.memory_stats = Some(ContainerMemoryStats {
             usage: Some(s.memory_usage),
             max_usage: Some(s.memory_max_usage),
-            limit: Some(s.memory_limit),
+            limit: Some(s.memory_limit.unwrap_or_else(host_memory)),
             stats: Some(HashMap::from([
                 ("cache".to_string(), s.memory_cache),
                 ("total_inactive_file".to_string(), 0),
@@ -67,4 +67,10 @@ impl Engine {
         resp.num_procs = Some(s.pids_current as u32);
         Ok(resp)
     }
+}
+
+fn host_memory() -> u64 {
+    nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total())
+        .unwrap_or(0)
 }

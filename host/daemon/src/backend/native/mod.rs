@@ -298,20 +298,8 @@ impl ContainerBackend for NativeBackend {
     async fn stats(&self, rec: &ContainerRecord) -> Result<ResourceStats, BackendError> {
         let m = vmrun_cgroups::manager(&cgroup_path(rec))
             .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
-        let s = m
-            .stats()
-            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
-        Ok(ResourceStats {
-            memory_usage: s.memory_usage,
-            memory_max_usage: s.memory_max_usage,
-            memory_limit: s.memory_limit.unwrap_or_else(host_memory),
-            memory_cache: s.memory_cache,
-            cpu_usage_ns: s.cpu_usage_ns,
-            cpu_user_ns: s.cpu_user_ns,
-            cpu_system_ns: s.cpu_system_ns,
-            pids_current: s.pids_current,
-            pids_limit: s.pids_limit,
-        })
+        m.stats()
+            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))
     }
 
     async fn pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, BackendError> {
@@ -326,9 +314,4 @@ impl ContainerBackend for NativeBackend {
 
 fn cgroup_path(rec: &ContainerRecord) -> PathBuf {
     PathBuf::from(format!("/vmrun/{}", rec.id))
-}
-
-fn host_memory() -> u64 {
-    let info = nix::sys::sysinfo::sysinfo();
-    info.map(|i| i.ram_total()).unwrap_or(0)
 }
