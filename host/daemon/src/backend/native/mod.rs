@@ -254,6 +254,16 @@ impl ContainerBackend for NativeBackend {
     }
 
     async fn release(&self, rec: &ContainerRecord) {
+        // Normally the shim has cleaned up already. If it died (killed, crashed), the
+        // container's processes may still run, orphaned: end them and free what they held.
+        reap_orphans(rec);
+        let paths = self.paths(&rec.id);
+        if nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+            tracing::warn!(
+                "unmounted the root filesystem of {} left by its monitor",
+                rec.short_id()
+            );
+        }
         let published = self
             .published
             .lock()
@@ -310,6 +320,25 @@ impl ContainerBackend for NativeBackend {
             .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
         Ok(pids.into_iter().map(|p| p.as_raw()).collect())
     }
+}
+
+/// Kill whatever is left in the container's cgroup and remove the cgroup.
+fn reap_orphans(rec: &ContainerRecord) {
+    let Ok(m) = vmrun_cgroups::manager(&cgroup_path(rec)) else {
+        return;
+    };
+    let pids = m.pids().unwrap_or_default();
+    if !pids.is_empty() {
+        tracing::warn!(
+            "container {} lost its monitor: killing {} leftover processes",
+            rec.short_id(),
+            pids.len()
+        );
+        for pid in pids {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let _ = m.remove();
 }
 
 fn cgroup_path(rec: &ContainerRecord) -> PathBuf {
