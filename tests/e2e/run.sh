@@ -11,4 +11,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -p vmrun-daemon -p vmrun-shim -p vmrun --bins
-exec cargo test -p vmrun-e2e "$@"
+exec cargo test -p vmrun-e2e --no-fail-fast "$@"

@@ -39,6 +39,9 @@ pub struct ShimConfig {
     pub open_stdin: bool,
     /// Close the process's stdin when the first attached stdin ends.
     pub stdin_once: bool,
+    /// Initial terminal size `[height, width]`, set before the process runs.
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
     /// json-file log to append output to; `None` keeps no log (execs).
     pub log_path: Option<PathBuf>,
     /// Unix socket the shim serves [`Request`]s on.
@@ -186,6 +189,27 @@ pub struct ExitStatus {
     pub oom_killed: bool,
     /// RFC 3339 time with nanoseconds.
     pub finished_at: String,
+}
+
+/// Set a terminal's window size (`TIOCSWINSZ`) through its master.
+pub fn set_window_size(
+    master: &impl std::os::fd::AsRawFd,
+    height: u16,
+    width: u16,
+) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the
+    // call; the fd is an open pty master borrowed for the call.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Current time as docker formats it (RFC 3339, nanoseconds, `Z`).

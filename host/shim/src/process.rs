@@ -214,6 +214,9 @@ impl Prepared {
         let (pid, console) = match pending {
             Pending::Container(mut c) => {
                 let console = c.console.take();
+                if let (Some(m), Some([h, w])) = (&console, config.console_size) {
+                    let _ = vmrun_shim::set_window_size(m, h, w);
+                }
                 let pid = c.pid.as_raw();
                 self.runtime.start(&mut c).map_err(from_runtime)?;
                 (pid, console)
@@ -224,6 +227,9 @@ impl Prepared {
                     .runtime
                     .exec(&config.id, &process, stdio)
                     .map_err(from_runtime)?;
+                if let (Some(m), Some([h, w])) = (&p.console, config.console_size) {
+                    let _ = vmrun_shim::set_window_size(m, h, w);
+                }
                 (p.pid.as_raw(), p.console)
             }
             Pending::Started => {

@@ -1,7 +1,7 @@
 //! The shim's event loop: the request socket and the process's lifecycle.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -269,19 +269,7 @@ fn resize(shared: &Shared, height: u16, width: u16) -> Result<(), String> {
     let Some(fd) = console.as_ref() else {
         return Err("the process has no terminal".into());
     };
-    let ws = libc::winsize {
-        ws_row: height,
-        ws_col: width,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the call;
-    // `fd` is an open pty master owned by `console`.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if rc < 0 {
-        return Err(format!("resizing: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    vmrun_shim::set_window_size(fd, height, width).map_err(|e| format!("resizing: {e}"))
 }
 
 async fn attach(

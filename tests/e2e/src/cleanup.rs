@@ -1,6 +1,7 @@
 //! Removing what a daemon left on the host: processes, cgroups, mounts, files.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -65,7 +66,10 @@ pub fn kill_all(pids: &[i32]) {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     let deadline = Instant::now() + Duration::from_secs(2);
-    while pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) {
+    while pids
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
         if Instant::now() >= deadline {
             break;
         }
@@ -117,6 +121,30 @@ pub fn unmount_under(dir: &Path) {
         }
         for p in points {
             let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Deletes the bridge device `name` and every iptables rule (filter and nat) naming it.
+pub fn remove_bridge(name: &str) {
+    let _ = Command::new("ip")
+        .args(["link", "del", name])
+        .stderr(Stdio::null())
+        .status();
+    for table in ["filter", "nat"] {
+        let Ok(out) = Command::new("iptables").args(["-t", table, "-S"]).output() else {
+            continue;
+        };
+        for rule in String::from_utf8_lossy(&out.stdout).lines() {
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            if words.first() != Some(&"-A") || !words.contains(&name) {
+                continue;
+            }
+            let _ = Command::new("iptables")
+                .args(["-t", table, "-D"])
+                .args(&words[1..])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

@@ -84,7 +84,11 @@ fn describe(cmd: &Command) -> String {
 pub fn run_with_timeout(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> CmdOutput {
     let cmdline = describe(&cmd);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));

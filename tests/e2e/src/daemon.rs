@@ -37,6 +37,10 @@ pub struct DaemonOptions {
     pub load_busybox: bool,
     /// The exec root, relative to the daemon's directory.
     pub exec_root: String,
+    /// Give the daemon its own default bridge, named after its directory
+    /// (`vme-XXXXXX`), instead of the host's shared `vmrun0`: daemons on one bridge
+    /// hand out the same addresses.
+    pub own_bridge: bool,
 }
 
 impl Default for DaemonOptions {
@@ -44,6 +48,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             load_busybox: true,
             exec_root: "run".to_string(),
+            own_bridge: true,
         }
     }
 }
@@ -52,6 +57,7 @@ impl Default for DaemonOptions {
 pub struct Daemon {
     dir: PathBuf,
     exec_root: PathBuf,
+    bridge: Option<String>,
     bin: PathBuf,
     child: Option<Child>,
     _lock: Flock<File>,
@@ -88,8 +94,15 @@ impl Daemon {
         let tar = opts.load_busybox.then(busybox_tar);
         let lock = take_lock();
         let dir = nix::unistd::mkdtemp(DIR_TEMPLATE).expect("mkdtemp under /tmp");
+        let bridge = opts.own_bridge.then(|| {
+            dir.file_name()
+                .expect("mkdtemp gives a name")
+                .to_string_lossy()
+                .into_owned()
+        });
         let mut daemon = Daemon {
             exec_root: dir.join(&opts.exec_root),
+            bridge,
             dir,
             bin,
             child: None,
@@ -134,6 +147,11 @@ impl Daemon {
         self.dir.join("vmrund.log")
     }
 
+    /// The default network's bridge device, when the daemon has its own.
+    pub fn bridge(&self) -> Option<&str> {
+        self.bridge.as_deref()
+    }
+
     /// Pid of the running daemon.
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().map(|c| c.id() as i32)
@@ -145,7 +163,11 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .expect("creating the daemon log");
-        let child = Command::new(self.bin.join("vmrund"))
+        let mut cmd = Command::new(self.bin.join("vmrund"));
+        if let Some(bridge) = &self.bridge {
+            cmd.arg("--bridge").arg(bridge);
+        }
+        let child = cmd
             .arg("--host")
             .arg(self.host())
             .arg("--data-root")
@@ -163,18 +185,30 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("vmrund exited at start ({status}):\n{}", self.log_tail(40));
             }
             if self.socket().exists() {
-                let ping =
-                    try_api_request(&self.socket(), "GET", "/_ping", None, Duration::from_secs(2));
+                let ping = try_api_request(
+                    &self.socket(),
+                    "GET",
+                    "/_ping",
+                    None,
+                    Duration::from_secs(2),
+                );
                 if matches!(ping, Ok(ref r) if r.status == 200) {
                     return;
                 }
             }
             if Instant::now() >= deadline {
-                panic!("vmrund did not answer _ping in {START_TIMEOUT:?}:\n{}", self.log_tail(40));
+                panic!(
+                    "vmrund did not answer _ping in {START_TIMEOUT:?}:\n{}",
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -262,12 +296,24 @@ impl Daemon {
 
     /// One raw HTTP request; `body` is sent as JSON.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> ApiResponse {
-        api_request(&self.socket(), method, path, body.map(str::as_bytes), API_TIMEOUT)
+        api_request(
+            &self.socket(),
+            method,
+            path,
+            body.map(str::as_bytes),
+            API_TIMEOUT,
+        )
     }
 
     /// Sends a request and returns before reading the response (long polls).
     pub fn api_send(&self, method: &str, path: &str, body: Option<&str>) -> PendingResponse {
-        api_send(&self.socket(), method, path, body.map(str::as_bytes), API_TIMEOUT)
+        api_send(
+            &self.socket(),
+            method,
+            path,
+            body.map(str::as_bytes),
+            API_TIMEOUT,
+        )
     }
 
     /// `GET /containers/<name>/json`, panicking unless it is 200.
@@ -344,6 +390,9 @@ impl Drop for Daemon {
         cleanup::kill_all(&cleanup::pids_mentioning(&needle));
         cleanup::kill_container_cgroups(&cleanup::container_ids(&self.data_root()));
         cleanup::unmount_under(&self.dir);
+        if let Some(bridge) = &self.bridge {
+            cleanup::remove_bridge(bridge);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -26,9 +26,8 @@ impl ApiResponse {
     /// The body as JSON; panics with the body when it is not JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("response body is not JSON ({e}): {:?}", self.text())
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.text()))
     }
 
     /// First header named `name` (case-insensitive).
@@ -135,7 +134,10 @@ fn bad_data(message: String) -> io::Error {
 /// Parses a complete HTTP/1.1 response.
 pub fn parse_response(raw: &[u8]) -> io::Result<ApiResponse> {
     let head_end = find(raw, b"\r\n\r\n").ok_or_else(|| {
-        bad_data(format!("no HTTP header in {:?}", String::from_utf8_lossy(raw)))
+        bad_data(format!(
+            "no HTTP header in {:?}",
+            String::from_utf8_lossy(raw)
+        ))
     })?;
     let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
     let mut lines = head.split("\r\n");

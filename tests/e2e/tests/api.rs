@@ -17,7 +17,11 @@ fn malformed_json_is_a_400_and_the_daemon_keeps_serving() {
         return;
     }
     let d = Daemon::start();
-    for body in [r#"{"Image": "busybox", "Cmd": ["#, "not json at all", r#"{"Image": 5}"#] {
+    for body in [
+        r#"{"Image": "busybox", "Cmd": ["#,
+        "not json at all",
+        r#"{"Image": 5}"#,
+    ] {
         let r = d.api("POST", "/v1.45/containers/create", Some(body));
         assert_eq!(r.status, 400, "body {body:?}: {}", r.text());
         assert!(!message(&r).is_empty());
@@ -87,7 +91,11 @@ fn version_reports_the_api_version() {
     assert_eq!(v["ApiVersion"], "1.45", "{v}");
     assert!(v["MinAPIVersion"].is_string(), "{v}");
     assert_eq!(v["Os"], "linux");
-    assert!(r.header("api-version").is_some(), "Api-Version header: {:?}", r.headers);
+    assert!(
+        r.header("api-version").is_some(),
+        "Api-Version header: {:?}",
+        r.headers
+    );
 }
 
 #[test]
@@ -100,10 +108,20 @@ fn versioned_and_unversioned_paths_both_work() {
         let ping = d.api("GET", &format!("{prefix}/_ping"), None);
         assert_eq!(ping.status, 200, "{prefix}/_ping");
         let list = d.api("GET", &format!("{prefix}/containers/json"), None);
-        assert_eq!(list.status, 200, "{prefix}/containers/json: {}", list.text());
+        assert_eq!(
+            list.status,
+            200,
+            "{prefix}/containers/json: {}",
+            list.text()
+        );
         assert!(list.json().is_array());
         let images = d.api("GET", &format!("{prefix}/images/json"), None);
-        assert_eq!(images.status, 200, "{prefix}/images/json: {}", images.text());
+        assert_eq!(
+            images.status,
+            200,
+            "{prefix}/images/json: {}",
+            images.text()
+        );
         let tags = images.json()[0]["RepoTags"].clone();
         assert_eq!(tags, serde_json::json!(["busybox:latest"]), "{prefix}");
     }
@@ -123,7 +141,11 @@ fn wait_next_exit_returns_the_next_exit_code() {
     assert_eq!(r.status, 201, "{}", r.text());
 
     // Registered before the container ever ran: it must wait for the run below.
-    let pending = d.api_send("POST", "/v1.45/containers/waited/wait?condition=next-exit", None);
+    let pending = d.api_send(
+        "POST",
+        "/v1.45/containers/waited/wait?condition=next-exit",
+        None,
+    );
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     let r = d.api("POST", "/containers/waited/start", None);
@@ -131,10 +153,17 @@ fn wait_next_exit_returns_the_next_exit_code() {
     let done = pending.finish();
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(done.json()["StatusCode"], 5, "{}", done.text());
-    assert!(t0.elapsed() >= Duration::from_millis(250), "returned before the exit");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "returned before the exit"
+    );
 
     // not-running on an exited container answers at once.
-    let r = d.api("POST", "/containers/waited/wait?condition=not-running", None);
+    let r = d.api(
+        "POST",
+        "/containers/waited/wait?condition=not-running",
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["StatusCode"], 5);
 
@@ -153,8 +182,16 @@ fn logs_endpoint_frames_stdout_and_stderr() {
         return;
     }
     let d = Daemon::start();
-    d.vmrun(&["run", "--name", "framed", "busybox", "sh", "-c", "echo out; echo err >&2"])
-        .ok();
+    d.vmrun(&[
+        "run",
+        "--name",
+        "framed",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ])
+    .ok();
     let r = d.api("GET", "/containers/framed/logs?stdout=1&stderr=1", None);
     assert_eq!(r.status, 200, "{}", r.text());
     // Docker's multiplexed stream: [stream, 0, 0, 0, len(be32)] + payload.
@@ -162,10 +199,16 @@ fn logs_endpoint_frames_stdout_and_stderr() {
     let mut body = r.body.as_slice();
     while body.len() >= 8 {
         let len = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
-        frames.push((body[0], String::from_utf8_lossy(&body[8..8 + len]).into_owned()));
+        frames.push((
+            body[0],
+            String::from_utf8_lossy(&body[8..8 + len]).into_owned(),
+        ));
         body = &body[8 + len..];
     }
     assert!(body.is_empty(), "trailing bytes: {body:?}");
     frames.sort();
-    assert_eq!(frames, vec![(1, "out\n".to_string()), (2, "err\n".to_string())]);
+    assert_eq!(
+        frames,
+        vec![(1, "out\n".to_string()), (2, "err\n".to_string())]
+    );
 }

@@ -20,16 +20,30 @@ fn run_ps_exec_logs_stop_start_rm_round_trip() {
     }
     let d = Daemon::start();
     let out = d.vmrun(&[
-        "run", "-d", "--name", "life", "busybox", "sh", "-c", "echo started; exec sleep 1000",
+        "run",
+        "-d",
+        "--name",
+        "life",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
     ]);
     out.ok();
     let id = out.out().to_string();
     assert_eq!(id.len(), 64, "run -d prints the full id:\n{out}");
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{out}");
 
-    assert!(ps_status(&d, "life").starts_with("Up"), "{}", ps_status(&d, "life"));
+    assert!(
+        ps_status(&d, "life").starts_with("Up"),
+        "{}",
+        ps_status(&d, "life")
+    );
     let ps = d.vmrun(&["ps", "--format", "{{.Names}}"]);
-    assert!(ps.stdout.lines().any(|l| l == "life"), "ps without -a lists it:\n{ps}");
+    assert!(
+        ps.stdout.lines().any(|l| l == "life"),
+        "ps without -a lists it:\n{ps}"
+    );
 
     // exec sees the container's pid namespace: pid 1 is the sleep.
     let top = d.vmrun(&["exec", "life", "ps"]);
@@ -46,24 +60,44 @@ fn run_ps_exec_logs_stop_start_rm_round_trip() {
         (d.vmrun(&["logs", "life"]).stdout == "started\n").then_some(())
     });
 
-    d.vmrun(&["exec", "life", "sh", "-c", "echo kept > /state"]).ok();
+    d.vmrun(&["exec", "life", "sh", "-c", "echo kept > /state"])
+        .ok();
     let exec_code = d.vmrun(&["exec", "life", "sh", "-c", "exit 7"]);
     exec_code.code_is(7);
 
     let t0 = Instant::now();
     d.vmrun(&["stop", "-t", "1", "life"]).ok();
-    assert!(t0.elapsed() < Duration::from_secs(8), "stop -t 1 took {:?}", t0.elapsed());
-    assert!(ps_status(&d, "life").starts_with("Exited"), "{}", ps_status(&d, "life"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "stop -t 1 took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        ps_status(&d, "life").starts_with("Exited"),
+        "{}",
+        ps_status(&d, "life")
+    );
     assert_eq!(d.state("life").as_deref(), Some("exited"));
     let ps = d.vmrun(&["ps", "--format", "{{.Names}}"]);
-    assert!(!ps.stdout.lines().any(|l| l == "life"), "ps without -a hides it:\n{ps}");
+    assert!(
+        !ps.stdout.lines().any(|l| l == "life"),
+        "ps without -a hides it:\n{ps}"
+    );
 
     d.vmrun(&["start", "life"]).ok();
-    assert!(ps_status(&d, "life").starts_with("Up"), "{}", ps_status(&d, "life"));
+    assert!(
+        ps_status(&d, "life").starts_with("Up"),
+        "{}",
+        ps_status(&d, "life")
+    );
     let cat = d.vmrun(&["exec", "life", "cat", "/state"]);
     cat.ok();
     assert_eq!(cat.stdout, "kept\n", "files survive stop/start:\n{cat}");
-    assert_eq!(d.inspect("life")["Id"], id.as_str(), "same container after start");
+    assert_eq!(
+        d.inspect("life")["Id"],
+        id.as_str(),
+        "same container after start"
+    );
 
     d.vmrun(&["rm", "-f", "life"]).ok();
     assert_eq!(d.state("life"), None);
@@ -80,7 +114,13 @@ fn logs_tail_shows_the_last_lines() {
     }
     let d = Daemon::start();
     let run = d.vmrun(&[
-        "run", "--name", "tail", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done",
+        "run",
+        "--name",
+        "tail",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done",
     ]);
     run.ok();
     assert_eq!(run.stdout, "line1\nline2\nline3\nline4\nline5\n", "{run}");
@@ -98,8 +138,16 @@ fn logs_separate_stdout_and_stderr() {
         return;
     }
     let d = Daemon::start();
-    d.vmrun(&["run", "--name", "streams", "busybox", "sh", "-c", "echo out; echo err >&2"])
-        .ok();
+    d.vmrun(&[
+        "run",
+        "--name",
+        "streams",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ])
+    .ok();
     let logs = d.vmrun(&["logs", "streams"]);
     logs.ok();
     assert_eq!(logs.stdout, "out\n", "{logs}");
@@ -113,7 +161,13 @@ fn logs_follow_returns_when_the_container_exits() {
     }
     let d = Daemon::start();
     d.vmrun(&[
-        "run", "-d", "--name", "follow", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "busybox",
+        "sh",
+        "-c",
         "for i in 1 2 3 4; do echo n$i; sleep 0.3; done",
     ])
     .ok();

@@ -1,7 +1,5 @@
 //! `vmrun run`: output, exit codes, environment, users, mounts, names, images.
 
-use std::time::Duration;
-
 use vmrun_e2e::{require_root, Daemon};
 
 #[test]
@@ -21,7 +19,8 @@ fn exit_code_of_the_command_is_the_exit_code_of_run() {
         return;
     }
     let d = Daemon::start();
-    d.vmrun(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]).code_is(3);
+    d.vmrun(&["run", "--rm", "busybox", "sh", "-c", "exit 3"])
+        .code_is(3);
     d.vmrun(&["run", "--rm", "busybox", "false"]).code_is(1);
 }
 
@@ -48,7 +47,10 @@ fn invalid_port_spec_exits_125_with_a_message() {
     let d = Daemon::start();
     let out = d.vmrun(&["run", "--rm", "-p", "80:abc", "busybox", "true"]);
     out.code_is(125);
-    assert!(out.stderr.contains("abc"), "message should name the bad port:\n{out}");
+    assert!(
+        out.stderr.contains("abc"),
+        "message should name the bad port:\n{out}"
+    );
     // Nothing was created.
     let ps = d.vmrun(&["ps", "-a", "-q"]);
     ps.ok();
@@ -62,7 +64,16 @@ fn env_workdir_and_user_apply() {
     }
     let d = Daemon::start();
     let out = d.vmrun(&[
-        "run", "--rm", "-e", "FOO=bar baz", "-w", "/tmp", "busybox", "sh", "-c", "echo \"$FOO\"; pwd",
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar baz",
+        "-w",
+        "/tmp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo \"$FOO\"; pwd",
     ]);
     out.ok();
     assert_eq!(out.stdout, "bar baz\n/tmp\n", "{out}");
@@ -71,7 +82,16 @@ fn env_workdir_and_user_apply() {
     out.ok();
     assert_eq!(out.out(), "65534", "{out}");
 
-    let out = d.vmrun(&["run", "--rm", "-u", "1234:5678", "busybox", "sh", "-c", "id -u; id -g"]);
+    let out = d.vmrun(&[
+        "run",
+        "--rm",
+        "-u",
+        "1234:5678",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g",
+    ]);
     out.ok();
     assert_eq!(out.stdout, "1234\n5678\n", "{out}");
 
@@ -102,10 +122,10 @@ fn rm_removes_the_container_after_it_exits() {
         return;
     }
     let d = Daemon::start();
-    d.vmrun(&["run", "--rm", "--name", "gone", "busybox", "true"]).ok();
-    vmrun_e2e::wait_for(Duration::from_secs(3), "gone to be removed", || {
-        d.state("gone").is_none().then_some(())
-    });
+    // `run --rm` waits for the removal (`wait?condition=removed`) before it returns.
+    d.vmrun(&["run", "--rm", "--name", "gone", "busybox", "true"])
+        .ok();
+    assert_eq!(d.state("gone"), None, "still there after run --rm returned");
     let ps = d.vmrun(&["ps", "-a", "--format", "{{.Names}}"]);
     ps.ok();
     assert!(!ps.stdout.contains("gone"), "{ps}");
@@ -120,7 +140,8 @@ fn name_in_use_is_refused_and_the_first_container_is_untouched() {
         return;
     }
     let d = Daemon::start();
-    d.vmrun(&["run", "-d", "--name", "dup", "busybox", "sleep", "300"]).ok();
+    d.vmrun(&["run", "-d", "--name", "dup", "busybox", "sleep", "300"])
+        .ok();
     let first = d.inspect("dup");
     let out = d.vmrun(&["run", "-d", "--name", "dup", "busybox", "true"]);
     out.code_is(125);
@@ -132,7 +153,10 @@ fn name_in_use_is_refused_and_the_first_container_is_untouched() {
         Some(r#"{"Image":"busybox","Cmd":["true"]}"#),
     );
     assert_eq!(r.status, 409, "{}", r.text());
-    assert!(r.json()["message"].as_str().unwrap_or_default().contains("already in use"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("already in use"));
 
     let after = d.inspect("dup");
     assert_eq!(after["Id"], first["Id"]);
@@ -181,7 +205,14 @@ fn bind_mounts_show_host_files_and_ro_refuses_writes() {
 
     let rw = format!("{share}:/data");
     let out = d.vmrun(&[
-        "run", "--rm", "-v", &rw, "busybox", "sh", "-c", "cat /data/greeting; echo back > /data/reply",
+        "run",
+        "--rm",
+        "-v",
+        &rw,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/greeting; echo back > /data/reply",
     ]);
     out.ok();
     assert_eq!(out.stdout, "from the host\n", "{out}");
@@ -194,7 +225,16 @@ fn bind_mounts_show_host_files_and_ro_refuses_writes() {
     let out = d.vmrun(&["run", "--rm", "-v", &ro, "busybox", "cat", "/data/greeting"]);
     out.ok();
     assert_eq!(out.stdout, "from the host\n", "{out}");
-    let out = d.vmrun(&["run", "--rm", "-v", &ro, "busybox", "sh", "-c", "echo x > /data/new"]);
+    let out = d.vmrun(&[
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/new",
+    ]);
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("Read-only file system"), "{out}");
     assert!(!std::path::Path::new(&format!("{share}/new")).exists());

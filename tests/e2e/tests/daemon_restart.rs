@@ -20,12 +20,26 @@ fn containers_survive_a_daemon_crash_and_are_managed_by_the_next_daemon() {
     }
     let mut d = Daemon::start();
     d.vmrun(&[
-        "run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
         "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done",
     ])
     .ok();
-    d.vmrun(&["run", "--name", "done", "busybox", "sh", "-c", "echo one; echo two; exit 4"])
-        .code_is(4);
+    d.vmrun(&[
+        "run",
+        "--name",
+        "done",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two; exit 4",
+    ])
+    .code_is(4);
     let ticker_before = d.inspect("ticker");
     let pid = ticker_before["State"]["Pid"].as_i64().expect("running pid");
     std::thread::sleep(Duration::from_millis(500));
@@ -63,20 +77,32 @@ fn containers_survive_a_daemon_crash_and_are_managed_by_the_next_daemon() {
     let first = d.vmrun(&["logs", "ticker"]);
     first.ok();
     let n1 = contiguous_ticks(&first.stdout);
-    assert!(n1 >= 6, "expected at least 6 ticks before and during the crash:\n{first}");
+    assert!(
+        n1 >= 6,
+        "expected at least 6 ticks before and during the crash:\n{first}"
+    );
     std::thread::sleep(Duration::from_millis(600));
     let second = d.vmrun(&["logs", "ticker"]);
     let n2 = contiguous_ticks(&second.stdout);
-    assert!(n2 > n1 + 2, "logs stopped growing after the restart: {n1} then {n2}");
+    assert!(
+        n2 > n1 + 2,
+        "logs stopped growing after the restart: {n1} then {n2}"
+    );
 
     // The new daemon can stop it and sees its exit.
     d.vmrun(&["stop", "-t", "1", "ticker"]).ok();
     assert_eq!(d.state("ticker").as_deref(), Some("exited"));
-    vmrun_e2e::wait_for(Duration::from_secs(2), "the ticker process to be gone", || {
-        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-    });
+    vmrun_e2e::wait_for(
+        Duration::from_secs(2),
+        "the ticker process to be gone",
+        || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
+    );
     let code = d.inspect("ticker")["State"]["ExitCode"].as_i64();
-    assert_eq!(code, Some(137), "sh ignores SIGTERM as pid 1, so stop kills it");
+    assert_eq!(
+        code,
+        Some(137),
+        "sh ignores SIGTERM as pid 1, so stop kills it"
+    );
 }
 
 #[test]
@@ -85,7 +111,8 @@ fn a_graceful_daemon_restart_keeps_containers_running() {
         return;
     }
     let mut d = Daemon::start();
-    d.vmrun(&["run", "-d", "--name", "keep", "busybox", "sleep", "300"]).ok();
+    d.vmrun(&["run", "-d", "--name", "keep", "busybox", "sleep", "300"])
+        .ok();
     let pid = d.inspect("keep")["State"]["Pid"].as_i64();
     d.stop();
     d.restart();

@@ -9,7 +9,14 @@ fn memory_limit_oom_kills_with_137_and_reports_oomkilled() {
     }
     let d = Daemon::start();
     let out = d.vmrun(&[
-        "run", "--name", "oom", "-m", "16m", "busybox", "sh", "-c",
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
         r#"x=$(head -c 64m /dev/zero | tr "\0" a)"#,
     ]);
     out.code_is(137);
@@ -28,13 +35,23 @@ fn pids_limit_stops_a_fork_bomb() {
     }
     let d = Daemon::start();
     let out = d.vmrun(&[
-        "run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "--pids-limit",
+        "10",
+        "busybox",
+        "sh",
+        "-c",
         "for i in $(seq 30); do sleep 1 & done; wait; echo finished",
     ]);
     assert!(out.all().contains("can't fork"), "{out}");
     // Without a limit the same loop works.
     let out = d.vmrun(&[
-        "run", "--rm", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
         "for i in $(seq 30); do sleep 1 & done; wait; echo finished",
     ]);
     out.ok();

@@ -9,8 +9,10 @@ use vmrun_e2e::{free_port, require_root, Daemon};
 /// One HTTP/1.0 GET to 127.0.0.1:port; the whole response, or the last error.
 fn http_get(port: u16) -> Result<String, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut reply = String::new();
     s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
     Ok(reply)
@@ -34,7 +36,10 @@ fn published_port_is_reachable_from_the_host() {
         match http_get(port) {
             Ok(r) if r.contains("hello-from-container") => break r,
             other if Instant::now() >= deadline => {
-                panic!("no reply through 127.0.0.1:{port}: {other:?}\n{}", d.log_tail(30))
+                panic!(
+                    "no reply through 127.0.0.1:{port}: {other:?}\n{}",
+                    d.log_tail(30)
+                )
             }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -44,7 +49,9 @@ fn published_port_is_reachable_from_the_host() {
     let port_out = d.vmrun(&["ps", "--format", "{{.Ports}}"]);
     port_out.ok();
     assert!(
-        port_out.stdout.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        port_out
+            .stdout
+            .contains(&format!("127.0.0.1:{port}->80/tcp")),
         "{port_out}"
     );
     let inspect = d.inspect("web");
@@ -56,7 +63,9 @@ fn published_port_is_reachable_from_the_host() {
     // After rm the port is released.
     d.vmrun(&["rm", "-f", "web"]).ok();
     vmrun_e2e::wait_for(Duration::from_secs(3), "the port to be released", || {
-        std::net::TcpListener::bind(("127.0.0.1", port)).ok().map(|_| ())
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
     });
 }
 
@@ -73,7 +82,15 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
 
     for name in ["peer-a", "peer-b"] {
         d.vmrun(&[
-            "run", "-d", "--name", name, "--network", "e2enet", "busybox", "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "e2enet",
+            "busybox",
+            "sh",
+            "-c",
             "echo pong-$(hostname) > /reply; exec nc -ll -p 7000 -e cat /reply",
         ])
         .ok();

@@ -44,7 +44,10 @@ fn vmrun_run_it_gets_a_pts() {
         .map(str::trim)
         .find(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
         .unwrap_or_else(|| panic!("no `stty size` line:\n{out}"));
-    assert_eq!(size, "30 100", "the terminal size was not passed on:\n{out}");
+    assert_eq!(
+        size, "30 100",
+        "the terminal size was not passed on:\n{out}"
+    );
     out.code_is(3);
 }
 
@@ -57,4 +60,17 @@ fn docker_run_it_gets_a_pts() {
     let out = under_script(&d, "docker", "tty; exit 0");
     out.ok();
     assert!(out.stdout.contains("/dev/pts/"), "{out}");
+}
+
+#[test]
+fn vmrun_run_it_sends_no_stray_input() {
+    if !(require_root() && require_tool("script")) {
+        return;
+    }
+    let d = Daemon::start();
+    let vmrun = bin_dir().join("vmrun");
+    // Anything the client types into the terminal is echoed back (e.g. a NUL as "^@").
+    let out = under_script(&d, vmrun.to_str().unwrap(), "sleep 0.3; echo x");
+    out.ok();
+    assert_eq!(out.stdout, "x\r\n", "{out}");
 }

@@ -38,6 +38,7 @@ async fn create(
         tty: cfg.tty.unwrap_or(false),
         open_stdin: cfg.attach_stdin.unwrap_or(false),
         privileged: cfg.privileged.unwrap_or(false),
+        console_size: crate::backend::console_size(cfg.console_size.as_deref()),
     };
     let attach = AttachOptions {
         stdin: cfg.attach_stdin.unwrap_or(false),

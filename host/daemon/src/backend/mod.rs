@@ -95,10 +95,23 @@ pub struct ExecSpec {
     pub open_stdin: bool,
     /// Run with all capabilities.
     pub privileged: bool,
+    /// Initial terminal size `[height, width]`.
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// Resource usage of a container: the cgroup's figures, whichever backend reads them.
 pub use vmrun_cgroups::CgroupStats as ResourceStats;
+
+/// Docker's `ConsoleSize` (`[height, width]`) as a terminal size; zeros mean unset.
+pub fn console_size(size: Option<&[usize]>) -> Option<[u16; 2]> {
+    match size {
+        Some([h, w]) if *h > 0 && *w > 0 => Some([
+            u16::try_from(*h).unwrap_or(u16::MAX),
+            u16::try_from(*w).unwrap_or(u16::MAX),
+        ]),
+        _ => None,
+    }
+}
 
 /// Where containers run.
 #[async_trait]
