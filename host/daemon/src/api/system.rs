@@ -148,20 +148,35 @@ pub async fn events(
         None => HashMap::new(),
     };
     let until = q.get("until").and_then(|u| u.parse::<f64>().ok());
-    let mut rx = engine.events.subscribe();
+    let since = q.get("since").and_then(|u| u.parse::<f64>().ok());
+    let (past, mut rx) = match since {
+        Some(s) => engine.events.replay((s * 1e9) as i64),
+        None => (Vec::new(), engine.events.subscribe()),
+    };
+    let until_nanos = until.map(|u| (u * 1e9) as i64);
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        let deadline = until.map(|u| {
-            let now = chrono::Utc::now().timestamp() as f64;
-            std::time::Duration::from_secs_f64((u - now).max(0.0))
-        });
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let until_passed = until_nanos.is_some_and(|u| u <= now);
+        // A future `until` ends the stream then; a past one ends it after the replay.
+        let deadline = until_nanos
+            .filter(|u| *u > now)
+            .map(|u| std::time::Duration::from_nanos((u - now) as u64));
+        let mut past = past.into_iter();
         let run = async {
             loop {
-                let ev = match rx.recv().await {
-                    Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
+                let ev = match past.next() {
+                    Some(ev) => ev,
+                    None if until_passed => return,
+                    None => match rx.recv().await {
+                        Ok(ev) => ev,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    },
                 };
+                if until_nanos.is_some_and(|u| ev.time_nano > u) {
+                    return;
+                }
                 let name = ev.attr("name").unwrap_or("").to_string();
                 let keep = filters.iter().all(|(k, vals)| {
                     vals.iter().any(|v| match k.as_str() {

@@ -54,9 +54,13 @@ impl Event {
     }
 }
 
-/// Fan-out of events to every subscriber.
+/// How many past events `GET /events?since=` can replay.
+const HISTORY: usize = 1024;
+
+/// Fan-out of events to every subscriber, with a short history for `since`.
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
+    history: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
 
 impl Default for EventBus {
@@ -70,12 +74,25 @@ impl EventBus {
     pub fn new() -> Self {
         EventBus {
             tx: broadcast::channel(1024).0,
+            history: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(HISTORY)),
         }
     }
 
     /// Receive events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// Past events at or after `since_nanos`, and a receiver for what follows (taken under
+    /// the same lock, so nothing falls between the two).
+    pub fn replay(&self, since_nanos: i64) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let past = history
+            .iter()
+            .filter(|e| e.time_nano >= since_nanos)
+            .cloned()
+            .collect();
+        (past, self.tx.subscribe())
     }
 
     /// Publish an event.
@@ -105,6 +122,11 @@ impl EventBus {
                 attributes,
             },
         };
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(event.clone());
         // No subscribers is fine.
         let _ = self.tx.send(event);
     }
