@@ -6,7 +6,7 @@ VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates)
 # What building it needs (plus a Rust toolchain from rustup).
 VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # What the tests need on top (util-linux gives `script` for TTY tests).
-VMRUN_TEST_PACKAGES=(util-linux curl socat jq)
+VMRUN_TEST_PACKAGES=(util-linux curl socat jq docker-registry skopeo apache2-utils)
 
 ensure_packages() {
     local missing=()

@@ -80,6 +80,22 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
+    /// A registry refused the credentials, or demands some and none were given.
+    #[error("unauthorized: {registry}: {message}")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// What the registry said.
+        message: String,
+    },
+    /// Talking to a registry failed (connection, TLS, unexpected status, bad manifest).
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry host.
+        registry: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The store's own state on disk is inconsistent.
     #[error("image store is corrupt at {path}: {reason}")]
     Corrupt {

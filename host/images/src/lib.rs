@@ -7,6 +7,7 @@
 //! ```text
 //! ImageStore::open(root: &Path) -> Result<ImageStore, ImageError>
 //! ImageStore::load(&self, reader: impl Read) -> Result<Vec<LoadedImage>, ImageError>
+//! ImageStore::pull(&self, reference: &str, opts: &PullOptions, progress: &dyn Fn(PullProgress)) -> Result<PulledImage, ImageError>
 //! ImageStore::resolve(&self, reference: &str) -> Result<Image, ImageError>
 //! ImageStore::list(&self) -> Result<Vec<Image>, ImageError>
 //! ImageStore::tag(&self, source: &str, target: &str) -> Result<(), ImageError>
@@ -64,7 +65,9 @@ mod image;
 mod index;
 mod layers;
 mod lookup;
+mod pull;
 pub mod reference;
+pub mod registry;
 mod store;
 pub mod unpack;
 
@@ -73,6 +76,7 @@ pub use digest::Digest;
 pub use error::ImageError;
 pub use image::{Image, LoadedImage, RemovedItem};
 pub use reference::{normalize_reference, Reference};
+pub use registry::{LayerStatus, Platform, PullOptions, PullProgress, PulledImage};
 pub use store::ImageStore;
 
 #[cfg(test)]

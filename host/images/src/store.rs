@@ -24,14 +24,22 @@ const INDEX_FILE: &str = "images.json";
 const LOCK_FILE: &str = "lock";
 const TMP_DIR: &str = "tmp";
 
+/// What [`ImageStore::commit_images`] reports about a layer, by blob digest.
+pub(crate) enum LayerEvent<'a> {
+    /// Unpacking (or checking the stored copy) starts.
+    Unpacking(&'a Digest),
+    /// The layer is staged.
+    Unpacked(&'a Digest),
+}
+
 /// The image store. Internally locked: share it behind an `Arc`.
 ///
 /// Loads and removals are serialized with each other; lookups and listings
 /// only wait for the brief moment an index is swapped in.
 pub struct ImageStore {
     root: PathBuf,
-    tmp: PathBuf,
-    blobs: BlobStore,
+    pub(crate) tmp: PathBuf,
+    pub(crate) blobs: BlobStore,
     layers: LayerStore,
     index: RwLock<Index>,
     /// Serializes everything that writes the index or deletes layers.
@@ -100,14 +108,28 @@ impl ImageStore {
                 "neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)".into(),
             ));
         };
+        let loaded = self.commit_images(&imported, &mut |_| {})?;
+        drop(staged);
+        Ok(loaded)
+    }
+
+    /// Verifies, unpacks and commits imported images (shared by `load` and
+    /// `pull`): layers are prepared in staging first, then blobs and layers
+    /// are renamed into place and the index is replaced last. `on_layer`
+    /// hears about each layer (by blob digest) as it is unpacked.
+    pub(crate) fn commit_images(
+        &self,
+        imported: &[ImportedImage],
+        on_layer: &mut dyn FnMut(LayerEvent<'_>),
+    ) -> Result<Vec<LoadedImage>, ImageError> {
         let _writer = self.lock_writer();
         let mut prepared: HashMap<Digest, PreparedLayer> = HashMap::new();
         let mut records = Vec::with_capacity(imported.len());
-        for image in &imported {
-            records.push(self.prepare_image(image, &mut prepared)?);
+        for image in imported {
+            records.push(self.prepare_image(image, &mut prepared, on_layer)?);
         }
         // Commit: blobs and layers first, then the index that makes them visible.
-        for image in &imported {
+        for image in imported {
             self.blobs.put_bytes(&image.config_digest, &image.config)?;
             self.blobs
                 .put_bytes(&Digest::of_bytes(&image.manifest), &image.manifest)?;
@@ -122,6 +144,15 @@ impl ImageStore {
         let mut loaded = Vec::new();
         for (image, record) in imported.iter().zip(records) {
             let id = image_id(&image.config_digest);
+            let mut record = record;
+            if let Some(old) = index.images.get(&id) {
+                record.repo_digests = old.repo_digests.clone();
+            }
+            if let Some(d) = &image.repo_digest {
+                if !record.repo_digests.contains(d) {
+                    record.repo_digests.push(d.clone());
+                }
+            }
             index.images.insert(id.clone(), record);
             for name in &image.names {
                 let reference = name.to_string();
@@ -143,7 +174,6 @@ impl ImageStore {
             }
         }
         self.commit_index(index)?;
-        drop(staged);
         Ok(loaded)
     }
 
@@ -278,6 +308,7 @@ impl ImageStore {
         &self,
         image: &ImportedImage,
         prepared: &mut HashMap<Digest, PreparedLayer>,
+        on_layer: &mut dyn FnMut(LayerEvent<'_>),
     ) -> Result<ImageRecord, ImageError> {
         let label = image
             .names
@@ -306,9 +337,11 @@ impl ImageStore {
             let size = match prepared.get(chain_id) {
                 Some(p) => p.size(),
                 None => {
+                    on_layer(LayerEvent::Unpacking(&layer.blob.digest));
                     let p =
                         self.layers
                             .prepare(&label, chain_id, parent, &diff_ids[i], &layer.blob)?;
+                    on_layer(LayerEvent::Unpacked(&layer.blob.digest));
                     let size = p.size();
                     prepared.insert(chain_id.clone(), p);
                     size

@@ -130,7 +130,7 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         .map(|Query(q)| q)
         .unwrap_or_default();
     let result = match path.strip_prefix("/images/") {
-        Some("create") if method == Method::POST => create(&q),
+        Some("create") if method == Method::POST => create(&engine, &q, req.headers()).await,
         Some(rest) => match (method, rest) {
             (Method::GET, r) if r.ends_with("/json") => inspect(&engine, &r[..r.len() - 5]),
             (Method::POST, r) if r.ends_with("/tag") => tag(&engine, &r[..r.len() - 4], &q),
@@ -146,11 +146,190 @@ fn not_found(path: &str) -> ApiError {
     ApiError::not_found(format!("page not found: {path}"))
 }
 
-fn create(q: &HashMap<String, String>) -> ApiResult<Response> {
-    let image = q.get("fromImage").cloned().unwrap_or_default();
-    Err(ApiError::not_found(format!(
-        "pull access denied for {image}: registry pulls are not available in this vmrun build yet; load the image with `vmrun load -i FILE`"
-    )))
+/// What the blocking pull task tells the response stream.
+enum PullMsg {
+    Line(String),
+    Done(Box<vmrun_images::PulledImage>),
+    Failed(vmrun_images::ImageError),
+}
+
+/// `POST /images/create?fromImage=X&tag=Y[&platform=os/arch]`: pulls from a
+/// registry, streaming docker's progress JSON. Errors before any progress are
+/// plain HTTP errors; later ones are `{"errorDetail":…,"error":…}` lines.
+/// Credentials: `X-Registry-Auth`, else `$VMRUN_DOCKER_CONFIG` or
+/// `$HOME/.docker/config.json`; `$VMRUN_INSECURE_REGISTRIES` (comma-separated)
+/// names registries reached over plain HTTP besides loopback ones.
+async fn create(
+    engine: &AppState,
+    q: &HashMap<String, String>,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    use vmrun_images::registry::auth::credentials_from_registry_auth_header;
+    use vmrun_images::{PullOptions, Reference};
+
+    let from = q
+        .get("fromImage")
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("fromImage is required (importing with fromSrc is not supported)")
+        })?;
+    let reference = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(_) if from.contains('@') => from.clone(),
+        Some(tag) if tag.starts_with("sha256:") => format!("{from}@{tag}"),
+        Some(tag) => format!("{from}:{tag}"),
+        None => from.clone(),
+    };
+    let parsed = Reference::parse(&reference)?.with_default_tag();
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(p.parse::<vmrun_images::Platform>()?),
+        None => None,
+    };
+    let auth_config_path = std::env::var_os("VMRUN_DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".docker/config.json"))
+        });
+    let opts = PullOptions {
+        platform,
+        auth_config_path,
+        credentials: headers
+            .get("X-Registry-Auth")
+            .and_then(|v| v.to_str().ok())
+            .and_then(credentials_from_registry_auth_header),
+        insecure_registries: std::env::var("VMRUN_INSECURE_REGISTRIES")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PullMsg>(256);
+    let images = engine.images.clone();
+    let to_pull = parsed.to_string();
+    tokio::task::spawn_blocking(move || {
+        let progress_tx = tx.clone();
+        let result = images.pull(&to_pull, &opts, &|p| {
+            let _ = progress_tx.blocking_send(PullMsg::Line(progress_line(&p)));
+        });
+        let _ = tx.blocking_send(match result {
+            Ok(pulled) => PullMsg::Done(Box::new(pulled)),
+            Err(e) => PullMsg::Failed(e),
+        });
+    });
+    let first = rx
+        .recv()
+        .await
+        .ok_or_else(|| ApiError::internal("the pull task ended without a result"))?;
+    if let PullMsg::Failed(e) = first {
+        return Err(e.into());
+    }
+    let pulling_id = parsed
+        .digest()
+        .or(parsed.tag())
+        .unwrap_or("latest")
+        .to_owned();
+    let head = line(&j!({ "status": format!("Pulling from {}", parsed.path()), "id": pulling_id }));
+    let engine = engine.clone();
+    let render = move |msg: PullMsg| -> String {
+        match msg {
+            PullMsg::Line(l) => l,
+            PullMsg::Done(pulled) => {
+                engine.events.emit(
+                    "image",
+                    "pull",
+                    &pulled.image.id,
+                    &[("name", pulled.reference.clone())],
+                );
+                let status = if pulled.updated {
+                    format!("Status: Downloaded newer image for {}", pulled.reference)
+                } else {
+                    format!("Status: Image is up to date for {}", pulled.reference)
+                };
+                let mut out = line(&j!({ "status": format!("Digest: {}", pulled.digest) }));
+                out.push_str(&line(&j!({ "status": status })));
+                out
+            }
+            PullMsg::Failed(e) => {
+                let message = e.to_string();
+                line(&j!({ "errorDetail": { "message": message }, "error": message }))
+            }
+        }
+    };
+    let first_chunk = format!("{head}{}", render(first));
+    let stream = futures::stream::unfold(
+        (Some(first_chunk), rx, render),
+        |(first, mut rx, render)| async move {
+            if let Some(chunk) = first {
+                return Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)),
+                    (None, rx, render),
+                ));
+            }
+            let msg = rx.recv().await?;
+            Some((Ok(bytes::Bytes::from(render(msg))), (None, rx, render)))
+        },
+    );
+    Ok(Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default())
+}
+
+fn line(value: &serde_json::Value) -> String {
+    format!("{value}\n")
+}
+
+/// One progress event as the JSON line `docker pull` renders.
+fn progress_line(p: &vmrun_images::PullProgress) -> String {
+    let mut v = j!({ "status": p.status.as_str(), "progressDetail": {}, "id": p.id });
+    if let (Some(current), Some(total)) = (p.current, p.total) {
+        v["progressDetail"] = j!({ "current": current, "total": total });
+        v["progress"] = j!(progress_bar(current, total));
+    }
+    line(&v)
+}
+
+/// docker's `[=====>      ]  1.2MB/2.4MB`.
+fn progress_bar(current: u64, total: u64) -> String {
+    const WIDTH: u64 = 50;
+    let filled = (current.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    let mut bar = "=".repeat(filled as usize);
+    if filled < WIDTH {
+        bar.push('>');
+        bar.push_str(&" ".repeat((WIDTH - filled - 1) as usize));
+    }
+    format!("[{bar}] {:>8}/{}", human_size(current), human_size(total))
+}
+
+/// Decimal sizes with 3 significant digits, as docker's `units.HumanSize`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    };
+    format!("{text}{}", UNITS[unit])
 }
 
 fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {

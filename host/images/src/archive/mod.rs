@@ -69,6 +69,8 @@ pub(crate) struct ImportedImage {
     pub config_digest: Digest,
     /// Layers, bottom-most first.
     pub layers: Vec<ImportedLayer>,
+    /// `repo@sha256:…` when the image came from a registry.
+    pub repo_digest: Option<String>,
 }
 
 impl StagedArchive {

@@ -196,6 +196,7 @@ fn read_manifest(
         config,
         config_digest: manifest.config.digest.clone(),
         layers,
+        repo_digest: None,
     })
 }
 

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
+pub mod registry;
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
