@@ -141,13 +141,6 @@ pub(crate) fn create_links(rootfs: &Path) -> Result<(), ChildError> {
     Ok(())
 }
 
-/// In the child, before pivot_root: binds the terminal's slave onto `/dev/console`.
-pub(crate) fn bind_console(rootfs: &Path, slave: &Path) -> Result<(), ChildError> {
-    let target = resolve_in_root(rootfs, Path::new("/dev/console"));
-    create_mount_point(&target, true)?;
-    do_mount(Some(slave), &target, None, MsFlags::MS_BIND, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! [`Runtime::exec`]: a new process inside a running container.
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -22,6 +22,8 @@ struct ExecPlan {
     stdio: StdioPlan,
     process: ProcessPlan,
     sync: SyncSocket,
+    /// cgroup v1 `tasks` files to join by writing `0` (empty: the parent moves us).
+    cgroup_tasks: Vec<OwnedFd>,
 }
 
 impl Runtime {
@@ -55,9 +57,12 @@ impl Runtime {
             Err(_) => None,
         };
         let namespaces = NamespacePlan::of_process(container.pid)?;
-        let (stdio, console) = StdioPlan::prepare(stdio)?;
+        let stdio = StdioPlan::prepare(stdio)?;
+        let terminal = stdio.is_terminal();
         let process = ProcessPlan::from_spec(process, seccomp, false)?;
         let cgroup = Cgroup::open(&container.cgroups_path)?;
+        let self_join = cgroup.prepare_self_join()?;
+        let parent_joins = self_join.is_none();
         let (parent_end, child_end) =
             SyncSocket::pair().map_err(|e| RuntimeError::sys("socketpair", e))?;
         let plan = ExecPlan {
@@ -65,23 +70,37 @@ impl Runtime {
             stdio,
             process,
             sync: child_end,
+            cgroup_tasks: self_join.unwrap_or_default(),
         };
         let pid = namespaces::fork_into(&plan.namespaces.pid, || exec_child(&plan))?;
         drop(plan);
+        let mut console = None;
         let result = (|| {
-            cgroup.apply(pid)?;
+            if parent_joins {
+                cgroup.apply(pid)?;
+            }
             parent_end
                 .send_go()
                 .map_err(|e| RuntimeError::sys("release exec process", e))?;
-            match parent_end
-                .recv()
-                .map_err(|e| RuntimeError::sys("wait for exec", e))?
-            {
-                Message::Eof => Ok(()),
-                Message::Error(e) => Err(RuntimeError::from(e)),
-                other => Err(RuntimeError::Setup(format!(
-                    "unexpected message {other:?} from exec process"
-                ))),
+            loop {
+                match parent_end
+                    .recv()
+                    .map_err(|e| RuntimeError::sys("wait for exec", e))?
+                {
+                    Message::Console(master) if terminal => console = Some(master),
+                    Message::Eof if terminal && console.is_none() => {
+                        return Err(RuntimeError::Setup(
+                            "exec process exited before making its terminal".into(),
+                        ))
+                    }
+                    Message::Eof => return Ok(()),
+                    Message::Error(e) => return Err(RuntimeError::from(e)),
+                    other => {
+                        return Err(RuntimeError::Setup(format!(
+                            "unexpected message {other:?} from exec process"
+                        )))
+                    }
+                }
             }
         })();
         match result {
@@ -98,10 +117,15 @@ impl Runtime {
 fn exec_child(plan: &ExecPlan) -> ! {
     let error = (|| -> Result<ChildError, ChildError> {
         plan.stdio.apply()?;
+        crate::cgroup::join_self(&plan.cgroup_tasks)?;
         let mut keep: Vec<RawFd> = plan.namespaces.fds().collect();
         keep.push(plan.sync.raw());
         close_fds_except(&mut keep);
         namespaces::enter(&plan.namespaces)?;
+        if plan.stdio.is_terminal() {
+            // The container's devpts, as its mount namespace shows it.
+            crate::console::setup(&plan.sync, false)?;
+        }
         wait_for_parent(&plan.sync)?;
         Ok(plan.process.finish_and_exec())
     })()

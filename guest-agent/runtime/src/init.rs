@@ -1,9 +1,13 @@
 //! The container's first process, between fork and exec (child side only).
 //!
-//! Order: stdio and session, namespaces, wait for the parent's cgroup setup,
-//! cgroup namespace, rootfs, pivot_root, hostname, sysctls/masks, then (create)
-//! report ready and wait for `start`, or (run) go straight on to the process
-//! setup and exec. Every failure is sent to whoever waits on the channel.
+//! Order: session and stdio, cgroup (v1: the child joins by itself),
+//! namespaces, rootfs mounts (waiting for the parent's cgroup setup and
+//! making the cgroup namespace only before the first cgroup mount or
+//! pivot_root, so the mounts overlap with the parent's work), pivot_root,
+//! terminal (a pty of the container's devpts, sent to the parent), hostname,
+//! sysctls/masks, then (create) report ready and wait for `start`, or (run)
+//! go straight on to the process setup and exec. Every failure is sent to
+//! whoever waits on the channel.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -15,7 +19,7 @@ use crate::namespaces::{self, NamespacePlan};
 use crate::process::ProcessPlan;
 use crate::rootfs::{self, RootfsPlan};
 use crate::stdio::StdioPlan;
-use crate::sync::{self, Message, SyncSocket};
+use crate::sync::{Message, SyncSocket};
 
 /// Everything the init child needs, prepared by the parent.
 #[derive(Debug)]
@@ -30,6 +34,8 @@ pub(crate) struct InitPlan {
     pub(crate) sync: SyncSocket,
     /// `Some` for create: the start socket to wait on.
     pub(crate) start_listener: Option<OwnedFd>,
+    /// cgroup v1 `tasks` files to join by writing `0` (empty: the parent moves us).
+    pub(crate) cgroup_tasks: Vec<OwnedFd>,
 }
 
 /// Leaves the child without running the caller's exit handlers.
@@ -51,7 +57,7 @@ pub(crate) fn run(plan: &InitPlan) -> ! {
             if plan.sync.send_ready().is_err() {
                 exit_child(1);
             }
-            match sync::accept_start(listener.as_raw_fd()) {
+            match crate::start_socket::accept(listener.as_raw_fd()) {
                 Ok(conn) => {
                     start_conn = conn;
                     &start_conn
@@ -77,30 +83,34 @@ pub(crate) fn wait_for_parent(sync: &SyncSocket) -> Result<(), ChildError> {
 
 fn prepare(plan: &InitPlan) -> Result<(), ChildError> {
     plan.stdio.apply()?;
+    crate::cgroup::join_self(&plan.cgroup_tasks)?;
     let mut keep: Vec<RawFd> = plan.namespaces.fds().collect();
     keep.push(plan.sync.raw());
     keep.extend(plan.start_listener.as_ref().map(|l| l.as_raw_fd()));
     close_fds_except(&mut keep);
     namespaces::enter(&plan.namespaces)?;
-    // The parent moves us into the cgroup meanwhile; wait for it only where
-    // it matters (cgroup namespace, cgroup mount, exec), so the mounts overlap
-    // with its cgroup writes.
+    // The parent finishes the cgroup meanwhile; wait for it only where it
+    // matters (cgroup namespace, cgroup mount, pivot_root), so the mounts
+    // overlap with its cgroup writes. The cgroup namespace is made after
+    // that, so its root is the container's cgroup.
     let mut in_cgroup = false;
     let mut ensure_in_cgroup = || -> Result<(), ChildError> {
         if !in_cgroup {
             wait_for_parent(&plan.sync)?;
+            if plan.namespaces.new_cgroup {
+                unshare(CloneFlags::CLONE_NEWCGROUP)
+                    .map_err(|e| ChildError::sys("unshare cgroup namespace", e))?;
+            }
             in_cgroup = true;
         }
         Ok(())
     };
-    if plan.namespaces.new_cgroup {
-        ensure_in_cgroup()?;
-        unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| ChildError::sys("unshare cgroup namespace", e))?;
-    }
     plan.rootfs.prepare(&mut ensure_in_cgroup)?;
     ensure_in_cgroup()?;
     rootfs::pivot(&plan.rootfs.rootfs)?;
+    if plan.stdio.is_terminal() {
+        crate::console::setup(&plan.sync, true)?;
+    }
     if let Some(name) = &plan.hostname {
         nix::unistd::sethostname(name).map_err(|e| ChildError::sys("sethostname", e))?;
     }

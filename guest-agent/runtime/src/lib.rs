@@ -27,12 +27,19 @@
 //! calling thread unshares `CLONE_NEWPID`, forks and switches back, so the
 //! child is PID 1 there and still the caller's child.
 //!
-//! The child sets up stdio, enters namespaces and waits on a `SOCK_SEQPACKET`
-//! pair while the parent puts it into its cgroup and sets limits. Then it
-//! builds the rootfs (`spec.mounts`, devices, `pivot_root`, masked and
-//! read-only paths), and either execs at once (`run`) or reports ready and
-//! accepts a connection on `<state>/<id>/start.sock` (`create`/`start`, so a
-//! different process may start it). Every channel end is `CLOEXEC`: end of
+//! On cgroup v1 the parent creates the cgroup and sets its limits before the
+//! fork, and the child joins it itself (`"0"` into each `tasks` file, which
+//! skips the kernel's slow global lock; see `cgroup.rs`); on v2 the parent
+//! moves the child while it sets up. The child sets up stdio, enters
+//! namespaces and builds the rootfs (`spec.mounts`, devices), waiting on a
+//! `SOCK_SEQPACKET` pair for the parent's go-ahead only before the first
+//! cgroup mount or `pivot_root`. After `pivot_root` it makes the terminal, if
+//! asked, from the container's own devpts (the master goes to the parent with
+//! `SCM_RIGHTS`), then masked and read-only paths, and either execs at once
+//! (`run`) or reports ready and accepts a connection on
+//! `<state>/<id>/start.sock` (`create`/`start`, so a different process may
+//! start it; reached through `/proc/self/fd/<dirfd>/` so any state root
+//! length works). Every channel end is `CLOEXEC`: end of
 //! file after the go-ahead means exec succeeded; otherwise the child sends a
 //! serialized error, which becomes a [`RuntimeError`] such as
 //! [`RuntimeError::ExecutableNotFound`].
@@ -42,6 +49,7 @@
 
 mod cgroup;
 mod cgroupfs;
+mod console;
 mod container;
 mod devices;
 mod error;
@@ -54,6 +62,7 @@ mod process;
 mod rootfs;
 mod runtime;
 mod security;
+mod start_socket;
 mod state;
 mod stdio;
 mod sync;

@@ -130,6 +130,12 @@ impl ProcessPlan {
         }
     }
 
+    /// The order follows runc: seccomp needs `no_new_privs` or
+    /// CAP_SYS_ADMIN. Without `noNewPrivileges` the filter is loaded while
+    /// the process still has all capabilities, before the user switch and
+    /// the capability drop; with it, `no_new_privs` is set after the
+    /// capabilities and the filter loaded last, just before exec (so the
+    /// filter never has to allow the setup's own system calls).
     fn finish(&self) -> Result<(), ChildError> {
         for &(resource, soft, hard) in &self.rlimits {
             setrlimit(resource, soft, hard).map_err(|e| ChildError::sys("setrlimit", e))?;
@@ -150,24 +156,6 @@ impl ProcessPlan {
                 e.desc()
             ))
         })?;
-        let switching_user = !self.uid.is_root();
-        if switching_user && self.capabilities.is_some() {
-            // Keep the permitted set across setuid; capabilities::apply sets it right.
-            // SAFETY: prctl with integer arguments only.
-            let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-            Errno::result(rc).map_err(|e| ChildError::sys("prctl(PR_SET_KEEPCAPS)", e))?;
-        }
-        setgroups(&self.groups).map_err(|e| ChildError::sys("setgroups", e))?;
-        setresgid(self.gid, self.gid, self.gid).map_err(|e| ChildError::sys("setresgid", e))?;
-        setresuid(self.uid, self.uid, self.uid).map_err(|e| ChildError::sys("setresuid", e))?;
-        if let Some(caps) = &self.capabilities {
-            crate::security::apply_capabilities(caps)?;
-        }
-        if self.no_new_privileges {
-            // SAFETY: prctl with integer arguments only.
-            let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-            Errno::result(rc).map_err(|e| ChildError::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
-        }
         if let Some(mask) = self.umask {
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
         }
@@ -182,8 +170,32 @@ impl ProcessPlan {
                 libc::CLOSE_RANGE_CLOEXEC,
             )
         };
-        if let Some(filter) = &self.seccomp {
-            crate::security::apply_seccomp(filter)?;
+        if !self.no_new_privileges {
+            if let Some(filter) = &self.seccomp {
+                crate::security::apply_seccomp(filter)?;
+            }
+        }
+        // Capabilities survive the switch to a non-root user only with
+        // keep-caps, and only when the spec lists some (an absent
+        // `capabilities` leaves the user with none, as setuid makes it).
+        let keep_caps = !self.uid.is_root() && self.capabilities.is_some();
+        if keep_caps {
+            crate::security::set_keep_caps(true)?;
+        }
+        setgroups(&self.groups).map_err(|e| ChildError::sys("setgroups", e))?;
+        setresgid(self.gid, self.gid, self.gid).map_err(|e| ChildError::sys("setresgid", e))?;
+        setresuid(self.uid, self.uid, self.uid).map_err(|e| ChildError::sys("setresuid", e))?;
+        if keep_caps {
+            crate::security::set_keep_caps(false)?;
+        }
+        if let Some(caps) = &self.capabilities {
+            crate::security::apply_capabilities(caps)?;
+        }
+        if self.no_new_privileges {
+            crate::security::set_no_new_privs()?;
+            if let Some(filter) = &self.seccomp {
+                crate::security::apply_seccomp(filter)?;
+            }
         }
         Ok(())
     }

@@ -27,8 +27,6 @@ pub(crate) struct RootfsPlan {
     propagation: MsFlags,
     mounts: Vec<MountPlan>,
     devices: Vec<DevicePlan>,
-    /// Host path of the terminal's slave, bound onto `/dev/console`.
-    pub(crate) console: Option<PathBuf>,
     masked: Vec<PathBuf>,
     readonly_paths: Vec<PathBuf>,
     sysctls: Vec<(PathBuf, String)>,
@@ -90,7 +88,6 @@ impl RootfsPlan {
                     .and_then(|l| l.devices().as_deref())
                     .unwrap_or_default(),
             ),
-            console: None,
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
             sysctls,
@@ -99,7 +96,7 @@ impl RootfsPlan {
     }
 
     /// Child, in its new mount namespace: propagation, the rootfs bind,
-    /// `spec.mounts`, devices, links, console. `in_cgroup` is called before
+    /// `spec.mounts`, devices, links. `in_cgroup` is called before
     /// the first cgroup mount (which needs the child in its cgroup).
     pub(crate) fn prepare(
         &self,
@@ -121,11 +118,7 @@ impl RootfsPlan {
             m.mount_under(&self.rootfs, self.new_cgroup_ns)?;
         }
         devices::create_devices(&self.rootfs, &self.devices)?;
-        devices::create_links(&self.rootfs)?;
-        if let Some(slave) = &self.console {
-            devices::bind_console(&self.rootfs, slave)?;
-        }
-        Ok(())
+        devices::create_links(&self.rootfs)
     }
 
     /// Child, after pivot_root: sysctls, masked and read-only paths, and a

@@ -17,7 +17,7 @@ use crate::process::ProcessPlan;
 use crate::rootfs::RootfsPlan;
 use crate::state::{self, StateFile, Status, START_SOCKET};
 use crate::stdio::{Stdio, StdioPlan};
-use crate::sync::{self, Message, SyncSocket};
+use crate::sync::{Message, SyncSocket};
 
 /// Default state root of the library.
 pub const DEFAULT_STATE_ROOT: &str = "/run/vmrun/runtime";
@@ -121,7 +121,7 @@ impl Runtime {
         }
         let dir = self.dir(&container.id);
         let path = socket_path(&dir);
-        let conn = sync::connect_start(&path)
+        let conn = crate::start_socket::connect(&dir)
             .map_err(|e| RuntimeError::sys("connect to container init", e))?;
         let _ = std::fs::remove_file(&path);
         match conn.recv() {
@@ -262,11 +262,9 @@ impl Runtime {
                 "a new mount namespace is required".into(),
             ));
         }
-        let (stdio, console) = StdioPlan::prepare(stdio)?;
-        let mut rootfs = RootfsPlan::from_spec(spec, &bundle, namespaces.new_cgroup)?;
-        if let StdioPlan::Terminal { slave_path, .. } = &stdio {
-            rootfs.console = Some(slave_path.clone());
-        }
+        let stdio = StdioPlan::prepare(stdio)?;
+        let terminal = stdio.is_terminal();
+        let rootfs = RootfsPlan::from_spec(spec, &bundle, namespaces.new_cgroup)?;
         let seccomp = linux
             .seccomp()
             .as_ref()
@@ -280,11 +278,24 @@ impl Runtime {
         let cgroup = Cgroup::open(&cgroups_path)?;
         let start_listener = match launch {
             Launch::Create => Some(
-                sync::listen_start_socket(&socket_path(&dir))
+                crate::start_socket::listen(&dir)
                     .map_err(|e| RuntimeError::sys("listen on start socket", e))?,
             ),
             Launch::Run => None,
         };
+        // cgroup v1: directories and limits before fork; the child joins by itself.
+        let self_join = cgroup
+            .prepare_self_join()
+            .and_then(|join| {
+                if let (Some(_), Some(resources)) = (&join, linux.resources()) {
+                    cgroup.set(resources)?;
+                }
+                Ok(join)
+            })
+            .inspect_err(|_| {
+                let _ = cgroup.remove();
+            })?;
+        let parent_joins = self_join.is_none();
         let (parent_end, child_end) =
             SyncSocket::pair().map_err(|e| RuntimeError::sys("socketpair", e))?;
         let plan = InitPlan {
@@ -303,32 +314,54 @@ impl Runtime {
                 .transpose()?,
             sync: child_end,
             start_listener,
+            cgroup_tasks: self_join.unwrap_or_default(),
         };
         let pid = namespaces::fork_into(&plan.namespaces.pid, || init::run(&plan))?;
         let rootfs_path = plan.rootfs.rootfs.clone();
         drop(plan); // the parent's copies of the child's fds
 
+        let mut console = None;
         let setup = (|| {
-            cgroup.apply(pid)?;
-            if let Some(resources) = linux.resources() {
-                cgroup.set(resources)?;
+            if parent_joins {
+                cgroup.apply(pid)?;
+                if let Some(resources) = linux.resources() {
+                    cgroup.set(resources)?;
+                }
             }
             parent_end
                 .send_go()
                 .map_err(|e| RuntimeError::sys("release container init", e))?;
-            match parent_end
-                .recv()
-                .map_err(|e| RuntimeError::sys("wait for container init", e))?
-            {
-                Message::Ready if launch == Launch::Create => Ok(()),
-                Message::Eof if launch == Launch::Run => Ok(()),
-                Message::Error(e) => Err(e.into()),
-                Message::Eof => Err(RuntimeError::Setup(
-                    "container init exited during setup".into(),
-                )),
-                other => Err(RuntimeError::Setup(format!(
-                    "unexpected message {other:?} from container init"
-                ))),
+            loop {
+                let message = parent_end
+                    .recv()
+                    .map_err(|e| RuntimeError::sys("wait for container init", e))?;
+                let done = matches!(
+                    (&message, launch),
+                    (Message::Ready, Launch::Create) | (Message::Eof, Launch::Run)
+                );
+                match message {
+                    Message::Console(master) if terminal && console.is_none() => {
+                        console = Some(master);
+                        continue;
+                    }
+                    _ if done && terminal && console.is_none() => {
+                        return Err(RuntimeError::Setup(
+                            "container init did not send its terminal".into(),
+                        ))
+                    }
+                    _ if done => return Ok(()),
+                    Message::Error(e) => return Err(e.into()),
+                    Message::Eof => {
+                        return Err(RuntimeError::Setup(
+                            "container init exited during setup".into(),
+                        ))
+                    }
+                    other => {
+                        return Err(RuntimeError::Setup(format!(
+                            "unexpected message {other:?} from container init"
+                        )))
+                    }
+                }
             }
         })();
         let pid_start_time = state::process_start_time(pid);

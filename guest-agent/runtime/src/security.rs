@@ -1,6 +1,7 @@
 //! The runtime's only contact with `vmrun-security`: seccomp (compiled in the
-//! parent before fork, loaded in the child just before exec) and capabilities
-//! (set in the child after setuid).
+//! parent before fork, loaded in the child: before the capability drop, or
+//! last after `no_new_privs`), capabilities (set in the child after setuid,
+//! with keep-caps across it), and `no_new_privs`.
 
 use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp};
 
@@ -15,7 +16,7 @@ pub(crate) fn compile_seccomp(seccomp: &LinuxSeccomp) -> Result<CompiledSeccomp,
         .map_err(|e| RuntimeError::Security(format!("seccomp: {e}")))
 }
 
-/// Child side: loads the filter (after no_new_privs, just before exec).
+/// Child side: loads the filter (needs `no_new_privs` or CAP_SYS_ADMIN).
 pub(crate) fn apply_seccomp(filter: &CompiledSeccomp) -> Result<(), ChildError> {
     vmrun_security::seccomp::apply(filter)
         .map_err(|e| ChildError::Setup(format!("load seccomp filter: {e}")))
@@ -25,6 +26,18 @@ pub(crate) fn apply_seccomp(filter: &CompiledSeccomp) -> Result<(), ChildError> 
 pub(crate) fn apply_capabilities(caps: &LinuxCapabilities) -> Result<(), ChildError> {
     vmrun_security::capabilities::apply(caps)
         .map_err(|e| ChildError::Setup(format!("set capabilities: {e}")))
+}
+
+/// Child side: keep permitted capabilities across `setresuid` (or stop).
+pub(crate) fn set_keep_caps(keep: bool) -> Result<(), ChildError> {
+    vmrun_security::capabilities::set_keep_caps(keep)
+        .map_err(|e| ChildError::Setup(format!("keep capabilities: {e}")))
+}
+
+/// Child side: sets `no_new_privs`.
+pub(crate) fn set_no_new_privs() -> Result<(), ChildError> {
+    vmrun_security::seccomp::set_no_new_privs()
+        .map_err(|e| ChildError::Setup(format!("set no_new_privs: {e}")))
 }
 
 /// Drops ambient capabilities the kernel would refuse to raise (those not in

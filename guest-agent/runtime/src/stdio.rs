@@ -1,8 +1,7 @@
 //! The container process's standard streams: inherited, given fds, or a new
-//! pseudo-terminal.
+//! pseudo-terminal (made inside the container, see [`crate::console`]).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 
 use nix::fcntl::{fcntl, open, FcntlArg, FdFlag, OFlag};
 use nix::sys::stat::Mode;
@@ -21,8 +20,11 @@ pub enum Stdio {
         stdout: OwnedFd,
         stderr: OwnedFd,
     },
-    /// A new pty: the slave is the process's stdio and controlling terminal;
-    /// the master comes back in `console`.
+    /// A new pty from the container's own `devpts`: the slave (`/dev/pts/N`
+    /// in the container) is the process's stdio and controlling terminal
+    /// (and, for a container's init, `/dev/console`); the master comes back
+    /// in `console`. The spec needs a `devpts` mount on `/dev/pts` (runc's
+    /// default: `newinstance,ptmxmode=0666`).
     Terminal,
 }
 
@@ -31,18 +33,15 @@ pub enum Stdio {
 pub(crate) enum StdioPlan {
     Inherit,
     Fds([OwnedFd; 3]),
-    Terminal {
-        slave: OwnedFd,
-        /// Host path of the slave (`/dev/pts/N`), for `/dev/console`.
-        slave_path: PathBuf,
-    },
+    /// Set up by the child inside the container ([`crate::console::setup`]).
+    Terminal,
 }
 
 impl StdioPlan {
-    /// Prepares `stdio`; for a terminal also returns the master.
-    pub(crate) fn prepare(stdio: Stdio) -> Result<(StdioPlan, Option<OwnedFd>), RuntimeError> {
+    /// Prepares `stdio` (opens `/dev/null` for a missing stdin).
+    pub(crate) fn prepare(stdio: Stdio) -> Result<StdioPlan, RuntimeError> {
         Ok(match stdio {
-            Stdio::Inherit => (StdioPlan::Inherit, None),
+            Stdio::Inherit => StdioPlan::Inherit,
             Stdio::Fds {
                 stdin,
                 stdout,
@@ -61,46 +60,26 @@ impl StdioPlan {
                         unsafe { OwnedFd::from_raw_fd(fd) }
                     }
                 };
-                (StdioPlan::Fds([stdin, stdout, stderr]), None)
+                StdioPlan::Fds([stdin, stdout, stderr])
             }
-            Stdio::Terminal => {
-                let pty =
-                    nix::pty::openpty(None, None).map_err(|e| RuntimeError::sys("openpty", e))?;
-                for fd in [&pty.master, &pty.slave] {
-                    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-                        .map_err(|e| RuntimeError::sys("fcntl pty", e))?;
-                }
-                let slave_path =
-                    std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
-                        .map_err(|e| RuntimeError::io("resolve pty slave", "/proc/self/fd", e))?;
-                (
-                    StdioPlan::Terminal {
-                        slave: pty.slave,
-                        slave_path,
-                    },
-                    Some(pty.master),
-                )
-            }
+            Stdio::Terminal => StdioPlan::Terminal,
         })
     }
 
-    /// In the child: a new session, then the fds onto 0, 1, 2 (and the
-    /// terminal as controlling tty).
+    /// Whether the child makes a terminal.
+    pub(crate) fn is_terminal(&self) -> bool {
+        matches!(self, StdioPlan::Terminal)
+    }
+
+    /// In the child: a new session, then the fds onto 0, 1, 2 (a terminal
+    /// comes later, inside the container).
     pub(crate) fn apply(&self) -> Result<(), ChildError> {
         nix::unistd::setsid().map_err(|e| ChildError::sys("setsid", e))?;
         match self {
-            StdioPlan::Inherit => Ok(()),
+            StdioPlan::Inherit | StdioPlan::Terminal => Ok(()),
             StdioPlan::Fds(fds) => {
                 let raw = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
                 dup_onto_std(raw)
-            }
-            StdioPlan::Terminal { slave, .. } => {
-                let fd = slave.as_raw_fd();
-                // SAFETY: TIOCSCTTY takes an int argument; fd is an open tty.
-                let rc = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
-                nix::errno::Errno::result(rc)
-                    .map_err(|e| ChildError::sys("set controlling terminal", e))?;
-                dup_onto_std([fd, fd, fd])
             }
         }
     }
@@ -108,7 +87,7 @@ impl StdioPlan {
 
 /// `dup2`s `fds` onto 0, 1, 2. A source already sitting on a target fd is
 /// moved out of the way first, so no stream overwrites another.
-fn dup_onto_std(fds: [RawFd; 3]) -> Result<(), ChildError> {
+pub(crate) fn dup_onto_std(fds: [RawFd; 3]) -> Result<(), ChildError> {
     let mut fds = fds;
     for (i, fd) in fds.iter_mut().enumerate() {
         if *fd < 3 && *fd != i as RawFd {

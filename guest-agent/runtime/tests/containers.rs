@@ -1,149 +1,14 @@
 //! Real containers from a busybox rootfs. Need root and /bin/busybox; each
 //! test prints why it skips otherwise.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+mod common;
 
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
-use serde_json::{json, Value};
-use vmrun_runtime::{Runtime, RuntimeError, Status, Stdio};
+use std::path::PathBuf;
 
-const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &[
-    "sh", "true", "cat", "id", "hostname", "ls", "sleep", "echo", "touch", "pwd", "test", "[",
-    "readlink", "stat",
-];
-
-/// A bundle directory with a busybox rootfs; removed on drop.
-struct Bundle {
-    dir: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
-        return false;
-    }
-    if !Path::new(BUSYBOX).exists() {
-        eprintln!("skipping: {BUSYBOX} not found (apt-get install busybox-static)");
-        return false;
-    }
-    true
-}
-
-impl Bundle {
-    fn new() -> Bundle {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("rootfs/bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
-        for applet in APPLETS {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-        }
-        std::fs::create_dir_all(dir.path().join("rootfs/etc")).unwrap();
-        std::fs::write(dir.path().join("rootfs/etc/secret"), "top secret\n").unwrap();
-        std::fs::create_dir_all(dir.path().join("rootfs/secretdir")).unwrap();
-        std::fs::write(dir.path().join("rootfs/secretdir/f"), "x").unwrap();
-        Bundle {
-            dir,
-            state: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn runtime(&self) -> Runtime {
-        Runtime::new(self.state.path())
-    }
-}
-
-/// A runc-like default spec running `args`, with `edit` applied to the JSON.
-fn spec(id: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> Spec {
-    let mut v = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN"],
-                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN"],
-                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN"]
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "vmrun-test",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-        ],
-        "linux": {
-            "cgroupsPath": format!("/vmrun-test/{id}"),
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/etc/secret", "/secretdir"],
-            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
-        }
-    });
-    edit(&mut v);
-    serde_json::from_value(v).unwrap()
-}
-
-/// A file that collects a container's output (files, not pipes: another
-/// test's child may briefly hold a pipe's write end).
-fn output_file() -> (tempfile::NamedTempFile, Stdio) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    // One open file description for both: a shared offset, no overwriting.
-    let out = file.reopen().unwrap();
-    let err: OwnedFd = out.try_clone().unwrap().into();
-    let out: OwnedFd = out.into();
-    (
-        file,
-        Stdio::Fds {
-            stdin: None,
-            stdout: out,
-            stderr: err,
-        },
-    )
-}
-
-fn wait(pid: Pid) -> i32 {
-    match waitpid(pid, None).unwrap() {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        other => panic!("unexpected wait status {other:?}"),
-    }
-}
-
-/// Runs to completion; (exit code, output).
-fn run(bundle: &Bundle, id: &str, spec: &Spec) -> (i32, String) {
-    let rt = bundle.runtime();
-    let (file, stdio) = output_file();
-    let container = rt.run(id, bundle.path(), spec, stdio).unwrap();
-    let code = wait(container.pid);
-    rt.delete(id, false).unwrap();
-    let mut out = String::new();
-    File::open(file.path())
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    (code, out)
-}
+use common::{can_run, output_file, run, spec, wait, Bundle};
+use nix::sys::wait::waitpid;
+use serde_json::json;
+use vmrun_runtime::{Runtime, RuntimeError, Status};
 
 #[test]
 fn exit_code_and_pid_one() {
@@ -316,41 +181,25 @@ fn create_start_exec_delete() {
 }
 
 #[test]
-fn terminal_gives_a_pty() {
+fn long_state_root_create_and_start() {
     if !can_run() {
         return;
     }
     let b = Bundle::new();
-    let rt = b.runtime();
-    let id = "tty";
-    let s = spec(
-        id,
-        &[
-            "sh",
-            "-c",
-            "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stat -c %F /dev/console",
-        ],
-        |v| {
-            v["process"]["terminal"] = json!(true);
-        },
-    );
-    let c = rt.run(id, b.path(), &s, Stdio::Terminal).unwrap();
-    let master = c.console.expect("console master");
-    let mut master = File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    // The master reads EIO once the slave side is closed.
-    while let Ok(n) = master.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
+    // Like /tmp/vmrun-e2e.XXXXXX/run/runtime, but well past the 107-byte
+    // socket path limit once a 64-character id is added.
+    let root = b.state.path().join("r".repeat(100)).join("run/runtime");
+    assert!(root.as_os_str().len() >= 100);
+    let rt = Runtime::new(&root);
+    let id = "0123456789abcdef".repeat(4);
+    let s = spec(&id, &["sh", "-c", "echo started"], |_| {});
+    let (file, stdio) = output_file();
+    let mut c = rt.create(&id, b.path(), &s, stdio).unwrap();
+    assert!(root.join(&id).join("start.sock").exists());
+    rt.start(&mut c).unwrap();
     assert_eq!(wait(c.pid), 0);
-    rt.delete(id, false).unwrap();
-    let out = String::from_utf8_lossy(&out);
-    assert!(out.contains("is-a-tty"), "{out}");
-    assert!(out.contains("character special file"), "{out}");
+    rt.delete(&id, false).unwrap();
+    assert_eq!(std::fs::read_to_string(file.path()).unwrap(), "started\n");
 }
 
 #[test]
