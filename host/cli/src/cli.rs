@@ -91,6 +91,13 @@ impl Command {
             Command::Run(_) | Command::Create(_) | Command::Start(_) | Command::Load(_)
         )
     }
+
+    /// Whether errors are printed as `vmrun: MESSAGE`: docker does so for
+    /// `run` only (and for local option errors of `create`); other commands
+    /// print the bare message.
+    pub fn prefixes_errors(&self) -> bool {
+        matches!(self, Command::Run(_))
+    }
 }
 
 fn init_tracing(debug: bool) {
@@ -122,8 +129,10 @@ where
         }
     };
     init_tracing(cli.debug);
+    // docker prefixes errors with its name only for `run`.
+    let prefixed = cli.command.prefixes_errors();
     if let Command::Daemon { args } = &cli.command {
-        return report(crate::daemon_launch::exec_daemon(args));
+        return report(crate::daemon_launch::exec_daemon(args), true);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -132,10 +141,10 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            return report(CliError::new(
-                1,
-                format!("cannot start the async runtime: {e}"),
-            ))
+            return report(
+                CliError::new(1, format!("cannot start the async runtime: {e}")),
+                prefixed,
+            )
         }
     };
     let result = runtime.block_on(commands::dispatch(cli));
@@ -143,13 +152,19 @@ where
     runtime.shutdown_background();
     match result {
         Ok(code) => code,
-        Err(e) => report(e),
+        Err(e) => report(e, prefixed),
     }
 }
 
-fn report(err: CliError) -> i32 {
+/// Prints `err` on stderr (with a `vmrun: ` prefix when `prefixed`) and
+/// returns its exit status.
+fn report(err: CliError, prefixed: bool) -> i32 {
     if let Some(message) = &err.message {
-        eprintln!("vmrun: {message}");
+        if prefixed {
+            eprintln!("vmrun: {message}");
+        } else {
+            eprintln!("{message}");
+        }
     }
     err.code
 }

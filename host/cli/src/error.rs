@@ -43,6 +43,15 @@ impl CliError {
         }
     }
 
+    /// The same error with `vmrun: ` before its message (docker names itself
+    /// in local option errors of `create`, but not in the daemon's).
+    pub fn prefixed(self) -> Self {
+        Self {
+            code: self.code,
+            message: self.message.map(|m| format!("vmrun: {m}")),
+        }
+    }
+
     /// An error returned by the daemon, printed like docker does.
     pub fn daemon(code: i32, err: &bollard::errors::Error) -> Self {
         Self::new(code, daemon_message(err))
@@ -94,6 +103,21 @@ pub fn start_error_code(message: &str) -> i32 {
     }
 }
 
+/// Renders an I/O error the way Go prints one (`no such file or directory`,
+/// not `No such file or directory (os error 2)`), for docker-like messages.
+pub fn go_io_error(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = match (err.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &text[..i],
+        _ => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// A shorthand for results of command implementations.
 pub type CliResult<T = ()> = Result<T, CliError>;
 
@@ -111,6 +135,14 @@ mod tests {
         );
         assert_eq!(start_error_code("exec /etc/passwd: permission denied"), 126);
         assert_eq!(start_error_code("cgroup setup failed"), 125);
+    }
+
+    #[test]
+    fn io_errors_read_like_go() {
+        let err = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(go_io_error(&err), "no such file or directory");
+        let err = std::io::Error::other("Custom thing");
+        assert_eq!(go_io_error(&err), "custom thing");
     }
 
     #[test]

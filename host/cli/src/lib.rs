@@ -13,6 +13,7 @@ pub mod daemon_launch;
 pub mod error;
 pub mod format;
 pub mod opts;
+pub mod progress;
 
 pub use cli::run_cli;
 pub use error::CliError;

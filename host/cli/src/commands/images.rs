@@ -8,9 +8,12 @@ use futures::StreamExt;
 
 use super::{fail, now_unix, print_text};
 use crate::api::Api;
-use crate::error::{daemon_message, CliError, CliResult};
+use crate::error::{daemon_message, go_io_error, CliError, CliResult};
 use crate::format::images::{image_rows, images_headers, split_repo_tag, DEFAULT_IMAGES_FORMAT};
 use crate::format::OutputFormat;
+use crate::opts::filters::parse_filters;
+use crate::opts::reference::check_reference;
+use crate::progress::UploadProgress;
 
 /// Arguments of `images`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,6 +30,9 @@ pub struct ImagesArgs {
     /// Format output: `json`, `table`, `table TEMPLATE` or a Go template
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter output based on conditions provided (`dangling=true`, `reference=busy*`...)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// Arguments of `rmi`.
@@ -68,7 +74,11 @@ pub fn prepare(args: &ImagesArgs) -> CliResult<OutputFormat> {
 
 /// `vmrun images`.
 pub async fn images(api: &Api, args: &ImagesArgs, format: &OutputFormat) -> CliResult<i32> {
-    let opts = ListImagesOptionsBuilder::new().all(args.all).build();
+    let filters = parse_filters(&args.filter)?;
+    let opts = ListImagesOptionsBuilder::new()
+        .all(args.all)
+        .filters(&filters)
+        .build();
     let list = api.docker.list_images(Some(opts)).await.map_err(fail)?;
     let now = now_unix();
     if args.quiet {
@@ -124,13 +134,16 @@ pub async fn rmi(api: &Api, args: &RmiArgs) -> CliResult<i32> {
 
 /// `vmrun tag`.
 pub async fn tag(api: &Api, args: &TagArgs) -> CliResult<i32> {
-    let (repo, tag) = split_repo_tag(&args.target);
-    if repo.is_empty() || repo.chars().any(|c| c.is_ascii_uppercase()) {
+    if let Err(e) = check_reference(&args.target) {
         return Err(CliError::new(
             1,
-            format!("invalid reference format: \"{}\"", args.target),
+            format!(
+                "Error parsing reference: \"{}\" is not a valid repository/tag: {e}",
+                args.target
+            ),
         ));
     }
+    let (repo, tag) = split_repo_tag(&args.target);
     let tag = if tag.is_empty() {
         "latest".to_string()
     } else {
@@ -144,39 +157,69 @@ pub async fn tag(api: &Api, args: &TagArgs) -> CliResult<i32> {
     Ok(0)
 }
 
-/// `vmrun load`: streams a docker-archive tar to `POST /images/load`.
+/// Bytes read from the archive per chunk sent.
+const LOAD_CHUNK_SIZE: usize = 256 * 1024;
+
+/// `vmrun load`: streams an image archive (docker-archive or OCI layout
+/// tar) to `POST /images/load`, with a progress bar of the bytes sent when
+/// stdout is a terminal.
 pub async fn load(api: &Api, args: &LoadArgs) -> CliResult<i32> {
-    let body = match &args.input {
-        Some(path) => {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| CliError::new(1, format!("open {path}: {e}")))?;
-            bollard::body_try_stream(tokio_util::io::ReaderStream::new(file))
-        }
-        None => {
-            use std::io::IsTerminal;
-            if std::io::stdin().is_terminal() {
-                return Err(CliError::new(
-                    1,
-                    "requested load from stdin, but stdin is empty (use -i FILE)",
-                ));
+    use std::io::IsTerminal;
+    let (reader, total): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>) =
+        match &args.input {
+            Some(path) => {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| CliError::new(1, format!("open {path}: {}", go_io_error(&e))))?;
+                let len = file.metadata().await.ok().map(|m| m.len());
+                (Box::new(file), len)
             }
-            bollard::body_try_stream(tokio_util::io::ReaderStream::new(tokio::io::stdin()))
-        }
+            None => {
+                if std::io::stdin().is_terminal() {
+                    return Err(CliError::new(
+                        1,
+                        "requested load from stdin, but stdin is empty",
+                    ));
+                }
+                (Box::new(tokio::io::stdin()), None)
+            }
+        };
+    let progress = if UploadProgress::wanted(args.quiet) {
+        UploadProgress::on_stdout(total, "Uploading")
+    } else {
+        UploadProgress::hidden()
     };
+    let body = progress.track(
+        tokio_util::io::ReaderStream::with_capacity(reader, LOAD_CHUNK_SIZE),
+        "Loading",
+    );
     let opts = ImportImageOptionsBuilder::new().quiet(args.quiet).build();
-    let mut stream = api.docker.import_image(opts, body, None);
+    let mut stream = api
+        .docker
+        .import_image(opts, bollard::body_try_stream(body), None);
+    let mut result = Ok(0);
     while let Some(item) = stream.next().await {
-        let info = item.map_err(fail)?;
+        let info = match item {
+            Ok(info) => info,
+            Err(e) => {
+                result = Err(fail(e));
+                break;
+            }
+        };
+        if let Some(error) = info.error_detail.and_then(|d| d.message) {
+            result = Err(CliError::new(1, error));
+            break;
+        }
         let in_progress = info
             .progress_detail
             .as_ref()
             .is_some_and(|p| p.current.is_some() || p.total.is_some());
         if let Some(text) = info.stream {
-            print_text(&text);
+            progress.print(&text);
         } else if let (Some(status), false) = (info.status, in_progress) {
-            println!("{status}");
+            progress.print(&format!("{status}\n"));
         }
     }
-    Ok(0)
+    progress.finish();
+    result
 }

@@ -31,7 +31,7 @@ pub struct InspectArgs {
 pub enum InspectFormat {
     /// A JSON array with 4-space indentation (docker's default).
     Pretty,
-    /// One compact JSON object per line.
+    /// One compact JSON array on one line (docker 28's `--format json`).
     Json,
     /// One template result per line.
     Template(Template),
@@ -82,7 +82,10 @@ pub fn render(objects: &[RawObject], format: &InspectFormat) -> CliResult<String
             let texts: Vec<String> = objects.iter().map(|(t, _)| t.clone()).collect();
             Ok(format!("{}\n", pretty_array(&texts)))
         }
-        InspectFormat::Json => Ok(objects.iter().map(|(t, _)| compact(t) + "\n").collect()),
+        InspectFormat::Json => {
+            let items: Vec<String> = objects.iter().map(|(t, _)| compact(t)).collect();
+            Ok(format!("[{}]\n", items.join(",")))
+        }
         InspectFormat::Template(t) => {
             let mut out = String::new();
             for (_, o) in objects {
@@ -143,7 +146,11 @@ mod tests {
         assert_eq!(render(&objs, &t).unwrap(), "running 0\n");
         assert_eq!(
             render(&objs, &prepare(Some("json")).unwrap()).unwrap(),
-            "{\"Id\":\"a\",\"State\":{\"Status\":\"running\",\"ExitCode\":0}}\n"
+            "[{\"Id\":\"a\",\"State\":{\"Status\":\"running\",\"ExitCode\":0}}]\n"
+        );
+        assert_eq!(
+            render(&[], &prepare(Some("json")).unwrap()).unwrap(),
+            "[]\n"
         );
         assert!(prepare(Some("{{range .X}}{{end}}")).is_err());
     }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::run::{attach_start_wait, start_mapped};
 use super::{fail, for_each_name};
 use crate::api::Api;
-use crate::error::{daemon_message, CliError, CliResult};
+use crate::error::{daemon_message, status_code, CliError, CliResult};
 
 /// Arguments of `start`.
 #[derive(Debug, Clone, clap::Args)]
@@ -103,17 +103,23 @@ pub async fn start(api: &Api, args: &StartArgs) -> CliResult<i32> {
         let condition = if auto_remove { "removed" } else { "next-exit" };
         return attach_start_wait(api, &id, interactive, tty, condition, true).await;
     }
-    let mut failed = false;
+    let mut failed = Vec::new();
     for name in &args.containers {
         match start_mapped(api, name).await {
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("{}", e.message.unwrap_or_default());
-                failed = true;
+                failed.push(name.as_str());
             }
         }
     }
-    Ok(if failed { 1 } else { 0 })
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    Err(CliError::new(
+        1,
+        format!("Error: failed to start containers: {}", failed.join(", ")),
+    ))
 }
 
 /// `vmrun stop` (or `restart` with `restart` set).
@@ -155,16 +161,24 @@ pub async fn kill(api: &Api, args: &KillArgs) -> CliResult<i32> {
     .await
 }
 
-/// `vmrun rm`.
+/// `vmrun rm`. With `-f`, a container that does not exist is reported but
+/// does not fail the command, as in docker.
 pub async fn rm(api: &Api, args: &RmArgs) -> CliResult<i32> {
-    for_each_name(&args.containers, true, |name| async move {
+    let mut failed = false;
+    for name in &args.containers {
         let opts = RemoveContainerOptionsBuilder::new()
             .force(args.force)
             .v(args.volumes)
             .build();
-        api.docker.remove_container(&name, Some(opts)).await
-    })
-    .await
+        match api.docker.remove_container(name, Some(opts)).await {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("{}", daemon_message(&e));
+                failed |= !(args.force && status_code(&e) == Some(404));
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
 }
 
 /// `vmrun wait`: prints each container's exit status.

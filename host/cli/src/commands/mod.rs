@@ -21,6 +21,7 @@ use crate::error::{daemon_message, CliError, CliResult};
 pub async fn dispatch(cli: Cli) -> CliResult<i32> {
     let autostart = cli.command.starts_daemon();
     let host = cli.host;
+    let debug = cli.debug;
     let connect = || api::connect(&host, autostart);
     match cli.command {
         Command::Run(args) => {
@@ -29,8 +30,11 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
             run::run(&connect().await?, &args, request).await
         }
         Command::Create(args) => {
-            let request = run::prepare(&args)?;
-            run::create(&connect().await?, request).await
+            let request = run::prepare(&args).map_err(CliError::prefixed)?;
+            // docker exits 1 (not run's 125) when the daemon refuses a create.
+            run::create(&connect().await?, request)
+                .await
+                .map_err(|e| CliError { code: 1, ..e })
         }
         Command::Ps(args) => {
             let format = ps::prepare(&args)?;
@@ -49,7 +53,10 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
             inspect::inspect(&connect().await?, &args, &format).await
         }
         Command::Top(args) => top::top(&connect().await?, &args).await,
-        Command::Stats(args) => stats::stats(&connect().await?, &args).await,
+        Command::Stats(args) => {
+            let format = stats::prepare(&args)?;
+            stats::stats(&connect().await?, &args, &format).await
+        }
         Command::Images(args) => {
             let format = images::prepare(&args)?;
             images::images(&connect().await?, &args, &format).await
@@ -60,7 +67,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Network(cmd) => network::network(&connect().await?, cmd).await,
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
         Command::Version => system::version(&host).await,
-        Command::Info => system::info(&connect().await?).await,
+        Command::Info => system::info(&connect().await?, debug).await,
         Command::Daemon { .. } => Err(CliError::new(1, "`daemon` is handled before dispatch")),
     }
 }

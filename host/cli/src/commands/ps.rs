@@ -7,6 +7,7 @@ use crate::api::Api;
 use crate::error::{CliError, CliResult};
 use crate::format::containers::{ps_headers, ps_row, DEFAULT_PS_FORMAT};
 use crate::format::OutputFormat;
+use crate::opts::filters::parse_filters;
 
 /// Arguments of `ps`.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,6 +24,15 @@ pub struct PsArgs {
     /// Format output: `json`, `table`, `table TEMPLATE` or a Go template
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter output based on conditions provided (`name=web`, `status=exited`...)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", allow_hyphen_values = true)]
+    pub last: Option<i32>,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 /// Parses `--format` (before any API call).
@@ -37,7 +47,19 @@ pub fn prepare(args: &PsArgs) -> CliResult<OutputFormat> {
 
 /// `vmrun ps`.
 pub async fn ps(api: &Api, args: &PsArgs, format: &OutputFormat) -> CliResult<i32> {
-    let opts = ListContainersOptionsBuilder::new().all(args.all).build();
+    let filters = parse_filters(&args.filter)?;
+    let limit = if args.latest {
+        Some(1)
+    } else {
+        args.last.filter(|n| *n > 0)
+    };
+    let mut opts = ListContainersOptionsBuilder::new()
+        .all(args.all || limit.is_some())
+        .filters(&filters);
+    if let Some(n) = limit {
+        opts = opts.limit(n);
+    }
+    let opts = opts.build();
     let containers = api.docker.list_containers(Some(opts)).await.map_err(fail)?;
     let now = now_unix();
     let rows: Vec<_> = containers

@@ -4,27 +4,59 @@ use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::{ListContainersOptionsBuilder, StatsOptionsBuilder};
 use futures::StreamExt;
 
+use serde_json::{json, Value};
+
 use super::{fail, print_text};
 use crate::api::Api;
-use crate::error::{daemon_message, CliResult};
+use crate::error::{daemon_message, status_code, CliError, CliResult};
 use crate::format::containers::short_id;
 use crate::format::human::{bytes_size, human_size_with_precision};
-use crate::format::table::tabwriter;
+use crate::format::OutputFormat;
+
+/// Docker's default `stats` table.
+pub const DEFAULT_STATS_FORMAT: &str =
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
 
 /// Arguments of `stats`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Disable streaming stats and only pull the first result
     #[arg(long = "no-stream")]
     pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Format output: `json`, `table`, `table TEMPLATE` or a Go template
+    #[arg(long)]
+    pub format: Option<String>,
     /// The containers (default: all running)
     pub containers: Vec<String>,
+}
+
+/// Column titles of the `stats` fields, for `table` formats.
+pub fn stats_headers() -> Value {
+    json!({
+        "Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+        "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+        "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
+    })
+}
+
+/// Parses `--format` (before any API call).
+pub fn prepare(args: &StatsArgs) -> CliResult<OutputFormat> {
+    OutputFormat::parse(args.format.as_deref(), DEFAULT_STATS_FORMAT)
+        .map_err(|e| CliError::new(1, e.to_string()))
 }
 
 /// One row of the stats table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsRow {
-    /// Short container ID.
+    /// The container as named on the command line (or its short ID).
+    pub container: String,
+    /// Full container ID.
     pub id: String,
     /// Container name.
     pub name: String,
@@ -105,8 +137,10 @@ pub fn stats_row(s: &ContainerStatsResponse) -> StatsRow {
         }
     }
     let name = s.name.clone().unwrap_or_default();
+    let id = s.id.clone().unwrap_or_default();
     StatsRow {
-        id: short_id(s.id.as_deref().unwrap_or("")),
+        container: short_id(&id),
+        id,
         name: name.strip_prefix('/').unwrap_or(&name).to_string(),
         cpu_percent,
         mem_usage: (usage - cache) as f64,
@@ -117,34 +151,35 @@ pub fn stats_row(s: &ContainerStatsResponse) -> StatsRow {
     }
 }
 
-/// Renders the stats table like docker's default format.
-pub fn render_stats(rows: &[StatsRow]) -> String {
-    let mut text = String::from(
-        "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS\n",
-    );
-    for r in rows {
-        let mem_percent = if r.mem_limit > 0.0 {
-            r.mem_usage / r.mem_limit * 100.0
+impl StatsRow {
+    /// The row's template fields, formatted like docker's `stats` columns.
+    pub fn fields(&self, trunc: bool) -> Value {
+        let mem_percent = if self.mem_limit > 0.0 {
+            self.mem_usage / self.mem_limit * 100.0
         } else {
             0.0
         };
         let h = |v: f64| human_size_with_precision(v, 3);
-        text.push_str(&format!(
-            "{}\t{}\t{:.2}%\t{} / {}\t{:.2}%\t{} / {}\t{} / {}\t{}\n",
-            r.id,
-            r.name,
-            r.cpu_percent,
-            bytes_size(r.mem_usage),
-            bytes_size(r.mem_limit),
-            mem_percent,
-            h(r.net.0),
-            h(r.net.1),
-            h(r.block.0),
-            h(r.block.1),
-            r.pids
-        ));
+        json!({
+            "BlockIO": format!("{} / {}", h(self.block.0), h(self.block.1)),
+            "CPUPerc": format!("{:.2}%", self.cpu_percent),
+            "Container": self.container,
+            "ID": if trunc { short_id(&self.id) } else { self.id.clone() },
+            "MemPerc": format!("{mem_percent:.2}%"),
+            "MemUsage": format!("{} / {}", bytes_size(self.mem_usage), bytes_size(self.mem_limit)),
+            "Name": self.name,
+            "NetIO": format!("{} / {}", h(self.net.0), h(self.net.1)),
+            "PIDs": self.pids.to_string(),
+        })
     }
-    tabwriter(&text, 10, 3)
+}
+
+/// Renders the rows in `format` (`trunc`: short IDs).
+pub fn render_stats(rows: &[StatsRow], format: &OutputFormat, trunc: bool) -> CliResult<String> {
+    let values: Vec<Value> = rows.iter().map(|r| r.fields(trunc)).collect();
+    format
+        .render(&values, &stats_headers())
+        .map_err(|e| CliError::new(1, e.to_string()))
 }
 
 async fn sample(api: &Api, name: &str) -> Result<ContainerStatsResponse, bollard::errors::Error> {
@@ -161,35 +196,42 @@ async fn sample(api: &Api, name: &str) -> Result<ContainerStatsResponse, bollard
     }
 }
 
-/// `vmrun stats`.
-pub async fn stats(api: &Api, args: &StatsArgs) -> CliResult<i32> {
+/// `vmrun stats`: with `--no-stream` one sample per container, else a
+/// screen refreshed with each new sample. Named containers that cannot be
+/// sampled fail the command before anything is printed, like docker.
+pub async fn stats(api: &Api, args: &StatsArgs, format: &OutputFormat) -> CliResult<i32> {
     loop {
-        let names = if args.containers.is_empty() {
-            let list = api
-                .docker
-                .list_containers(Some(ListContainersOptionsBuilder::new().build()))
-                .await
-                .map_err(fail)?;
+        let names: Vec<String> = if args.containers.is_empty() {
+            let opts = ListContainersOptionsBuilder::new().all(args.all).build();
+            let list = api.docker.list_containers(Some(opts)).await.map_err(fail)?;
             list.into_iter().filter_map(|c| c.id).collect()
         } else {
             args.containers.clone()
         };
         let samples = futures::future::join_all(names.iter().map(|n| sample(api, n))).await;
         let mut rows = Vec::new();
-        let mut failed = false;
+        let mut errors = Vec::new();
         for (name, s) in names.iter().zip(samples) {
             match s {
-                Ok(s) => rows.push(stats_row(&s)),
-                Err(e) => {
-                    eprintln!("{} ({name})", daemon_message(&e));
-                    failed = true;
+                Ok(s) => {
+                    let mut row = stats_row(&s);
+                    if !args.containers.is_empty() {
+                        row.container = name.clone();
+                    }
+                    rows.push(row);
                 }
+                // A container listed a moment ago may be gone by now.
+                Err(e) if args.containers.is_empty() && status_code(&e) == Some(404) => {}
+                Err(e) => errors.push(daemon_message(&e)),
             }
         }
-        let table = render_stats(&rows);
+        if !errors.is_empty() {
+            return Err(CliError::new(1, errors.join("\n")));
+        }
+        let table = render_stats(&rows, format, !args.no_trunc)?;
         if args.no_stream {
             print_text(&table);
-            return Ok(if failed { 1 } else { 0 });
+            return Ok(0);
         }
         print_text(&format!("\x1b[2J\x1b[H{table}"));
         if names.is_empty() {
@@ -241,11 +283,24 @@ mod tests {
             ..Default::default()
         };
         let row = stats_row(&s);
-        assert_eq!(row.id, "0123456789ab");
+        assert_eq!(row.id, "0123456789abcdef");
+        assert_eq!(row.container, "0123456789ab");
         assert_eq!(row.name, "web");
         assert!((row.cpu_percent - 40.0).abs() < 1e-9);
         assert_eq!(row.mem_usage, 2.0 * 1024.0 * 1024.0);
-        let table = render_stats(&[row]);
+        let json = render_stats(std::slice::from_ref(&row), &OutputFormat::Json, true).unwrap();
+        assert_eq!(
+            json,
+            "{\"BlockIO\":\"0B / 0B\",\"CPUPerc\":\"40.00%\",\"Container\":\"0123456789ab\",\"ID\":\"0123456789ab\",\"MemPerc\":\"2.00%\",\"MemUsage\":\"2MiB / 100MiB\",\"Name\":\"web\",\"NetIO\":\"0B / 0B\",\"PIDs\":\"3\"}\n"
+        );
+        let custom =
+            OutputFormat::parse(Some("{{.Name}} {{.ID}} {{.PIDs}}"), DEFAULT_STATS_FORMAT).unwrap();
+        assert_eq!(
+            render_stats(std::slice::from_ref(&row), &custom, false).unwrap(),
+            "web 0123456789abcdef 3\n"
+        );
+        let default = OutputFormat::parse(None, DEFAULT_STATS_FORMAT).unwrap();
+        let table = render_stats(&[row], &default, true).unwrap();
         assert_eq!(
             table,
             "CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT   MEM %     NET I/O   BLOCK I/O   PIDS\n\

@@ -1,6 +1,6 @@
 //! `vmrun version` and `vmrun info`.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::print_text;
 use crate::api::{self, Api};
@@ -29,40 +29,53 @@ pub fn client_version_text(api_version: &str) -> String {
     )
 }
 
-/// Renders the server part of `version` from `GET /version`.
+/// Renders the server part of `version` from `GET /version`, laid out like
+/// docker's template: the platform name, then each component (the Engine's
+/// details from `Components`, else from the top-level fields).
 pub fn server_version_text(v: &Value) -> String {
-    let mut out = String::from("\nServer:\n Engine:\n");
-    out.push_str(&format!("  Version:          {}\n", text(v, "Version")));
-    out.push_str(&format!(
-        "  API version:      {} (minimum version {})\n",
-        text(v, "ApiVersion"),
-        text(v, "MinAPIVersion")
-    ));
-    for (label, key) in [
-        ("Go version", "GoVersion"),
-        ("Git commit", "GitCommit"),
-        ("Built", "BuildTime"),
-    ] {
-        let value = text(v, key);
-        if !value.is_empty() {
-            out.push_str(&format!("  {:<17} {value}\n", format!("{label}:")));
-        }
-    }
-    out.push_str(&format!(
-        "  OS/Arch:          {}/{}\n",
-        text(v, "Os"),
-        text(v, "Arch")
-    ));
-    if let Some(components) = v.get("Components").and_then(Value::as_array) {
-        for c in components {
-            let name = text(c, "Name");
-            if name == "Engine" {
-                continue;
-            }
+    let platform = v
+        .get("Platform")
+        .map(|p| text(p, "Name"))
+        .unwrap_or_default();
+    let mut out = if platform.is_empty() {
+        String::from("\nServer:\n")
+    } else {
+        format!("\nServer: {platform}\n")
+    };
+    let fallback = [json!({"Name": "Engine", "Version": v.get("Version"), "Details": v})];
+    let components = match v.get("Components").and_then(Value::as_array) {
+        Some(c) if !c.is_empty() => c.as_slice(),
+        _ => &fallback,
+    };
+    for c in components {
+        let name = text(c, "Name");
+        let details = c.get("Details").cloned().unwrap_or(Value::Null);
+        out.push_str(&format!(" {name}:\n"));
+        out.push_str(&format!("  Version:          {}\n", text(c, "Version")));
+        if name == "Engine" {
+            // docker prints these even when the engine sends them empty.
+            let d = |key: &str| text(&details, key);
             out.push_str(&format!(
-                " {name}:\n  Version:          {}\n",
-                text(c, "Version")
+                "  API version:      {} (minimum version {})\n",
+                d("ApiVersion"),
+                d("MinAPIVersion")
             ));
+            out.push_str(&format!("  Go version:       {}\n", d("GoVersion")));
+            out.push_str(&format!("  Git commit:       {}\n", d("GitCommit")));
+            out.push_str(&format!("  Built:            {}\n", d("BuildTime")));
+            out.push_str(&format!("  OS/Arch:          {}/{}\n", d("Os"), d("Arch")));
+            out.push_str(&format!("  Experimental:     {}\n", d("Experimental")));
+        } else if let Some(map) = details.as_object() {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for key in keys {
+                let pad = 16usize.saturating_sub(key.len());
+                out.push_str(&format!(
+                    "  {key}:{} {}\n",
+                    " ".repeat(pad),
+                    text(&details, key)
+                ));
+            }
         }
     }
     out
@@ -94,56 +107,167 @@ pub async fn version(host: &str) -> CliResult<i32> {
     }
 }
 
-/// Renders `info` from `GET /info`.
-pub fn info_text(v: &Value) -> String {
-    let mut out = String::from("Server:\n");
-    let n = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-    out.push_str(&format!(" Containers: {}\n", n("Containers")));
-    out.push_str(&format!("  Running: {}\n", n("ContainersRunning")));
-    out.push_str(&format!("  Paused: {}\n", n("ContainersPaused")));
-    out.push_str(&format!("  Stopped: {}\n", n("ContainersStopped")));
-    out.push_str(&format!(" Images: {}\n", n("Images")));
-    for (label, key) in [
-        ("Server Version", "ServerVersion"),
-        ("Storage Driver", "Driver"),
-        ("Logging Driver", "LoggingDriver"),
-        ("Cgroup Driver", "CgroupDriver"),
-        ("Cgroup Version", "CgroupVersion"),
-        ("Default Runtime", "DefaultRuntime"),
-        ("Kernel Version", "KernelVersion"),
-        ("Operating System", "OperatingSystem"),
-        ("OSType", "OSType"),
-        ("Architecture", "Architecture"),
-        ("CPUs", "NCPU"),
-    ] {
-        let value = text(v, key);
-        if !value.is_empty() {
-            out.push_str(&format!(" {label}: {value}\n"));
-        }
-    }
-    if let Some(mem) = v.get("MemTotal").and_then(Value::as_f64) {
-        out.push_str(&format!(" Total Memory: {}\n", bytes_size(mem)));
-    }
-    for (label, key) in [
-        ("Name", "Name"),
-        ("ID", "ID"),
-        ("Docker Root Dir", "DockerRootDir"),
-    ] {
-        let value = text(v, key);
-        if !value.is_empty() {
-            out.push_str(&format!(" {label}: {value}\n"));
-        }
-    }
-    out
+/// Renders the client part of `info`.
+pub fn client_info_text(debug: bool) -> String {
+    format!(
+        "Client:\n Version:    {}\n Debug Mode: {debug}\n\n",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
-/// `vmrun info`.
-pub async fn info(api: &Api) -> CliResult<i32> {
+/// Lines of `info`, as Go's `fmt.Fprintln(label, value)` writes them.
+struct InfoLines(String);
+
+impl InfoLines {
+    fn kv(&mut self, label: &str, value: impl std::fmt::Display) {
+        self.0.push_str(&format!("{label} {value}\n"));
+    }
+
+    fn kv_non_empty(&mut self, label: &str, value: String) {
+        if !value.is_empty() {
+            self.kv(label, value);
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.0.push_str(text);
+        self.0.push('\n');
+    }
+}
+
+fn strings(x: Option<&Value>) -> Vec<String> {
+    x.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            s.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| s.to_string())
+        })
+        .collect()
+}
+
+/// Renders the server part of `info` from `GET /info`, in the order and
+/// with the labels of docker's `prettyPrintServerInfo`.
+pub fn info_text(v: &Value) -> String {
+    let n = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let b = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let mut out = InfoLines(String::from("Server:\n"));
+    out.kv(" Containers:", n("Containers"));
+    out.kv("  Running:", n("ContainersRunning"));
+    out.kv("  Paused:", n("ContainersPaused"));
+    out.kv("  Stopped:", n("ContainersStopped"));
+    out.kv(" Images:", n("Images"));
+    out.kv_non_empty(" Server Version:", text(v, "ServerVersion"));
+    out.kv(" Storage Driver:", text(v, "Driver"));
+    for pair in v
+        .get("DriverStatus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let [key, value] = strings(Some(pair)).as_slice() {
+            out.kv(&format!("  {key}:"), value);
+        }
+    }
+    out.kv_non_empty(" Logging Driver:", text(v, "LoggingDriver"));
+    out.kv_non_empty(" Cgroup Driver:", text(v, "CgroupDriver"));
+    out.kv_non_empty(" Cgroup Version:", text(v, "CgroupVersion"));
+    out.line(" Plugins:");
+    let plugins = v.get("Plugins");
+    for kind in ["Volume", "Network", "Log"] {
+        let names = strings(plugins.and_then(|p| p.get(kind))).join(" ");
+        out.kv(&format!("  {kind}:"), names);
+    }
+    let swarm = v
+        .get("Swarm")
+        .map(|s| text(s, "LocalNodeState"))
+        .unwrap_or_default();
+    out.kv(" Swarm:", swarm);
+    if let Some(runtimes) = v
+        .get("Runtimes")
+        .and_then(Value::as_object)
+        .filter(|r| !r.is_empty())
+    {
+        let mut names: Vec<&str> = runtimes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        out.kv(" Runtimes:", names.join(" "));
+        out.kv(" Default Runtime:", text(v, "DefaultRuntime"));
+    }
+    if text(v, "OSType") == "linux" {
+        out.kv(" Init Binary:", text(v, "InitBinary"));
+        for (name, key) in [
+            ("containerd", "ContainerdCommit"),
+            ("runc", "RuncCommit"),
+            ("init", "InitCommit"),
+        ] {
+            let id = v.get(key).map(|c| text(c, "ID")).unwrap_or_default();
+            out.kv(&format!(" {name} version:"), id);
+        }
+        let options = strings(v.get("SecurityOptions"));
+        if !options.is_empty() {
+            out.line(" Security Options:");
+            for option in options {
+                let mut name = String::new();
+                let mut profile = None;
+                for kv in option.split(',') {
+                    match kv.split_once('=') {
+                        Some(("name", n)) => name = n.to_string(),
+                        Some(("profile", p)) => profile = Some(p.to_string()),
+                        _ => {}
+                    }
+                }
+                out.line(&format!("  {name}"));
+                if let Some(p) = profile {
+                    out.kv("   Profile:", p);
+                }
+            }
+        }
+    }
+    out.kv_non_empty(" Kernel Version:", text(v, "KernelVersion"));
+    out.kv_non_empty(" Operating System:", text(v, "OperatingSystem"));
+    out.kv_non_empty(" OSType:", text(v, "OSType"));
+    out.kv_non_empty(" Architecture:", text(v, "Architecture"));
+    out.kv(" CPUs:", n("NCPU"));
+    out.kv(" Total Memory:", bytes_size(n("MemTotal") as f64));
+    out.kv_non_empty(" Name:", text(v, "Name"));
+    out.kv_non_empty(" ID:", text(v, "ID"));
+    out.kv(" Docker Root Dir:", text(v, "DockerRootDir"));
+    out.kv(" Debug Mode:", b("Debug"));
+    out.kv_non_empty(" HTTP Proxy:", text(v, "HttpProxy"));
+    out.kv_non_empty(" HTTPS Proxy:", text(v, "HttpsProxy"));
+    out.kv_non_empty(" No Proxy:", text(v, "NoProxy"));
+    let labels = strings(v.get("Labels"));
+    if !labels.is_empty() {
+        out.line(" Labels:");
+        for l in labels {
+            out.line(&format!("  {l}"));
+        }
+    }
+    out.kv(" Experimental:", b("ExperimentalBuild"));
+    out.kv(" Live Restore Enabled:", b("LiveRestoreEnabled"));
+    out.line("");
+    out.0
+}
+
+/// `vmrun info`: the client, the server, then the server's warnings on stderr.
+pub async fn info(api: &Api, debug: bool) -> CliResult<i32> {
+    print_text(&client_info_text(debug));
     let v = api
         .get_json("/info")
         .await
         .map_err(|e| CliError::new(1, daemon_message(&e)))?;
     print_text(&info_text(&v));
+    for warning in v
+        .get("Warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(w) = warning.as_str() {
+            eprintln!("{w}");
+        }
+    }
     Ok(0)
 }
 
@@ -155,10 +279,19 @@ mod tests {
     #[test]
     fn version_and_info_text() {
         let v = json!({"Version": "0.1.0", "ApiVersion": "1.45", "MinAPIVersion": "1.24", "Os": "linux", "Arch": "amd64",
-            "Components": [{"Name": "Engine", "Version": "0.1.0"}, {"Name": "runtime", "Version": "1"}]});
+            "Platform": {"Name": "vmrun"},
+            "Components": [{"Name": "Engine", "Version": "0.1.0", "Details": {"ApiVersion": "1.45",
+                "MinAPIVersion": "1.24", "Os": "linux", "Arch": "amd64", "Experimental": "false"}},
+                {"Name": "runtime", "Version": "1", "Details": {"GitCommit": "abc"}}]});
         let s = server_version_text(&v);
-        assert!(s.contains("  API version:      1.45 (minimum version 1.24)\n"));
-        assert!(s.contains(" runtime:\n  Version:          1\n"));
+        assert_eq!(
+            s,
+            "\nServer: vmrun\n Engine:\n  Version:          0.1.0\n  API version:      1.45 (minimum version 1.24)\n  Go version:       \n  Git commit:       \n  Built:            \n  OS/Arch:          linux/amd64\n  Experimental:     false\n runtime:\n  Version:          1\n  GitCommit:        abc\n"
+        );
+        let old = server_version_text(
+            &json!({"Version": "1", "ApiVersion": "1.41", "Os": "linux", "Arch": "amd64"}),
+        );
+        assert!(old.starts_with("\nServer:\n Engine:\n  Version:          1\n  API version:      1.41 (minimum version )\n"));
         assert!(client_version_text("1.45").contains(" API version:       1.45\n"));
         let i = info_text(
             &json!({"Containers": 2, "ContainersRunning": 1, "NCPU": 2, "MemTotal": 1073741824u64}),

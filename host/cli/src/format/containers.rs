@@ -18,7 +18,7 @@ pub fn ps_headers() -> Value {
         "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
         "RunningFor": "CREATED", "Ports": "PORTS", "Status": "STATUS", "State": "STATE",
         "Size": "SIZE", "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
-        "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
+        "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM",
     })
 }
 
@@ -83,6 +83,29 @@ pub fn go_time_string(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
         .unwrap_or_default()
+}
+
+/// Formats an RFC 3339 time like Go's `time.Time.String()`
+/// (`2026-11-23 08:59:54.169289265 +0000 UTC`); empty when it does not parse.
+pub fn go_time_string_rfc3339(text: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) else {
+        return String::new();
+    };
+    let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos != 0 {
+        let fraction = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    let offset = t.offset().local_minus_utc();
+    if offset == 0 {
+        out.push_str(" +0000 UTC");
+    } else {
+        let zone = t.format("%z").to_string();
+        out.push_str(&format!(" {zone} {zone}"));
+    }
+    out
 }
 
 /// Builds the `ps` row of one container. `now` is the current Unix time;
@@ -166,6 +189,9 @@ pub fn ps_row(c: &ContainerSummary, now: i64, trunc: bool) -> Value {
         "Mounts": mounts.join(","),
         "Names": names.join(","),
         "Networks": networks.join(","),
+        // docker 28 adds the image platform (API 1.48+); older engines and
+        // ours do not send it, and docker then prints null.
+        "Platform": Value::Null,
         "Ports": displayable_ports(&ports),
         "RunningFor": time_ago(created, now),
         "Size": size,

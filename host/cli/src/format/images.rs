@@ -75,6 +75,8 @@ pub fn image_rows(image: &ImageSummary, now: i64, trunc: bool) -> Vec<Value> {
     }
     pairs.sort();
     let size = human_size_with_precision(image.size as f64, 3);
+    // docker prints VirtualSize with go-units' default precision (4).
+    let virtual_size = human_size_with_precision(image.size as f64, 4);
     let shared = if image.shared_size < 0 {
         "N/A".to_string()
     } else {
@@ -99,7 +101,7 @@ pub fn image_rows(image: &ImageSummary, now: i64, trunc: bool) -> Vec<Value> {
                 "Size": size,
                 "Tag": tag,
                 "UniqueSize": unique,
-                "VirtualSize": size,
+                "VirtualSize": virtual_size,
             })
         })
         .collect()
@@ -161,6 +163,26 @@ busybox                   latest    4d53ed68b2cb   1 second ago   1.98MB
 localhost:5000/team/app   v1        1111           2 hours ago    4.26MB
 ";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn unknown_fields_fail_like_docker() {
+        let rows = image_rows(&image("sha256:1", &["a:b"], 1, 0), 10, true);
+        let bad =
+            OutputFormat::parse(Some("{{.Repository}} {{.Nope}}"), DEFAULT_IMAGES_FORMAT).unwrap();
+        let err = bad
+            .render(&rows, &images_headers())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "template parsing error: template: executing \"\" at <.Nope>: can't evaluate field Nope"
+        );
+        let good = OutputFormat::parse(Some("{{json .}}|{{.Tag}}"), DEFAULT_IMAGES_FORMAT).unwrap();
+        assert!(good
+            .render(&rows, &images_headers())
+            .unwrap()
+            .ends_with("|b\n"));
     }
 
     #[test]

@@ -107,6 +107,24 @@ pub fn pretty_array(docs: &[String]) -> String {
     indent(&joined, "", "    ")
 }
 
+/// `json.Marshal` output: like `go_json`, with `<`, `>`, `&`, U+2028 and
+/// U+2029 escaped as `\u003c`... (what `--format json` rows print).
+pub fn go_json_html_escaped(v: &serde_json::Value) -> String {
+    let text = super::template::go_json(v);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,8 @@ impl OutputFormat {
     }
 
     /// Renders `rows` (each a JSON object of the listing's fields); `headers`
-    /// maps field names to column titles for `table` templates.
+    /// maps every field name to its column title (for `table` templates), so
+    /// a template naming another field fails, as docker's does.
     pub fn render(
         &self,
         rows: &[serde_json::Value],
@@ -43,12 +44,13 @@ impl OutputFormat {
             Self::Json => {
                 let mut out = String::new();
                 for row in rows {
-                    out.push_str(&template::go_json(row));
+                    out.push_str(&json_text::go_json_html_escaped(row));
                     out.push('\n');
                 }
                 Ok(out)
             }
             Self::Template(t) => {
+                t.check_fields(headers)?;
                 let mut text = String::new();
                 if t.is_table() {
                     text.push_str(&t.execute(headers)?);

@@ -75,6 +75,26 @@ impl Template {
         self.table
     }
 
+    /// Fails like Go's template engine on a typed context when a field path
+    /// starts with a name that `known` (an object of the valid fields) lacks.
+    pub fn check_fields(&self, known: &Value) -> Result<(), TemplateError> {
+        for node in &self.nodes {
+            let Node::Action(pipeline) = node else {
+                continue;
+            };
+            for arg in pipeline.iter().flatten() {
+                if let Arg::Field(path) = arg {
+                    if let Some(root) = path.first().filter(|r| known.get(r.as_str()).is_none()) {
+                        return Err(TemplateError::Parse(format!(
+                            "template: executing \"\" at <.{root}>: can't evaluate field {root}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Executes the template on `data`.
     pub fn execute(&self, data: &Value) -> Result<String, TemplateError> {
         let mut out = String::new();

@@ -2,7 +2,9 @@
 //! like the docker CLI's `opts` package.
 
 pub mod env;
+pub mod filters;
 pub mod ports;
+pub mod reference;
 pub mod run_config;
 pub mod size;
 pub mod volumes;
