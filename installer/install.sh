@@ -46,11 +46,17 @@ if [ ! -s "$image" ] || [ /bin/busybox -nt "$image" ]; then
 fi
 
 # A daemon from an older install keeps running the old code: restart it.
-if pid=$(pgrep -x vmrund); then
-    say "restarting the running vmrun daemon (pid $pid)"
-    kill -TERM $pid 2>/dev/null || true
-    for _ in $(seq 50); do pgrep -x vmrund >/dev/null || break; sleep 0.1; done
-fi
+# (Only the daemon running from this prefix: private daemons, e.g. of tests, are left alone.)
+for pid in $(pgrep -x vmrund || true); do
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+    case "$exe" in
+    "$prefix/bin/vmrund" | "$prefix/bin/vmrund (deleted)" | "$prefix/bin/vmrund.new"*)
+        say "restarting the running vmrun daemon (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        ;;
+    esac
+done
 # `load` starts the daemon if it is not running.
 "$prefix/bin/vmrun" load -i "$image"
 say "done: try 'vmrun run --rm busybox echo hello from vmrun'"

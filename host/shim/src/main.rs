@@ -29,6 +29,7 @@ fn real_main() -> anyhow::Result<i32> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let path: PathBuf = std::env::args_os()
         .nth(1)

@@ -217,7 +217,7 @@ pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerP
             sandbox_key: rec
                 .endpoint
                 .as_ref()
-                .map(|_| format!("/run/vmrun/netns/{}", rec.id)),
+                .map(|_| paths.netns.display().to_string()),
             ports: Some(ports),
             networks: Some(endpoint_settings(rec)),
             ..Default::default()

@@ -66,7 +66,15 @@ async fn start(
     let req = Request::from_parts(parts, axum::body::Body::empty());
     let exec = engine.exec_get(&id)?;
     let detach = cfg.detach.unwrap_or(false);
-    let io = engine.exec_start(&id, detach).await?;
+    let io = match engine.exec_start(&id, detach).await {
+        Ok(io) => io,
+        // Like dockerd: once the exec exists, a failure to start it (no such command) is
+        // reported inside the upgraded stream, and its exit code is 126.
+        Err(e) if !detach && e.status == StatusCode::BAD_REQUEST => {
+            Some(error_stream(&e.message, exec.spec.tty).await)
+        }
+        Err(e) => return Err(e),
+    };
     match io {
         None => Ok(StatusCode::OK.into_response()),
         Some(io) => {
@@ -80,6 +88,25 @@ async fn start(
             ))
         }
     }
+}
+
+/// A stream that carries one error line (on stderr unless the exec has a terminal).
+async fn error_stream(message: &str, tty: bool) -> Box<dyn crate::backend::AttachIo> {
+    use tokio::io::AsyncWriteExt;
+    let line = format!("OCI runtime exec failed: exec failed: {message}: unknown\r\n");
+    let mut data = Vec::new();
+    if tty {
+        data.extend_from_slice(line.as_bytes());
+    } else {
+        vmrun_shim::frame::encode(
+            vmrun_shim::frame::Stream::Stdout,
+            line.as_bytes(),
+            &mut data,
+        );
+    }
+    let (mut writer, reader) = tokio::io::duplex(data.len().max(64));
+    let _ = writer.write_all(&data).await;
+    Box::new(reader)
 }
 
 async fn resize(

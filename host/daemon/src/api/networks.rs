@@ -66,7 +66,7 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
     j!({
         "Name": n.name,
         "Id": n.id,
-        "Created": n.created.to_rfc3339(),
+        "Created": n.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "Scope": "local",
         "Driver": n.driver.as_str(),
         "EnableIPv4": true,

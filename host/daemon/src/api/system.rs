@@ -37,7 +37,8 @@ pub async fn version() -> Response {
         "Platform": { "Name": "vmrun" },
         "Components": [{ "Name": "Engine", "Version": v, "Details": {
             "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
-            "Arch": "amd64", "KernelVersion": kernel_version(), "Experimental": "false" } }],
+            "Arch": "amd64", "KernelVersion": kernel_version(), "Experimental": "false",
+            "GoVersion": "n/a (Rust)", "GitCommit": "", "BuildTime": "" } }],
         "Version": v,
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,

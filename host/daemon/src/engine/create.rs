@@ -112,8 +112,11 @@ impl Engine {
             crate::backend::native::parse_port_key(key).map_err(crate::engine::backend_error)?;
         }
 
+        let id = new_id();
+        let mut host_config = host_config;
+        fill_defaults(&mut config, &mut host_config, &id, &network_mode);
         let rec = ContainerRecord {
-            id: new_id(),
+            id,
             name,
             created: vmrun_shim::now_rfc3339(),
             image: image_ref,
@@ -260,6 +263,64 @@ impl Engine {
                 rw,
             })
         }
+    }
+}
+
+/// What dockerd shows in `inspect` for fields a client left out.
+fn fill_defaults(config: &mut ContainerConfig, hc: &mut HostConfig, id: &str, network_mode: &str) {
+    let text = |v: &mut Option<String>, d: &str| {
+        if v.is_none() {
+            *v = Some(d.to_string());
+        }
+    };
+    let flag = |v: &mut Option<bool>| {
+        if v.is_none() {
+            *v = Some(false);
+        }
+    };
+    text(&mut config.hostname, &id[..12.min(id.len())]);
+    text(&mut config.domainname, "");
+    text(&mut config.user, "");
+    text(&mut config.working_dir, "");
+    for f in [
+        &mut config.attach_stdin,
+        &mut config.attach_stdout,
+        &mut config.attach_stderr,
+        &mut config.tty,
+        &mut config.open_stdin,
+        &mut config.stdin_once,
+    ] {
+        flag(f);
+    }
+    if config.labels.is_none() {
+        config.labels = Some(Default::default());
+    }
+    hc.network_mode = Some(network_mode.to_string());
+    for f in [
+        &mut hc.auto_remove,
+        &mut hc.privileged,
+        &mut hc.readonly_rootfs,
+    ] {
+        flag(f);
+    }
+    for v in [
+        &mut hc.memory,
+        &mut hc.nano_cpus,
+        &mut hc.cpu_shares,
+        &mut hc.memory_swap,
+    ] {
+        if v.is_none() {
+            *v = Some(0);
+        }
+    }
+    if hc.binds.is_none() {
+        hc.binds = Some(Vec::new());
+    }
+    if hc.log_config.is_none() {
+        hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(Default::default()),
+        });
     }
 }
 

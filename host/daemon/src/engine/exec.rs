@@ -124,10 +124,10 @@ impl Engine {
         let pid = match process.start().await {
             Ok(pid) => pid,
             Err(e) => {
-                let status = process.wait().await.ok();
-                self.exec_update(id, |x| {
-                    x.exit_code = status.map(|s| s.exit_code).or(Some(126))
-                });
+                // Collect the shim's record so it ends; dockerd reports 126 for an exec
+                // that could not start, whatever the cause.
+                let _ = process.wait().await;
+                self.exec_update(id, |x| x.exit_code = Some(126));
                 return Err(backend_error(e));
             }
         };

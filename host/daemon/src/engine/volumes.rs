@@ -65,7 +65,10 @@ impl VolumeStore {
             .map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
         let created = meta
             .modified()
-            .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
+            .map(|t| {
+                chrono::DateTime::<chrono::Utc>::from(t)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
             .unwrap_or_default();
         Ok(Volume {
             name: name.to_string(),

@@ -38,6 +38,14 @@ pub struct ContainerPaths {
     pub shim_log: PathBuf,
     /// The shim's socket (under the exec root: socket paths are short).
     pub socket: PathBuf,
+    /// The network namespace file, when the container has one.
+    pub netns: PathBuf,
+}
+
+/// A short file name for an id: socket paths must fit in 108 bytes, so sockets are
+/// named by the first 16 hex digits (64 bits) rather than the whole id.
+pub fn short_name(id: &str) -> &str {
+    &id[..id.len().min(16)]
 }
 
 impl ContainerPaths {
@@ -56,7 +64,11 @@ impl ContainerPaths {
             exit_file: dir.join("exit.json"),
             shim_config: dir.join("shim.json"),
             shim_log: dir.join("shim.log"),
-            socket: config.exec_root.join("shim").join(format!("{id}.sock")),
+            socket: config
+                .exec_root
+                .join("shim")
+                .join(format!("{}.sock", short_name(id))),
+            netns: config.exec_root.join("netns").join(id),
             dir,
         }
     }

@@ -202,7 +202,7 @@ impl ContainerBackend for NativeBackend {
             .config
             .exec_root
             .join("exec")
-            .join(format!("{}.sock", exec.id));
+            .join(format!("{}.sock", files::short_name(&exec.id)));
         let dir = paths.dir.join("exec");
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::create_dir_all(self.config.exec_root.join("exec")))
