@@ -32,10 +32,21 @@ pub fn prepare(args: &RunArgs) -> CliResult<CreateRequest> {
     if flags.tty && flags.interactive && !flags.detach && !std::io::stdin().is_terminal() {
         return Err(CliError::new(1, "the input device is not a TTY"));
     }
-    build_create_request(flags, &|name| std::env::var(name).ok(), &|path| {
+    let mut req = build_create_request(flags, &|name| std::env::var(name).ok(), &|path| {
         std::fs::read_to_string(path)
     })
-    .map_err(|e| CliError::usage(e.to_string()))
+    .map_err(|e| CliError::usage(e.to_string()))?;
+    // Like docker: the container's terminal starts at the local terminal's size, so a
+    // program that asks for it at once (`stty size`) does not see 0x0.
+    if flags.tty {
+        if let (Some((rows, cols)), Some(hc)) = (
+            crate::attach::local_terminal_size(),
+            req.body.host_config.as_mut(),
+        ) {
+            hc.console_size = Some(vec![usize::from(rows), usize::from(cols)]);
+        }
+    }
+    Ok(req)
 }
 
 /// `image` with `:latest` added when it names no tag or digest.
