@@ -19,4 +19,11 @@ command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 
 # The end-to-end tests drive the real binaries: build them first.
 cargo build --locked --workspace --bins
+bins="${CARGO_TARGET_DIR:-$repo/target}/debug"
+
+# The vmrun CLI against our daemon and against Debian's dockerd, output compared with the
+# docker CLI's (each script prints why it skips when it cannot run).
+VMRUN_BIN_DIR="$bins" bash host/cli/tests/compat.sh
+VMRUN_BIN_DIR="$bins" bash host/cli/tests/against-dockerd.sh
+
 cargo test --locked --workspace --no-fail-fast -- --test-threads 2
