@@ -64,6 +64,14 @@ pub enum Command {
     Tag(commands::images::TagArgs),
     /// Load an image from a tar archive
     Load(commands::images::LoadArgs),
+    /// Download an image from a registry
+    Pull(commands::pull::PullArgs),
+    /// Log in to a registry
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::login::LogoutArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(commands::save::SaveArgs),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
@@ -88,7 +96,11 @@ impl Command {
     pub fn starts_daemon(&self) -> bool {
         matches!(
             self,
-            Command::Run(_) | Command::Create(_) | Command::Start(_) | Command::Load(_)
+            Command::Run(_)
+                | Command::Create(_)
+                | Command::Start(_)
+                | Command::Load(_)
+                | Command::Pull(_)
         )
     }
 

@@ -7,6 +7,7 @@
 //! ```text
 //! ImageStore::open(root: &Path) -> Result<ImageStore, ImageError>
 //! ImageStore::load(&self, reader: impl Read) -> Result<Vec<LoadedImage>, ImageError>
+//! ImageStore::save(&self, references: &[&str], format: SaveFormat, out: impl Write) -> Result<(), ImageError>
 //! ImageStore::pull(&self, reference: &str, opts: &PullOptions, progress: &dyn Fn(PullProgress)) -> Result<PulledImage, ImageError>
 //! ImageStore::resolve(&self, reference: &str) -> Result<Image, ImageError>
 //! ImageStore::list(&self) -> Result<Vec<Image>, ImageError>
@@ -71,6 +72,7 @@ pub mod registry;
 mod store;
 pub mod unpack;
 
+pub use archive::save::SaveFormat;
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::ImageError;

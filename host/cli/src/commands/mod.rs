@@ -4,10 +4,13 @@ pub mod exec;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;
+pub mod login;
 pub mod logs;
 pub mod network;
 pub mod ps;
+pub mod pull;
 pub mod run;
+pub mod save;
 pub mod stats;
 pub mod system;
 pub mod top;
@@ -64,6 +67,13 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Rmi(args) => images::rmi(&connect().await?, &args).await,
         Command::Tag(args) => images::tag(&connect().await?, &args).await,
         Command::Load(args) => images::load(&connect().await?, &args).await,
+        Command::Pull(args) => pull::pull(&connect().await?, &args).await,
+        Command::Login(args) => login::login(&connect().await?, &args).await,
+        Command::Logout(args) => login::logout(&args),
+        Command::Save(args) => {
+            save::prepare(&args)?;
+            save::save(&connect().await?, &args).await
+        }
         Command::Network(cmd) => network::network(&connect().await?, cmd).await,
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
         Command::Version => system::version(&host).await,

@@ -4,10 +4,7 @@
 
 use std::io::IsTerminal;
 
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-};
-use futures::StreamExt;
+use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
 use http_body_util::BodyExt;
 
 use crate::api::{raw, Api};
@@ -61,44 +58,9 @@ pub fn normalize_image(image: &str) -> String {
 
 /// Pulls `image` through `POST /images/create`, printing progress lines.
 async fn pull(api: &Api, image: &str) -> CliResult<()> {
-    let (repo, tag) = split_repo_tag(image);
-    let tag = if tag.is_empty() {
-        "latest".to_string()
-    } else {
-        tag
-    };
-    let opts = CreateImageOptionsBuilder::new()
-        .from_image(&repo)
-        .tag(&tag)
-        .build();
-    let mut stream = api.docker.create_image(Some(opts), None, None);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                let in_progress = info
-                    .progress_detail
-                    .as_ref()
-                    .is_some_and(|p| p.current.is_some() || p.total.is_some());
-                if let (Some(status), false) = (info.status, in_progress) {
-                    match info.id {
-                        Some(id) if !id.is_empty() => eprintln!("{id}: {status}"),
-                        _ => eprintln!("{status}"),
-                    }
-                }
-            }
-            Err(e) => {
-                let mut message = daemon_message(&e);
-                if matches!(status_code(&e), Some(404 | 405 | 501))
-                    && message.contains("page not found")
-                {
-                    message =
-                        format!("pulling images is not supported by this daemon yet ({message})");
-                }
-                return Err(CliError::new(EXIT_CLI_ERROR, message));
-            }
-        }
-    }
-    Ok(())
+    super::pull::pull_image(api, image, None, super::pull::Output::Stderr)
+        .await
+        .map_err(|message| CliError::new(EXIT_CLI_ERROR, message))
 }
 
 /// Creates the container; on "No such image", says so and tries to pull it.

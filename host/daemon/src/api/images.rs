@@ -131,8 +131,12 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         .unwrap_or_default();
     let result = match path.strip_prefix("/images/") {
         Some("create") if method == Method::POST => create(&engine, &q, req.headers()).await,
+        Some("get") if method == Method::GET => save(&engine, save_names(req.uri()), &q),
         Some(rest) => match (method, rest) {
             (Method::GET, r) if r.ends_with("/json") => inspect(&engine, &r[..r.len() - 5]),
+            (Method::GET, r) if r.ends_with("/get") => {
+                save(&engine, vec![r[..r.len() - 4].to_owned()], &q)
+            }
             (Method::POST, r) if r.ends_with("/tag") => tag(&engine, &r[..r.len() - 4], &q),
             (Method::DELETE, name) => remove(&engine, name, &q),
             _ => Err(not_found(&path)),
@@ -428,3 +432,90 @@ fn remove(
         .emit("image", "delete", &img.id, &[("name", name.to_string())]);
     Ok(json(&items))
 }
+
+/// The repeated `names` query parameter of `GET /images/get`.
+fn save_names(uri: &axum::http::Uri) -> Vec<String> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| {
+            pairs
+                .into_iter()
+                .filter(|(k, _)| k == "names")
+                .map(|(_, v)| v)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A blocking writer feeding a response body through a channel.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /images/{name}/get` and `GET /images/get?names=a&names=b`: streams a
+/// docker-archive (`application/x-tar`). vmrun extension: `format=oci` streams
+/// an OCI image layout tar instead. Unknown names are a 404 before anything
+/// is streamed; a failure mid-stream aborts the body (the client sees a
+/// truncated transfer, as with docker).
+fn save(
+    engine: &crate::engine::Engine,
+    names: Vec<String>,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    let format = match q.get("format").map(String::as_str) {
+        None | Some("") | Some("docker") | Some("docker-archive") => {
+            vmrun_images::SaveFormat::DockerArchive
+        }
+        Some("oci") | Some("oci-archive") => vmrun_images::SaveFormat::OciLayout,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown save format {other:?} (docker or oci)"
+            )))
+        }
+    };
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given"));
+    }
+    for name in &names {
+        engine.images.resolve(name).map_err(|e| match e {
+            vmrun_images::ImageError::NotFound(_) => {
+                ApiError::not_found(format!("No such image: {name}"))
+            }
+            other => other.into(),
+        })?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    let images = engine.images.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let writer =
+            std::io::BufWriter::with_capacity(SAVE_CHUNK, ChannelWriter { tx: tx.clone() });
+        if let Err(e) = images.save(&refs, format, writer) {
+            tracing::warn!(error = %e, "image save failed");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((chunk, rx))
+    });
+    Ok(Response::builder()
+        .header("Content-Type", "application/x-tar")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default())
+}
+
+/// Bytes per body chunk of a save stream.
+const SAVE_CHUNK: usize = 256 * 1024;

@@ -89,6 +89,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(system::disk_usage))
+        .route("/auth", post(system::auth))
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(networks::routes())

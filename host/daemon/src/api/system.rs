@@ -1,4 +1,4 @@
-//! System routes: ping, version, info, events, disk usage.
+//! System routes: ping, version, info, events, disk usage, registry login.
 
 use std::collections::HashMap;
 
@@ -229,4 +229,56 @@ pub async fn disk_usage(State(engine): State<AppState>) -> ApiResult<Response> {
         "Volumes": engine.volumes.list().iter().map(|v| j!({"Name": v.name, "Mountpoint": v.mountpoint})).collect::<Vec<_>>(),
         "BuildCache": [],
     })))
+}
+
+/// The body of `POST /auth` (docker's `AuthConfig`).
+#[derive(serde::Deserialize)]
+struct AuthRequest {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    serveraddress: String,
+}
+
+/// `POST /auth`: checks credentials against the registry (`GET /v2/` with
+/// them). `{"Status":"Login Succeeded"}`, or 401 with the registry's refusal.
+/// `$VMRUN_INSECURE_REGISTRIES` (comma-separated) names registries reached
+/// over plain HTTP besides loopback ones.
+pub async fn auth(body: Bytes) -> ApiResult<Response> {
+    use vmrun_images::registry::{check_login, Credentials};
+    use vmrun_images::ImageError;
+
+    let request: AuthRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid auth body: {e}")))?;
+    if request.username.is_empty() || request.password.is_empty() {
+        return Err(ApiError::bad_request("username and password are required"));
+    }
+    let insecure: Vec<String> = std::env::var("VMRUN_INSECURE_REGISTRIES")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let credentials = Credentials {
+        username: request.username,
+        password: request.password,
+    };
+    let server = request.serveraddress;
+    let result = tokio::task::spawn_blocking(move || check_login(&server, &credentials, &insecure))
+        .await
+        .map_err(|e| ApiError::internal(format!("login task failed: {e}")))?;
+    match result {
+        Ok(()) => Ok(json(
+            &j!({ "Status": "Login Succeeded", "IdentityToken": "" }),
+        )),
+        Err(e @ ImageError::Unauthorized { .. }) => Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            format!("login attempt failed: {e}"),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

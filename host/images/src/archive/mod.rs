@@ -11,6 +11,7 @@
 
 pub(crate) mod docker_archive;
 pub(crate) mod oci_layout;
+pub(crate) mod save;
 
 use std::collections::HashMap;
 use std::fs::File;

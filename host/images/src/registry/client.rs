@@ -198,6 +198,19 @@ impl RegistryClient {
             .ok_or_else(|| self.err(format!("token endpoint {realm} returned no token")))
     }
 
+    /// `GET /v2/`: checks that the registry speaks the distribution API and
+    /// accepts this client's credentials (answering a challenge if asked).
+    pub(crate) fn check_api_base(&self) -> Result<(), ImageError> {
+        let url = format!("{}/v2/", self.base);
+        let response = self.send(&|| self.http.get(&url))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let message = registry_message(response);
+        Err(self.err(format!("GET /v2/ answered {status}: {message}")))
+    }
+
     fn url(&self, kind: &str, name: &str) -> String {
         format!("{}/v2/{}/{kind}/{name}", self.base, self.repository)
     }

@@ -10,12 +10,14 @@
 
 pub mod auth;
 pub(crate) mod client;
+pub mod login;
 pub mod manifest;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use auth::{Challenge, Credentials};
+pub use login::{check_login, login_server_domain};
 pub use manifest::Platform;
 
 /// How to pull.
