@@ -25,6 +25,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || die "cargo (Rust 1.85 or newer) is needed to build vmrun: install it with rustup"
 
+# vhost-device-vsock: the vsock device of the QEMU VM backend (hosts without hardware KVM).
+# shellcheck source=installer/tools.sh
+. "$here/tools.sh"
+ensure_vhost_device_vsock
+
 say "building (release)"
 (cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime)
 

@@ -2,11 +2,16 @@
 # Sourced by installer/install.sh and tests/run.sh.
 
 # What the product needs at run time.
-VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates)
+VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86)
 # What building it needs (plus a Rust toolchain from rustup).
 VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
-# What the tests need on top (util-linux gives `script` for TTY tests).
-VMRUN_TEST_PACKAGES=(util-linux curl socat jq docker-registry skopeo apache2-utils)
+# What the tests need on top (util-linux gives `script` for TTY tests; docker.io gives
+# dockerd, the reference engine the compatibility tests compare against; umoci is the
+# peer of the pull benchmark).
+VMRUN_TEST_PACKAGES=(util-linux curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl)
+
+# What building the guest kernel needs (kernel-config/build.sh).
+VMRUN_KERNEL_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev xz-utils)
 
 ensure_packages() {
     local missing=()
@@ -18,5 +23,14 @@ ensure_packages() {
     printf 'installing Debian packages: %s\n' "${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Packages with services (docker.io, docker-registry) must not start them: the tests
+    # start their own instances with their own sockets and data roots.
+    local policy=/usr/sbin/policy-rc.d placed=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && placed=1
+    fi
+    local rc=0
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    [ -n "$placed" ] && rm -f "$policy"
+    return "$rc"
 }

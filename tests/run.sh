@@ -17,6 +17,16 @@ else
 fi
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 
+# VM tests: the guest kernel (built once into ~/.cache/vmrun/kernel, a few minutes cold) and
+# vhost-device-vsock for the QEMU backend (built once into ~/.cache/vmrun/tools). The tests
+# find both there; without them they skip and say so.
+if [ "$(id -u)" -eq 0 ]; then
+    kernel-config/build.sh >/dev/null
+    # shellcheck source=installer/tools.sh
+    . installer/tools.sh
+    ensure_vhost_device_vsock
+fi
+
 # The end-to-end tests drive the real binaries: build them first.
 cargo build --locked --workspace --bins
 bins="${CARGO_TARGET_DIR:-$repo/target}/debug"

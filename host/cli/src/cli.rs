@@ -66,6 +66,8 @@ pub enum Command {
     Load(commands::images::LoadArgs),
     /// Download an image from a registry
     Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::push::PushArgs),
     /// Log in to a registry
     Login(commands::login::LoginArgs),
     /// Log out from a registry
@@ -78,6 +80,12 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Manage images
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
+    /// Manage the engine: disk usage, information
+    #[command(subcommand)]
+    System(commands::disk_usage::SystemCommand),
     /// Show the vmrun version information
     Version,
     /// Display system-wide information
@@ -92,6 +100,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// The short form of a long one (`image ls` → `images`, `system info` → `info`);
+    /// other commands as they are.
+    pub fn short_form(self) -> Command {
+        match self {
+            Command::Image(cmd) => cmd
+                .as_command()
+                .unwrap_or_else(|a| Command::Image(commands::image::ImageCommand::Prune(a))),
+            Command::System(cmd) => cmd
+                .as_command()
+                .unwrap_or_else(|a| Command::System(commands::disk_usage::SystemCommand::Df(a))),
+            other => other,
+        }
+    }
+
     /// Whether a missing daemon should be started for this command.
     pub fn starts_daemon(&self) -> bool {
         matches!(

@@ -96,6 +96,16 @@ same_output() {
   done
   fail "$name"; diff <(printf '%s\n' "$b") <(printf '%s\n' "$a") >&2
 }
+# same_output_any_container NAME ARGS...: as same_output, with container ids
+# masked: dockerd names whichever user of an image its map yields first.
+same_output_any_container() {
+  local name=$1; shift
+  local mask='s/container [0-9a-f]\{12\}/container ID/g'
+  local a b
+  a=$("$VMRUN" $H "$@" 2>&1 | sed "$mask"; echo "exit ${PIPESTATUS[0]}")
+  b=$(docker $H "$@" 2>&1 | sed "$mask"; echo "exit ${PIPESTATUS[0]}")
+  if [ "$a" = "$b" ]; then pass "$name"; else fail "$name"; diff <(printf '%s\n' "$b") <(printf '%s\n' "$a") >&2; fi
+}
 wait_for_socket() {
   for _ in $(seq 100); do docker -H "unix://$1" version >/dev/null 2>&1 && return 0; sleep 0.1; done
   return 1
@@ -182,6 +192,11 @@ same_output "tag with a bad reference" tag busybox Bad:x
 expect_eq "tag" "$(V tag busybox bb:v1; echo $?)" "0"
 same_output "images after tag" images
 expect_eq "rmi" "$(V rmi bb:v1)" "Untagged: bb:v1"
+same_output_any_container "rmi of an image a container uses" rmi busybox
+same_output "system df" system df
+same_output "system df json" system df --format json
+same_output "image prune with nothing dangling" image prune -f
+same_output "image ls" image ls
 expect_eq "wait" "$(V wait exited1)" "2"
 expect_eq "stop prints names" "$(V stop -t 1 web)" "web"
 expect_eq "start prints names" "$(V start web)" "web"

@@ -17,6 +17,12 @@ pub struct DaemonConfig {
     pub bridge: Option<String>,
     /// Subnet of the default network (default: the first free candidate).
     pub bridge_subnet: Option<vmrun_network::Ipv4Net>,
+    /// Insecure registries, Docker Hub mirrors and per-registry TLS material.
+    pub registry_hosts: vmrun_images::RegistryHosts,
+    /// Which monitor boots microVMs (`--vm-backend`).
+    pub vm_backend: vmrun_vm::BackendChoice,
+    /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
+    pub vmm_binary: Option<PathBuf>,
 }
 
 impl DaemonConfig {
@@ -29,7 +35,28 @@ impl DaemonConfig {
             shim_path: default_shim_path(),
             bridge: None,
             bridge_subnet: None,
+            registry_hosts: registry_hosts_from_env(),
+            vm_backend: vmrun_vm::BackendChoice::Auto,
+            vmm_binary: None,
         }
+    }
+
+    /// Adds `--insecure-registry` and `--registry-mirror` entries to the registry
+    /// settings and, when any are given, replaces the certs dirs with `certs_dirs`.
+    /// A malformed entry is an error naming it.
+    pub fn apply_registry_flags(
+        &mut self,
+        insecure: Vec<String>,
+        mirrors: Vec<String>,
+        certs_dirs: Vec<PathBuf>,
+    ) -> Result<(), String> {
+        let hosts = &mut self.registry_hosts;
+        hosts.insecure.extend(insecure);
+        hosts.mirrors.extend(mirrors);
+        if !certs_dirs.is_empty() {
+            hosts.certs_dirs = certs_dirs;
+        }
+        hosts.validate()
     }
 
     /// Directory of one container's persistent files.
@@ -49,4 +76,21 @@ fn default_shim_path() -> PathBuf {
         }
     }
     PathBuf::from("vmrun-shim")
+}
+
+/// `$VMRUN_INSECURE_REGISTRIES` (comma-separated `host:port` or CIDRs) as registry
+/// settings, with the default certs dirs (`/etc/vmrun/certs.d`, `/etc/docker/certs.d`).
+fn registry_hosts_from_env() -> vmrun_images::RegistryHosts {
+    let insecure = std::env::var("VMRUN_INSECURE_REGISTRIES")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    vmrun_images::RegistryHosts {
+        insecure,
+        ..vmrun_images::RegistryHosts::with_default_certs_dirs()
+    }
 }

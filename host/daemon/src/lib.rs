@@ -16,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod state;
+pub mod vm;
 
 pub use config::DaemonConfig;
 

@@ -33,6 +33,31 @@ struct Args {
     /// The `vmrun-shim` binary (default: next to vmrund, then PATH).
     #[arg(long)]
     shim: Option<PathBuf>,
+    /// A registry reached over plain HTTP or HTTPS without certificate checks, as
+    /// `host[:port]` or a CIDR (repeatable; adds to $VMRUN_INSECURE_REGISTRIES).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]|CIDR")]
+    insecure_registry: Vec<String>,
+    /// A Docker Hub mirror (`https://host[:port]`), tried in order before Docker Hub
+    /// when pulling (repeatable).
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirror: Vec<String>,
+    /// A directory laid out like /etc/docker/certs.d (`<host:port>/ca.crt`,
+    /// `client.cert`, `client.key`); repeatable [default: /etc/vmrun/certs.d and
+    /// /etc/docker/certs.d].
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    certs_dir: Vec<PathBuf>,
+    /// Which monitor boots microVMs: `vmm` (ours, needs hardware KVM), `qemu`
+    /// (KVM or TCG, with vhost-device-vsock), or `auto` (ours on hardware KVM,
+    /// else QEMU, else none). An explicit choice the host cannot run is an error.
+    #[arg(
+        long = "vm-backend",
+        default_value = "auto",
+        value_name = "auto|vmm|qemu"
+    )]
+    vm_backend: String,
+    /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
+    #[arg(long = "vmm", value_name = "PATH")]
+    vmm: Option<PathBuf>,
     /// Debug logging.
     #[arg(long, short = 'D')]
     debug: bool,
@@ -74,6 +99,14 @@ fn main() -> anyhow::Result<()> {
     if let Some(shim) = args.shim {
         config.shim_path = shim;
     }
+    config
+        .apply_registry_flags(args.insecure_registry, args.registry_mirror, args.certs_dir)
+        .map_err(|e| anyhow::anyhow!("registry settings: {e}"))?;
+    config.vm_backend = args
+        .vm_backend
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--vm-backend: {e}"))?;
+    config.vmm_binary = args.vmm;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("vmrund needs root to create namespaces, cgroups and mounts");
     }

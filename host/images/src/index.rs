@@ -26,6 +26,11 @@ pub(crate) struct Index {
     pub images: BTreeMap<String, ImageRecord>,
     /// Familiar tagged reference (`busybox:latest`) → image id.
     pub tags: BTreeMap<String, String>,
+    /// Holder (a container id) → the layers it runs on. Held layers outlive the images
+    /// they came from, so removing an image never pulls the root file system out from
+    /// under a container.
+    #[serde(default)]
+    pub holds: BTreeMap<String, BTreeSet<Digest>>,
 }
 
 /// One image.
@@ -115,11 +120,12 @@ impl Index {
             .collect()
     }
 
-    /// Every layer chain id referenced by some image.
+    /// Every layer chain id referenced by some image or held by some container.
     pub(crate) fn referenced_layers(&self) -> BTreeSet<Digest> {
         self.images
             .values()
             .flat_map(|r| r.layers.iter().map(|l| l.chain_id.clone()))
+            .chain(self.holds.values().flatten().cloned())
             .collect()
     }
 

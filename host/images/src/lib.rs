@@ -9,10 +9,14 @@
 //! ImageStore::load(&self, reader: impl Read) -> Result<Vec<LoadedImage>, ImageError>
 //! ImageStore::save(&self, references: &[&str], format: SaveFormat, out: impl Write) -> Result<(), ImageError>
 //! ImageStore::pull(&self, reference: &str, opts: &PullOptions, progress: &dyn Fn(PullProgress)) -> Result<PulledImage, ImageError>
+//! ImageStore::push(&self, reference: &str, opts: &PushOptions, progress: &dyn Fn(PushProgress)) -> Result<PushedImage, ImageError>
 //! ImageStore::resolve(&self, reference: &str) -> Result<Image, ImageError>
 //! ImageStore::list(&self) -> Result<Vec<Image>, ImageError>
 //! ImageStore::tag(&self, source: &str, target: &str) -> Result<(), ImageError>
-//! ImageStore::remove(&self, reference: &str) -> Result<Vec<RemovedItem>, ImageError>
+//! ImageStore::remove(&self, reference: &str, force: bool, containers: &[ContainerUse]) -> Result<Vec<RemovedItem>, ImageError>
+//! ImageStore::prune(&self, opts: &PruneOptions, containers: &[ContainerUse]) -> Result<PruneReport, ImageError>
+//! ImageStore::hold(&self, container: &str, image_id: &str) / release(container) / retain_holders(live)
+//! ImageStore::disk_usage(&self) -> DiskUsage
 //! normalize_reference(r: &str) -> Result<String, ImageError>
 //! unpack::unpack_layer(reader, dest: &Path, UnpackOptions) -> Result<UnpackStats, UnpackError>
 //! ```
@@ -30,15 +34,26 @@
 //!   id `sha256:…`, or an id prefix of at least 4 hex characters;
 //!   [`ImageError::NotFound`] otherwise, [`ImageError::Ambiguous`] for a prefix
 //!   matching several images.
-//! * `remove` untags; when the last tag is gone (or the image is named by id)
-//!   it deletes the image and every layer and blob no other image uses, and
-//!   reports `Untagged(ref)`, `Deleted(image id)`, `Deleted(layer chain id)`
-//!   like docker. The daemon checks containers first.
+//! * `remove` follows dockerd's `rmi` rules given the containers: a name
+//!   untags, and the last name of an image no container uses deletes it; an id
+//!   deletes the image with all its names (conflicts for stopped containers
+//!   without `force`, for running ones always). It reports `Untagged(ref)`,
+//!   `Deleted(image id)`, `Deleted(layer chain id)` like docker.
+//! * `push` sends a tagged image to its registry: stored blobs and manifest
+//!   byte for byte (the manifest digest is the one the image was pulled or
+//!   loaded with), skipping blobs the repository has ("Layer already exists"),
+//!   mounting blobs known to be in another repository of the same registry
+//!   ("Mounted from …"), uploading the rest in one request or in
+//!   `PushOptions::chunk_size` chunks.
+//! * Containers *hold* the layers they run on (`hold` at create, `release` at
+//!   removal): a layer is deleted only when no image references it and no
+//!   container holds it. `disk_usage` counts each shared layer once.
 //!
 //! # On disk
 //! ```text
 //! <root>/lock                         flock'ed while open (one daemon per store)
 //! <root>/images.json                  the index: image id → config, manifest, layers; tag → id
+//! <root>/blob-sources.json            blob → registry repositories holding it (for cross-repo mounts)
 //! <root>/blobs/sha256/<hex>           configs, manifests, layer blobs as distributed
 //! <root>/layers/<chain-id hex>/diff   unpacked layer, overlayfs form, shared by every image using it
 //! <root>/layers/<chain-id hex>/layer.json
@@ -58,6 +73,7 @@
 //! are refused with an error naming the image, the layer and the entry.
 
 mod archive;
+mod blob_sources;
 mod blobs;
 mod compression;
 pub mod digest;
@@ -67,18 +83,23 @@ mod index;
 mod layers;
 mod lookup;
 mod pull;
+mod push;
 pub mod reference;
 pub mod registry;
+mod removal;
 mod store;
 pub mod unpack;
+mod workers;
 
 pub use archive::save::SaveFormat;
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::ImageError;
 pub use image::{Image, LoadedImage, RemovedItem};
+pub use push::{PushOptions, PushProgress, PushStatus, PushedImage, DEFAULT_CHUNK_SIZE};
 pub use reference::{normalize_reference, Reference};
-pub use registry::{LayerStatus, Platform, PullOptions, PullProgress, PulledImage};
+pub use registry::{LayerStatus, Platform, PullOptions, PullProgress, PulledImage, RegistryHosts};
+pub use removal::{ContainerUse, DiskUsage, ImageUsage, PruneOptions, PruneReport};
 pub use store::ImageStore;
 
 #[cfg(test)]

@@ -8,21 +8,23 @@
 //! shared commit path (`commit_images`, as `load` uses) unpacks the layers
 //! and makes the image visible; a failed pull leaves the store as it was.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 
 use crate::archive::{ImportedImage, ImportedLayer, StagedFile};
 use crate::digest::Digest;
 use crate::error::{ImageError, IoContext};
 use crate::reference::Reference;
-use crate::registry::auth::credentials_from_config;
-use crate::registry::client::{verify_bytes, RegistryClient};
+use crate::registry::auth::choose_credentials;
+use crate::registry::client::RegistryClient;
+use crate::registry::download::verify_bytes;
 use crate::registry::manifest::{self, Fetched};
 use crate::registry::{LayerStatus, PullOptions, PullProgress, PulledImage};
 use crate::store::{ImageStore, LayerEvent};
+use crate::workers::run_bounded;
 
 /// Layer downloads running at once.
 const CONCURRENT_DOWNLOADS: usize = 3;
@@ -56,12 +58,12 @@ impl ImageStore {
     ) -> Result<PulledImage, ImageError> {
         let parsed = Reference::parse(reference)?.with_default_tag();
         let what = parsed.to_string();
-        let credentials = match (&opts.credentials, &opts.auth_config_path) {
-            (Some(c), _) => Some(c.clone()),
-            (None, Some(path)) => credentials_from_config(path, parsed.domain())?,
-            (None, None) => None,
-        };
-        let client = RegistryClient::new(&parsed, credentials, &opts.insecure_registries)?;
+        let credentials = choose_credentials(
+            opts.credentials.as_ref(),
+            opts.auth_config_path.as_deref(),
+            parsed.domain(),
+        )?;
+        let client = RegistryClient::for_pull(&parsed, credentials, &opts.hosts)?;
         let platform = opts.platform.clone().unwrap_or_default();
 
         let target = match (parsed.digest(), parsed.tag()) {
@@ -181,6 +183,13 @@ impl ImageStore {
             }
             _ => {}
         })?;
+        let mut blobs: Vec<Digest> = imported
+            .layers
+            .iter()
+            .map(|l| l.blob.digest.clone())
+            .collect();
+        blobs.push(imported.config_digest.clone());
+        self.record_blob_sources(&parsed.full_repository(), &blobs);
         let image = self.resolve(&id)?;
         Ok(PulledImage {
             image,
@@ -203,47 +212,12 @@ impl ImageStore {
         }
         let dir = self.tmp.join(DOWNLOADS_DIR);
         fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
-        let results = Mutex::new(Vec::new());
-        let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
-        let cancel = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<PullProgress>();
-        std::thread::scope(|scope| {
-            for _ in 0..CONCURRENT_DOWNLOADS {
-                let tx = tx.clone();
-                let (queue, results, first_error, cancel, dir) =
-                    (&queue, &results, &first_error, &cancel, &dir);
-                scope.spawn(move || loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                    let Some((slot, job)) = next else { break };
-                    if cancel.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match download_one(client, dir, &job, cancel, &tx) {
-                        Ok(file) => results
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((slot, file)),
-                        Err(e) => {
-                            cancel.store(true, Ordering::Relaxed);
-                            first_error
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .get_or_insert(e);
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            for event in rx {
-                progress(event);
-            }
-        });
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(e);
-        }
-        Ok(results.into_inner().unwrap_or_else(|e| e.into_inner()))
+        run_bounded(
+            jobs,
+            CONCURRENT_DOWNLOADS,
+            |(slot, job), cancel, tx| Ok((slot, download_one(client, &dir, &job, cancel, tx)?)),
+            progress,
+        )
     }
 }
 

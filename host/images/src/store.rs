@@ -1,6 +1,6 @@
 //! [`ImageStore`]: loading, naming, listing and removing images.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -14,10 +14,10 @@ use crate::archive::{docker_archive, oci_layout, ImportedImage, StagedArchive};
 use crate::blobs::BlobStore;
 use crate::digest::{chain_ids, Digest};
 use crate::error::{ImageError, IoContext};
-use crate::image::{Image, LoadedImage, RemovedItem};
+use crate::image::{Image, LoadedImage};
 use crate::index::{ImageRecord, Index, LayerRecord};
 use crate::layers::{LayerStore, PreparedLayer};
-use crate::lookup::{find_image, tag_key};
+use crate::lookup::find_image;
 use crate::reference::Reference;
 
 const INDEX_FILE: &str = "images.json";
@@ -40,7 +40,7 @@ pub struct ImageStore {
     root: PathBuf,
     pub(crate) tmp: PathBuf,
     pub(crate) blobs: BlobStore,
-    layers: LayerStore,
+    pub(crate) layers: LayerStore,
     index: RwLock<Index>,
     /// Serializes everything that writes the index or deletes layers.
     writer: Mutex<()>,
@@ -213,92 +213,6 @@ impl ImageStore {
         self.commit_index(index)
     }
 
-    /// Removes a reference; when an image loses its last reference (or is
-    /// named by id), deletes it and every layer and blob no other image uses.
-    /// By id, an image tagged in several repositories is a conflict (as in docker
-    /// without `--force`). The caller checks that no container uses the image.
-    pub fn remove(&self, reference: &str) -> Result<Vec<RemovedItem>, ImageError> {
-        let _writer = self.lock_writer();
-        let mut index = self.read_index().clone();
-        let id = find_image(&index, reference)?;
-        let mut removed = Vec::new();
-        let digest_ref = Reference::parse(reference)
-            .ok()
-            .filter(|r| r.digest().is_some())
-            .map(|r| r.to_string());
-        let record_digests = index
-            .images
-            .get(&id)
-            .map(|r| r.repo_digests.clone())
-            .unwrap_or_default();
-        let tag = tag_key(reference).filter(|key| index.tags.contains_key(key));
-        if let Some(key) = tag {
-            index.tags.remove(&key);
-            removed.push(RemovedItem::Untagged(key));
-        } else if let Some(digest_ref) = digest_ref.filter(|d| record_digests.contains(d)) {
-            if let Some(record) = index.images.get_mut(&id) {
-                record.repo_digests.retain(|d| *d != digest_ref);
-            }
-            removed.push(RemovedItem::Untagged(digest_ref));
-        } else {
-            let tags = index.tags_of(&id);
-            let repos: BTreeSet<String> = tags
-                .iter()
-                .filter_map(|t| Reference::parse(t).ok())
-                .map(|r| r.repository())
-                .collect();
-            if repos.len() > 1 {
-                return Err(ImageError::Conflict(format!(
-                    "unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                    short_id(&id)
-                )));
-            }
-            for tag in tags {
-                index.tags.remove(&tag);
-                removed.push(RemovedItem::Untagged(tag));
-            }
-            if let Some(record) = index.images.get_mut(&id) {
-                removed.extend(record.repo_digests.drain(..).map(RemovedItem::Untagged));
-            }
-        }
-        let still_referenced = !index.tags_of(&id).is_empty()
-            || index
-                .images
-                .get(&id)
-                .is_some_and(|r| !r.repo_digests.is_empty());
-        if still_referenced {
-            self.commit_index(index)?;
-            return Ok(removed);
-        }
-        let Some(record) = index.images.remove(&id) else {
-            return Err(ImageError::NotFound(reference.to_owned()));
-        };
-        removed.push(RemovedItem::Deleted(id));
-        let still_used = index.referenced_layers();
-        let blobs_used = index.referenced_blobs();
-        self.commit_index(index)?;
-        for layer in record.layers.iter().rev() {
-            if still_used.contains(&layer.chain_id) {
-                continue;
-            }
-            match self.layers.remove(&layer.chain_id) {
-                Ok(()) => removed.push(RemovedItem::Deleted(layer.chain_id.to_string())),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "layer left behind; it is removed when the store is next opened"
-                ),
-            }
-        }
-        let mut blobs: Vec<&Digest> = vec![&record.config, &record.manifest];
-        blobs.extend(record.layers.iter().map(|l| &l.blob));
-        for blob in blobs.into_iter().filter(|b| !blobs_used.contains(*b)) {
-            if let Err(e) = self.blobs.remove(blob) {
-                tracing::warn!(error = %e, "blob left behind; it is removed when the store is next opened");
-            }
-        }
-        Ok(removed)
-    }
-
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -391,18 +305,18 @@ impl ImageStore {
         })
     }
 
-    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+    pub(crate) fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         // A panic while holding the lock cannot leave the index half-written:
         // it is only ever replaced whole.
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes `index` to disk and makes it the current one.
-    fn commit_index(&self, index: Index) -> Result<(), ImageError> {
+    pub(crate) fn commit_index(&self, index: Index) -> Result<(), ImageError> {
         index.write(&self.root.join(INDEX_FILE))?;
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         Ok(())
@@ -447,7 +361,7 @@ fn image_id(config: &Digest) -> String {
     config.to_string()
 }
 
-fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
 }

@@ -124,15 +124,17 @@ fn loads_resolves_tags_and_removes_the_busybox_image() {
     ));
 
     assert!(
-        matches!(store.remove(hex), Err(ImageError::Conflict(_))),
+        matches!(store.remove(hex, false, &[]), Err(ImageError::Conflict(_))),
         "by id with several repositories"
     );
     assert_eq!(
-        store.remove("mybox").unwrap(),
+        store.remove("mybox", false, &[]).unwrap(),
         vec![RemovedItem::Untagged("mybox:latest".into())]
     );
     assert_eq!(
-        store.remove("localhost:5000/tools/bb:v1").unwrap(),
+        store
+            .remove("localhost:5000/tools/bb:v1", false, &[])
+            .unwrap(),
         vec![RemovedItem::Untagged("localhost:5000/tools/bb:v1".into())]
     );
     assert!(rootfs.exists(), "still tagged busybox:latest");
@@ -142,7 +144,9 @@ fn loads_resolves_tags_and_removes_the_busybox_image() {
     let store = ImageStore::open(&tmp.path().join("store")).unwrap();
     assert_eq!(store.resolve("busybox").unwrap().id, id);
 
-    let removed = store.remove("docker.io/library/busybox").unwrap();
+    let removed = store
+        .remove("docker.io/library/busybox", false, &[])
+        .unwrap();
     assert_eq!(removed[0], RemovedItem::Untagged("busybox:latest".into()));
     assert_eq!(removed[1], RemovedItem::Deleted(id.clone()));
     assert_eq!(removed.len(), 3, "the layer is deleted too: {removed:?}");
@@ -252,14 +256,14 @@ fn loading_twice_reuses_the_layer_and_an_image_with_a_shared_base() {
     );
 
     // Removing one image keeps the shared layer.
-    let removed = store.remove("a:1").unwrap();
+    let removed = store.remove("a:1", false, &[]).unwrap();
     assert_eq!(
         removed.len(),
         2,
         "untagged + deleted image, no layer: {removed:?}"
     );
     assert!(a_dir.join("bin/tool").exists());
-    let removed = store.remove("b:1").unwrap();
+    let removed = store.remove("b:1", false, &[]).unwrap();
     assert_eq!(removed.len(), 4, "untagged, image, two layers: {removed:?}");
     assert_eq!(
         fs::read_dir(store.root().join("layers")).unwrap().count(),

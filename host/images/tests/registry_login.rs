@@ -26,12 +26,17 @@ fn right_credentials_are_accepted() {
     let Some(registry) = basic_registry() else {
         return;
     };
-    check_login(&registry.addr, &creds("alice", "s3cret"), &[]).unwrap();
+    check_login(
+        &registry.addr,
+        &creds("alice", "s3cret"),
+        &Default::default(),
+    )
+    .unwrap();
     // The forms `docker login` users type work too.
     check_login(
         &format!("http://{}/", registry.addr),
         &creds("alice", "s3cret"),
-        &[],
+        &Default::default(),
     )
     .unwrap();
 }
@@ -41,9 +46,15 @@ fn wrong_password_is_unauthorized() {
     let Some(registry) = basic_registry() else {
         return;
     };
-    let err = check_login(&registry.addr, &creds("alice", "wrong"), &[]).unwrap_err();
+    let err = check_login(
+        &registry.addr,
+        &creds("alice", "wrong"),
+        &Default::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ImageError::Unauthorized { .. }), "{err}");
-    let err = check_login(&registry.addr, &creds("bob", "s3cret"), &[]).unwrap_err();
+    let err =
+        check_login(&registry.addr, &creds("bob", "s3cret"), &Default::default()).unwrap_err();
     assert!(matches!(err, ImageError::Unauthorized { .. }), "{err}");
 }
 
@@ -52,5 +63,10 @@ fn anonymous_registry_accepts_any_login() {
     let Some(registry) = Registry::start(Auth::Anonymous) else {
         return;
     };
-    check_login(&registry.addr, &creds("anyone", "anything"), &[]).unwrap();
+    check_login(
+        &registry.addr,
+        &creds("anyone", "anything"),
+        &Default::default(),
+    )
+    .unwrap();
 }

@@ -170,7 +170,10 @@ fn two_containers_on_a_user_network() {
     // The veth is deleted in the background.
     assert!(common::eventually(|| ports(&bridge).len() == 1));
     for gone in ports_before.difference(&ports(&bridge)) {
-        assert!(!common::host_link_exists(gone), "{gone} left");
+        assert!(
+            common::eventually(|| !common::host_link_exists(gone)),
+            "{gone} left"
+        );
     }
     assert!(!ns1.exists());
     assert_eq!(manager.endpoint("vmtest-a1"), None);

@@ -214,13 +214,20 @@ fn run(args: Args, started: Instant) -> Result<i32> {
     Ok(reason.exit_code())
 }
 
+/// The log level from `VMRUN_VMM_LOG` (`error`, `warn`, `info`, `debug`, `trace`, `off`);
+/// `warn` when unset or not a level. A plain level rather than an `EnvFilter`: the filter's
+/// regex engine would be most of the binary.
+fn log_level() -> tracing_subscriber::filter::LevelFilter {
+    std::env::var("VMRUN_VMM_LOG")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN)
+}
+
 fn main() {
     let started = Instant::now();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VMRUN_VMM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_max_level(log_level())
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();

@@ -198,11 +198,27 @@ impl TryFrom<VmConfig> for RunningVm {
 }
 
 fn open_kvm() -> Result<Kvm, StartError> {
-    let kvm = Kvm::new().map_err(|e| StartError::Kvm(format!("cannot open /dev/kvm: {e}")))?;
+    let kvm = Kvm::new().map_err(|e| {
+        StartError::Kvm(match e.errno() {
+            libc::ENOENT => "/dev/kvm does not exist (KVM is not available on this host: no \
+                             kvm module loaded, or a VM without nested virtualisation)"
+                .to_string(),
+            libc::EACCES | libc::EPERM => {
+                format!("cannot open /dev/kvm: {e} (run as root or join the kvm group)")
+            }
+            _ => format!("cannot open /dev/kvm: {e}"),
+        })
+    })?;
     let version = kvm.get_api_version();
+    if version < 0 {
+        return Err(StartError::Kvm(format!(
+            "/dev/kvm is not a KVM device (KVM_GET_API_VERSION failed: {})",
+            std::io::Error::last_os_error()
+        )));
+    }
     if version != 12 {
         return Err(StartError::Kvm(format!(
-            "unsupported KVM API version {version}"
+            "unsupported KVM API version {version} (expected 12)"
         )));
     }
     Ok(kvm)

@@ -37,18 +37,34 @@ fn assert_fails_with(o: &Output, needle: &str) {
 fn bad_input_gives_one_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n).display().to_string();
-    assert_fails_with(&vmm(&["--kernel", &d("missing")]), "boot.kernel");
+    // Every run also asks for a vsock socket: none may be left behind.
+    let sock = d("v.sock");
+    let with_sock = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--vsock-uds", sock.as_str()]);
+        let o = vmm(&all);
+        assert!(!Path::new(&sock).exists(), "socket left behind by {args:?}");
+        o
+    };
+    assert_fails_with(&with_sock(&["--kernel", &d("missing")]), "boot.kernel");
     std::fs::write(d("notes.txt"), "not a kernel").unwrap();
-    assert_fails_with(&vmm(&["--kernel", &d("notes.txt")]), "is not a kernel");
+    assert_fails_with(
+        &with_sock(&["--kernel", &d("notes.txt")]),
+        "is not a kernel",
+    );
     std::fs::write(d("vmlinux"), b"\x7fELF\x02\x01\x01\x00").unwrap();
     let long = "x".repeat(3000);
     assert_fails_with(
-        &vmm(&["--kernel", &d("vmlinux"), "--cmdline", &long]),
-        "boot.cmdline",
+        &with_sock(&["--kernel", &d("vmlinux"), "--cmdline", &long]),
+        "boot.cmdline: 3000 bytes is too long",
     );
     assert_fails_with(
-        &vmm(&["--kernel", &d("vmlinux"), "--memory-mib", "100000000"]),
+        &with_sock(&["--kernel", &d("vmlinux"), "--memory-mib", "100000000"]),
         "does not fit the host",
+    );
+    assert_fails_with(
+        &with_sock(&["--kernel", &d("vmlinux"), "--disk", &d("no-disk.img")]),
+        "block_devices[0].path",
     );
     let busy = d("busy.sock");
     let _listener = UnixListener::bind(&busy).unwrap();
@@ -60,7 +76,62 @@ fn bad_input_gives_one_clear_message() {
         Path::new(&busy).exists(),
         "someone else's socket is left alone"
     );
-    assert_fails_with(&vmm(&["--raw-image", &d("missing.bin")]), "missing.bin");
+    assert_fails_with(
+        &with_sock(&["--raw-image", &d("missing.bin")]),
+        "missing.bin",
+    );
+}
+
+/// Runs the binary on a spinning raw guest with a vsock socket, inside a private mount
+/// namespace after `setup` (a shell command) changed `/dev`; `None` when namespaces are not
+/// available here.
+fn run_with_dev_changed(setup: &str) -> Option<(Output, bool)> {
+    let probe = Command::new("unshare").args(["--mount", "true"]).status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        eprintln!("skipping: cannot create a mount namespace (unshare --mount)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("spin.bin");
+    std::fs::write(&image, [0xeb, 0xfe]).unwrap();
+    let sock = dir.path().join("v.sock");
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            &format!(
+                "{setup} && exec {BIN} --raw-image {} --vsock-uds {}",
+                image.display(),
+                sock.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    Some((o, sock.exists()))
+}
+
+#[test]
+fn absent_kvm_is_reported() {
+    // A private, empty /dev: no /dev/kvm at all.
+    let Some((o, sock_left)) = run_with_dev_changed("mount -t tmpfs none /dev") else {
+        return;
+    };
+    assert_fails_with(&o, "/dev/kvm does not exist");
+    assert!(!sock_left, "socket left behind");
+}
+
+#[test]
+fn unusable_kvm_is_reported() {
+    // /dev/kvm is there but is not KVM (/dev/null bound over it).
+    let Some((o, sock_left)) = run_with_dev_changed(
+        "if [ ! -e /dev/kvm ]; then mount -t tmpfs none /dev && touch /dev/kvm; fi && \
+         mount --bind /dev/null /dev/kvm",
+    ) else {
+        return;
+    };
+    assert_fails_with(&o, "/dev/kvm is not a KVM device");
+    assert!(!sock_left, "socket left behind");
 }
 
 #[test]
@@ -82,35 +153,6 @@ fn failure_after_binding_the_socket_removes_it() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("loading kernel"), "{}", stderr(&o));
     assert!(!sock.exists(), "socket removed on failure");
-}
-
-#[test]
-fn absent_kvm_is_reported() {
-    if !kvm_or_skip() {
-        return;
-    }
-    let probe = Command::new("unshare").args(["--mount", "true"]).status();
-    if !matches!(probe, Ok(s) if s.success()) {
-        eprintln!("skipping: cannot create a mount namespace (unshare --mount)");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("hlt.bin");
-    std::fs::write(&image, [0xf4]).unwrap();
-    // Hide /dev/kvm behind /dev/null in a private mount namespace.
-    let o = Command::new("unshare")
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            &format!(
-                "mount --bind /dev/null /dev/kvm && exec {BIN} --raw-image {}",
-                image.display()
-            ),
-        ])
-        .output()
-        .unwrap();
-    assert_fails_with(&o, "/dev/kvm is unusable");
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct DaemonOptions {
     /// (`vme-XXXXXX`), instead of the host's shared `vmrun0`: daemons on one bridge
     /// hand out the same addresses.
     pub own_bridge: bool,
+    /// More `vmrund` arguments (e.g. `--certs-dir DIR`, `--registry-mirror URL`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for DaemonOptions {
@@ -49,6 +51,7 @@ impl Default for DaemonOptions {
             load_busybox: true,
             exec_root: "run".to_string(),
             own_bridge: true,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -60,6 +63,7 @@ pub struct Daemon {
     bridge: Option<String>,
     bin: PathBuf,
     child: Option<Child>,
+    extra_args: Vec<String>,
     _lock: Flock<File>,
 }
 
@@ -106,6 +110,7 @@ impl Daemon {
             dir,
             bin,
             child: None,
+            extra_args: opts.extra_args,
             _lock: lock,
         };
         daemon.spawn();
@@ -167,6 +172,7 @@ impl Daemon {
         if let Some(bridge) = &self.bridge {
             cmd.arg("--bridge").arg(bridge);
         }
+        cmd.args(&self.extra_args);
         let child = cmd
             .arg("--host")
             .arg(self.host())

@@ -1,113 +1,16 @@
 //! `vmrun pull`, `vmrun login`/`logout` and `run`'s pull of a missing image,
 //! against a real registry (Debian's `docker-registry`) on 127.0.0.1.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use vmrun_e2e::{busybox_tar, require_root, require_tool, run_with_timeout, Daemon};
+use vmrun_e2e::{busybox_tar, require_root, run_with_timeout, Daemon, Registry};
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const PULL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A registry serving plain HTTP on 127.0.0.1, killed on drop.
-struct Registry {
-    addr: String,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Registry {
-    /// Starts a registry under `dir`, with htpasswd auth when `user` is given;
-    /// `None` (reason printed) when a tool is missing.
-    fn start(dir: &Path, user: Option<(&str, &str)>) -> Option<Registry> {
-        if !Path::new(REGISTRY_BIN).exists() {
-            eprintln!("skipping: {REGISTRY_BIN} is missing (apt-get install docker-registry)");
-            return None;
-        }
-        if !require_tool("skopeo") || (user.is_some() && !require_tool("htpasswd")) {
-            return None;
-        }
-        std::fs::create_dir_all(dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let auth = match user {
-            None => String::new(),
-            Some((name, password)) => {
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", name, password])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "htpasswd failed");
-                let path = dir.join("htpasswd");
-                std::fs::write(&path, &out.stdout).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: vmrun-e2e\n    path: {}\n",
-                    path.display()
-                )
-            }
-        };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
-            dir.join("storage").display()
-        );
-        let config_path = dir.join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let registry = Registry {
-            addr,
-            dir: dir.to_owned(),
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&registry.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start: {}",
-                registry.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(registry)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
-    }
-
-    /// Pushes the e2e busybox image as `repo_tag` with skopeo.
-    fn push_busybox(&self, repo_tag: &str, creds: Option<&str>) {
-        let mut cmd = Command::new("skopeo");
-        cmd.args(["--insecure-policy", "copy", "--quiet"])
-            .arg(format!("oci-archive:{}", busybox_tar().display()))
-            .arg(format!("docker://{}/{repo_tag}", self.addr))
-            .arg("--dest-tls-verify=false");
-        if let Some(c) = creds {
-            cmd.arg(format!("--dest-creds={c}"));
-        }
-        let out = run_with_timeout(cmd, None, PULL_TIMEOUT);
-        assert!(out.success(), "skopeo copy failed: {out}\n{}", self.log());
-    }
+/// Pushes the e2e busybox image to `registry` as `repo_tag` with skopeo.
+fn push_busybox(registry: &Registry, repo_tag: &str, creds: Option<&str>) {
+    registry.push_oci_archive_as(&busybox_tar(), repo_tag, creds);
 }
 
 /// `vmrun` with `DOCKER_CONFIG` pointing at `config_dir`.
@@ -123,11 +26,11 @@ fn pull_renders_progress_and_the_image_runs() {
         return;
     }
     let d = Daemon::start_empty();
-    let Some(registry) = Registry::start(&d.dir().join("registry"), None) else {
+    let Some(registry) = Registry::start(&d.dir().join("registry")) else {
         return;
     };
-    registry.push_busybox("test/busybox:1", None);
-    registry.push_busybox("test/busybox:2", None);
+    push_busybox(&registry, "test/busybox:1", None);
+    push_busybox(&registry, "test/busybox:2", None);
     let config = d.dir().join("docker-config");
     let image = format!("{}/test/busybox:1", registry.addr);
 
@@ -198,11 +101,12 @@ fn login_checks_credentials_and_pull_uses_them() {
         return;
     }
     let d = Daemon::start_empty();
-    let Some(registry) = Registry::start(&d.dir().join("registry"), Some(("alice", "s3cret")))
+    let Some(registry) =
+        Registry::start_with_auth(&d.dir().join("registry"), Some(("alice", "s3cret")))
     else {
         return;
     };
-    registry.push_busybox("test/busybox:1", Some("alice:s3cret"));
+    push_busybox(&registry, "test/busybox:1", Some("alice:s3cret"));
     let config_dir = d.dir().join("docker-config");
     let config_file = config_dir.join("config.json");
     let image = format!("{}/test/busybox:1", registry.addr);

@@ -25,6 +25,17 @@ pub async fn request(
     path_and_query: &str,
     body: Option<Vec<u8>>,
 ) -> Result<Response<Incoming>, ApiError> {
+    request_with_headers(socket, method, path_and_query, body, &[]).await
+}
+
+/// [`request`] with extra headers (e.g. `X-Registry-Auth`).
+pub async fn request_with_headers(
+    socket: &Path,
+    method: hyper::Method,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, String)],
+) -> Result<Response<Incoming>, ApiError> {
     let stream = UnixStream::connect(socket).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -42,6 +53,9 @@ pub async fn request(
         );
     if body.is_some() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
     }
     let req = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let response = sender.send_request(req).await?;

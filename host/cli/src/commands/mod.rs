@@ -1,6 +1,8 @@
 //! One module per command group; [`dispatch`] routes a parsed command line.
 
+pub mod disk_usage;
 pub mod exec;
+pub mod image;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;
@@ -9,6 +11,7 @@ pub mod logs;
 pub mod network;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod run;
 pub mod save;
 pub mod stats;
@@ -22,11 +25,12 @@ use crate::error::{daemon_message, CliError, CliResult};
 
 /// Runs a parsed command line and returns the exit status.
 pub async fn dispatch(cli: Cli) -> CliResult<i32> {
-    let autostart = cli.command.starts_daemon();
+    let command = cli.command.short_form();
+    let autostart = command.starts_daemon();
     let host = cli.host;
     let debug = cli.debug;
     let connect = || api::connect(&host, autostart);
-    match cli.command {
+    match command {
         Command::Run(args) => {
             // Parse everything locally before any API call, like docker.
             let request = run::prepare(&args)?;
@@ -68,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Tag(args) => images::tag(&connect().await?, &args).await,
         Command::Load(args) => images::load(&connect().await?, &args).await,
         Command::Pull(args) => pull::pull(&connect().await?, &args).await,
+        Command::Push(args) => push::push(&connect().await?, &args).await,
         Command::Login(args) => login::login(&connect().await?, &args).await,
         Command::Logout(args) => login::logout(&args),
         Command::Save(args) => {
@@ -78,6 +83,15 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
         Command::Version => system::version(&host).await,
         Command::Info => system::info(&connect().await?, debug).await,
+        Command::Image(image::ImageCommand::Prune(args)) => {
+            image::prune(&connect().await?, &args).await
+        }
+        Command::Image(_) => Err(CliError::new(1, "image command not dispatched")),
+        Command::System(disk_usage::SystemCommand::Df(args)) => {
+            let format = disk_usage::prepare(&args)?;
+            disk_usage::df(&connect().await?, &format).await
+        }
+        Command::System(_) => Err(CliError::new(1, "system command not dispatched")),
         Command::Daemon { .. } => Err(CliError::new(1, "`daemon` is handled before dispatch")),
     }
 }

@@ -163,8 +163,8 @@ pub async fn pull_image(
     Ok(())
 }
 
-/// Turns progress messages into lines.
-struct Renderer {
+/// Turns progress messages into lines (shared with `vmrun push`).
+pub(crate) struct Renderer {
     output: Output,
     /// On a terminal: the live lines.
     multi: Option<MultiProgress>,
@@ -173,7 +173,7 @@ struct Renderer {
 }
 
 impl Renderer {
-    fn new(output: Output) -> Self {
+    pub(crate) fn new(output: Output) -> Self {
         let multi = match output {
             Output::Stdout if std::io::stdout().is_terminal() => {
                 Some(MultiProgress::with_draw_target(ProgressDrawTarget::stdout()))
@@ -201,6 +201,12 @@ impl Renderer {
             .as_ref()
             .and_then(|p| Some((p.current?, p.total?)))
             .filter(|(_, total)| *total > 0);
+        self.show_event(id, status, bytes);
+    }
+
+    /// Shows one message: `status` of layer `id` (or of the whole image), with
+    /// `(current, total)` bytes while they move.
+    pub(crate) fn show_event(&mut self, id: Option<&str>, status: &str, bytes: Option<(i64, i64)>) {
         match &self.multi {
             Some(multi) => {
                 let multi = multi.clone();
@@ -269,7 +275,7 @@ impl Renderer {
     }
 
     /// Leaves every line drawn in its final state.
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         for bar in self.layers.values() {
             bar.disable_steady_tick();
             bar.abandon();

@@ -1,17 +1,20 @@
-//! `vmrun save`: writes images as a docker-archive tar, from `GET /images/get`.
+//! `vmrun save`: writes images as a docker-archive tar (`--format docker`, the
+//! default, as `docker save`) or as an OCI image layout tar (`--format oci`),
+//! from `GET /images/get?names=A&names=B[&format=oci]`. The OCI format is a
+//! vmrun query extension bollard cannot send, so both formats go through the
+//! raw request helper and stream the body to `-o FILE` or stdout.
 //!
-//! Only the docker-archive format goes through the API client for now; the
-//! daemon also serves an OCI layout with the vmrun query extension
-//! `GET /images/get?names=…&format=oci`, which bollard cannot send, so
-//! `--format oci` is refused here with a message saying so.
+//! With `-o`, the archive is written to a temporary file in the same directory
+//! and renamed at the end, so a failed save leaves no partial file.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use super::fail;
-use crate::api::Api;
+use crate::api::{raw, Api};
 use crate::error::{go_io_error, CliError, CliResult};
 
 /// Arguments of `save`.
@@ -30,22 +33,7 @@ pub struct SaveArgs {
 
 /// Checks the arguments before any API call.
 pub fn prepare(args: &SaveArgs) -> CliResult<()> {
-    match args.format.as_str() {
-        "docker" | "docker-archive" => {}
-        "oci" => {
-            return Err(CliError::new(
-                1,
-                "--format oci is not available through the CLI yet; the daemon serves it at \
-                 GET /images/get?names=IMAGE&format=oci",
-            ))
-        }
-        other => {
-            return Err(CliError::new(
-                1,
-                format!("unknown format {other:?}: use docker or oci"),
-            ))
-        }
-    }
+    query_format(&args.format)?;
     if args.output.is_none() && std::io::stdout().is_terminal() {
         return Err(CliError::new(
             1,
@@ -55,12 +43,45 @@ pub fn prepare(args: &SaveArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// The `format` query value for `--format` (none for the default docker-archive).
+fn query_format(format: &str) -> CliResult<Option<&'static str>> {
+    match format {
+        "docker" | "docker-archive" => Ok(None),
+        "oci" | "oci-archive" => Ok(Some("oci")),
+        other => Err(CliError::new(
+            1,
+            format!("unknown format {other:?}: use docker or oci"),
+        )),
+    }
+}
+
+/// `/images/get?names=A&names=B[&format=oci]`.
+fn save_path(images: &[String], format: Option<&str>) -> String {
+    let mut query: Vec<String> = images
+        .iter()
+        .map(|name| format!("names={}", raw::encode(name)))
+        .collect();
+    if let Some(f) = format {
+        query.push(format!("format={f}"));
+    }
+    format!("/images/get?{}", query.join("&"))
+}
+
 /// `vmrun save`: streams the archive to `-o FILE` (through a temporary file
 /// in the same directory, renamed at the end, so a failed save leaves no
 /// partial file) or to stdout.
 pub async fn save(api: &Api, args: &SaveArgs) -> CliResult<i32> {
-    let names: Vec<&str> = args.images.iter().map(String::as_str).collect();
-    let mut stream = api.docker.export_images(&names);
+    let path = format!(
+        "{}{}",
+        api.version_prefix(),
+        save_path(&args.images, query_format(&args.format)?)
+    );
+    // Unknown images are refused (404) before the body starts, so nothing is
+    // created for them.
+    let response = raw::request(&api.socket, hyper::Method::GET, &path, None)
+        .await
+        .map_err(fail)?;
+    let mut body = response.into_body();
     match &args.output {
         Some(path) => {
             let dest = PathBuf::from(path);
@@ -74,13 +95,10 @@ pub async fn save(api: &Api, args: &SaveArgs) -> CliResult<i32> {
                 file_name.unwrap_or_default(),
                 std::process::id()
             ));
-            let result = write_file(&tmp_path, path, &mut stream)
-                .await
-                .and_then(|()| {
-                    std::fs::rename(&tmp_path, &dest).map_err(|e| {
-                        CliError::new(1, format!("rename to {path}: {}", go_io_error(&e)))
-                    })
-                });
+            let result = write_file(&tmp_path, path, &mut body).await.and_then(|()| {
+                std::fs::rename(&tmp_path, &dest)
+                    .map_err(|e| CliError::new(1, format!("rename to {path}: {}", go_io_error(&e))))
+            });
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp_path);
             }
@@ -88,11 +106,7 @@ pub async fn save(api: &Api, args: &SaveArgs) -> CliResult<i32> {
         }
         None => {
             let mut out = std::io::stdout().lock();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(fail)?;
-                out.write_all(&chunk)
-                    .map_err(|e| CliError::new(1, format!("write stdout: {}", go_io_error(&e))))?;
-            }
+            copy_body(&mut body, &mut out, "stdout").await?;
             out.flush()
                 .map_err(|e| CliError::new(1, format!("write stdout: {}", go_io_error(&e))))?;
         }
@@ -100,18 +114,54 @@ pub async fn save(api: &Api, args: &SaveArgs) -> CliResult<i32> {
     Ok(0)
 }
 
-/// Copies the archive stream into a new file at `tmp_path` (`shown` in errors) and syncs it.
-async fn write_file<S>(tmp_path: &Path, shown: &str, stream: &mut S) -> CliResult<()>
-where
-    S: futures::Stream<Item = Result<bytes::Bytes, bollard::errors::Error>> + Unpin,
-{
+/// Copies the archive body into a new file at `tmp_path` (`shown` in errors) and syncs it.
+async fn write_file(tmp_path: &Path, shown: &str, body: &mut Incoming) -> CliResult<()> {
     let mut file = std::fs::File::create(tmp_path)
         .map_err(|e| CliError::new(1, format!("open {shown}: {}", go_io_error(&e))))?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(fail)?;
-        file.write_all(&chunk)
-            .map_err(|e| CliError::new(1, format!("write {shown}: {}", go_io_error(&e))))?;
-    }
+    copy_body(body, &mut file, shown).await?;
     file.sync_all()
         .map_err(|e| CliError::new(1, format!("sync {shown}: {}", go_io_error(&e))))
+}
+
+/// Writes every data frame of `body` to `out` (`shown` in errors). A body
+/// that ends early (the daemon failed mid-stream) is an error.
+async fn copy_body(body: &mut Incoming, out: &mut impl Write, shown: &str) -> CliResult<()> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            CliError::new(1, format!("error reading the archive from the daemon: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            out.write_all(&data)
+                .map_err(|e| CliError::new(1, format!("write {shown}: {}", go_io_error(&e))))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_map_to_the_query() {
+        assert_eq!(query_format("docker").unwrap(), None);
+        assert_eq!(query_format("docker-archive").unwrap(), None);
+        assert_eq!(query_format("oci").unwrap(), Some("oci"));
+        let err = query_format("tar").unwrap_err();
+        assert_eq!(err.code, 1);
+        assert!(err.message.unwrap().contains("\"tar\""));
+    }
+
+    #[test]
+    fn names_are_repeated_and_encoded() {
+        let images = vec!["busybox:latest".to_owned(), "r:5000/a b".to_owned()];
+        assert_eq!(
+            save_path(&images, Some("oci")),
+            "/images/get?names=busybox:latest&names=r:5000%2Fa%20b&format=oci"
+        );
+        assert_eq!(
+            save_path(&images[..1], None),
+            "/images/get?names=busybox:latest"
+        );
+    }
 }

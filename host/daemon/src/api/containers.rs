@@ -10,7 +10,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, ContainerTopResponse};
 
-use super::{convert, json, json_body, query_bool, streams, AppState};
+use super::{convert, json, json_body, parse_filters, query_bool, streams, AppState};
 use crate::engine::{CreateRequest, WaitCondition};
 use crate::error::{ApiError, ApiResult};
 use crate::state::Status;
@@ -55,31 +55,6 @@ async fn create(State(engine): State<AppState>, Query(q): Q, body: Bytes) -> Api
         .await?;
     let resp = ContainerCreateResponse { id, warnings };
     Ok((StatusCode::CREATED, axum::Json(resp)).into_response())
-}
-
-/// Docker's `filters` query: `{"status":["running"],"name":["web"]}` (or the older
-/// `{"status":{"running":true}}` form).
-fn parse_filters(q: &HashMap<String, String>) -> ApiResult<HashMap<String, Vec<String>>> {
-    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
-        return Ok(HashMap::new());
-    };
-    let v: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let mut out = HashMap::new();
-    if let Some(obj) = v.as_object() {
-        for (k, val) in obj {
-            let vals: Vec<String> = match val {
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect(),
-                serde_json::Value::Object(o) => o.keys().cloned().collect(),
-                _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
-            };
-            out.insert(k.clone(), vals);
-        }
-    }
-    Ok(out)
 }
 
 async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {

@@ -21,7 +21,7 @@ fn created_unix(img: &Image) -> i64 {
         .unwrap_or(0)
 }
 
-fn summary(img: &Image, containers: i64) -> ImageSummary {
+pub(super) fn summary(img: &Image, containers: i64) -> ImageSummary {
     let labels = img
         .config
         .config()
@@ -43,7 +43,7 @@ fn summary(img: &Image, containers: i64) -> ImageSummary {
     }
 }
 
-fn containers_using(engine: &crate::engine::Engine, image_id: &str) -> Vec<String> {
+pub(super) fn containers_using(engine: &crate::engine::Engine, image_id: &str) -> Vec<String> {
     engine
         .store
         .list()
@@ -132,6 +132,7 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
     let result = match path.strip_prefix("/images/") {
         Some("create") if method == Method::POST => create(&engine, &q, req.headers()).await,
         Some("get") if method == Method::GET => save(&engine, save_names(req.uri()), &q),
+        Some("prune") if method == Method::POST => prune(&engine, &q).await,
         Some(rest) => match (method, rest) {
             (Method::GET, r) if r.ends_with("/json") => inspect(&engine, &r[..r.len() - 5]),
             (Method::GET, r) if r.ends_with("/get") => {
@@ -168,7 +169,6 @@ async fn create(
     q: &HashMap<String, String>,
     headers: &axum::http::HeaderMap,
 ) -> ApiResult<Response> {
-    use vmrun_images::registry::auth::credentials_from_registry_auth_header;
     use vmrun_images::{PullOptions, Reference};
 
     let from = q
@@ -188,27 +188,12 @@ async fn create(
         Some(p) => Some(p.parse::<vmrun_images::Platform>()?),
         None => None,
     };
-    let auth_config_path = std::env::var_os("VMRUN_DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".docker/config.json"))
-        });
+    let (auth_config_path, credentials) = registry_auth(headers);
     let opts = PullOptions {
         platform,
         auth_config_path,
-        credentials: headers
-            .get("X-Registry-Auth")
-            .and_then(|v| v.to_str().ok())
-            .and_then(credentials_from_registry_auth_header),
-        insecure_registries: std::env::var("VMRUN_INSECURE_REGISTRIES")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        credentials,
+        hosts: engine.config.registry_hosts.clone(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PullMsg>(256);
     let images = engine.images.clone();
@@ -263,8 +248,40 @@ async fn create(
         }
     };
     let first_chunk = format!("{head}{}", render(first));
+    Ok(progress_stream(first_chunk, rx, render))
+}
+
+/// Where a pull or push finds credentials: the `X-Registry-Auth` header's, else
+/// the file `$VMRUN_DOCKER_CONFIG` or `$HOME/.docker/config.json`.
+pub(super) fn registry_auth(
+    headers: &axum::http::HeaderMap,
+) -> (
+    Option<std::path::PathBuf>,
+    Option<vmrun_images::registry::Credentials>,
+) {
+    use vmrun_images::registry::auth::credentials_from_registry_auth_header;
+    let auth_config_path = std::env::var_os("VMRUN_DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".docker/config.json"))
+        });
+    let credentials = headers
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .and_then(credentials_from_registry_auth_header);
+    (auth_config_path, credentials)
+}
+
+/// A streamed `application/json` answer of progress lines (pull, push): `head`
+/// first, then `render` of every message from `rx` until its senders are gone.
+pub(super) fn progress_stream<M: Send + 'static>(
+    head: String,
+    rx: tokio::sync::mpsc::Receiver<M>,
+    render: impl Fn(M) -> String + Send + 'static,
+) -> Response {
     let stream = futures::stream::unfold(
-        (Some(first_chunk), rx, render),
+        (Some(head), rx, render),
         |(first, mut rx, render)| async move {
             if let Some(chunk) = first {
                 return Some((
@@ -276,13 +293,13 @@ async fn create(
             Some((Ok(bytes::Bytes::from(render(msg))), (None, rx, render)))
         },
     );
-    Ok(Response::builder()
+    Response::builder()
         .header("Content-Type", "application/json")
         .body(Body::from_stream(stream))
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
-fn line(value: &serde_json::Value) -> String {
+pub(super) fn line(value: &serde_json::Value) -> String {
     format!("{value}\n")
 }
 
@@ -297,7 +314,7 @@ fn progress_line(p: &vmrun_images::PullProgress) -> String {
 }
 
 /// docker's `[=====>      ]  1.2MB/2.4MB`.
-fn progress_bar(current: u64, total: u64) -> String {
+pub(super) fn progress_bar(current: u64, total: u64) -> String {
     const WIDTH: u64 = 50;
     let filled = (current.min(total) * WIDTH)
         .checked_div(total)
@@ -397,23 +414,16 @@ fn remove(
     name: &str,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let _force = query_bool(q.get("force"));
+    let force = query_bool(q.get("force"));
     let img = engine.images.resolve(name).map_err(|e| match e {
         vmrun_images::ImageError::NotFound(_) => {
             ApiError::not_found(format!("No such image: {name}"))
         }
         other => other.into(),
     })?;
-    let users = containers_using(engine, &img.id);
-    let last_name = img.repo_tags.len() <= 1 || name.starts_with("sha256:");
-    if !users.is_empty() && last_name {
-        return Err(ApiError::conflict(format!(
-            "conflict: unable to remove repository reference \"{name}\" (must remove container first) - container {} is using its referenced image {}",
-            &users[0][..12],
-            img.id.trim_start_matches("sha256:").get(..12).unwrap_or(&img.id)
-        )));
-    }
-    let removed = engine.images.remove(name)?;
+    let removed = engine
+        .images
+        .remove(name, force, &engine.container_uses())?;
     let items: Vec<ImageDeleteResponseItem> = removed
         .into_iter()
         .map(|r| match r {
@@ -431,6 +441,72 @@ fn remove(
         .events
         .emit("image", "delete", &img.id, &[("name", name.to_string())]);
     Ok(json(&items))
+}
+
+/// `POST /images/prune?filters=…`: removes unused images; `dangling=false` (`-a`) takes
+/// every image no container uses, `label`/`label!` narrow the choice.
+async fn prune(engine: &AppState, q: &HashMap<String, String>) -> ApiResult<Response> {
+    let filters = super::parse_filters(q)?;
+    let mut opts = vmrun_images::PruneOptions::default();
+    for (key, values) in filters {
+        match key.as_str() {
+            "dangling" => {
+                opts.all = match values.first().map(String::as_str) {
+                    None | Some("true" | "1") => false,
+                    Some("false" | "0") => true,
+                    Some(other) => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid filter 'dangling={other}'"
+                        )))
+                    }
+                }
+            }
+            "label" => opts.labels = values,
+            "label!" => opts.labels_not = values,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter '{other}' (image prune supports dangling, label, label!)"
+                )))
+            }
+        }
+    }
+    let engine = engine.clone();
+    let (engine, images_before, report) = tokio::task::spawn_blocking(move || {
+        let before: std::collections::HashSet<String> = engine
+            .images
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        let report = engine.images.prune(&opts, &engine.container_uses());
+        (engine, before, report)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("prune task failed: {e}")))?;
+    let report = report?;
+    let mut deleted = Vec::new();
+    for item in &report.deleted {
+        match item {
+            RemovedItem::Untagged(t) => deleted.push(serde_json::json!({ "Untagged": t })),
+            RemovedItem::Deleted(d) => {
+                if images_before.contains(d) {
+                    engine.events.emit("image", "delete", d, &[]);
+                }
+                deleted.push(serde_json::json!({ "Deleted": d }));
+            }
+        }
+    }
+    engine.events.emit(
+        "image",
+        "prune",
+        "",
+        &[("reclaimed", report.space_reclaimed.to_string())],
+    );
+    Ok(json(&serde_json::json!({
+        "ImagesDeleted": if deleted.is_empty() { serde_json::Value::Null } else { deleted.into() },
+        "SpaceReclaimed": report.space_reclaimed,
+    })))
 }
 
 /// The repeated `names` query parameter of `GET /images/get`.

@@ -6,12 +6,15 @@
 
 mod containers;
 mod convert;
+mod distribution;
 mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod push;
 mod streams;
 mod system;
+mod usage;
 mod volumes;
 
 use std::path::Path;
@@ -88,15 +91,16 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(system::events))
-        .route("/system/df", get(system::disk_usage))
+        .route("/system/df", get(usage::disk_usage))
         .route("/auth", post(system::auth))
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
+        .merge(distribution::routes())
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
-        .fallback(images::dispatch)
+        .fallback(push::dispatch) // POST /images/{name}/push, else images::dispatch
         .layer(axum::middleware::map_response(add_server_headers))
         .with_state(engine);
     let app = Router::new().fallback_service(
@@ -138,6 +142,33 @@ pub fn query_bool(v: Option<&String>) -> bool {
 pub fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
     use axum::response::IntoResponse;
     axum::Json(value).into_response()
+}
+
+/// Docker's `filters` query: `{"status":["running"],"name":["web"]}` (or the older
+/// `{"status":{"running":true}}` form).
+pub(crate) fn parse_filters(
+    q: &std::collections::HashMap<String, String>,
+) -> crate::error::ApiResult<std::collections::HashMap<String, Vec<String>>> {
+    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
+        return Ok(std::collections::HashMap::new());
+    };
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    let mut out = std::collections::HashMap::new();
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj {
+            let vals: Vec<String> = match val {
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
+                serde_json::Value::Object(o) => o.keys().cloned().collect(),
+                _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
+            };
+            out.insert(k.clone(), vals);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

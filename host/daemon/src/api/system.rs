@@ -52,6 +52,33 @@ pub async fn version() -> Response {
     }))
 }
 
+/// `RegistryConfig` of `GET /info`, shaped like dockerd's: loopback and the CIDR
+/// entries of `--insecure-registry` in `InsecureRegistryCIDRs`, named insecure
+/// registries and `docker.io` (with its mirrors) in `IndexConfigs`.
+fn registry_config(hosts: &vmrun_images::RegistryHosts) -> serde_json::Value {
+    let mirrors = vmrun_images::registry::mirrors::mirror_urls(&hosts.mirrors);
+    let mut cidrs = vec!["::1/128".to_owned(), "127.0.0.0/8".to_owned()];
+    cidrs.extend(hosts.insecure_cidrs());
+    let mut index = serde_json::Map::new();
+    for name in hosts.insecure_names() {
+        index.insert(
+            name.clone(),
+            j!({ "Name": name, "Mirrors": [], "Secure": false, "Official": false }),
+        );
+    }
+    index.insert(
+        "docker.io".into(),
+        j!({ "Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true }),
+    );
+    j!({
+        "AllowNondistributableArtifactsCIDRs": null,
+        "AllowNondistributableArtifactsHostnames": null,
+        "InsecureRegistryCIDRs": cidrs,
+        "IndexConfigs": index,
+        "Mirrors": mirrors,
+    })
+}
+
 /// `GET /info`.
 pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
     let all = engine.store.list();
@@ -101,6 +128,7 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": registry_config(&engine.config.registry_hosts),
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "MemTotal": mem,
         "DockerRootDir": engine.config.data_root.display().to_string(),
@@ -110,6 +138,7 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "Runtimes": { "vmrun": { "path": "vmrun-shim" } },
         "DefaultRuntime": "vmrun",
+        "VmBackend": engine.vm.info(),
         "Swarm": { "LocalNodeState": "inactive", "ControlAvailable": false, "NodeID": "", "NodeAddr": "" },
         "LiveRestoreEnabled": true,
         "Isolation": "",
@@ -124,30 +153,7 @@ pub async fn events(
     State(engine): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
-        Some(f) => {
-            let v: serde_json::Value = serde_json::from_str(f)
-                .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-            v.as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| {
-                            let vals = match v {
-                                serde_json::Value::Array(a) => a
-                                    .iter()
-                                    .filter_map(|x| x.as_str().map(String::from))
-                                    .collect(),
-                                serde_json::Value::Object(m) => m.keys().cloned().collect(),
-                                _ => Vec::new(),
-                            };
-                            (k.clone(), vals)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-        None => HashMap::new(),
-    };
+    let filters = super::parse_filters(&q)?;
     let until = q.get("until").and_then(|u| u.parse::<f64>().ok());
     let since = q.get("since").and_then(|u| u.parse::<f64>().ok());
     let (past, mut rx) = match since {
@@ -218,19 +224,6 @@ pub async fn events(
         .unwrap_or_default())
 }
 
-/// `GET /system/df`.
-pub async fn disk_usage(State(engine): State<AppState>) -> ApiResult<Response> {
-    let images = engine.images.list()?;
-    let total: u64 = images.iter().map(|i| i.size).sum();
-    Ok(json(&j!({
-        "LayersSize": total,
-        "Images": images.iter().map(|i| j!({"Id": i.id, "RepoTags": i.repo_tags, "Size": i.size, "SharedSize": -1, "Containers": 0})).collect::<Vec<_>>(),
-        "Containers": engine.store.list().iter().map(|c| j!({"Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image, "State": c.state.status.as_str()})).collect::<Vec<_>>(),
-        "Volumes": engine.volumes.list().iter().map(|v| j!({"Name": v.name, "Mountpoint": v.mountpoint})).collect::<Vec<_>>(),
-        "BuildCache": [],
-    })))
-}
-
 /// The body of `POST /auth` (docker's `AuthConfig`).
 #[derive(serde::Deserialize)]
 struct AuthRequest {
@@ -246,7 +239,7 @@ struct AuthRequest {
 /// them). `{"Status":"Login Succeeded"}`, or 401 with the registry's refusal.
 /// `$VMRUN_INSECURE_REGISTRIES` (comma-separated) names registries reached
 /// over plain HTTP besides loopback ones.
-pub async fn auth(body: Bytes) -> ApiResult<Response> {
+pub async fn auth(State(engine): State<AppState>, body: Bytes) -> ApiResult<Response> {
     use vmrun_images::registry::{check_login, Credentials};
     use vmrun_images::ImageError;
 
@@ -255,20 +248,13 @@ pub async fn auth(body: Bytes) -> ApiResult<Response> {
     if request.username.is_empty() || request.password.is_empty() {
         return Err(ApiError::bad_request("username and password are required"));
     }
-    let insecure: Vec<String> = std::env::var("VMRUN_INSECURE_REGISTRIES")
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let hosts = engine.config.registry_hosts.clone();
     let credentials = Credentials {
         username: request.username,
         password: request.password,
     };
     let server = request.serveraddress;
-    let result = tokio::task::spawn_blocking(move || check_login(&server, &credentials, &insecure))
+    let result = tokio::task::spawn_blocking(move || check_login(&server, &credentials, &hosts))
         .await
         .map_err(|e| ApiError::internal(format!("login task failed: {e}")))?;
     match result {

@@ -14,11 +14,6 @@ pub struct CreateRequest {
     pub body: ContainerCreateBody,
 }
 
-fn new_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    hex::encode(bytes)
-}
-
 impl Engine {
     /// Create a container; returns its id and warnings.
     pub async fn create_container(
@@ -112,7 +107,7 @@ impl Engine {
             crate::backend::native::parse_port_key(key).map_err(crate::engine::backend_error)?;
         }
 
-        let id = new_id();
+        let id = super::new_id();
         let mut host_config = host_config;
         fill_defaults(&mut config, &mut host_config, &id, &network_mode);
         let rec = ContainerRecord {
@@ -137,7 +132,14 @@ impl Engine {
         let id = rec.id.clone();
         let image_name = rec.image.clone();
         let cname = rec.name.clone();
-        self.store.insert(rec).map_err(super::store_error)?;
+        // The container holds the image's layers: removing the image (`rmi -f`) keeps them.
+        self.images
+            .hold(&id, &rec.image_id)
+            .map_err(|e| ApiError::not_found(format!("No such image: {image_name}: {e}")))?;
+        if let Err(e) = self.store.insert(rec) {
+            let _ = self.images.release(&id);
+            return Err(super::store_error(e));
+        }
         self.events.emit(
             "container",
             "create",

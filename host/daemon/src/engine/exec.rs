@@ -24,11 +24,6 @@ pub struct ExecRecord {
     process: Option<Arc<dyn ProcessHandle>>,
 }
 
-fn new_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    hex::encode(bytes)
-}
-
 impl Engine {
     /// Create an exec in a running container; returns its id.
     pub fn exec_create(
@@ -47,7 +42,7 @@ impl Engine {
         if spec.cmd.is_empty() {
             return Err(ApiError::bad_request("No exec command specified"));
         }
-        spec.id = new_id();
+        spec.id = super::new_id();
         let id = spec.id.clone();
         self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(
             id.clone(),

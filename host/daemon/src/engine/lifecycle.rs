@@ -341,6 +341,9 @@ impl Engine {
             return Err(backend_error(e));
         }
         self.store.remove(&rec.id);
+        if let Err(e) = self.images.release(&rec.id) {
+            tracing::warn!(container = %rec.id, error = %e, "releasing the image layers failed");
+        }
         self.pending_attach
             .lock()
             .unwrap_or_else(|p| p.into_inner())

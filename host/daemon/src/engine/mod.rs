@@ -51,6 +51,8 @@ pub struct Engine {
     pub volumes: volumes::VolumeStore,
     /// Event stream.
     pub events: EventBus,
+    /// The VM backend for isolated containers, or why there is none.
+    pub vm: crate::vm::VmSupport,
     backend: Arc<dyn ContainerBackend>,
     processes: Mutex<HashMap<String, Arc<dyn ProcessHandle>>>,
     pending_attach: Mutex<HashMap<String, Vec<PendingAttach>>>,
@@ -61,12 +63,16 @@ pub struct Engine {
 impl Engine {
     /// Open every store under the data root and pick up containers that ran before.
     pub async fn open(config: DaemonConfig) -> anyhow::Result<Self> {
+        // First: a VM backend the host cannot run stops the daemon before it touches anything.
+        let vm = crate::vm::VmSupport::detect(config.vm_backend, config.vmm_binary.clone())
+            .context("--vm-backend")?;
         for dir in [&config.data_root, &config.exec_root] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let store = ContainerStore::open(&config.data_root.join("containers"))?;
         let images = ImageStore::open(&config.data_root.join("images"))
             .context("opening the image store")?;
+        hold_container_layers(&store, &images)?;
         let mut net_config = vmrun_network::ManagerConfig::new(
             &config.data_root.join("network"),
             &config.exec_root.join("netns"),
@@ -89,6 +95,7 @@ impl Engine {
             network,
             volumes,
             events: EventBus::new(),
+            vm,
             backend,
             processes: Mutex::new(HashMap::new()),
             pending_attach: Mutex::new(HashMap::new()),
@@ -112,6 +119,19 @@ impl Engine {
         lock.lock_owned().await
     }
 
+    /// Every container as image removal needs to know it.
+    pub fn container_uses(&self) -> Vec<vmrun_images::ContainerUse> {
+        self.store
+            .list()
+            .into_iter()
+            .map(|c| vmrun_images::ContainerUse {
+                running: c.is_running(),
+                id: c.id,
+                image_id: c.image_id,
+            })
+            .collect()
+    }
+
     fn process(&self, id: &str) -> Option<Arc<dyn ProcessHandle>> {
         self.processes
             .lock()
@@ -119,6 +139,22 @@ impl Engine {
             .get(id)
             .cloned()
     }
+}
+
+/// Makes the image store's layer holds match the containers: holds of containers removed
+/// while the daemon was down go, containers from before holds existed get one.
+fn hold_container_layers(store: &ContainerStore, images: &ImageStore) -> anyhow::Result<()> {
+    let containers = store.list();
+    let live: std::collections::HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
+    images
+        .retain_holders(&live)
+        .context("releasing image layers of removed containers")?;
+    for c in &containers {
+        if let Err(e) = images.hold(&c.id, &c.image_id) {
+            tracing::debug!(container = %c.id, error = %e, "no image to hold for the container");
+        }
+    }
+    Ok(())
 }
 
 /// Map a store error to the API.
@@ -140,4 +176,10 @@ pub fn backend_error(e: crate::backend::BackendError) -> ApiError {
         B::Gone(m) => ApiError::conflict(m),
         B::Failed(m) => ApiError::internal(m),
     }
+}
+
+/// A new 64-hex-digit id (containers, execs), as dockerd makes them.
+fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
 }

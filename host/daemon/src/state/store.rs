@@ -86,7 +86,7 @@ impl ContainerStore {
     /// Every container.
     pub fn list(&self) -> Vec<ContainerRecord> {
         let mut all: Vec<_> = self.lock().values().cloned().collect();
-        all.sort_by(|a, b| b.created.cmp(&a.created));
+        all.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         all
     }
 

@@ -67,6 +67,21 @@ struct AuthEntry {
     password: Option<String>,
 }
 
+/// The credentials a registry operation uses: `given` ones (the Engine API's
+/// `X-Registry-Auth`) win; else those `config` (a docker-style `config.json`)
+/// holds for `registry`; else none.
+pub(crate) fn choose_credentials(
+    given: Option<&Credentials>,
+    config: Option<&Path>,
+    registry: &str,
+) -> Result<Option<Credentials>, ImageError> {
+    match (given, config) {
+        (Some(c), _) => Ok(Some(c.clone())),
+        (None, Some(path)) => credentials_from_config(path, registry),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The credentials `config.json` at `path` holds for `registry` (the
 /// reference's domain, e.g. `docker.io` or `127.0.0.1:5000`). A missing file
 /// means no credentials; a malformed one is an error.

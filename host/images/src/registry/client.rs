@@ -1,52 +1,56 @@
 //! A blocking client for one repository on one registry (OCI distribution
 //! spec): manifests and blobs, with anonymous, basic and bearer-token auth.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
-use sha2::{Digest as _, Sha256};
 
 use super::auth::{parse_challenge, Challenge, Credentials, TokenResponse};
+use super::hosts::{is_loopback, RegistryHosts};
 use super::manifest::MANIFEST_ACCEPT;
-use crate::digest::Digest;
-use crate::error::{ImageError, IoContext};
+use super::mirrors::MirrorEndpoint;
+use super::tls::{self, error_chain};
+use crate::error::ImageError;
 use crate::reference::{Reference, DEFAULT_DOMAIN};
 
 /// Where Docker Hub's registry API lives.
 const DOCKER_HUB_REGISTRY: &str = "registry-1.docker.io";
 /// Largest manifest or config accepted.
 pub(crate) const MAX_METADATA_BYTES: u64 = 8 * 1024 * 1024;
-/// Progress is reported at least every this many bytes.
-const PROGRESS_STEP: u64 = 256 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the HTTPS probe of a loopback or insecure registry may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A client for `reference`'s repository.
 pub(crate) struct RegistryClient {
-    http: Client,
+    pub(super) http: Client,
     /// The registry as users name it (`docker.io`, `127.0.0.1:5000`), for messages.
-    registry: String,
+    pub(super) registry: String,
     /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
     base: String,
-    repository: String,
+    pub(super) repository: String,
     credentials: Option<Credentials>,
     /// The `Authorization` header that last worked (or is to be tried).
     authorization: Mutex<Option<String>>,
+    /// `host[:port]` connected to (the registry, or the mirror), for TLS messages.
+    connect_host: String,
+    /// Where TLS material is looked up, for TLS messages.
+    certs_dirs: Vec<PathBuf>,
 }
 
 impl RegistryClient {
-    /// A client for the repository of `reference`. Plain HTTP is used for
-    /// `localhost`, `127.0.0.0/8`, `::1` and registries listed in `insecure`.
+    /// A client for the repository of `reference` on its own registry (Docker Hub for
+    /// `docker.io`), reached as [`RegistryHosts`] says: HTTPS verified against the
+    /// system roots and `certs.d`; for loopback and insecure registries HTTPS first
+    /// (probed with `GET /v2/`) and plain HTTP when that fails.
     pub(crate) fn new(
         reference: &Reference,
         credentials: Option<Credentials>,
-        insecure: &[String],
+        hosts: &RegistryHosts,
     ) -> Result<Self, ImageError> {
         let domain = reference.domain();
         let host = if domain == DEFAULT_DOMAIN {
@@ -54,31 +58,104 @@ impl RegistryClient {
         } else {
             domain
         };
-        let scheme = if is_loopback(host) || insecure.iter().any(|i| i == domain || i == host) {
-            "http"
-        } else {
-            "https"
-        };
-        let http = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(None)
-            .user_agent(concat!("vmrun/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ImageError::Registry {
-                registry: domain.to_owned(),
-                message: format!("creating the HTTP client: {}", error_chain(&e)),
-            })?;
-        Ok(RegistryClient {
+        let insecure = hosts.is_insecure(domain) || hosts.is_insecure(host);
+        Self::connect(domain, host, None, insecure, reference, credentials, hosts)
+    }
+
+    /// A client for `reference`'s repository on `mirror` (anonymous until challenged:
+    /// Docker Hub credentials are not sent to mirrors).
+    pub(super) fn mirror(
+        mirror: &MirrorEndpoint,
+        reference: &Reference,
+        hosts: &RegistryHosts,
+    ) -> Result<Self, ImageError> {
+        let insecure = hosts.is_insecure(&mirror.host);
+        Self::connect(
+            &mirror.host,
+            &mirror.host,
+            mirror.scheme,
+            insecure,
+            reference,
+            None,
+            hosts,
+        )
+    }
+
+    /// A client for `reference`'s repository at `host`; `scheme` when fixed, else
+    /// chosen as the module docs of [`super::hosts`] say.
+    fn connect(
+        registry: &str,
+        host: &str,
+        scheme: Option<&str>,
+        insecure: bool,
+        reference: &Reference,
+        credentials: Option<Credentials>,
+        hosts: &RegistryHosts,
+    ) -> Result<Self, ImageError> {
+        let material = tls::load(&hosts.certs_dirs, host, registry)?;
+        let http = tls::http_client(material, insecure, registry)?;
+        let mut client = RegistryClient {
             http,
-            registry: domain.to_owned(),
-            base: format!("{scheme}://{host}"),
+            registry: registry.to_owned(),
+            base: format!("https://{host}"),
             repository: reference.path().to_owned(),
             credentials,
             authorization: Mutex::new(None),
-        })
+            connect_host: host.to_owned(),
+            certs_dirs: hosts.certs_dirs.clone(),
+        };
+        let plain_allowed = insecure || is_loopback(host);
+        match scheme {
+            Some(s) => client.base = format!("{s}://{host}"),
+            None if plain_allowed && !client.speaks_https(insecure) => {
+                client.base = format!("http://{host}");
+            }
+            None => {}
+        }
+        tracing::debug!(registry, base = %client.base, "registry endpoint");
+        Ok(client)
     }
 
-    fn err(&self, message: impl Into<String>) -> ImageError {
+    /// Whether the registry answers `GET /v2/` over HTTPS. An untrusted certificate
+    /// counts as HTTPS (the request that follows explains it) unless `any_failure`.
+    fn speaks_https(&self, any_failure: bool) -> bool {
+        let url = format!("{}/v2/", self.base);
+        match self.http.get(&url).timeout(PROBE_TIMEOUT).send() {
+            Ok(_) => true,
+            Err(e) => {
+                let chain = error_chain(&e);
+                tracing::debug!(registry = %self.registry, "HTTPS probe failed: {chain}");
+                !any_failure
+                    && matches!(
+                        tls::classify(&chain),
+                        Some(tls::TlsFailure::Untrusted | tls::TlsFailure::ClientCertificate)
+                    )
+            }
+        }
+    }
+
+    /// `HEAD` of the manifest `tag_or_digest`: Ok when the registry has it.
+    pub(super) fn check_manifest(&self, tag_or_digest: &str) -> Result<(), ImageError> {
+        let url = self.url("manifests", tag_or_digest);
+        let response = self.send(&|| self.http.head(&url).header(ACCEPT, MANIFEST_ACCEPT))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(self.err(format!("manifest {tag_or_digest}: {status}")))
+        }
+    }
+
+    /// A failed request as an error: TLS certificate problems explained, else the chain.
+    fn transport_error(&self, what: &str, e: &reqwest::Error) -> ImageError {
+        let chain = error_chain(e);
+        match tls::explain(&chain, &self.connect_host, &self.certs_dirs) {
+            Some(message) => self.err(message),
+            None => self.err(format!("{what}: {chain}")),
+        }
+    }
+
+    pub(super) fn err(&self, message: impl Into<String>) -> ImageError {
         ImageError::Registry {
             registry: self.registry.clone(),
             message: message.into(),
@@ -93,7 +170,7 @@ impl RegistryClient {
     }
 
     /// Sends a request, answering one authentication challenge if the registry asks.
-    fn send(&self, build: &dyn Fn() -> RequestBuilder) -> Result<Response, ImageError> {
+    pub(super) fn send(&self, build: &dyn Fn() -> RequestBuilder) -> Result<Response, ImageError> {
         let attempt = |auth: Option<&str>| {
             let mut request = build();
             if let Some(a) = auth {
@@ -101,7 +178,7 @@ impl RegistryClient {
             }
             request
                 .send()
-                .map_err(|e| self.err(format!("request failed: {}", error_chain(&e))))
+                .map_err(|e| self.transport_error("request failed", &e))
         };
         let before = self.current_auth();
         let response = attempt(before.as_deref())?;
@@ -179,7 +256,7 @@ impl RegistryClient {
         }
         let response = request
             .send()
-            .map_err(|e| self.err(format!("token request to {realm}: {}", error_chain(&e))))?;
+            .map_err(|e| self.transport_error(&format!("token request to {realm}"), &e))?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let message = registry_message(response);
@@ -211,7 +288,7 @@ impl RegistryClient {
         Err(self.err(format!("GET /v2/ answered {status}: {message}")))
     }
 
-    fn url(&self, kind: &str, name: &str) -> String {
+    pub(super) fn url(&self, kind: &str, name: &str) -> String {
         format!("{}/v2/{}/{kind}/{name}", self.base, self.repository)
     }
 
@@ -244,196 +321,85 @@ impl RegistryClient {
             .map_err(|e| self.err(format!("reading manifest {what}: {e}")))?;
         Ok((bytes, content_type))
     }
+}
 
-    /// Fetches a small blob (a config) whole, verified against `digest` and `size`.
-    pub(crate) fn small_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, ImageError> {
-        if size > MAX_METADATA_BYTES {
-            return Err(self.err(format!("config blob {digest} of {size} bytes is too large")));
-        }
-        let url = self.url("blobs", &digest.to_string());
-        let response = self.check_blob_status(self.send(&|| self.http.get(&url))?, digest)?;
-        let bytes = read_limited(response, size + 1)
-            .map_err(|e| self.err(format!("reading blob {digest}: {e}")))?;
-        verify_bytes(&format!("blob {digest}"), &bytes, digest, size)?;
-        Ok(bytes)
+/// What the upload protocol ([`super::upload`]) needs of the client.
+impl RegistryClient {
+    /// The HTTP client.
+    pub(super) fn http_client(&self) -> &Client {
+        &self.http
     }
 
-    fn check_blob_status(
+    /// Sends a request, answering one authentication challenge (see `send`).
+    pub(super) fn send_authorized(
         &self,
-        response: Response,
-        digest: &Digest,
+        build: &dyn Fn() -> RequestBuilder,
     ) -> Result<Response, ImageError> {
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            let message = registry_message(response);
-            return Err(self.err(format!("blob {digest} not found: {message}")));
-        }
-        if !status.is_success() && status != StatusCode::RANGE_NOT_SATISFIABLE {
-            let message = registry_message(response);
-            return Err(self.err(format!("fetching blob {digest}: {status}: {message}")));
-        }
-        Ok(response)
+        self.send(build)
     }
 
-    /// Downloads a layer blob into `file`, resuming from what `file` already
-    /// holds (a `Range` request) and verifying size and digest at the end.
-    /// On a mismatch the file is emptied, so the next attempt starts over.
-    pub(crate) fn download_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        file: &mut File,
-        cancel: &AtomicBool,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<(), ImageError> {
-        let what = format!("blob {digest}");
-        let mut hasher = Sha256::new();
-        let mut have = file.metadata().ctx(|| format!("inspecting {what}"))?.len();
-        if have > size {
-            file.set_len(0).ctx(|| format!("truncating {what}"))?;
-            have = 0;
+    /// An [`ImageError::Registry`] naming this registry.
+    pub(super) fn registry_error(&self, message: impl Into<String>) -> ImageError {
+        self.err(message)
+    }
+
+    /// The registry as users name it (`127.0.0.1:5000`, `docker.io`).
+    pub(super) fn registry_name(&self) -> &str {
+        &self.registry
+    }
+
+    /// The repository path (`library/busybox`).
+    pub(super) fn repository_path(&self) -> &str {
+        &self.repository
+    }
+
+    /// `http://127.0.0.1:5000`.
+    pub(super) fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Authenticates up front for `scope` (`repository:a:pull,push repository:b:pull`):
+    /// a bearer challenge on `GET /v2/` is answered with a token for exactly that
+    /// scope (the registry's own challenges name only the scope of one request);
+    /// a basic challenge with the credentials. A registry that asks nothing is fine.
+    pub(crate) fn authorize_scope(&self, scope: &str) -> Result<(), ImageError> {
+        let url = format!("{}/v2/", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| self.transport_error("request failed", &e))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(());
         }
-        if have > 0 {
-            file.seek(SeekFrom::Start(0))
-                .ctx(|| format!("rewinding {what}"))?;
-            let copied = std::io::copy(&mut file.take(have), &mut HashSink(&mut hasher))
-                .ctx(|| format!("reading the partial {what}"))?;
-            have = copied;
-        }
-        if have < size {
-            let url = self.url("blobs", &digest.to_string());
-            let range = format!("bytes={have}-");
-            let response = self.check_blob_status(
-                self.send(&|| {
-                    let r = self.http.get(&url);
-                    if have > 0 {
-                        r.header(RANGE, &range)
-                    } else {
-                        r
-                    }
-                })?,
-                digest,
-            )?;
-            let mut response = match response.status() {
-                StatusCode::PARTIAL_CONTENT if have > 0 => {
-                    tracing::info!(%digest, offset = have, "resuming a blob download");
-                    response
-                }
-                StatusCode::OK | StatusCode::RANGE_NOT_SATISFIABLE => {
-                    // The registry ignored the range (or refused it): start over.
-                    drop(response);
-                    file.set_len(0).ctx(|| format!("truncating {what}"))?;
-                    hasher = Sha256::new();
-                    have = 0;
-                    let response = self.send(&|| self.http.get(&url))?;
-                    self.check_blob_status(response, digest)?
-                }
-                status => return Err(self.err(format!("fetching {what}: unexpected {status}"))),
-            };
-            file.seek(SeekFrom::Start(have))
-                .ctx(|| format!("seeking in {what}"))?;
-            progress(have);
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut reported = have;
-            loop {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(self.err(format!("download of {what} cancelled")));
-                }
-                let n = response
-                    .read(&mut buf)
-                    .map_err(|e| self.err(format!("reading {what}: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                have += n as u64;
-                if have > size {
-                    file.set_len(0).ctx(|| format!("truncating {what}"))?;
-                    return Err(ImageError::SizeMismatch {
-                        what,
-                        expected: size,
-                        actual: have,
-                    });
-                }
-                file.write_all(&buf[..n])
-                    .ctx(|| format!("writing {what}"))?;
-                hasher.update(&buf[..n]);
-                if have - reported >= PROGRESS_STEP || have == size {
-                    progress(have);
-                    reported = have;
-                }
-            }
-        }
-        file.sync_all().ctx(|| format!("syncing {what}"))?;
-        if have != size {
-            // A short read: keep what we have for a resume.
-            return Err(ImageError::SizeMismatch {
-                what,
-                expected: size,
-                actual: have,
-            });
-        }
-        let actual = Digest::from_hex(&hex::encode(hasher.finalize()))?;
-        if actual != *digest {
-            file.set_len(0).ctx(|| format!("truncating {what}"))?;
-            return Err(ImageError::DigestMismatch {
-                what: format!("{what} from {}/{}", self.registry, self.repository),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        let challenges: Vec<Challenge> = response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .filter_map(parse_challenge)
+            .collect();
+        let message = registry_message(response);
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer { realm, service, .. } => Some((realm, service)),
+            _ => None,
+        });
+        let auth = match bearer {
+            Some((realm, service)) => self.fetch_token(realm, service.as_deref(), Some(scope))?,
+            None => self.answer(&challenges, &message)?,
+        };
+        *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(auth);
         Ok(())
     }
 }
 
-struct HashSink<'a>(&'a mut Sha256);
-
-impl Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Checks downloaded bytes against the digest and size that name them.
-pub(crate) fn verify_bytes(
-    what: &str,
-    bytes: &[u8],
-    digest: &Digest,
-    size: u64,
-) -> Result<(), ImageError> {
-    if bytes.len() as u64 != size {
-        return Err(ImageError::SizeMismatch {
-            what: what.to_owned(),
-            expected: size,
-            actual: bytes.len() as u64,
-        });
-    }
-    let actual = Digest::of_bytes(bytes);
-    if actual != *digest {
-        return Err(ImageError::DigestMismatch {
-            what: what.to_owned(),
-            expected: digest.to_string(),
-            actual: actual.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// Whether `host` (with optional port) is `localhost` or a loopback address.
-fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// The registry's error message of a failed answer (for [`super::upload`]).
+pub(super) fn response_message(response: Response) -> String {
+    registry_message(response)
 }
 
 /// Reads at most `limit` bytes of a body; more is an error.
-fn read_limited(response: Response, limit: u64) -> Result<Vec<u8>, String> {
+pub(super) fn read_limited(response: Response, limit: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     response
         .take(limit + 1)
@@ -446,7 +412,7 @@ fn read_limited(response: Response, limit: u64) -> Result<Vec<u8>, String> {
 }
 
 /// The registry's error message (`{"errors":[{"code":…,"message":…}]}`), or the status.
-fn registry_message(response: Response) -> String {
+pub(super) fn registry_message(response: Response) -> String {
     let status = response.status();
     let body = read_limited(response, 64 * 1024).unwrap_or_default();
     let parsed: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(&body)
@@ -468,43 +434,29 @@ fn registry_message(response: Response) -> String {
     }
 }
 
-/// An error with its sources, `a: b: c`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.1.2.3"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry-1.docker.io"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-    }
-
-    #[test]
     fn docker_hub_maps_to_its_registry_host() {
         let r = Reference::parse("busybox").unwrap();
-        let c = RegistryClient::new(&r, None, &[]).unwrap();
+        let c = RegistryClient::new(&r, None, &RegistryHosts::default()).unwrap();
         assert_eq!(c.base, "https://registry-1.docker.io");
         assert_eq!(
             c.url("manifests", "latest"),
             "https://registry-1.docker.io/v2/library/busybox/manifests/latest"
         );
         let r = Reference::parse("myreg.example:5000/a/b:1").unwrap();
-        let c = RegistryClient::new(&r, None, &["myreg.example:5000".into()]).unwrap();
+        let c = RegistryClient::new(
+            &r,
+            None,
+            &RegistryHosts {
+                insecure: vec!["myreg.example:5000".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(c.base, "http://myreg.example:5000");
     }
 }

@@ -3,6 +3,7 @@
 
 use super::auth::Credentials;
 use super::client::RegistryClient;
+use super::hosts::RegistryHosts;
 use crate::error::ImageError;
 use crate::reference::{Reference, DEFAULT_DOMAIN};
 
@@ -33,20 +34,20 @@ pub fn login_server_domain(server: &str) -> String {
 
 /// Checks `credentials` against the registry at `server` (any form
 /// [`login_server_domain`] accepts). Loopback registries and those listed in
-/// `insecure` (`host:port`) are reached over plain HTTP.
+/// `hosts.insecure` (`host:port`) are reached over plain HTTP.
 ///
 /// Refused credentials are [`ImageError::Unauthorized`]; an unreachable or
 /// misbehaving registry is [`ImageError::Registry`].
 pub fn check_login(
     server: &str,
     credentials: &Credentials,
-    insecure: &[String],
+    hosts: &RegistryHosts,
 ) -> Result<(), ImageError> {
     let domain = login_server_domain(server);
     // The client works per repository; `GET /v2/` does not use the path, and
     // a bearer challenge without a scope gets a pull scope on this one.
     let reference = Reference::parse(&format!("{domain}/library/login-check"))?;
-    let client = RegistryClient::new(&reference, Some(credentials.clone()), insecure)?;
+    let client = RegistryClient::new(&reference, Some(credentials.clone()), hosts)?;
     client.check_api_base()
 }
 
@@ -81,7 +82,12 @@ mod tests {
             username: "u".into(),
             password: "p".into(),
         };
-        let err = check_login(&format!("127.0.0.1:{port}"), &creds, &[]).unwrap_err();
+        let err = check_login(
+            &format!("127.0.0.1:{port}"),
+            &creds,
+            &RegistryHosts::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, ImageError::Registry { .. }), "{err}");
     }
 }

@@ -4,19 +4,31 @@
 //!   HTTPS (system roots) or plain HTTP for loopback and insecure registries;
 //!   anonymous, basic and bearer-token auth.
 //! * [`auth`]: docker `config.json` credentials, `WWW-Authenticate` parsing.
+//! * [`hosts`]: insecure registries, mirrors, certs dirs; `tls`: `certs.d` material
+//!   and TLS failures explained; [`mirrors`]: Docker Hub mirrors.
 //! * [`manifest`]: manifest media types and the platform choice.
+//! * [`distribution`]: a reference's manifest descriptor and platforms, without pulling.
+//! * `upload`: the push side: blob checks, mounts, (chunked) uploads, manifests.
 //!
 //! [`crate::ImageStore::pull`] drives them.
 
 pub mod auth;
 pub(crate) mod client;
+pub mod distribution;
+pub(crate) mod download;
+pub mod hosts;
 pub mod login;
 pub mod manifest;
+pub mod mirrors;
+pub(crate) mod tls;
+pub(crate) mod upload;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use auth::{Challenge, Credentials};
+pub use distribution::{resolve_descriptor, RemoteDescriptor, RemotePlatform};
+pub use hosts::{InsecureEntry, RegistryHosts, DEFAULT_CERTS_DIRS};
 pub use login::{check_login, login_server_domain};
 pub use manifest::Platform;
 
@@ -29,8 +41,8 @@ pub struct PullOptions {
     pub auth_config_path: Option<PathBuf>,
     /// Credentials given directly (e.g. the Engine API's `X-Registry-Auth`); they win over the file.
     pub credentials: Option<Credentials>,
-    /// Registries (`host:port`) to reach over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
+    /// Insecure registries, mirrors and TLS material.
+    pub hosts: RegistryHosts,
 }
 
 /// What is happening to one layer, in docker's words.

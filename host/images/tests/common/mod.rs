@@ -9,7 +9,9 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
+pub mod pki;
 pub mod registry;
+pub mod token;
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -27,6 +27,16 @@ pub enum Auth {
     },
 }
 
+/// TLS settings of a registry (`http.tls`).
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// Server certificate and key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CAs of required client certificates (`http.tls.clientcas`); empty: none required.
+    pub client_cas: Vec<PathBuf>,
+}
+
 pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
@@ -70,6 +80,24 @@ pub fn have_tools(tools: &[&str]) -> bool {
 impl Registry {
     /// Starts a registry; `None` (reason printed) when the binary is missing.
     pub fn start(auth: Auth) -> Option<Registry> {
+        Self::launch(auth, false)
+    }
+
+    /// Like [`Registry::start`], with the access log (one line per request) in [`Registry::log`].
+    pub fn start_with_access_log(auth: Auth) -> Option<Registry> {
+        Self::launch(auth, true)
+    }
+
+    /// Like [`Registry::start`], serving HTTPS as `tls` says.
+    pub fn start_tls(auth: Auth, tls: Tls) -> Option<Registry> {
+        Self::launch_with(auth, false, Some(tls))
+    }
+
+    fn launch(auth: Auth, access_log: bool) -> Option<Registry> {
+        Self::launch_with(auth, access_log, None)
+    }
+
+    fn launch_with(auth: Auth, access_log: bool, tls: Option<Tls>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
             eprintln!("skipping: {REGISTRY_BIN} is missing (apt-get install docker-registry)");
             return None;
@@ -106,8 +134,26 @@ impl Registry {
                 cert.display()
             ),
         };
+        let tls_yaml = match &tls {
+            None => String::new(),
+            Some(t) => {
+                let mut y = format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    t.cert.display(),
+                    t.key.display()
+                );
+                if !t.client_cas.is_empty() {
+                    y.push_str("    clientcas:\n");
+                    for ca in &t.client_cas {
+                        y.push_str(&format!("      - {}\n", ca.display()));
+                    }
+                }
+                y
+            }
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
+            !access_log,
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
@@ -144,6 +190,18 @@ impl Registry {
 
     /// `skopeo copy oci-archive:ARCHIVE docker://ADDR/REPO` (plain HTTP).
     pub fn skopeo_push(&self, archive: &Path, repo_tag: &str, creds: Option<&str>) {
+        self.skopeo_push_with(archive, repo_tag, creds, None);
+    }
+
+    /// Like [`Registry::skopeo_push`]; `cert_dir` holds a client certificate
+    /// (`client.cert`/`client.key`) for registries that require one.
+    pub fn skopeo_push_with(
+        &self,
+        archive: &Path,
+        repo_tag: &str,
+        creds: Option<&str>,
+        cert_dir: Option<&Path>,
+    ) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["--insecure-policy", "copy", "--quiet"])
             .arg(format!("oci-archive:{}", archive.display()))
@@ -151,6 +209,9 @@ impl Registry {
             .arg("--dest-tls-verify=false");
         if let Some(c) = creds {
             cmd.arg(format!("--dest-creds={c}"));
+        }
+        if let Some(dir) = cert_dir {
+            cmd.arg(format!("--dest-cert-dir={}", dir.display()));
         }
         let out = cmd.output().unwrap();
         assert!(

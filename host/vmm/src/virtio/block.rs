@@ -49,6 +49,92 @@ pub struct RequestHeader {
 // SAFETY: plain old data with no padding (4 + 4 + 8 bytes); every bit pattern is valid.
 unsafe impl ByteValued for RequestHeader {}
 
+/// Size of [`RequestHeader`] on the wire.
+pub const REQUEST_HEADER_SIZE: usize = 16;
+
+/// What a request asks the device to do, decided from its header and buffer sizes alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestPlan {
+    /// Read `len` bytes at byte `offset` of the disk into the driver's buffers.
+    Read {
+        /// Byte offset in the disk.
+        offset: u64,
+        /// Bytes to read.
+        len: usize,
+    },
+    /// Write the driver's `len` bytes at byte `offset` of the disk.
+    Write {
+        /// Byte offset in the disk.
+        offset: u64,
+        /// Bytes to write.
+        len: usize,
+    },
+    /// Flush the disk.
+    Flush,
+    /// Copy the first `len` bytes of the device ID.
+    GetId {
+        /// Bytes of the ID to copy.
+        len: usize,
+    },
+    /// Answer with this status without touching the disk.
+    Fail(u8),
+}
+
+/// Byte offset of `len` bytes at `sector`, if they lie inside a disk of `capacity_sectors`
+/// and within the largest request served.
+fn disk_range(sector: u64, len: usize, capacity_sectors: u64) -> Option<u64> {
+    if len > MAX_REQUEST_BYTES {
+        return None;
+    }
+    let start = sector.checked_mul(SECTOR_SIZE)?;
+    let end = start.checked_add(len as u64)?;
+    (end <= capacity_sectors.checked_mul(SECTOR_SIZE)?).then_some(start)
+}
+
+/// Decides a request from its header bytes (`header`: the [`RequestHeader`] layout, little
+/// endian; anything shorter is an I/O error), the bytes the driver made readable after the
+/// header (`readable`, a write's data) and writable before the status byte (`writable`, a
+/// read's or GET_ID's buffer).
+pub fn plan_request(
+    header: &[u8],
+    readable: usize,
+    writable: usize,
+    capacity_sectors: u64,
+    read_only: bool,
+) -> RequestPlan {
+    let Some(header) = header.get(..REQUEST_HEADER_SIZE) else {
+        return RequestPlan::Fail(VIRTIO_BLK_S_IOERR);
+    };
+    let mut request_type = [0u8; 4];
+    request_type.copy_from_slice(&header[..4]);
+    let mut sector = [0u8; 8];
+    sector.copy_from_slice(&header[8..16]);
+    let sector = u64::from_le_bytes(sector);
+    let range = |len| disk_range(sector, len, capacity_sectors);
+    match u32::from_le_bytes(request_type) {
+        VIRTIO_BLK_T_IN => match range(writable) {
+            Some(offset) => RequestPlan::Read {
+                offset,
+                len: writable,
+            },
+            None => RequestPlan::Fail(VIRTIO_BLK_S_IOERR),
+        },
+        VIRTIO_BLK_T_OUT if read_only => RequestPlan::Fail(VIRTIO_BLK_S_IOERR),
+        VIRTIO_BLK_T_OUT => match range(readable) {
+            Some(offset) => RequestPlan::Write {
+                offset,
+                len: readable,
+            },
+            None => RequestPlan::Fail(VIRTIO_BLK_S_IOERR),
+        },
+        VIRTIO_BLK_T_FLUSH => RequestPlan::Flush,
+        VIRTIO_BLK_T_GET_ID => RequestPlan::GetId {
+            len: writable.min(ID_BYTES),
+        },
+        _ => RequestPlan::Fail(VIRTIO_BLK_S_UNSUPP),
+    }
+}
+
 /// Errors opening the disk.
 #[derive(Debug, thiserror::Error)]
 #[error("block device {path}: {source}")]
@@ -104,13 +190,6 @@ impl Block {
         self.capacity_sectors
     }
 
-    /// Byte range of a request, if it lies inside the disk.
-    fn range(&self, sector: u64, len: usize) -> Option<u64> {
-        let start = sector.checked_mul(SECTOR_SIZE)?;
-        let end = start.checked_add(len as u64)?;
-        (end <= self.capacity_sectors * SECTOR_SIZE).then_some(start)
-    }
-
     /// Serves one request; returns the bytes written to the driver's buffers.
     fn handle(&mut self, mem: &GuestMemoryMmap, chain: DescriptorChain<&GuestMemoryMmap>) -> u32 {
         let Ok(mut reader) = chain.clone().reader(mem) else {
@@ -126,59 +205,44 @@ impl Block {
         let Ok(mut status_writer) = writer.split_at(writable - 1) else {
             return 0;
         };
-        let status = match reader.read_obj::<RequestHeader>() {
-            Err(_) => VIRTIO_BLK_S_IOERR,
-            Ok(hdr) => match hdr.request_type {
-                VIRTIO_BLK_T_IN => {
-                    let len = writer.available_bytes();
-                    match self
-                        .range(hdr.sector, len)
-                        .filter(|_| len <= MAX_REQUEST_BYTES)
-                    {
-                        None => VIRTIO_BLK_S_IOERR,
-                        Some(offset) => {
-                            let mut buf = vec![0u8; len];
-                            match self.file.read_exact_at(&mut buf, offset) {
-                                Ok(()) if writer.write_all(&buf).is_ok() => VIRTIO_BLK_S_OK,
-                                _ => VIRTIO_BLK_S_IOERR,
-                            }
-                        }
-                    }
+        let mut header = [0u8; REQUEST_HEADER_SIZE];
+        let header: &[u8] = match reader.read_exact(&mut header) {
+            Ok(()) => &header,
+            Err(_) => &[],
+        };
+        let plan = plan_request(
+            header,
+            reader.available_bytes(),
+            writer.available_bytes(),
+            self.capacity_sectors,
+            self.read_only,
+        );
+        let status = match plan {
+            RequestPlan::Fail(status) => status,
+            RequestPlan::Read { offset, len } => {
+                let mut buf = vec![0u8; len];
+                match self.file.read_exact_at(&mut buf, offset) {
+                    Ok(()) if writer.write_all(&buf).is_ok() => VIRTIO_BLK_S_OK,
+                    _ => VIRTIO_BLK_S_IOERR,
                 }
-                VIRTIO_BLK_T_OUT => {
-                    let len = reader.available_bytes();
-                    match self
-                        .range(hdr.sector, len)
-                        .filter(|_| len <= MAX_REQUEST_BYTES)
-                    {
-                        _ if self.read_only => VIRTIO_BLK_S_IOERR,
-                        None => VIRTIO_BLK_S_IOERR,
-                        Some(offset) => {
-                            let mut buf = vec![0u8; len];
-                            match reader.read_exact(&mut buf) {
-                                Ok(()) if self.file.write_all_at(&buf, offset).is_ok() => {
-                                    VIRTIO_BLK_S_OK
-                                }
-                                _ => VIRTIO_BLK_S_IOERR,
-                            }
-                        }
-                    }
+            }
+            RequestPlan::Write { offset, len } => {
+                let mut buf = vec![0u8; len];
+                match reader.read_exact(&mut buf) {
+                    Ok(()) if self.file.write_all_at(&buf, offset).is_ok() => VIRTIO_BLK_S_OK,
+                    _ => VIRTIO_BLK_S_IOERR,
                 }
-                VIRTIO_BLK_T_FLUSH => {
-                    if self.read_only || self.file.sync_data().is_ok() {
-                        VIRTIO_BLK_S_OK
-                    } else {
-                        VIRTIO_BLK_S_IOERR
-                    }
+            }
+            RequestPlan::Flush => {
+                if self.read_only || self.file.sync_data().is_ok() {
+                    VIRTIO_BLK_S_OK
+                } else {
+                    VIRTIO_BLK_S_IOERR
                 }
-                VIRTIO_BLK_T_GET_ID => {
-                    let n = writer.available_bytes().min(ID_BYTES);
-                    match writer.write_all(&self.id[..n]) {
-                        Ok(()) => VIRTIO_BLK_S_OK,
-                        Err(_) => VIRTIO_BLK_S_IOERR,
-                    }
-                }
-                _ => VIRTIO_BLK_S_UNSUPP,
+            }
+            RequestPlan::GetId { len } => match writer.write_all(&self.id[..len]) {
+                Ok(()) => VIRTIO_BLK_S_OK,
+                Err(_) => VIRTIO_BLK_S_IOERR,
             },
         };
         if status_writer.write_all(&[status]).is_err() {

@@ -137,3 +137,69 @@ fn out_of_range_and_read_only_fail() {
         .all(|&b| b == 0));
     assert_eq!(q.used_idx(), 3);
 }
+
+fn header(kind: u32, sector: u64) -> Vec<u8> {
+    let mut h = kind.to_le_bytes().to_vec();
+    h.extend_from_slice(&[0; 4]);
+    h.extend_from_slice(&sector.to_le_bytes());
+    h
+}
+
+#[test]
+fn request_plans_come_from_header_and_buffer_sizes() {
+    let io_err = RequestPlan::Fail(VIRTIO_BLK_S_IOERR);
+    // A header cut short is an I/O error, not a panic.
+    assert_eq!(plan_request(&header(0, 0)[..15], 0, 512, 8, false), io_err);
+    assert_eq!(
+        plan_request(&header(VIRTIO_BLK_T_IN, 2), 0, 1024, 8, false),
+        RequestPlan::Read {
+            offset: 1024,
+            len: 1024
+        }
+    );
+    // The last sector exactly fits; one byte more does not; offsets never overflow.
+    assert!(matches!(
+        plan_request(&header(VIRTIO_BLK_T_OUT, 7), 512, 0, 8, false),
+        RequestPlan::Write { offset: 3584, .. }
+    ));
+    assert_eq!(
+        plan_request(&header(VIRTIO_BLK_T_OUT, 7), 513, 0, 8, false),
+        io_err
+    );
+    assert_eq!(
+        plan_request(
+            &header(VIRTIO_BLK_T_IN, u64::MAX / 256),
+            512,
+            512,
+            u64::MAX,
+            false
+        ),
+        io_err
+    );
+    assert_eq!(
+        plan_request(
+            &header(VIRTIO_BLK_T_IN, 0),
+            0,
+            MAX_REQUEST_BYTES + 512,
+            u64::MAX / 512,
+            false
+        ),
+        io_err
+    );
+    assert_eq!(
+        plan_request(&header(VIRTIO_BLK_T_OUT, 0), 512, 0, 8, true),
+        io_err
+    );
+    assert_eq!(
+        plan_request(&header(VIRTIO_BLK_T_GET_ID, 0), 0, 64, 8, true),
+        RequestPlan::GetId { len: ID_BYTES }
+    );
+    assert_eq!(
+        plan_request(&header(VIRTIO_BLK_T_FLUSH, 0), 0, 0, 8, true),
+        RequestPlan::Flush
+    );
+    assert_eq!(
+        plan_request(&header(3, 0), 0, 0, 8, false),
+        RequestPlan::Fail(VIRTIO_BLK_S_UNSUPP)
+    );
+}

@@ -46,6 +46,12 @@ impl VsockDevice {
         &self.muxer
     }
 
+    /// Sets how long host-initiated connection set-up may take (see
+    /// [`Muxer::set_connect_timeout`]).
+    pub fn set_connect_timeout(&mut self, timeout: std::time::Duration) {
+        self.muxer.set_connect_timeout(timeout);
+    }
+
     fn process_tx(&mut self) {
         let Some(active) = self.active.as_mut() else {
             return;

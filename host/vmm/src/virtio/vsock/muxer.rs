@@ -1,16 +1,23 @@
 //! The host side of the vsock device: the hybrid-vsock Unix listener, handshakes, the
 //! connection table, and the queue of packets waiting for the guest. It owns an epoll fd of
 //! its own that the device's event loop watches (Firecracker's `VsockMuxer` shape).
+//!
+//! Connection set-up is bounded in time: a host client that has not sent its whole
+//! `CONNECT <port>\n` line within the connect timeout is closed, and so is one whose guest
+//! port neither accepts nor refuses the REQUEST in that time (the guest then gets an RST).
+//! A one-shot timerfd in the same epoll set wakes the loop at the earliest deadline.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use super::connection::{ConnState, Connection, HostRead};
+use super::deadline::{DeadlineTimer, CONNECT_TIMEOUT};
 use super::handshake::{self, Handshake};
 use super::packet::{op, Packet, VsockHeader, HOST_CID, SHUTDOWN_SEND, TYPE_STREAM};
 
@@ -24,6 +31,8 @@ pub const MAX_CONNECTIONS: usize = 1024;
 struct PendingHandshake {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// The whole line must have arrived by then.
+    deadline: Instant,
 }
 
 /// The multiplexer.
@@ -37,6 +46,10 @@ pub struct Muxer {
     /// fds currently registered with `epoll` and their interest.
     registered: HashMap<RawFd, EventSet>,
     handshakes: HashMap<RawFd, PendingHandshake>,
+    /// Host-initiated connections waiting for the guest's RESPONSE, and until when.
+    request_deadlines: HashMap<ConnKey, Instant>,
+    connect_timeout: Duration,
+    timer: DeadlineTimer,
     control: VecDeque<Packet>,
     rx_ready: VecDeque<ConnKey>,
     next_local_port: u32,
@@ -58,13 +71,16 @@ impl Muxer {
         };
         listener.set_nonblocking(true).map_err(cleanup)?;
         let epoll = Epoll::new().map_err(cleanup)?;
-        epoll
-            .ctl(
-                ControlOperation::Add,
-                listener.as_raw_fd(),
-                EpollEvent::new(EventSet::IN, listener.as_raw_fd() as u64),
-            )
-            .map_err(cleanup)?;
+        let timer = DeadlineTimer::new().map_err(cleanup)?;
+        for fd in [listener.as_raw_fd(), timer.fd()] {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN, fd as u64),
+                )
+                .map_err(cleanup)?;
+        }
         Ok(Self {
             guest_cid,
             uds_path: uds_path.to_path_buf(),
@@ -74,6 +90,9 @@ impl Muxer {
             fd_keys: HashMap::new(),
             registered: HashMap::new(),
             handshakes: HashMap::new(),
+            request_deadlines: HashMap::new(),
+            connect_timeout: CONNECT_TIMEOUT,
+            timer,
             control: VecDeque::new(),
             rx_ready: VecDeque::new(),
             next_local_port: FIRST_LOCAL_PORT,
@@ -90,6 +109,17 @@ impl Muxer {
         self.conns.len()
     }
 
+    /// Host clients that have not finished their `CONNECT <port>\n` line yet.
+    pub fn handshake_count(&self) -> usize {
+        self.handshakes.len()
+    }
+
+    /// Sets how long connection set-up may take (default [`CONNECT_TIMEOUT`]); applies to
+    /// connections that start afterwards.
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+
     /// Drops every connection (device reset).
     pub fn reset(&mut self) {
         let fds: Vec<RawFd> = self.fd_keys.keys().copied().collect();
@@ -98,6 +128,7 @@ impl Muxer {
         }
         self.conns.clear();
         self.fd_keys.clear();
+        self.request_deadlines.clear();
         self.control.clear();
         self.rx_ready.clear();
     }
@@ -155,6 +186,7 @@ impl Muxer {
             self.set_interest(fd, EventSet::empty());
             self.fd_keys.remove(&fd);
         }
+        self.request_deadlines.remove(&key);
         self.rx_ready.retain(|k| *k != key);
     }
 
@@ -223,6 +255,9 @@ impl Muxer {
                 let set = ev.event_set();
                 if fd == self.listener.as_raw_fd() {
                     self.accept_all();
+                } else if fd == self.timer.fd() {
+                    self.timer.acknowledge();
+                    self.expire_connects(Instant::now());
                 } else if self.handshakes.contains_key(&fd) {
                     self.advance_handshake(fd);
                 } else if let Some(&key) = self.fd_keys.get(&fd) {
@@ -246,13 +281,16 @@ impl Muxer {
                         continue;
                     }
                     let fd = stream.as_raw_fd();
+                    let deadline = Instant::now() + self.connect_timeout;
                     self.handshakes.insert(
                         fd,
                         PendingHandshake {
                             stream,
                             buf: Vec::new(),
+                            deadline,
                         },
                     );
+                    self.timer.arm_by(deadline);
                     self.set_interest(fd, EventSet::IN);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -304,7 +342,10 @@ impl Muxer {
                     Ok(mut conn) => {
                         conn.set_prefix(pending.buf[consumed..].to_vec());
                         self.control.push_back(conn.control(op::REQUEST, 0));
-                        self.insert(conn);
+                        let key = self.insert(conn);
+                        let deadline = Instant::now() + self.connect_timeout;
+                        self.request_deadlines.insert(key, deadline);
+                        self.timer.arm_by(deadline);
                     }
                     Err(e) => tracing::warn!("vsock: {e}"),
                 }
@@ -369,6 +410,7 @@ impl Muxer {
         match hdr.op {
             op::RESPONSE if conn.state == ConnState::LocalInit => {
                 conn.state = ConnState::Established;
+                self.request_deadlines.remove(&key);
                 let line = handshake::ok_line(conn.local_port);
                 if (&conn.stream).write_all(line.as_bytes()).is_err() {
                     self.reset_conn(key);
@@ -414,6 +456,42 @@ impl Muxer {
             }
         }
         self.update_interest(key);
+    }
+
+    /// Closes host clients whose handshake did not finish by `now` and resets connections
+    /// whose guest did not answer the REQUEST by `now`, then re-arms the timer for the
+    /// earliest remaining deadline.
+    fn expire_connects(&mut self, now: Instant) {
+        let late_handshakes: Vec<RawFd> = self
+            .handshakes
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in late_handshakes {
+            tracing::debug!("vsock: host client sent no CONNECT line in time; closing it");
+            self.set_interest(fd, EventSet::empty());
+            self.handshakes.remove(&fd);
+        }
+        let late_requests: Vec<ConnKey> = self
+            .request_deadlines
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in late_requests {
+            tracing::debug!("vsock: guest port {} did not answer in time", key.1);
+            self.reset_conn(key);
+        }
+        let next = self
+            .handshakes
+            .values()
+            .map(|p| p.deadline)
+            .chain(self.request_deadlines.values().copied())
+            .min();
+        if let Some(deadline) = next {
+            self.timer.arm_by(deadline);
+        }
     }
 
     /// Guest REQUEST to host port P: connect to `<uds_path>_<P>`.

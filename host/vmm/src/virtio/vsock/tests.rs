@@ -22,23 +22,23 @@ const RX_BUF_SIZE: u32 = 0x2000;
 const TX_BUF: u64 = 0x100_0000;
 const TX_SLOT: u64 = 0x1_1000;
 
-struct Guest<'a> {
+pub(super) struct Guest<'a> {
     mem: &'a GuestMemoryMmap,
     rxq: DriverQueue<'a>,
     txq: DriverQueue<'a>,
     rx_seen: u16,
     rx_bufs: HashMap<u32, u64>,
     tx_slot: u64,
-    dev: VsockDevice,
+    pub(super) dev: VsockDevice,
     _dir: tempfile::TempDir,
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// Credit the guest advertises.
     buf_alloc: u32,
     fwd_cnt: u32,
 }
 
 impl<'a> Guest<'a> {
-    fn new(mem: &'a GuestMemoryMmap) -> Self {
+    pub(super) fn new(mem: &'a GuestMemoryMmap) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.sock");
         let mut dev = VsockDevice::new(CID, &path).unwrap();
@@ -108,7 +108,7 @@ impl<'a> Guest<'a> {
     }
 
     /// Guest port `gp` sends `op` to host port `hp`.
-    fn send(&mut self, gp: u32, hp: u32, op: u16, data: &[u8]) {
+    pub(super) fn send(&mut self, gp: u32, hp: u32, op: u16, data: &[u8]) {
         let hdr = self.hdr(gp, hp, op, data.len() as u32);
         self.send_hdr(hdr, data);
     }
@@ -120,7 +120,7 @@ impl<'a> Guest<'a> {
     }
 
     /// Packets the device put on the RX queue since last time (buffers are recycled).
-    fn recv(&mut self) -> Vec<Packet> {
+    pub(super) fn recv(&mut self) -> Vec<Packet> {
         let mut out = Vec::new();
         while self.rx_seen != self.rxq.used_idx() {
             let (head, len) = self.rxq.used(self.rx_seen);
@@ -147,7 +147,7 @@ impl<'a> Guest<'a> {
     }
 
     /// Waits up to `ms` for host-side events and lets the device handle them.
-    fn pump(&mut self, ms: i32) -> bool {
+    pub(super) fn pump(&mut self, ms: i32) -> bool {
         let fd = self.dev.backend_fd().unwrap();
         let mut pfd = libc::pollfd {
             fd,
@@ -163,7 +163,7 @@ impl<'a> Guest<'a> {
     }
 
     /// Pumps until `pred` holds for the packets received so far, returning them.
-    fn recv_until(&mut self, pred: impl Fn(&[Packet]) -> bool) -> Vec<Packet> {
+    pub(super) fn recv_until(&mut self, pred: impl Fn(&[Packet]) -> bool) -> Vec<Packet> {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut got = self.recv();
         while !pred(&got) {
@@ -176,7 +176,7 @@ impl<'a> Guest<'a> {
 
     /// Host client: connect, handshake for guest port `gp`; the guest accepts. Returns the
     /// stream and the host-side port.
-    fn host_connect(&mut self, gp: u32) -> (UnixStream, u32) {
+    pub(super) fn host_connect(&mut self, gp: u32) -> (UnixStream, u32) {
         let mut client = UnixStream::connect(&self.path).unwrap();
         client
             .write_all(format!("CONNECT {gp}\n").as_bytes())
@@ -195,7 +195,7 @@ impl<'a> Guest<'a> {
     }
 }
 
-fn read_line(s: &mut UnixStream) -> String {
+pub(super) fn read_line(s: &mut UnixStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut line = Vec::new();
     let mut b = [0u8];
@@ -208,7 +208,7 @@ fn read_line(s: &mut UnixStream) -> String {
     String::from_utf8(line).unwrap()
 }
 
-fn read_n(s: &mut UnixStream, n: usize) -> Vec<u8> {
+pub(super) fn read_n(s: &mut UnixStream, n: usize) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = vec![0u8; n];
     s.read_exact(&mut buf).unwrap();
@@ -222,7 +222,7 @@ fn expect_eof(s: &mut UnixStream) {
 }
 
 /// The VMM closed the stream (EOF, or a reset because our bytes were never read).
-fn expect_closed(s: &mut UnixStream) {
+pub(super) fn expect_closed(s: &mut UnixStream) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut b = [0u8; 16];
     match s.read(&mut b) {
@@ -232,7 +232,7 @@ fn expect_closed(s: &mut UnixStream) {
     }
 }
 
-fn data_of(pkts: &[Packet]) -> Vec<u8> {
+pub(super) fn data_of(pkts: &[Packet]) -> Vec<u8> {
     pkts.iter()
         .filter(|p| p.hdr.op == op::RW)
         .flat_map(|p| p.data.clone())
