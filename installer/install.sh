@@ -31,10 +31,10 @@ command -v cargo >/dev/null 2>&1 || die "cargo (Rust 1.85 or newer) is needed to
 ensure_vhost_device_vsock
 
 say "building (release)"
-(cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime)
+(cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime -p vmrun-vmm)
 
 say "installing binaries into $prefix/bin"
-for bin in vmrun vmrund vmrun-shim vmrun-runtime; do
+for bin in vmrun vmrund vmrun-shim vmrun-runtime vmrun-vmm; do
     install -m 0755 "$repo/target/release/$bin" "$prefix/bin/$bin.new"
     mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
 done

@@ -58,12 +58,7 @@ impl ImageStore {
     ) -> Result<PulledImage, ImageError> {
         let parsed = Reference::parse(reference)?.with_default_tag();
         let what = parsed.to_string();
-        let credentials = choose_credentials(
-            opts.credentials.as_ref(),
-            opts.auth_config_path.as_deref(),
-            parsed.domain(),
-        )?;
-        let client = RegistryClient::for_pull(&parsed, credentials, &opts.hosts)?;
+        let client = pull_client(&parsed, opts)?;
         let platform = opts.platform.clone().unwrap_or_default();
 
         let target = match (parsed.digest(), parsed.tag()) {
@@ -219,6 +214,20 @@ impl ImageStore {
             progress,
         )
     }
+}
+
+/// A client for `parsed`'s repository as `opts` say: their credentials (or
+/// the config file's), a Docker Hub mirror where one is configured.
+pub(crate) fn pull_client(
+    parsed: &Reference,
+    opts: &PullOptions,
+) -> Result<RegistryClient, ImageError> {
+    let credentials = choose_credentials(
+        opts.credentials.as_ref(),
+        opts.auth_config_path.as_deref(),
+        parsed.domain(),
+    )?;
+    RegistryClient::for_pull(parsed, credentials, &opts.hosts)
 }
 
 /// Downloads one blob into `dir/<hex>.partial` (resuming it), or into a

@@ -19,6 +19,7 @@ use crate::index::{ImageRecord, Index, LayerRecord};
 use crate::layers::{LayerStore, PreparedLayer};
 use crate::lookup::find_image;
 use crate::reference::Reference;
+use crate::workers::run_bounded;
 
 const INDEX_FILE: &str = "images.json";
 const LOCK_FILE: &str = "lock";
@@ -244,25 +245,42 @@ impl ImageStore {
             )));
         }
         let chains = chain_ids(&diff_ids);
+        // Unpack the layers not prepared yet, a few at once: each goes to its own
+        // staging directory (whiteouts stay in overlayfs form), so order does not matter.
+        let mut jobs: Vec<usize> = Vec::new();
+        for (i, chain_id) in chains.iter().enumerate() {
+            if !prepared.contains_key(chain_id) && !jobs.iter().any(|&j| chains[j] == *chain_id) {
+                jobs.push(i);
+            }
+        }
+        let unpacked = run_bounded(
+            jobs,
+            unpack_workers(),
+            |i, _cancel, tx| {
+                let blob = &image.layers[i].blob;
+                let _ = tx.send(LayerEvent::Unpacking(&blob.digest));
+                let parent = i.checked_sub(1).map(|p| &chains[p]);
+                let layer = self
+                    .layers
+                    .prepare(&label, &chains[i], parent, &diff_ids[i], blob)?;
+                let _ = tx.send(LayerEvent::Unpacked(&blob.digest));
+                Ok::<_, ImageError>((i, layer))
+            },
+            on_layer,
+        )?;
+        for (i, layer) in unpacked {
+            prepared.insert(chains[i].clone(), layer);
+        }
         let mut layers = Vec::with_capacity(diff_ids.len());
         for (i, layer) in image.layers.iter().enumerate() {
-            let chain_id = &chains[i];
-            let parent = i.checked_sub(1).map(|p| &chains[p]);
-            let size = match prepared.get(chain_id) {
-                Some(p) => p.size(),
-                None => {
-                    on_layer(LayerEvent::Unpacking(&layer.blob.digest));
-                    let p =
-                        self.layers
-                            .prepare(&label, chain_id, parent, &diff_ids[i], &layer.blob)?;
-                    on_layer(LayerEvent::Unpacked(&layer.blob.digest));
-                    let size = p.size();
-                    prepared.insert(chain_id.clone(), p);
-                    size
-                }
-            };
+            let size = prepared
+                .get(&chains[i])
+                .map(PreparedLayer::size)
+                .ok_or_else(|| {
+                    ImageError::InvalidArchive(format!("image {label}: layer {i} was not unpacked"))
+                })?;
             layers.push(LayerRecord {
-                chain_id: chain_id.clone(),
+                chain_id: chains[i].clone(),
                 diff_id: diff_ids[i].clone(),
                 blob: layer.blob.digest.clone(),
                 media_type: layer.media_type.clone(),
@@ -364,4 +382,10 @@ fn image_id(config: &Digest) -> String {
 pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
+}
+
+/// Layers unpacked at once: one per CPU, at most 4 (gzip is CPU-bound; more
+/// only adds seeks).
+fn unpack_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }

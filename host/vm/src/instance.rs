@@ -50,6 +50,17 @@ pub(crate) struct ExitFacts {
     pub qmp_reason: Option<String>,
 }
 
+impl ExitFacts {
+    /// The monitor's error output for a message, or a note that there was none.
+    pub fn stderr_text(&self) -> &str {
+        if self.stderr.is_empty() {
+            "(no error output)"
+        } else {
+            &self.stderr
+        }
+    }
+}
+
 /// A monitor process plus helpers, with their files.
 pub(crate) struct ProcessVm {
     pub backend: &'static str,

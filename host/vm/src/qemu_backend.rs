@@ -339,11 +339,7 @@ fn classify_qemu_exit(facts: ExitFacts) -> VmExit {
                 "qemu exited with status {} (shutdown reason {}): {}",
                 code.map_or_else(|| "?".to_string(), |c| c.to_string()),
                 reason.unwrap_or("none"),
-                if facts.stderr.is_empty() {
-                    "(no error output)"
-                } else {
-                    &facts.stderr
-                }
+                facts.stderr_text()
             ),
         },
     }

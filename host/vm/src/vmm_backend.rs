@@ -132,11 +132,7 @@ fn classify_vmm_exit(facts: ExitFacts) -> VmExit {
             message: format!(
                 "vmrun-vmm exited with {}: {}",
                 code.map_or_else(|| "no status".to_string(), |c| format!("status {c}")),
-                if facts.stderr.is_empty() {
-                    "(no error output)"
-                } else {
-                    &facts.stderr
-                }
+                facts.stderr_text()
             ),
         },
     }

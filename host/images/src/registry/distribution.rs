@@ -8,12 +8,11 @@
 
 use serde::Deserialize;
 
-use super::auth::choose_credentials;
-use super::client::RegistryClient;
 use super::manifest::{self, Fetched, OCI_INDEX, OCI_MANIFEST};
 use super::PullOptions;
 use crate::digest::Digest;
 use crate::error::ImageError;
+use crate::pull::pull_client;
 use crate::reference::Reference;
 
 /// The registry's answer for one reference.
@@ -62,12 +61,7 @@ pub fn resolve_descriptor(
 ) -> Result<RemoteDescriptor, ImageError> {
     let parsed = Reference::parse(reference)?.with_default_tag();
     let what = parsed.to_string();
-    let credentials = choose_credentials(
-        opts.credentials.as_ref(),
-        opts.auth_config_path.as_deref(),
-        parsed.domain(),
-    )?;
-    let client = RegistryClient::for_pull(&parsed, credentials, &opts.hosts)?;
+    let client = pull_client(&parsed, opts)?;
     let target = parsed
         .digest()
         .or(parsed.tag())

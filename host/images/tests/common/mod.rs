@@ -105,20 +105,51 @@ impl RawTar {
         data: &[u8],
         mode: u32,
     ) -> &mut Self {
-        let mut header = tar::Header::new_gnu();
-        {
-            let old = header.as_old_mut();
-            old.name[..path.len()].copy_from_slice(path.as_bytes());
-            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        }
-        header.set_entry_type(kind);
-        header.set_size(data.len() as u64);
-        header.set_mode(mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(1_700_000_000);
+        self.entry_owned(path, kind, link, data, mode, 0, 0)
+    }
+
+    /// Like [`RawTar::entry`], owned by `uid:gid`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn entry_owned(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        link: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    ) -> &mut Self {
+        let mut header = raw_header(path, kind, link, data.len() as u64, mode);
+        header.set_uid(uid);
+        header.set_gid(gid);
         header.set_cksum();
         self.builder.append(&header, data).unwrap();
+        self
+    }
+
+    /// A device node (`Char`/`Block`) or FIFO with its device numbers, owned by root.
+    pub fn device(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        major: u32,
+        minor: u32,
+        mode: u32,
+    ) -> &mut Self {
+        let mut header = raw_header(path, kind, "", 0, mode);
+        header.set_device_major(major).unwrap();
+        header.set_device_minor(minor).unwrap();
+        header.set_cksum();
+        self.builder.append(&header, &b""[..]).unwrap();
+        self
+    }
+
+    /// A PAX extended header (e.g. `SCHILY.xattr.user.x`) for the next entry.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        self.builder
+            .append_pax_extensions(records.iter().copied())
+            .unwrap();
         self
     }
 
@@ -141,6 +172,23 @@ impl RawTar {
     pub fn finish(self) -> Vec<u8> {
         self.builder.into_inner().unwrap()
     }
+}
+
+/// A GNU header with the name and link name copied in verbatim (no checksum yet).
+fn raw_header(path: &str, kind: tar::EntryType, link: &str, size: u64, mode: u32) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    {
+        let old = header.as_old_mut();
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_700_000_000);
+    header
 }
 
 impl Default for RawTar {
@@ -175,7 +223,8 @@ pub enum LayerForm {
 }
 
 impl LayerForm {
-    fn encode(self, layer: &[u8]) -> (Vec<u8>, &'static str) {
+    /// The blob and its OCI media type.
+    pub fn encode(self, layer: &[u8]) -> (Vec<u8>, &'static str) {
         match self {
             LayerForm::Plain => (layer.to_vec(), "application/vnd.oci.image.layer.v1.tar"),
             LayerForm::Gzip => (gzip(layer), "application/vnd.oci.image.layer.v1.tar+gzip"),
