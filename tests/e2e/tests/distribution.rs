@@ -5,24 +5,25 @@
 //! No docker CLI command to drive it here: the only one that calls it,
 //! `docker service create/update`, needs swarm mode, which vmrun does not serve.
 
-use vmrun_e2e::{busybox_tar, require_root, Daemon, Registry};
+use vmrun_e2e::{busybox_tar, require_root, require_tool, Daemon};
+use vmrun_test_registry::registry::{Auth, Registry};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 #[test]
 fn distribution_inspect_reports_the_registry_descriptor_and_platforms() {
-    if !require_root() {
+    if !require_root() || !require_tool("skopeo") {
         return;
     }
     let d = Daemon::start_empty();
-    let Some(registry) = Registry::start(&d.dir().join("registry")) else {
+    let Some(registry) = Registry::start(Auth::Anonymous) else {
         return;
     };
     let inspect = |name: &str| d.api("GET", &format!("/v1.45/distribution/{name}/json"), None);
 
     // A single manifest: its own descriptor, the platform from its config.
-    registry.push_oci_archive(&busybox_tar(), "e2e/bb:1");
+    registry.skopeo_push(&busybox_tar(), "e2e/bb:1", None);
     let (digest, manifest) = registry.manifest("e2e/bb", "1");
     let single = format!("{}/e2e/bb:1", registry.addr);
     let r = inspect(&single);
@@ -53,7 +54,7 @@ fn distribution_inspect_reports_the_registry_descriptor_and_platforms() {
         ],
     }))
     .unwrap();
-    let index_digest = registry.put_manifest("e2e/bb", "multi", OCI_INDEX, &index);
+    let index_digest = registry.push_manifest("e2e/bb", "multi", OCI_INDEX, &index);
     let r = inspect(&format!("{}/e2e/bb:multi", registry.addr));
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();

@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vmrun_e2e::{busybox_tar, require_root, run_with_timeout, Daemon, Registry};
+use vmrun_e2e::{busybox_tar, require_root, require_tool, run_with_timeout, Daemon};
+use vmrun_test_registry::registry::{Auth, Registry};
 
 const PULL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Pushes the e2e busybox image to `registry` as `repo_tag` with skopeo.
 fn push_busybox(registry: &Registry, repo_tag: &str, creds: Option<&str>) {
-    registry.push_oci_archive_as(&busybox_tar(), repo_tag, creds);
+    registry.skopeo_push(&busybox_tar(), repo_tag, creds);
 }
 
 /// `vmrun` with `DOCKER_CONFIG` pointing at `config_dir`.
@@ -22,11 +23,11 @@ fn vmrun_with_config(d: &Daemon, config_dir: &Path, args: &[&str]) -> vmrun_e2e:
 
 #[test]
 fn pull_renders_progress_and_the_image_runs() {
-    if !require_root() {
+    if !require_root() || !require_tool("skopeo") {
         return;
     }
     let d = Daemon::start_empty();
-    let Some(registry) = Registry::start(&d.dir().join("registry")) else {
+    let Some(registry) = Registry::start(Auth::Anonymous) else {
         return;
     };
     push_busybox(&registry, "test/busybox:1", None);
@@ -97,13 +98,14 @@ fn pull_renders_progress_and_the_image_runs() {
 
 #[test]
 fn login_checks_credentials_and_pull_uses_them() {
-    if !require_root() {
+    if !require_root() || !require_tool("skopeo") {
         return;
     }
     let d = Daemon::start_empty();
-    let Some(registry) =
-        Registry::start_with_auth(&d.dir().join("registry"), Some(("alice", "s3cret")))
-    else {
+    let Some(registry) = Registry::start(Auth::Basic {
+        user: "alice".into(),
+        password: "s3cret".into(),
+    }) else {
         return;
     };
     push_busybox(&registry, "test/busybox:1", Some("alice:s3cret"));

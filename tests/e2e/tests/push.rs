@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use vmrun_e2e::{
-    free_port, require_root, require_tool, run_with_timeout, CmdOutput, Daemon, Registry,
-};
+use vmrun_e2e::{free_port, require_root, require_tool, run_with_timeout, CmdOutput, Daemon};
+use vmrun_test_registry::registry::{Auth, Registry};
 
 const PUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -38,7 +37,7 @@ fn docker_push_and_vmrun_push_reach_the_registry_and_pull_back() {
         return;
     }
     let d = Daemon::start();
-    let Some(registry) = Registry::start(&d.dir().join("registry")) else {
+    let Some(registry) = Registry::start(Auth::Anonymous) else {
         return;
     };
 

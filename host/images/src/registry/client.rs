@@ -185,13 +185,7 @@ impl RegistryClient {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let challenges: Vec<Challenge> = response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .filter_map(parse_challenge)
-            .collect();
+        let challenges = challenges_of(&response);
         let message = registry_message(response);
         let auth = self.answer(&challenges, &message)?;
         if before.as_deref() == Some(auth.as_str()) {
@@ -372,13 +366,7 @@ impl RegistryClient {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(());
         }
-        let challenges: Vec<Challenge> = response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .filter_map(parse_challenge)
-            .collect();
+        let challenges = challenges_of(&response);
         let message = registry_message(response);
         let bearer = challenges.iter().find_map(|c| match c {
             Challenge::Bearer { realm, service, .. } => Some((realm, service)),
@@ -391,6 +379,17 @@ impl RegistryClient {
         *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(auth);
         Ok(())
     }
+}
+
+/// The `WWW-Authenticate` challenges of a 401 answer that we understand.
+fn challenges_of(response: &Response) -> Vec<Challenge> {
+    response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .filter_map(parse_challenge)
+        .collect()
 }
 
 /// The registry's error message of a failed answer (for [`super::upload`]).

@@ -7,11 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest as _, Sha256};
-
-pub mod pki;
-pub mod registry;
 pub mod token;
+pub use vmrun_test_registry::{pki, registry};
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -52,9 +49,7 @@ pub fn make_busybox(dir: &Path, format: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use vmrun_test_registry::sha256_hex;
 
 /// Every path under the store root (but `tmp/` and `lock`) with its size and kind.
 pub fn snapshot(root: &Path) -> BTreeMap<String, String> {

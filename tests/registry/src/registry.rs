@@ -233,7 +233,7 @@ impl Registry {
 
     /// Uploads a blob (monolithic), anonymous registries only.
     pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = format!("sha256:{}", super::sha256_hex(data));
+        let digest = format!("sha256:{}", crate::sha256_hex(data));
         let (status, headers, _) = http(
             &self.addr,
             "POST",
@@ -264,6 +264,23 @@ impl Registry {
         digest
     }
 
+    /// The manifest `reference` of `repo` as the registry serves it (OCI or
+    /// docker types accepted): its `Docker-Content-Digest` and bytes.
+    pub fn manifest(&self, repo: &str, reference: &str) -> (String, Vec<u8>) {
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let (status, headers, body) = http(
+            &self.addr,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", accept)],
+            b"",
+        );
+        assert_eq!(status, 200, "GET manifest {repo}:{reference}: {headers}");
+        let digest = header(&headers, "Docker-Content-Digest")
+            .unwrap_or_else(|| panic!("no Docker-Content-Digest in {headers}"));
+        (digest, body)
+    }
+
     /// Puts a manifest under `reference` (tag or digest); returns its digest.
     pub fn push_manifest(
         &self,
@@ -285,7 +302,7 @@ impl Registry {
             "putting a manifest: {}",
             String::from_utf8_lossy(&resp)
         );
-        format!("sha256:{}", super::sha256_hex(body))
+        format!("sha256:{}", crate::sha256_hex(body))
     }
 }
 
