@@ -49,6 +49,13 @@ fn info_reports_the_vm_backend_and_why_not_ours() {
             "our VMM cannot boot Linux on PVM: {vm}"
         );
     }
+    let out = daemon.vmrun(&["info"]);
+    let line = format!(" VM Backend: {}", vm["Backend"].as_str().unwrap_or("none"));
+    assert!(
+        out.stdout.contains(&line),
+        "`vmrun info` lacks {line:?}:\n{}",
+        out.stdout
+    );
     let log = std::fs::read_to_string(daemon.log_path()).unwrap_or_default();
     assert!(
         log.contains("VM backend"),

@@ -147,6 +147,17 @@ fn strings(x: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// vmrund's `VmBackend` of `GET /info` in one line: `qemu (auto; KVM: pvm: …)`,
+/// or `none (why)`.
+fn vm_backend_text(vm: &Value) -> String {
+    let choice = text(vm, "Choice");
+    let kvm = text(vm, "Kvm");
+    match vm.get("Backend").and_then(Value::as_str) {
+        Some(backend) => format!("{backend} ({choice}; KVM: {kvm})"),
+        None => format!("none ({})", text(vm, "Unavailable")),
+    }
+}
+
 /// Renders the server part of `info` from `GET /info`, in the order and
 /// with the labels of docker's `prettyPrintServerInfo`.
 pub fn info_text(v: &Value) -> String {
@@ -193,6 +204,9 @@ pub fn info_text(v: &Value) -> String {
         names.sort_unstable();
         out.kv(" Runtimes:", names.join(" "));
         out.kv(" Default Runtime:", text(v, "DefaultRuntime"));
+    }
+    if let Some(vm) = v.get("VmBackend").filter(|vm| vm.is_object()) {
+        out.kv(" VM Backend:", vm_backend_text(vm));
     }
     if text(v, "OSType") == "linux" {
         out.kv(" Init Binary:", text(v, "InitBinary"));
@@ -299,5 +313,20 @@ mod tests {
         assert!(i.contains(" Containers: 2\n  Running: 1\n"));
         assert!(i.contains(" CPUs: 2\n"));
         assert!(i.contains(" Total Memory: 1GiB\n"));
+        assert!(!i.contains("VM Backend"), "dockerd has none: {i}");
+        let vm = info_text(
+            &json!({"VmBackend": {"Choice": "auto", "Backend": "qemu", "Kvm": "pvm: PVM here", "Unavailable": null}}),
+        );
+        assert!(
+            vm.contains(" VM Backend: qemu (auto; KVM: pvm: PVM here)\n"),
+            "{vm}"
+        );
+        let none = info_text(
+            &json!({"VmBackend": {"Choice": "auto", "Backend": null, "Kvm": "unusable: no /dev/kvm", "Unavailable": "neither backend works"}}),
+        );
+        assert!(
+            none.contains(" VM Backend: none (neither backend works)\n"),
+            "{none}"
+        );
     }
 }
