@@ -97,6 +97,85 @@ fn pull_renders_progress_and_the_image_runs() {
 }
 
 #[test]
+fn pull_all_tags_pulls_every_tag_like_dockerd() {
+    if !require_root() || !require_tool("skopeo") || !require_tool("docker") {
+        return;
+    }
+    let d = Daemon::start_empty();
+    let Some(registry) = Registry::start(Auth::Anonymous) else {
+        return;
+    };
+    for tag in ["1", "2", "3"] {
+        push_busybox(&registry, &format!("test/many:{tag}"), None);
+    }
+    push_busybox(&registry, "test/other:1", None);
+    let repo = format!("{}/test/many", registry.addr);
+
+    // The docker CLI sends no tag for -a: the daemon pulls every tag in order.
+    let out = run_with_timeout(d.docker_cmd(&["pull", "-a", &repo]), None, PULL_TIMEOUT);
+    out.ok();
+    let heads: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(": Pulling from test/many"))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "1: Pulling from test/many",
+            "2: Pulling from test/many",
+            "3: Pulling from test/many"
+        ],
+        "{out}"
+    );
+    assert_eq!(out.stdout.matches("Digest: sha256:").count(), 3, "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Downloaded newer image for {repo}\n")),
+        "{out}"
+    );
+    let images = d.vmrun(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    images.ok();
+    let mut tags: Vec<&str> = images.stdout.lines().collect();
+    tags.sort_unstable();
+    assert_eq!(
+        tags,
+        [
+            format!("{repo}:1").as_str(),
+            format!("{repo}:2").as_str(),
+            format!("{repo}:3").as_str()
+        ],
+        "{images}"
+    );
+
+    // vmrun pull -a: the same, nothing new now; -q prints the repository.
+    let again = d.vmrun(&["pull", "-a", &repo]);
+    again.ok();
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Status: Image is up to date for {repo}\n")),
+        "{again}"
+    );
+    let quiet = d.vmrun(&["pull", "-a", "-q", &repo]);
+    quiet.ok();
+    assert_eq!(quiet.stdout, format!("{repo}\n"), "{quiet}");
+
+    // A tag with -a is refused before anything is sent, as docker does.
+    let bad = d.vmrun(&["pull", "-a", &format!("{repo}:1")]);
+    bad.code_is(1);
+    assert_eq!(
+        bad.stderr.trim(),
+        "tag can't be used with --all-tags/-a",
+        "{bad}"
+    );
+    // An unknown repository: the daemon's error, exit 1.
+    let missing = d.vmrun(&["pull", "-a", &format!("{}/test/nothing", registry.addr)]);
+    missing.code_is(1);
+    assert!(missing.stderr.contains("not found"), "{missing}");
+}
+
+#[test]
 fn login_checks_credentials_and_pull_uses_them() {
     if !require_root() || !require_tool("skopeo") {
         return;

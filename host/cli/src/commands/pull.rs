@@ -33,7 +33,7 @@ pub struct PullArgs {
     /// Suppress verbose output
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Download all tagged images in the repository (not supported)
+    /// Download all tagged images in the repository
     #[arg(short = 'a', long = "all-tags")]
     pub all_tags: bool,
     /// Skip image verification (accepted for compatibility)
@@ -89,16 +89,24 @@ pub fn full_reference(image: &str) -> String {
     }
 }
 
-/// `vmrun pull [--platform P] [-q] IMAGE`.
+/// `vmrun pull [--platform P] [-q] [-a] IMAGE`.
 pub async fn pull(api: &Api, args: &PullArgs) -> CliResult<i32> {
-    if args.all_tags {
-        return Err(CliError::new(1, "pulling all tags (-a) is not supported"));
-    }
     let output = if args.quiet {
         Output::Quiet
     } else {
         Output::Stdout
     };
+    if args.all_tags {
+        if args.image.contains('@') || !split_repo_tag(&args.image).1.is_empty() {
+            return Err(CliError::new(1, "tag can't be used with --all-tags/-a"));
+        }
+        pull_all_tags(api, &args.image, args.platform.as_deref(), output)
+            .await
+            .map_err(|message| CliError::new(1, message))?;
+        let full = full_reference(&args.image);
+        println!("{}", full.strip_suffix(":latest").unwrap_or(&full));
+        return Ok(0);
+    }
     pull_image(api, &args.image, args.platform.as_deref(), output)
         .await
         .map_err(|message| CliError::new(1, message))?;
@@ -126,10 +134,33 @@ pub async fn pull_image(
             .from_image(&repo)
             .tag(if tag.is_empty() { "latest" } else { &tag });
     }
+    stream_pull(api, opts, &repo, platform, output).await
+}
+
+/// Pulls every tag of the repository `repo` (no tag parameter: the daemon
+/// pulls them all, one after another), rendering progress on `output`.
+pub async fn pull_all_tags(
+    api: &Api,
+    repo: &str,
+    platform: Option<&str>,
+    output: Output,
+) -> Result<(), String> {
+    let opts = CreateImageOptionsBuilder::new().from_image(repo);
+    stream_pull(api, opts, repo, platform, output).await
+}
+
+/// Sends `POST /images/create` as `opts` say and renders its progress stream.
+async fn stream_pull(
+    api: &Api,
+    mut opts: CreateImageOptionsBuilder,
+    repo: &str,
+    platform: Option<&str>,
+    output: Output,
+) -> Result<(), String> {
     if let Some(p) = platform {
         opts = opts.platform(p);
     }
-    let credentials = super::login::stored_credentials(&image_registry(&repo));
+    let credentials = super::login::stored_credentials(&image_registry(repo));
     let mut stream = api
         .docker
         .create_image(Some(opts.build()), None, credentials);

@@ -130,7 +130,9 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         .map(|Query(q)| q)
         .unwrap_or_default();
     let result = match path.strip_prefix("/images/") {
-        Some("create") if method == Method::POST => create(&engine, &q, req.headers()).await,
+        Some("create") if method == Method::POST => {
+            super::pull::create(&engine, &q, req.headers()).await
+        }
         Some("get") if method == Method::GET => save(&engine, save_names(req.uri()), &q),
         Some("prune") if method == Method::POST => prune(&engine, &q).await,
         Some(rest) => match (method, rest) {
@@ -149,106 +151,6 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
 
 fn not_found(path: &str) -> ApiError {
     ApiError::not_found(format!("page not found: {path}"))
-}
-
-/// What the blocking pull task tells the response stream.
-enum PullMsg {
-    Line(String),
-    Done(Box<vmrun_images::PulledImage>),
-    Failed(vmrun_images::ImageError),
-}
-
-/// `POST /images/create?fromImage=X&tag=Y[&platform=os/arch]`: pulls from a
-/// registry, streaming docker's progress JSON. Errors before any progress are
-/// plain HTTP errors; later ones are `{"errorDetail":…,"error":…}` lines.
-/// Credentials: `X-Registry-Auth`, else `$VMRUN_DOCKER_CONFIG` or
-/// `$HOME/.docker/config.json`; `$VMRUN_INSECURE_REGISTRIES` (comma-separated)
-/// names registries reached over plain HTTP besides loopback ones.
-async fn create(
-    engine: &AppState,
-    q: &HashMap<String, String>,
-    headers: &axum::http::HeaderMap,
-) -> ApiResult<Response> {
-    use vmrun_images::{PullOptions, Reference};
-
-    let from = q
-        .get("fromImage")
-        .filter(|f| !f.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("fromImage is required (importing with fromSrc is not supported)")
-        })?;
-    let reference = match q.get("tag").filter(|t| !t.is_empty()) {
-        Some(_) if from.contains('@') => from.clone(),
-        Some(tag) if tag.starts_with("sha256:") => format!("{from}@{tag}"),
-        Some(tag) => format!("{from}:{tag}"),
-        None => from.clone(),
-    };
-    let parsed = Reference::parse(&reference)?.with_default_tag();
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
-        Some(p) => Some(p.parse::<vmrun_images::Platform>()?),
-        None => None,
-    };
-    let (auth_config_path, credentials) = registry_auth(headers);
-    let opts = PullOptions {
-        platform,
-        auth_config_path,
-        credentials,
-        hosts: engine.config.registry_hosts.clone(),
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<PullMsg>(256);
-    let images = engine.images.clone();
-    let to_pull = parsed.to_string();
-    tokio::task::spawn_blocking(move || {
-        let progress_tx = tx.clone();
-        let result = images.pull(&to_pull, &opts, &|p| {
-            let _ = progress_tx.blocking_send(PullMsg::Line(progress_line(&p)));
-        });
-        let _ = tx.blocking_send(match result {
-            Ok(pulled) => PullMsg::Done(Box::new(pulled)),
-            Err(e) => PullMsg::Failed(e),
-        });
-    });
-    let first = rx
-        .recv()
-        .await
-        .ok_or_else(|| ApiError::internal("the pull task ended without a result"))?;
-    if let PullMsg::Failed(e) = first {
-        return Err(e.into());
-    }
-    let pulling_id = parsed
-        .digest()
-        .or(parsed.tag())
-        .unwrap_or("latest")
-        .to_owned();
-    let head = line(&j!({ "status": format!("Pulling from {}", parsed.path()), "id": pulling_id }));
-    let engine = engine.clone();
-    let render = move |msg: PullMsg| -> String {
-        match msg {
-            PullMsg::Line(l) => l,
-            PullMsg::Done(pulled) => {
-                engine.events.emit(
-                    "image",
-                    "pull",
-                    &pulled.image.id,
-                    &[("name", pulled.reference.clone())],
-                );
-                let status = if pulled.updated {
-                    format!("Status: Downloaded newer image for {}", pulled.reference)
-                } else {
-                    format!("Status: Image is up to date for {}", pulled.reference)
-                };
-                let mut out = line(&j!({ "status": format!("Digest: {}", pulled.digest) }));
-                out.push_str(&line(&j!({ "status": status })));
-                out
-            }
-            PullMsg::Failed(e) => {
-                let message = e.to_string();
-                line(&j!({ "errorDetail": { "message": message }, "error": message }))
-            }
-        }
-    };
-    let first_chunk = format!("{head}{}", render(first));
-    Ok(progress_stream(first_chunk, rx, render))
 }
 
 /// Where a pull or push finds credentials: the `X-Registry-Auth` header's, else
@@ -304,7 +206,7 @@ pub(super) fn line(value: &serde_json::Value) -> String {
 }
 
 /// One progress event as the JSON line `docker pull` renders.
-fn progress_line(p: &vmrun_images::PullProgress) -> String {
+pub(super) fn progress_line(p: &vmrun_images::PullProgress) -> String {
     let mut v = j!({ "status": p.status.as_str(), "progressDetail": {}, "id": p.id });
     if let (Some(current), Some(total)) = (p.current, p.total) {
         v["progressDetail"] = j!({ "current": current, "total": total });

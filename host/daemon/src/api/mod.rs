@@ -11,6 +11,7 @@ mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod pull;
 mod push;
 mod streams;
 mod system;

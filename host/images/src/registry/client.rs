@@ -31,7 +31,7 @@ pub(crate) struct RegistryClient {
     /// The registry as users name it (`docker.io`, `127.0.0.1:5000`), for messages.
     pub(super) registry: String,
     /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
-    base: String,
+    pub(super) base: String,
     pub(super) repository: String,
     credentials: Option<Credentials>,
     /// The `Authorization` header that last worked (or is to be tried).

@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod login;
 pub mod manifest;
 pub mod mirrors;
+pub(crate) mod tags;
 pub(crate) mod tls;
 pub(crate) mod upload;
 
@@ -31,6 +32,7 @@ pub use distribution::{resolve_descriptor, RemoteDescriptor, RemotePlatform};
 pub use hosts::{InsecureEntry, RegistryHosts, DEFAULT_CERTS_DIRS};
 pub use login::{check_login, login_server_domain};
 pub use manifest::Platform;
+pub use tags::list_tags;
 
 /// How to pull.
 #[derive(Clone, Debug, Default)]
