@@ -58,6 +58,8 @@ pub enum Command {
     Stats(commands::stats::StatsArgs),
     /// List images
     Images(commands::images::ImagesArgs),
+    /// Show the history of an image
+    History(commands::history::HistoryArgs),
     /// Remove one or more images
     Rmi(commands::images::RmiArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE

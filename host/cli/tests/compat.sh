@@ -197,6 +197,13 @@ same_output "system df" system df
 same_output "system df json" system df --format json
 same_output "image prune with nothing dangling" image prune -f
 same_output "image ls" image ls
+same_output "history" history busybox
+same_output "history --no-trunc" history --no-trunc busybox
+same_output "history -q" history -q busybox
+same_output "history --human=false" history --human=false busybox
+same_output "history json" history --format json busybox
+same_output "image history" image history busybox
+same_output "history missing" history nope
 expect_eq "wait" "$(V wait exited1)" "2"
 expect_eq "stop prints names" "$(V stop -t 1 web)" "web"
 expect_eq "start prints names" "$(V start web)" "web"

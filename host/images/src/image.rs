@@ -21,6 +21,8 @@ pub struct Image {
     pub config: ImageConfiguration,
     /// Unpacked layer directories in overlayfs form, bottom-most first.
     pub layer_dirs: Vec<PathBuf>,
+    /// Bytes of file content of each layer, unpacked, bottom-most first.
+    pub layer_sizes: Vec<u64>,
     /// e.g. `amd64`.
     pub architecture: String,
     /// e.g. `linux`.

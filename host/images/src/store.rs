@@ -317,6 +317,7 @@ impl ImageStore {
                 .iter()
                 .map(|l| self.layers.diff_dir(&l.chain_id))
                 .collect(),
+            layer_sizes: record.layers.iter().map(|l| l.size).collect(),
             architecture: config.architecture().to_string(),
             os: config.os().to_string(),
             config,

@@ -22,6 +22,8 @@ pub enum ImageCommand {
     /// Remove one or more images
     #[command(alias = "remove")]
     Rm(images::RmiArgs),
+    /// Show the history of an image
+    History(super::history::HistoryArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(images::TagArgs),
     /// Load an image from a tar archive
@@ -42,6 +44,7 @@ impl ImageCommand {
         Ok(match self {
             ImageCommand::Ls(a) => Command::Images(a),
             ImageCommand::Rm(a) => Command::Rmi(a),
+            ImageCommand::History(a) => Command::History(a),
             ImageCommand::Tag(a) => Command::Tag(a),
             ImageCommand::Load(a) => Command::Load(a),
             ImageCommand::Save(a) => Command::Save(a),

@@ -2,6 +2,7 @@
 
 pub mod disk_usage;
 pub mod exec;
+pub mod history;
 pub mod image;
 pub mod images;
 pub mod inspect;
@@ -67,6 +68,10 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Images(args) => {
             let format = images::prepare(&args)?;
             images::images(&connect().await?, &args, &format).await
+        }
+        Command::History(args) => {
+            let format = history::prepare(&args)?;
+            history::history(&connect().await?, &args, &format).await
         }
         Command::Rmi(args) => images::rmi(&connect().await?, &args).await,
         Command::Tag(args) => images::tag(&connect().await?, &args).await,

@@ -137,6 +137,9 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         Some("prune") if method == Method::POST => prune(&engine, &q).await,
         Some(rest) => match (method, rest) {
             (Method::GET, r) if r.ends_with("/json") => inspect(&engine, &r[..r.len() - 5]),
+            (Method::GET, r) if r.ends_with("/history") => {
+                super::image_history::history(&engine, &r[..r.len() - 8])
+            }
             (Method::GET, r) if r.ends_with("/get") => {
                 save(&engine, vec![r[..r.len() - 4].to_owned()], &q)
             }

@@ -9,6 +9,7 @@ mod convert;
 mod distribution;
 mod exec;
 mod hijack;
+mod image_history;
 mod images;
 mod networks;
 mod pull;
