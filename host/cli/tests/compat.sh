@@ -195,6 +195,7 @@ expect_eq "rmi" "$(V rmi bb:v1)" "Untagged: bb:v1"
 same_output_any_container "rmi of an image a container uses" rmi busybox
 same_output "system df" system df
 same_output "system df json" system df --format json
+same_output "system df -v" system df -v
 same_output "image prune with nothing dangling" image prune -f
 same_output "image ls" image ls
 same_output "history" history busybox

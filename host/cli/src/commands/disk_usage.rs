@@ -45,19 +45,30 @@ pub struct DfArgs {
 
 /// Parses `--format` (before any API call).
 pub fn prepare(args: &DfArgs) -> CliResult<OutputFormat> {
-    if args.verbose {
+    if args.verbose
+        && !matches!(
+            args.format.as_deref().map(str::trim),
+            None | Some("" | "table")
+        )
+    {
         return Err(CliError::new(
             1,
-            "system df --verbose is not supported by vmrun yet; use --format json",
+            "system df --verbose prints docker's tables only; use --format without --verbose",
         ));
     }
     OutputFormat::parse(args.format.as_deref(), DEFAULT_DF_FORMAT)
         .map_err(|e| CliError::new(1, e.to_string()))
 }
 
-/// `vmrun system df`.
-pub async fn df(api: &Api, format: &OutputFormat) -> CliResult<i32> {
+/// `vmrun system df [-v]`.
+pub async fn df(api: &Api, args: &DfArgs, format: &OutputFormat) -> CliResult<i32> {
     let usage = api.get_json("/system/df").await.map_err(fail)?;
+    if args.verbose {
+        let text = super::disk_usage_verbose::verbose_text(&usage, super::now_unix())
+            .map_err(|e| CliError::new(1, e.to_string()))?;
+        print_text(&text);
+        return Ok(0);
+    }
     let headers = json!({
         "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
         "Reclaimable": "RECLAIMABLE",

@@ -1,6 +1,7 @@
 //! One module per command group; [`dispatch`] routes a parsed command line.
 
 pub mod disk_usage;
+mod disk_usage_verbose;
 pub mod exec;
 pub mod history;
 pub mod image;
@@ -94,7 +95,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Image(_) => Err(CliError::new(1, "image command not dispatched")),
         Command::System(disk_usage::SystemCommand::Df(args)) => {
             let format = disk_usage::prepare(&args)?;
-            disk_usage::df(&connect().await?, &format).await
+            disk_usage::df(&connect().await?, &args, &format).await
         }
         Command::System(_) => Err(CliError::new(1, "system command not dispatched")),
         Command::Daemon { .. } => Err(CliError::new(1, "`daemon` is handled before dispatch")),

@@ -33,7 +33,7 @@ pub fn split_repo_tag(reference: &str) -> (String, String) {
 }
 
 /// Docker shows Docker Hub names in their short form.
-fn familiar_name(repo: &str) -> String {
+pub fn familiar_name(repo: &str) -> String {
     let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
     repo.strip_prefix("library/").unwrap_or(repo).to_string()
 }
