@@ -128,6 +128,57 @@ fn versioned_and_unversioned_paths_both_work() {
 }
 
 #[test]
+fn image_inspect_and_history_have_dockerds_shape() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let r = d.api("GET", "/v1.45/images/busybox/json", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let config = &v["Config"];
+    for field in [
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+        "Tty",
+        "OpenStdin",
+        "StdinOnce",
+    ] {
+        assert_eq!(config[field], false, "{field}: {config}");
+    }
+    for field in ["Hostname", "Domainname", "Image"] {
+        assert_eq!(config[field], "", "{field}: {config}");
+    }
+    assert_eq!(config["Cmd"], serde_json::json!(["sh"]), "{config}");
+    assert!(
+        config.get("ExposedPorts").is_none(),
+        "omitted when unset: {config}"
+    );
+    let upper = v["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        std::path::Path::new(upper).join("bin/busybox").is_file(),
+        "UpperDir {upper:?} is not the image's layer: {v}"
+    );
+
+    let h = d.api("GET", "/v1.45/images/busybox/history", None);
+    assert_eq!(h.status, 200, "{}", h.text());
+    let entries = h.json();
+    let newest = &entries[0];
+    assert_eq!(newest["Id"], v["Id"], "{entries}");
+    assert_eq!(
+        newest["Tags"],
+        serde_json::json!(["busybox:latest"]),
+        "{entries}"
+    );
+    assert_eq!(newest["Size"], v["Size"], "{entries}");
+    let missing = d.api("GET", "/v1.45/images/nope/history", None);
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}
+
+#[test]
 fn wait_next_exit_returns_the_next_exit_code() {
     if !require_root() {
         return;

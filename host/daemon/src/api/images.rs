@@ -276,23 +276,57 @@ fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {
         "Created": img.created.clone().unwrap_or_default(),
         "DockerVersion": "",
         "Author": img.config.author().clone().unwrap_or_default(),
-        "Config": {
-            "Env": cfg.env(),
-            "Cmd": cfg.cmd(),
-            "Entrypoint": cfg.entrypoint(),
-            "WorkingDir": cfg.working_dir().clone().unwrap_or_default(),
-            "User": cfg.user().clone().unwrap_or_default(),
-            "Labels": cfg.labels(),
-            "ExposedPorts": cfg.exposed_ports().as_ref().map(|p| p.iter().map(|k| (k.clone(), j!({}))).collect::<serde_json::Map<_, _>>()),
-            "StopSignal": cfg.stop_signal(),
-        },
+        "Config": image_config(&cfg),
         "Architecture": img.architecture,
         "Os": img.os,
         "Size": img.size,
-        "GraphDriver": { "Name": "overlay2", "Data": null },
+        "GraphDriver": { "Name": "overlay2", "Data": layer_dirs(&img.layer_dirs) },
         "RootFS": { "Type": "layers", "Layers": diff_ids },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
     })))
+}
+
+/// `Config` of an image inspect, shaped like dockerd's container config: every
+/// field dockerd always sends, and the `omitempty` ones only when set.
+fn image_config(cfg: &oci_spec::image::Config) -> serde_json::Value {
+    let mut config = j!({
+        "Hostname": "", "Domainname": "", "User": cfg.user().clone().unwrap_or_default(),
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": cfg.env(), "Cmd": cfg.cmd(), "Image": "",
+        "Volumes": cfg.volumes().as_ref().map(|v| v.iter().map(|k| (k.clone(), j!({}))).collect::<serde_json::Map<_, _>>()),
+        "WorkingDir": cfg.working_dir().clone().unwrap_or_default(),
+        "Entrypoint": cfg.entrypoint(), "OnBuild": null, "Labels": cfg.labels(),
+    });
+    if let Some(ports) = cfg.exposed_ports() {
+        config["ExposedPorts"] = ports
+            .iter()
+            .map(|k| (k.clone(), j!({})))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    if let Some(signal) = cfg.stop_signal() {
+        config["StopSignal"] = j!(signal);
+    }
+    config
+}
+
+/// `GraphDriver.Data`: the top layer's directory as `UpperDir`, the ones below
+/// as `LowerDir` (top-most first, `:`-separated), as overlayfs stacks them.
+fn layer_dirs(dirs: &[std::path::PathBuf]) -> serde_json::Value {
+    let Some((top, below)) = dirs.split_last() else {
+        return serde_json::Value::Null;
+    };
+    let mut data = j!({ "UpperDir": top.display().to_string() });
+    if !below.is_empty() {
+        let lower: Vec<String> = below
+            .iter()
+            .rev()
+            .map(|d| d.display().to_string())
+            .collect();
+        data["LowerDir"] = j!(lower.join(":"));
+    }
+    data
 }
 
 fn tag(
