@@ -66,6 +66,8 @@ pub enum Command {
     Tag(commands::images::TagArgs),
     /// Load an image from a tar archive
     Load(commands::images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(commands::import::ImportArgs),
     /// Download an image from a registry
     Pull(commands::pull::PullArgs),
     /// Upload an image to a registry

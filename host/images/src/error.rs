@@ -96,6 +96,9 @@ pub enum ImageError {
         /// What went wrong.
         message: String,
     },
+    /// A `--change` instruction given to `import` is not one it accepts, or is malformed.
+    #[error("{0}")]
+    InvalidChange(String),
     /// The store's own state on disk is inconsistent.
     #[error("image store is corrupt at {path}: {reason}")]
     Corrupt {

@@ -7,6 +7,7 @@
 //! ```text
 //! ImageStore::open(root: &Path) -> Result<ImageStore, ImageError>
 //! ImageStore::load(&self, reader: impl Read) -> Result<Vec<LoadedImage>, ImageError>
+//! ImageStore::import(&self, source: &mut dyn Read, opts: &ImportOptions) -> Result<LoadedImage, ImageError>
 //! ImageStore::save(&self, references: &[&str], format: SaveFormat, out: impl Write) -> Result<(), ImageError>
 //! ImageStore::pull(&self, reference: &str, opts: &PullOptions, progress: &dyn Fn(PullProgress)) -> Result<PulledImage, ImageError>
 //! ImageStore::push(&self, reference: &str, opts: &PushOptions, progress: &dyn Fn(PushProgress)) -> Result<PushedImage, ImageError>
@@ -75,10 +76,12 @@
 mod archive;
 mod blob_sources;
 mod blobs;
+mod changes;
 mod compression;
 pub mod digest;
 mod error;
 mod image;
+mod import;
 mod index;
 mod layers;
 mod lookup;
@@ -96,6 +99,7 @@ pub use compression::Compression;
 pub use digest::Digest;
 pub use error::ImageError;
 pub use image::{Image, LoadedImage, RemovedItem};
+pub use import::ImportOptions;
 pub use push::{PushOptions, PushProgress, PushStatus, PushedImage, DEFAULT_CHUNK_SIZE};
 pub use reference::{normalize_reference, Reference};
 pub use registry::{LayerStatus, Platform, PullOptions, PullProgress, PulledImage, RegistryHosts};

@@ -28,6 +28,8 @@ pub enum ImageCommand {
     Tag(images::TagArgs),
     /// Load an image from a tar archive
     Load(images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(super::import::ImportArgs),
     /// Save one or more images to a tar archive
     Save(save::SaveArgs),
     /// Download an image from a registry
@@ -47,6 +49,7 @@ impl ImageCommand {
             ImageCommand::History(a) => Command::History(a),
             ImageCommand::Tag(a) => Command::Tag(a),
             ImageCommand::Load(a) => Command::Load(a),
+            ImageCommand::Import(a) => Command::Import(a),
             ImageCommand::Save(a) => Command::Save(a),
             ImageCommand::Pull(a) => Command::Pull(a),
             ImageCommand::Push(a) => Command::Push(a),

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod history;
 pub mod image;
 pub mod images;
+pub mod import;
 pub mod inspect;
 pub mod lifecycle;
 pub mod login;
@@ -77,6 +78,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Rmi(args) => images::rmi(&connect().await?, &args).await,
         Command::Tag(args) => images::tag(&connect().await?, &args).await,
         Command::Load(args) => images::load(&connect().await?, &args).await,
+        Command::Import(args) => import::import(&connect().await?, &args).await,
         Command::Pull(args) => pull::pull(&connect().await?, &args).await,
         Command::Push(args) => push::push(&connect().await?, &args).await,
         Command::Login(args) => login::login(&connect().await?, &args).await,

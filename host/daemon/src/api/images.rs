@@ -66,31 +66,7 @@ pub async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
 /// `POST /images/load`: a docker-archive or OCI layout tar in the body, spooled to a
 /// temporary file (archives can be large) and then loaded.
 pub async fn load(State(engine): State<AppState>, body: Body) -> ApiResult<Response> {
-    use futures::StreamExt;
-    use tokio::io::AsyncWriteExt;
-    let tmp_dir = engine.config.data_root.join("tmp");
-    tokio::fs::create_dir_all(&tmp_dir)
-        .await
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
-    let spool = tempfile::NamedTempFile::new_in(&tmp_dir)
-        .map_err(|e| ApiError::internal(format!("creating a spool file: {e}")))?;
-    let mut file = tokio::fs::File::from_std(
-        spool
-            .reopen()
-            .map_err(|e| ApiError::internal(format!("opening the spool file: {e}")))?,
-    );
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
-    drop(file);
+    let spool = spool_body(&engine, body, "the archive").await?;
     let images = engine.images.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let f = spool
@@ -130,10 +106,13 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         .map(|Query(q)| q)
         .unwrap_or_default();
     let result = match path.strip_prefix("/images/") {
+        Some("create") if method == Method::POST && q.contains_key("fromSrc") => {
+            super::import::import(&engine, &q, req).await
+        }
         Some("create") if method == Method::POST => {
             super::pull::create(&engine, &q, req.headers()).await
         }
-        Some("get") if method == Method::GET => save(&engine, save_names(req.uri()), &q),
+        Some("get") if method == Method::GET => save(&engine, query_values(req.uri(), "names"), &q),
         Some("prune") if method == Method::POST => prune(&engine, &q).await,
         Some(rest) => match (method, rest) {
             (Method::GET, r) if r.ends_with("/json") => inspect(&engine, &r[..r.len() - 5]),
@@ -449,12 +428,46 @@ async fn prune(engine: &AppState, q: &HashMap<String, String>) -> ApiResult<Resp
 }
 
 /// The repeated `names` query parameter of `GET /images/get`.
-fn save_names(uri: &axum::http::Uri) -> Vec<String> {
+/// Writes a request body (an archive, a tarball) to a temporary file under the
+/// data root, so a blocking reader can take it; `what` names it in errors.
+pub(super) async fn spool_body(
+    engine: &crate::engine::Engine,
+    body: Body,
+    what: &str,
+) -> ApiResult<tempfile::NamedTempFile> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let tmp_dir = engine.config.data_root.join("tmp");
+    tokio::fs::create_dir_all(&tmp_dir)
+        .await
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
+    let spool = tempfile::NamedTempFile::new_in(&tmp_dir)
+        .map_err(|e| ApiError::internal(format!("creating a spool file: {e}")))?;
+    let mut file = tokio::fs::File::from_std(
+        spool
+            .reopen()
+            .map_err(|e| ApiError::internal(format!("opening the spool file: {e}")))?,
+    );
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading {what}: {e}")))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("spooling {what}: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("spooling {what}: {e}")))?;
+    Ok(spool)
+}
+
+/// Every value of the repeated query parameter `key` (`names`, `changes`).
+pub(super) fn query_values(uri: &axum::http::Uri, key: &str) -> Vec<String> {
     Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|Query(pairs)| {
             pairs
                 .into_iter()
-                .filter(|(k, _)| k == "names")
+                .filter(|(k, _)| k == key)
                 .map(|(_, v)| v)
                 .collect()
         })

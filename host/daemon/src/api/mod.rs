@@ -11,6 +11,7 @@ mod exec;
 mod hijack;
 mod image_history;
 mod images;
+mod import;
 mod networks;
 mod pull;
 mod push;
