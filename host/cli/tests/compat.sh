@@ -205,6 +205,7 @@ same_output "history --human=false" history --human=false busybox
 same_output "history json" history --format json busybox
 same_output "image history" image history busybox
 same_output "history missing" history nope
+same_output "import of a missing file" import "$WORK/nope.tar"
 expect_eq "wait" "$(V wait exited1)" "2"
 expect_eq "stop prints names" "$(V stop -t 1 web)" "web"
 expect_eq "start prints names" "$(V start web)" "web"

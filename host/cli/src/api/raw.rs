@@ -36,8 +36,50 @@ pub async fn request_with_headers(
     body: Option<Vec<u8>>,
     headers: &[(&str, String)],
 ) -> Result<Response<Incoming>, ApiError> {
+    let content_type = body.is_some().then_some("application/json");
+    let body = Full::new(Bytes::from(body.unwrap_or_default()));
+    send(socket, method, path_and_query, body, content_type, headers).await
+}
+
+/// [`request`] with a body streamed from `reader` (a tarball to import), so
+/// large bodies never sit in memory whole.
+pub async fn request_streaming(
+    socket: &Path,
+    method: hyper::Method,
+    path_and_query: &str,
+    reader: impl tokio::io::AsyncRead + Send + Sync + 'static,
+    content_type: &str,
+) -> Result<Response<Incoming>, ApiError> {
+    use futures::TryStreamExt;
+    let frames = tokio_util::io::ReaderStream::new(reader).map_ok(hyper::body::Frame::data);
+    let body = http_body_util::StreamBody::new(frames);
+    send(
+        socket,
+        method,
+        path_and_query,
+        body,
+        Some(content_type),
+        &[],
+    )
+    .await
+}
+
+/// Sends one request with `body` on a fresh connection (see [`request`]).
+async fn send<B>(
+    socket: &Path,
+    method: hyper::Method,
+    path_and_query: &str,
+    body: B,
+    content_type: Option<&str>,
+    headers: &[(&str, String)],
+) -> Result<Response<Incoming>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = UnixStream::connect(socket).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, B>(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("raw API connection ended: {e}");
@@ -51,13 +93,13 @@ pub async fn request_with_headers(
             hyper::header::USER_AGENT,
             concat!("vmrun-cli/", env!("CARGO_PKG_VERSION")),
         );
-    if body.is_some() {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(content_type) = content_type {
+        builder = builder.header(hyper::header::CONTENT_TYPE, content_type);
     }
     for (name, value) in headers {
         builder = builder.header(*name, value.as_str());
     }
-    let req = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let req = builder.body(body)?;
     let response = sender.send_request(req).await?;
     let status = response.status();
     if status.is_success() {

@@ -1,13 +1,11 @@
 //! `vmrun import file|- [REPOSITORY[:TAG]]`: `POST /images/create?fromSrc=-`
-//! with the tarball as the body; prints the new image's id, as docker does.
-
-use std::io::Read;
+//! with the tarball streamed as the body; prints the new image's id, as docker does.
 
 use http_body_util::BodyExt;
 
 use super::fail;
 use crate::api::{raw, Api};
-use crate::error::{CliError, CliResult};
+use crate::error::{go_io_error, CliError, CliResult};
 use crate::format::images::split_repo_tag;
 use crate::opts::reference::check_reference;
 
@@ -60,11 +58,24 @@ pub async fn import(api: &Api, args: &ImportArgs) -> CliResult<i32> {
             ),
         ));
     }
-    let body = read_source(&args.source)?;
     let path = format!("{}/images/create?{}", api.version_prefix(), query.join("&"));
-    let response = raw::request(&api.socket, hyper::Method::POST, &path, Some(body))
-        .await
-        .map_err(fail)?;
+    let source: Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin> = if args.source == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        let file = tokio::fs::File::open(&args.source)
+            .await
+            .map_err(|e| CliError::new(1, format!("open {}: {}", args.source, go_io_error(&e))))?;
+        Box::new(file)
+    };
+    let response = raw::request_streaming(
+        &api.socket,
+        hyper::Method::POST,
+        &path,
+        source,
+        "application/x-tar",
+    )
+    .await
+    .map_err(fail)?;
     let bytes = response
         .into_body()
         .collect()
@@ -85,16 +96,4 @@ pub async fn import(api: &Api, args: &ImportArgs) -> CliResult<i32> {
         }
     }
     Ok(0)
-}
-
-/// The whole tarball, from a file or standard input (`-`).
-fn read_source(source: &str) -> CliResult<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let read = if source == "-" {
-        std::io::stdin().read_to_end(&mut bytes)
-    } else {
-        std::fs::File::open(source).and_then(|mut f| f.read_to_end(&mut bytes))
-    };
-    read.map_err(|e| CliError::new(1, format!("open {source}: {e}")))?;
-    Ok(bytes)
 }
