@@ -204,6 +204,11 @@ same_output "history -q" history -q busybox
 same_output "history --human=false" history --human=false busybox
 same_output "history json" history --format json busybox
 same_output "image history" image history busybox
+same_output "image inspect" image inspect busybox
+same_output "image inspect format" image inspect --format "{{.Id}} {{.Os}}" busybox
+same_output "image inspect missing" image inspect nope
+same_output "inspect --type image missing" inspect --type image busybox nope
+same_output "inspect --type container missing" inspect --type container nope
 same_output "history missing" history nope
 same_output "import of a missing file" import "$WORK/nope.tar"
 expect_eq "wait" "$(V wait exited1)" "2"

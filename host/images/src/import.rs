@@ -89,51 +89,63 @@ impl ImageStore {
         }
         let config = serde_json::to_vec(&config)
             .map_err(|e| ImageError::json("serializing the imported image's config", e))?;
-        let config_digest = Digest::of_bytes(&config);
         let layer = ImportedLayer {
             media_type: compression.oci_layer_media_type().to_owned(),
             blob,
         };
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_OCI_MANIFEST.to_owned()),
-            config: Descriptor {
-                media_type: MEDIA_OCI_CONFIG.to_owned(),
-                digest: config_digest.clone(),
-                size: config.len() as u64,
-                annotations: Default::default(),
-                platform: None,
-            },
-            layers: vec![Descriptor {
-                media_type: layer.media_type.clone(),
-                digest: layer.blob.digest.clone(),
-                size: layer.blob.size,
-                annotations: Default::default(),
-                platform: None,
-            }],
-        };
-        let manifest = serde_json::to_vec(&manifest)
-            .map_err(|e| ImageError::json("serializing the imported image's manifest", e))?;
-        let image = ImportedImage {
-            names,
-            manifest,
-            config,
-            config_digest,
-            layers: vec![layer],
-            repo_digest: None,
-        };
-        let loaded = self.commit_images(std::slice::from_ref(&image), &mut |_| {})?;
+        let loaded = self.commit_synthesized(names, config, vec![layer])?;
         drop(staging);
-        let loaded = loaded.into_iter().next().ok_or_else(|| {
-            ImageError::InvalidArchive("the imported image was not committed".into())
-        })?;
         tracing::info!(id = %loaded.id, reference = %loaded.reference, "imported an image");
         Ok(loaded)
     }
 }
 
+impl ImageStore {
+    /// Commits an image made here (import, commit): an OCI manifest naming
+    /// `config` and `layers` (bottom-most first), through the shared commit path.
+    pub(crate) fn commit_synthesized(
+        &self,
+        names: Vec<Reference>,
+        config: Vec<u8>,
+        layers: Vec<ImportedLayer>,
+    ) -> Result<LoadedImage, ImageError> {
+        let config_digest = Digest::of_bytes(&config);
+        let descriptor = |media_type: &str, digest: &Digest, size: u64| Descriptor {
+            media_type: media_type.to_owned(),
+            digest: digest.clone(),
+            size,
+            annotations: Default::default(),
+            platform: None,
+        };
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_OCI_MANIFEST.to_owned()),
+            config: descriptor(MEDIA_OCI_CONFIG, &config_digest, config.len() as u64),
+            layers: layers
+                .iter()
+                .map(|l| descriptor(&l.media_type, &l.blob.digest, l.blob.size))
+                .collect(),
+        };
+        let manifest = serde_json::to_vec(&manifest)
+            .map_err(|e| ImageError::json("serializing a manifest", e))?;
+        let image = ImportedImage {
+            names,
+            manifest,
+            config,
+            config_digest,
+            layers,
+            repo_digest: None,
+        };
+        let loaded = self.commit_images(std::slice::from_ref(&image), &mut |_| {})?;
+        loaded
+            .into_iter()
+            .next()
+            .ok_or_else(|| ImageError::InvalidArchive("the new image was not committed".into()))
+    }
+}
+
 /// Parses the tag to give the imported image (`:latest` by default; no digest).
-fn tag_reference(reference: &str) -> Result<Reference, ImageError> {
+pub(crate) fn tag_reference(reference: &str) -> Result<Reference, ImageError> {
     let parsed = Reference::parse(reference)?;
     if parsed.digest().is_some() {
         return Err(ImageError::InvalidReference {
@@ -231,7 +243,7 @@ fn is_tar_header(block: &[u8]) -> bool {
 }
 
 /// `2026-11-23T18:41:10.123456789Z` (RFC 3339, UTC, trailing zeros of the fraction dropped).
-fn rfc3339_utc(time: SystemTime) -> String {
+pub(crate) fn rfc3339_utc(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -77,6 +77,7 @@ mod archive;
 mod blob_sources;
 mod blobs;
 mod changes;
+mod commit;
 mod compression;
 pub mod digest;
 mod error;
@@ -95,6 +96,7 @@ pub mod unpack;
 mod workers;
 
 pub use archive::save::SaveFormat;
+pub use commit::CommitOptions;
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::ImageError;

@@ -127,6 +127,20 @@ pub async fn get_json(socket: &Path, path_and_query: &str) -> Result<serde_json:
     Ok(value)
 }
 
+/// `POST path` with an empty JSON body (`null`, as docker's client sends
+/// for an absent config), and the answer parsed as JSON.
+pub async fn post_json(socket: &Path, path_and_query: &str) -> Result<serde_json::Value, ApiError> {
+    let response = request(
+        socket,
+        hyper::Method::POST,
+        path_and_query,
+        Some(b"null".to_vec()),
+    )
+    .await?;
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 /// `GET path`: the body as text (key order kept) and parsed.
 pub async fn get_raw_json(
     socket: &Path,

@@ -24,6 +24,8 @@ pub enum ImageCommand {
     Rm(images::RmiArgs),
     /// Show the history of an image
     History(super::history::HistoryArgs),
+    /// Display detailed information on one or more images
+    Inspect(ImageInspectArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(images::TagArgs),
     /// Load an image from a tar archive
@@ -47,6 +49,11 @@ impl ImageCommand {
             ImageCommand::Ls(a) => Command::Images(a),
             ImageCommand::Rm(a) => Command::Rmi(a),
             ImageCommand::History(a) => Command::History(a),
+            ImageCommand::Inspect(a) => Command::Inspect(super::inspect::InspectArgs {
+                format: a.format,
+                kind: Some("image".to_owned()),
+                names: a.images,
+            }),
             ImageCommand::Tag(a) => Command::Tag(a),
             ImageCommand::Load(a) => Command::Load(a),
             ImageCommand::Import(a) => Command::Import(a),
@@ -56,6 +63,17 @@ impl ImageCommand {
             ImageCommand::Prune(a) => return Err(a),
         })
     }
+}
+
+/// Arguments of `image inspect`: `inspect --type image`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageInspectArgs {
+    /// Format output: `json` or a Go template
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    /// The images
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 /// Arguments of `image prune`.

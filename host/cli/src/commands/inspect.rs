@@ -55,24 +55,29 @@ const KINDS: [(&str, &str); 4] = [
     ("volume", "/volumes/{}"),
 ];
 
-/// Looks `name` up as each kind in turn; `Ok(None)` when nothing has it.
+/// Looks `name` up as each kind in turn. `Err(message)` when nothing has it:
+/// the daemon's 404 message ("Error response from daemon: …") when only one
+/// kind was asked for, as docker prints it; else none.
 pub async fn find_object(
     api: &Api,
     name: &str,
     only: Option<&str>,
-) -> CliResult<Option<RawObject>> {
+) -> CliResult<Result<RawObject, Option<String>>> {
+    let mut not_found = None;
     for (kind, path) in KINDS {
         if only.is_some_and(|o| o != kind) {
             continue;
         }
         let path = path.replace("{}", &raw::encode(name));
         match api.get_raw_json(&path).await {
-            Ok(v) => return Ok(Some(v)),
-            Err(e) if status_code(&e) == Some(404) => continue,
+            Ok(v) => return Ok(Ok(v)),
+            Err(e) if status_code(&e) == Some(404) => {
+                not_found = only.map(|_| daemon_message(&e));
+            }
             Err(e) => return Err(CliError::new(1, daemon_message(&e))),
         }
     }
-    Ok(None)
+    Ok(Err(not_found))
 }
 
 /// Renders found objects in the chosen format.
@@ -111,16 +116,19 @@ pub async fn inspect(api: &Api, args: &InspectArgs, format: &InspectFormat) -> C
     let mut missing = Vec::new();
     for name in &args.names {
         match find_object(api, name, args.kind.as_deref()).await? {
-            Some(v) => found.push(v),
-            None => missing.push(name.clone()),
+            Ok(v) => found.push(v),
+            Err(message) => missing.push(match message {
+                Some(m) => m,
+                None => format!("Error: No such object: {name}"),
+            }),
         }
     }
     print_text(&render(&found, format)?);
     if missing.is_empty() {
         return Ok(0);
     }
-    for name in &missing {
-        eprintln!("Error: No such object: {name}");
+    for message in &missing {
+        eprintln!("{message}");
     }
     Ok(1)
 }

@@ -101,7 +101,7 @@ pub async fn load(State(engine): State<AppState>, body: Body) -> ApiResult<Respo
 /// Everything else under `/images/`, and the 404 for unknown paths.
 pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = super::percent_decode(req.uri().path());
     let q: HashMap<String, String> = Query::try_from_uri(req.uri())
         .map(|Query(q)| q)
         .unwrap_or_default();

@@ -4,6 +4,7 @@
 //! behaviour for every version from [`MIN_API_VERSION`] to [`API_VERSION`]). Errors are
 //! docker-shaped JSON (`{"message": ...}`) with docker's status codes.
 
+mod commit;
 mod containers;
 mod convert;
 mod distribution;
@@ -96,6 +97,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/events", get(system::events))
         .route("/system/df", get(usage::disk_usage))
         .route("/auth", post(system::auth))
+        .route("/commit", post(commit::commit))
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(networks::routes())
@@ -172,6 +174,31 @@ pub(crate) fn parse_filters(
         }
     }
     Ok(out)
+}
+
+/// Decodes `%XX` escapes in a path segment (clients may escape the name).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         .flatten()
         .and_then(|rest| rest.strip_suffix("/push"))
         .filter(|name| !name.is_empty())
-        .map(percent_decode);
+        .map(super::percent_decode);
     let Some(name) = name else {
         return super::images::dispatch(State(engine), req).await;
     };
@@ -178,31 +178,6 @@ fn progress_line(p: &PushProgress) -> String {
     line(&v)
 }
 
-/// Decodes `%XX` escapes in a path segment (clients may escape the name).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,8 +229,11 @@ mod tests {
 
     #[test]
     fn names_are_decoded_and_missing_tags_named() {
-        assert_eq!(percent_decode("127.0.0.1%3A5000%2Fx"), "127.0.0.1:5000/x");
-        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+        assert_eq!(
+            super::super::percent_decode("127.0.0.1%3A5000%2Fx"),
+            "127.0.0.1:5000/x"
+        );
+        assert_eq!(super::super::percent_decode("a%zz%4"), "a%zz%4");
         assert_eq!(
             no_such_tag("r:5000/x", Some("r:5000/x:latest")),
             "An image does not exist locally with the tag: r:5000/x"

@@ -1,0 +1,97 @@
+//! `POST /commit?container=C&repo=R&tag=T&comment=M&author=A&changes=…`:
+//! `docker commit`, a new image from a container's writable layer on top of
+//! its image. The new image's config is the container's (the request body's
+//! non-null fields win), with the `changes` applied; its history entry names
+//! the container's command. vmrund cannot pause containers, so a running
+//! container is committed as it runs (`docker commit --pause=false`).
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde_json::{json as j, Map, Value};
+use vmrun_images::CommitOptions;
+
+use super::images::query_values;
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// The most a commit request's body (a container config) may hold.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub async fn commit(
+    State(engine): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> ApiResult<Response> {
+    let key = q
+        .get("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("container is required"))?;
+    let rec = engine.container(key)?;
+    let changes = query_values(req.uri(), "changes");
+    let reference = match (
+        q.get("repo").filter(|r| !r.is_empty()),
+        q.get("tag").filter(|t| !t.is_empty()),
+    ) {
+        (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
+        (Some(repo), None) => Some(repo.clone()),
+        (None, Some(_)) => return Err(ApiError::bad_request("a tag needs a repository (repo=…)")),
+        (None, None) => None,
+    };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
+        .to_bytes();
+    if body.len() > MAX_BODY {
+        return Err(ApiError::bad_request(
+            "the container config in the body is too large",
+        ));
+    }
+    let mut config = match serde_json::to_value(&rec.config) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(overrides)) => {
+                config.extend(overrides.into_iter().filter(|(_, v)| !v.is_null()))
+            }
+            Ok(Value::Null) => {}
+            Ok(_) | Err(_) => {
+                return Err(ApiError::bad_request(
+                    "the request body must be a container config (a JSON object)",
+                ))
+            }
+        }
+    }
+    let created_by = rec.config.cmd.clone().unwrap_or_default().join(" ");
+    let opts = CommitOptions {
+        reference,
+        message: q.get("comment").cloned(),
+        author: q.get("author").cloned(),
+        changes,
+        config,
+        created_by,
+    };
+    let upper = crate::backend::native::ContainerPaths::new(&engine.config, &rec.id).diff;
+    let images = engine.images.clone();
+    let parent = rec.image_id.clone();
+    let committed = tokio::task::spawn_blocking(move || images.commit(&parent, &upper, &opts))
+        .await
+        .map_err(|e| ApiError::internal(format!("commit task failed: {e}")))??;
+    engine.events.emit(
+        "container",
+        "commit",
+        &rec.id,
+        &[
+            ("name", rec.name.trim_start_matches('/').to_owned()),
+            ("imageID", committed.id.clone()),
+        ],
+    );
+    Ok((StatusCode::CREATED, axum::Json(j!({ "Id": committed.id }))).into_response())
+}

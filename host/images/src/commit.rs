@@ -1,0 +1,244 @@
+//! [`ImageStore::commit`]: a new image from a container's writable layer on
+//! top of its image, as `docker commit` makes it.
+//!
+//! The container's overlayfs upper directory becomes an uncompressed layer tar
+//! in OCI form: a whiteout (a 0:0 character device) becomes `.wh.<name>`, an
+//! opaque directory (`trusted.overlay.opaque=y`) gets `.wh..wh..opq`. The new
+//! config is the parent's with the container's config (and `--change`
+//! instructions) in `config`, the layer's diff id appended and one history
+//! entry more. The image goes through the shared commit path, so the layer is
+//! unpacked and checked like any other.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+
+use crate::archive::{ImportedLayer, StagedFile};
+use crate::changes::apply_changes;
+use crate::digest::HashingWriter;
+use crate::error::{ImageError, IoContext};
+use crate::image::LoadedImage;
+use crate::import::{rfc3339_utc, tag_reference};
+use crate::lookup::find_image;
+use crate::store::ImageStore;
+
+const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// How [`ImageStore::commit`] makes the image.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOptions {
+    /// Tag for the new image (`repo[:tag]`, `:latest` by default); None: untagged.
+    pub reference: Option<String>,
+    /// History comment (`docker commit -m`).
+    pub message: Option<String>,
+    /// Author (`docker commit -a`), in the config and the history entry.
+    pub author: Option<String>,
+    /// Dockerfile instructions applied on top of `config` (see `ImportOptions::changes`).
+    pub changes: Vec<String>,
+    /// The container's config in docker's keys (`Cmd`, `Env`, `WorkingDir`, ...): the new image's `config`.
+    pub config: Map<String, Value>,
+    /// The history entry's `created_by` (dockerd: the container's command).
+    pub created_by: String,
+}
+
+impl ImageStore {
+    /// Stores `upper_dir` (a container's overlayfs upper directory) as a new
+    /// layer on top of image `parent` (an id or reference).
+    pub fn commit(
+        &self,
+        parent: &str,
+        upper_dir: &Path,
+        opts: &CommitOptions,
+    ) -> Result<LoadedImage, ImageError> {
+        let names = match &opts.reference {
+            Some(reference) => vec![tag_reference(reference)?],
+            None => Vec::new(),
+        };
+        let mut container_config = opts.config.clone();
+        apply_changes(&mut container_config, &opts.changes)?;
+        let record = {
+            let index = self.read_index();
+            let id = find_image(&index, parent)?;
+            index
+                .images
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| ImageError::NotFound(parent.to_owned()))?
+        };
+        let parent_config: Value = serde_json::from_slice(&self.blobs.read(&record.config)?)
+            .map_err(|e| ImageError::json("reading the parent image's config", e))?;
+
+        let staging = tempfile::Builder::new()
+            .prefix("commit-")
+            .tempdir_in(&self.tmp)
+            .ctx(|| format!("creating a staging directory in {}", self.tmp.display()))?;
+        let blob = write_layer(upper_dir, &staging.path().join("layer.tar"))?;
+
+        let created = rfc3339_utc(SystemTime::now());
+        let mut config = parent_config;
+        config["created"] = json!(created);
+        config["config"] = Value::Object(container_config);
+        config.as_object_mut().map(|c| c.remove("container_config"));
+        let mut entry = json!({ "created": created, "created_by": opts.created_by });
+        if let Some(author) = opts.author.as_deref().filter(|a| !a.is_empty()) {
+            config["author"] = json!(author);
+            entry["author"] = json!(author);
+        }
+        if let Some(message) = opts.message.as_deref().filter(|m| !m.is_empty()) {
+            entry["comment"] = json!(message);
+        }
+        push_to(
+            &mut config,
+            &["rootfs", "diff_ids"],
+            json!(blob.digest.to_string()),
+        );
+        push_to(&mut config, &["history"], entry);
+        let config = serde_json::to_vec(&config)
+            .map_err(|e| ImageError::json("serializing the committed image's config", e))?;
+
+        let mut layers: Vec<ImportedLayer> = record
+            .layers
+            .iter()
+            .map(|l| ImportedLayer {
+                blob: StagedFile {
+                    path: self.blobs.path(&l.blob),
+                    digest: l.blob.clone(),
+                    size: l.blob_size,
+                },
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        layers.push(ImportedLayer {
+            blob,
+            media_type: OCI_LAYER_TAR.to_owned(),
+        });
+        let loaded = self.commit_synthesized(names, config, layers)?;
+        drop(staging);
+        tracing::info!(id = %loaded.id, parent, "committed a container's changes");
+        Ok(loaded)
+    }
+}
+
+/// Appends `value` to the array at `path` in `config`, creating it as needed.
+fn push_to(config: &mut Value, path: &[&str], value: Value) {
+    let mut at = config;
+    for key in path {
+        if !at.get(*key).is_some_and(|v| v.is_object() || v.is_array()) {
+            at[*key] = if Some(key) == path.last() {
+                json!([])
+            } else {
+                json!({})
+            };
+        }
+        at = &mut at[*key];
+    }
+    if let Some(list) = at.as_array_mut() {
+        list.push(value);
+    }
+}
+
+/// Writes `upper_dir` as an OCI layer tar to `path`, hashing it.
+fn write_layer(upper_dir: &Path, path: &Path) -> Result<StagedFile, ImageError> {
+    let file = File::create(path).ctx(|| format!("creating {}", path.display()))?;
+    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(file)));
+    builder.mode(tar::HeaderMode::Complete);
+    builder.follow_symlinks(false);
+    add_dir(&mut builder, upper_dir, "")?;
+    let writer = builder
+        .into_inner()
+        .ctx(|| format!("finishing the layer tar {}", path.display()))?;
+    let (digest, size, inner) = writer.finish();
+    inner
+        .into_inner()
+        .map_err(|e| ImageError::io(format!("writing {}", path.display()), e.into_error()))?
+        .sync_all()
+        .ctx(|| format!("syncing {}", path.display()))?;
+    Ok(StagedFile {
+        path: path.to_owned(),
+        digest,
+        size,
+    })
+}
+
+/// Adds the entries of `dir` (the layer path `prefix`), sorted, recursively.
+fn add_dir<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &Path,
+    prefix: &str,
+) -> Result<(), ImageError> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .ctx(|| format!("listing {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .ctx(|| format!("listing {}", dir.display()))?;
+    names.sort();
+    for name in names {
+        let full = dir.join(&name);
+        let name = name.to_string_lossy();
+        let entry = format!("{prefix}{name}");
+        let meta = fs::symlink_metadata(&full).ctx(|| format!("inspecting {}", full.display()))?;
+        let kind = meta.file_type();
+        if kind.is_char_device() && meta.rdev() == 0 {
+            let whiteout = format!("{prefix}.wh.{name}");
+            append_empty(builder, &whiteout, &meta)?;
+            continue;
+        }
+        builder
+            .append_path_with_name(&full, &entry)
+            .ctx(|| format!("adding {} to the layer", full.display()))?;
+        if kind.is_dir() {
+            if is_opaque(&full) {
+                append_empty(builder, &format!("{entry}/.wh..wh..opq"), &meta)?;
+            }
+            add_dir(builder, &full, &format!("{entry}/"))?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty regular file (a whiteout marker) owned like `meta`.
+fn append_empty<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    meta: &fs::Metadata,
+) -> Result<(), ImageError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(0);
+    header.set_mode(0o644);
+    header.set_uid(u64::from(meta.uid()));
+    header.set_gid(u64::from(meta.gid()));
+    header.set_mtime(meta.mtime().max(0) as u64);
+    builder
+        .append_data(&mut header, name, std::io::empty())
+        .ctx(|| format!("adding {name} to the layer"))
+}
+
+/// Whether overlayfs marked `dir` opaque (`trusted.overlay.opaque=y`).
+fn is_opaque(dir: &Path) -> bool {
+    let mut value = [0u8; 4];
+    matches!(
+        rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut value),
+        Ok(1) if value[0] == b'y'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_to_creates_missing_lists() {
+        let mut config = json!({ "rootfs": { "type": "layers" } });
+        push_to(&mut config, &["rootfs", "diff_ids"], json!("sha256:aa"));
+        push_to(&mut config, &["history"], json!({ "created_by": "x" }));
+        push_to(&mut config, &["history"], json!({ "created_by": "y" }));
+        assert_eq!(config["rootfs"]["diff_ids"], json!(["sha256:aa"]));
+        assert_eq!(config["rootfs"]["type"], "layers");
+        assert_eq!(config["history"][1]["created_by"], "y");
+    }
+}
