@@ -82,7 +82,9 @@ impl ImageStore {
         let mut config = parent_config;
         config["created"] = json!(created);
         config["config"] = Value::Object(container_config);
-        config.as_object_mut().map(|c| c.remove("container_config"));
+        if let Some(c) = config.as_object_mut() {
+            c.remove("container_config");
+        }
         let mut entry = json!({ "created": created, "created_by": opts.created_by });
         if let Some(author) = opts.author.as_deref().filter(|a| !a.is_empty()) {
             config["author"] = json!(author);
