@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use serde_json::{json as j, Map, Value};
 use vmrun_images::CommitOptions;
 
-use super::images::query_values;
+use super::images::{new_image_reference, query_values};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -32,15 +32,7 @@ pub async fn commit(
         .ok_or_else(|| ApiError::bad_request("container is required"))?;
     let rec = engine.container(key)?;
     let changes = query_values(req.uri(), "changes");
-    let reference = match (
-        q.get("repo").filter(|r| !r.is_empty()),
-        q.get("tag").filter(|t| !t.is_empty()),
-    ) {
-        (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
-        (Some(repo), None) => Some(repo.clone()),
-        (None, Some(_)) => return Err(ApiError::bad_request("a tag needs a repository (repo=…)")),
-        (None, None) => None,
-    };
+    let reference = new_image_reference(&q)?;
     let body = req
         .into_body()
         .collect()

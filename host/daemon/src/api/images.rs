@@ -461,6 +461,20 @@ pub(super) async fn spool_body(
     Ok(spool)
 }
 
+/// The name for an image made here (`import`, `commit`): `repo[:tag]` from the
+/// `repo` and `tag` query parameters, none when neither is given.
+pub(super) fn new_image_reference(q: &HashMap<String, String>) -> ApiResult<Option<String>> {
+    match (
+        q.get("repo").filter(|r| !r.is_empty()),
+        q.get("tag").filter(|t| !t.is_empty()),
+    ) {
+        (Some(repo), Some(tag)) => Ok(Some(format!("{repo}:{tag}"))),
+        (Some(repo), None) => Ok(Some(repo.clone())),
+        (None, Some(_)) => Err(ApiError::bad_request("a tag needs a repository (repo=…)")),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Every value of the repeated query parameter `key` (`names`, `changes`).
 pub(super) fn query_values(uri: &axum::http::Uri, key: &str) -> Vec<String> {
     Query::<Vec<(String, String)>>::try_from_uri(uri)

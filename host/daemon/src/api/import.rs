@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::json as j;
 use vmrun_images::{ImageError, ImportOptions};
 
-use super::images::{line, query_values, spool_body};
+use super::images::{line, new_image_reference, query_values, spool_body};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -26,15 +26,7 @@ pub(super) async fn import(
             "importing from {source:?} is not supported: send the tarball in the request body (fromSrc=-)"
         )));
     }
-    let reference = match (
-        q.get("repo").filter(|r| !r.is_empty()),
-        q.get("tag").filter(|t| !t.is_empty()),
-    ) {
-        (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
-        (Some(repo), None) => Some(repo.clone()),
-        (None, Some(_)) => return Err(ApiError::bad_request("a tag needs a repository (repo=…)")),
-        (None, None) => None,
-    };
+    let reference = new_image_reference(q)?;
     let platform = match q.get("platform").filter(|p| !p.is_empty()) {
         Some(p) => Some(p.parse::<vmrun_images::Platform>()?),
         None => None,
