@@ -30,30 +30,31 @@ fn openssl(args: &[&str], dir: &Path) {
     );
 }
 
+impl KeyPair {
+    /// `dir/name.crt` and `dir/name.key`.
+    fn named(dir: &Path, name: &str) -> KeyPair {
+        KeyPair {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        }
+    }
+}
+
 /// A self-signed certificate `name` (RSA, for signing tokens), in `dir`.
 pub fn self_signed(dir: &Path, name: &str) -> KeyPair {
-    let pair = KeyPair {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-    };
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &pair.key.to_string_lossy(),
-            "-out",
-            &pair.cert.to_string_lossy(),
-        ],
-        dir,
-    );
+    self_signed_with(dir, name, &["-newkey", "rsa:2048"])
+}
+
+/// `openssl req -x509` for `name` in `dir`, with `args` (key type, extensions).
+fn self_signed_with(dir: &Path, name: &str, args: &[&str]) -> KeyPair {
+    let pair = KeyPair::named(dir, name);
+    let subject = format!("/CN={name}");
+    let key = pair.key.to_string_lossy().into_owned();
+    let cert = pair.cert.to_string_lossy().into_owned();
+    let mut all = vec!["req", "-x509", "-nodes", "-days", "2", "-subj", &subject];
+    all.extend_from_slice(args);
+    all.extend(["-keyout", &key, "-out", &cert]);
+    openssl(&all, dir);
     pair
 }
 
@@ -64,33 +65,19 @@ impl Pki {
             return None;
         }
         std::fs::create_dir_all(dir).unwrap();
-        let ca = KeyPair {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-        };
-        openssl(
+        let ca = self_signed_with(
+            dir,
+            name,
             &[
-                "req",
-                "-x509",
                 "-newkey",
                 "ec",
                 "-pkeyopt",
                 "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name}"),
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
                 "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                &ca.key.to_string_lossy(),
-                "-out",
-                &ca.cert.to_string_lossy(),
             ],
-            dir,
         );
         Some(Pki {
             dir: dir.to_owned(),
@@ -112,10 +99,7 @@ impl Pki {
     }
 
     fn issue(&self, name: &str, extensions: &str) -> KeyPair {
-        let pair = KeyPair {
-            cert: self.dir.join(format!("{name}.crt")),
-            key: self.dir.join(format!("{name}.key")),
-        };
+        let pair = KeyPair::named(&self.dir, name);
         let csr = self.dir.join(format!("{name}.csr"));
         let ext = self.dir.join(format!("{name}.ext"));
         std::fs::write(

@@ -4,8 +4,6 @@
 use super::fail;
 use crate::api::{raw, Api};
 use crate::error::{CliError, CliResult};
-use crate::format::images::split_repo_tag;
-use crate::opts::reference::check_reference;
 
 /// Arguments of `commit`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,12 +31,7 @@ pub struct CommitArgs {
 pub async fn commit(api: &Api, args: &CommitArgs) -> CliResult<i32> {
     let mut query = vec![format!("container={}", raw::encode(&args.container))];
     if let Some(reference) = &args.reference {
-        check_reference(reference).map_err(|e| CliError::new(1, e))?;
-        let (repo, tag) = split_repo_tag(reference);
-        query.push(format!("repo={}", raw::encode(&repo)));
-        if !tag.is_empty() {
-            query.push(format!("tag={}", raw::encode(&tag)));
-        }
+        query.extend(super::import::name_query(reference)?);
     }
     for (key, value) in [("author", &args.author), ("comment", &args.message)] {
         if let Some(v) = value {

@@ -33,12 +33,7 @@ pub struct ImportArgs {
 pub async fn import(api: &Api, args: &ImportArgs) -> CliResult<i32> {
     let mut query = vec!["fromSrc=-".to_owned()];
     if let Some(reference) = &args.reference {
-        check_reference(reference).map_err(|e| CliError::new(1, e))?;
-        let (repo, tag) = split_repo_tag(reference);
-        query.push(format!("repo={}", raw::encode(&repo)));
-        if !tag.is_empty() {
-            query.push(format!("tag={}", raw::encode(&tag)));
-        }
+        query.extend(name_query(reference)?);
     }
     if let Some(message) = &args.message {
         query.push(format!("message={}", raw::encode(message)));
@@ -96,4 +91,16 @@ pub async fn import(api: &Api, args: &ImportArgs) -> CliResult<i32> {
         }
     }
     Ok(0)
+}
+
+/// The `repo=…&tag=…` query parameters that name an image made by the daemon
+/// (`import`, `commit`), after checking `reference` as docker does.
+pub(super) fn name_query(reference: &str) -> CliResult<Vec<String>> {
+    check_reference(reference).map_err(|e| CliError::new(1, e))?;
+    let (repo, tag) = split_repo_tag(reference);
+    let mut query = vec![format!("repo={}", raw::encode(&repo))];
+    if !tag.is_empty() {
+        query.push(format!("tag={}", raw::encode(&tag)));
+    }
+    Ok(query)
 }

@@ -264,36 +264,27 @@ mod tests {
         let host_dir = dir.path().join("reg.example:5000");
         std::fs::create_dir_all(&host_dir).unwrap();
         std::fs::write(host_dir.join("client.cert"), "x").unwrap();
-        let err = load(
-            &[dir.path().to_owned()],
-            "reg.example:5000",
-            "reg.example:5000",
-        )
-        .err()
-        .unwrap();
+        let load_error = || {
+            load(
+                &[dir.path().to_owned()],
+                "reg.example:5000",
+                "reg.example:5000",
+            )
+            .err()
+            .unwrap()
+        };
+        let err = load_error();
         assert!(err.to_string().contains("without its key"), "{err}");
         std::fs::remove_file(host_dir.join("client.cert")).unwrap();
         std::fs::write(host_dir.join("client.key"), "x").unwrap();
-        let err = load(
-            &[dir.path().to_owned()],
-            "reg.example:5000",
-            "reg.example:5000",
-        )
-        .err()
-        .unwrap();
+        let err = load_error();
         assert!(
             err.to_string().contains("without its client certificate"),
             "{err}"
         );
         std::fs::remove_file(host_dir.join("client.key")).unwrap();
         std::fs::write(host_dir.join("ca.crt"), "not pem").unwrap();
-        let err = load(
-            &[dir.path().to_owned()],
-            "reg.example:5000",
-            "reg.example:5000",
-        )
-        .err()
-        .unwrap();
+        let err = load_error();
         assert!(err.to_string().contains("ca.crt"), "{err}");
         // Nothing for other hosts, nothing in missing dirs.
         let m = load(

@@ -68,19 +68,32 @@ impl RegistryClient {
         }
     }
 
+    /// `response` when the registry answered 202 Accepted; else an error
+    /// saying what was being done (`doing`) to which repository, and why.
+    fn expect_accepted(
+        &self,
+        response: Response,
+        doing: impl FnOnce() -> String,
+    ) -> Result<Response, ImageError> {
+        if response.status() == StatusCode::ACCEPTED {
+            return Ok(response);
+        }
+        let status = response.status();
+        let message = response_message(response);
+        Err(self.registry_error(format!(
+            "{} to {}: {status}: {message}",
+            doing(),
+            self.repository_path()
+        )))
+    }
+
     /// Opens an upload session; returns its location.
     pub(crate) fn start_upload(&self, digest: &Digest) -> Result<String, ImageError> {
         let url = self.repo_url("blobs/uploads/");
         let response =
             self.send_authorized(&|| self.http_client().post(&url).header(CONTENT_LENGTH, "0"))?;
-        if response.status() != StatusCode::ACCEPTED {
-            let status = response.status();
-            let message = response_message(response);
-            return Err(self.registry_error(format!(
-                "starting the upload of blob {digest} to {}: {status}: {message}",
-                self.repository_path()
-            )));
-        }
+        let response =
+            self.expect_accepted(response, || format!("starting the upload of blob {digest}"))?;
         self.location(&response, digest)
     }
 
@@ -125,14 +138,8 @@ impl RegistryClient {
                     .header("Content-Range", &range)
                     .body(body.clone())
             })?;
-            if response.status() != StatusCode::ACCEPTED {
-                let status = response.status();
-                let message = response_message(response);
-                return Err(self.registry_error(format!(
-                    "uploading bytes {range} of {what} to {}: {status}: {message}",
-                    self.repository_path()
-                )));
-            }
+            let response =
+                self.expect_accepted(response, || format!("uploading bytes {range} of {what}"))?;
             location = self.location(&response, digest)?;
             sent += len;
             progress(sent);
