@@ -108,48 +108,6 @@ int main(void) {
 }
 "#;
 
-/// One `newc` cpio entry: name, mode (type and permissions), contents, (rdev major, minor).
-pub type CpioEntry<'a> = (&'a str, u32, &'a [u8], (u32, u32));
-
-/// A `newc` cpio archive (what the kernel unpacks as an initramfs).
-pub fn newc_cpio(entries: &[CpioEntry]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let pad = |out: &mut Vec<u8>| {
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-    };
-    let mut all: Vec<CpioEntry> = entries.to_vec();
-    all.push(("TRAILER!!!", 0, &[], (0, 0)));
-    for (ino, (name, mode, data, (rmaj, rmin))) in all.into_iter().enumerate() {
-        let fields = [
-            ino as u32 + 1,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len() as u32,
-            0,
-            0,
-            rmaj,
-            rmin,
-            name.len() as u32 + 1,
-            0,
-        ];
-        out.extend_from_slice(b"070701");
-        for f in fields {
-            out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        pad(&mut out);
-        out.extend_from_slice(data);
-        pad(&mut out);
-    }
-    out
-}
-
 /// Builds the echo init with `gcc -static` and writes `dir/initramfs.cpio` (uncompressed;
 /// the kernel takes it as is). Skips when gcc or a static libc is missing.
 pub fn echo_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
@@ -169,32 +127,15 @@ pub fn echo_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let init = std::fs::read(&bin).map_err(|e| Skip(format!("reading the test init: {e}")))?;
-    let archive = newc_cpio(&[
-        ("dev", 0o040755, &[], (0, 0)),
-        ("dev/console", 0o020600, &[], (5, 1)),
-        ("init", 0o100755, &init, (0, 0)),
-    ]);
     let path = dir.join("initramfs.cpio");
-    std::fs::write(&path, archive)
-        .map_err(|e| Skip(format!("cannot write {}: {e}", path.display())))?;
+    let write = || -> Result<(), vmrun_initramfs::CpioError> {
+        let mut cpio = vmrun_initramfs::CpioWriter::create(&path)?;
+        cpio.dir("dev", 0o755)?;
+        cpio.char_device("dev/console", 0o600, 5, 1)?;
+        cpio.file_from("init", 0o755, &bin)?;
+        cpio.finish()?;
+        Ok(())
+    };
+    write().map_err(|e| Skip(format!("cannot write the test initramfs: {e}")))?;
     Ok(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpio_entries_are_aligned_and_end_with_the_trailer() {
-        let archive = newc_cpio(&[("init", 0o100755, b"abc", (0, 0))]);
-        assert_eq!(archive.len() % 4, 0);
-        assert!(archive.starts_with(b"070701"));
-        // header (110) + "init\0" padded to 116 + data padded to 4 → next header at 120
-        assert_eq!(&archive[120..126], b"070701");
-        let text = String::from_utf8_lossy(&archive);
-        assert!(text.contains("TRAILER!!!"));
-        // file size field (7th) of the first entry is 3
-        assert_eq!(&archive[6 + 6 * 8..6 + 7 * 8], b"00000003");
-    }
 }
