@@ -1,0 +1,162 @@
+//! Running the current test where KVM boots Linux: here on hardware KVM, else inside the
+//! outer host by re-running this test binary there, filtered to this one test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmrun_test_skip::Skip;
+
+use crate::job::Job;
+use crate::outer::KvmHost;
+
+/// Set (to `1`) in the environment of a test re-run inside the outer host.
+const INSIDE_ENV: &str = "VMRUN_KVMHOST_INSIDE";
+/// `NAME=PATH;NAME=PATH…`: the inputs of a test re-run inside.
+const INPUTS_ENV: &str = "VMRUN_KVMHOST_INPUTS";
+/// Where inputs live inside the outer host.
+const INPUTS_DIR: &str = "/kvmhost/inputs";
+
+/// Whether this process runs inside the outer host (a re-run test).
+pub fn inside_outer_host() -> bool {
+    std::env::var_os(INSIDE_ENV).is_some_and(|v| v == "1")
+}
+
+/// Named files a nested test needs (kernels, initramfs images, binaries, disks): prepared
+/// on this host, copied into the outer host, found under the same names there.
+#[derive(Debug, Clone, Default)]
+pub struct NestedInputs {
+    files: BTreeMap<String, (PathBuf, bool)>,
+    timeout: Option<Duration>,
+}
+
+impl NestedInputs {
+    /// No inputs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A file, under `name` (letters, digits, `_`, `-`, `.`).
+    pub fn file(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
+        self.files.insert(name.to_string(), (path.into(), false));
+        self
+    }
+
+    /// An executable (carried with its shared libraries, debug info stripped).
+    pub fn binary(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
+        self.files.insert(name.to_string(), (path.into(), true));
+        self
+    }
+
+    /// The nested run's limit (outer boot included); 180 s unless set.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The path of input `name` where the body runs.
+    ///
+    /// # Panics
+    /// When no input has that name: a mistake in the test.
+    pub fn path(&self, name: &str) -> &Path {
+        match self.files.get(name) {
+            Some((p, _)) => p,
+            None => panic!("nested test input {name:?} was not prepared"),
+        }
+    }
+
+    fn from_env() -> Self {
+        let mut inputs = NestedInputs::new();
+        let list = std::env::var(INPUTS_ENV).unwrap_or_default();
+        for pair in list.split(';').filter(|p| !p.is_empty()) {
+            if let Some((name, path)) = pair.split_once('=') {
+                inputs
+                    .files
+                    .insert(name.to_string(), (PathBuf::from(path), false));
+            }
+        }
+        inputs
+    }
+}
+
+/// Runs `body` where KVM can boot Linux:
+/// - inside the outer host (this is the re-run): with the inputs found there;
+/// - on a host whose `/dev/kvm` boots Linux (hardware KVM): here, with `prepare`'s inputs;
+/// - otherwise: `prepare` here, then this very test binary re-runs this one test inside the
+///   nested KVM host, and this test fails with the nested run's output and serial log if
+///   that run fails.
+///
+/// `prepare` or the nested host being unavailable is a visible skip
+/// ([`vmrun_test_skip::report`]). Call it from a `#[test]` function directly: the test's
+/// name is taken from the thread libtest runs it on.
+pub fn nested_test(
+    prepare: impl FnOnce() -> Result<NestedInputs, Skip>,
+    body: impl FnOnce(&NestedInputs),
+) {
+    if inside_outer_host() {
+        return body(&NestedInputs::from_env());
+    }
+    let inputs = match prepare() {
+        Ok(i) => i,
+        Err(skip) => return skip.report(),
+    };
+    if vmrun_vmm::pvm::kernel_boot_unsupported_reason().is_none() {
+        return body(&inputs);
+    }
+    let host = match KvmHost::get() {
+        Ok(h) => h,
+        Err(skip) => return skip.report(),
+    };
+    let test = vmrun_test_skip::current_test_name();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => panic!("cannot find the test binary to re-run: {e}"),
+    };
+    let mut job = Job::new(format!(
+        "/kvmhost/test-binary --exact '{test}' --nocapture --test-threads 1"
+    ))
+    .binary(&exe, "/kvmhost/test-binary")
+    .env(INSIDE_ENV, "1")
+    .env("RUST_BACKTRACE", "1")
+    .timeout(inputs.timeout.unwrap_or(Duration::from_secs(180)));
+    let mut list = String::new();
+    for (name, (path, is_binary)) in &inputs.files {
+        let inside = format!("{INPUTS_DIR}/{name}");
+        job = if *is_binary {
+            job.binary(path, &inside)
+        } else {
+            job.file(path, &inside)
+        };
+        list.push_str(&format!("{name}={inside};"));
+    }
+    job = job.env(INPUTS_ENV, list);
+    if let Ok(v) = std::env::var("VMRUN_VMM_LOG") {
+        job = job.env("VMRUN_VMM_LOG", v);
+    }
+    let outcome = match host.run(&job) {
+        Ok(o) => o,
+        Err(e) => panic!("nested KVM run of {test} failed: {e}"),
+    };
+    eprintln!(
+        "nested KVM host: booted in {:.1?}, whole run {:.1?}; the test's output:\n{}",
+        outcome.boot, outcome.elapsed, outcome.output
+    );
+    assert_eq!(
+        outcome.exit_code, 0,
+        "{test} failed inside the nested KVM host (exit {}); serial log:\n{}",
+        outcome.exit_code, outcome.serial
+    );
+    // A re-run that filtered to nothing would pass vacuously.
+    assert!(
+        outcome.output.contains("1 passed"),
+        "{test} did not run inside the nested KVM host:\n{}",
+        outcome.output
+    );
+    if let Some(skipped) = outcome
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("SKIPPED {test}: ")))
+    {
+        vmrun_test_skip::report(format!("inside the nested KVM host: {skipped}"));
+    }
+}
