@@ -1,9 +1,10 @@
 //! Test support for tests that boot a real guest: the guest kernel built by
-//! `kernel-config/build.sh` and a tiny initramfs whose init echoes on vsock.
+//! `kernel-config/build.sh`, a tiny initramfs whose init echoes on vsock (boot-to-ready
+//! checks and benchmarks), and the command init (`command_init.c`: many commands over many
+//! vsock connections at once, for device and protocol tests), with its host-side helpers.
 //!
 //! Nothing here builds a kernel: a test that finds none skips with the command to run.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,15 +17,7 @@ pub const GUEST_HELLO: &[u8] = b"hello from the guest\n";
 /// The serial line the init prints once it listens.
 pub const LISTENING_LINE: &str = "init: listening on vsock port 1024";
 
-/// Why a test cannot run here; tests print it (`eprintln!("skipping: {skip}")`) and return.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skip(pub String);
-
-impl fmt::Display for Skip {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use vmrun_test_skip::Skip;
 
 /// The repository root (this crate lives in `tests/vmtest`).
 pub fn repo_root() -> PathBuf {
@@ -138,4 +131,128 @@ pub fn echo_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
     };
     write().map_err(|e| Skip(format!("cannot write the test initramfs: {e}")))?;
     Ok(path)
+}
+
+/// The command init's source (see its header comment for the commands).
+const COMMAND_INIT_C: &str = include_str!("command_init.c");
+
+/// busybox-static (Debian package `busybox-static`), the command init's `/bin/busybox`.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Builds the command init with `gcc -static` and writes `dir/command-initramfs.cpio` with it
+/// as `/init` and busybox-static as `/bin/busybox`. Skips when gcc, a static libc or
+/// busybox-static is missing.
+pub fn command_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
+    let src = dir.join("command_init.c");
+    let bin = dir.join("command_init");
+    std::fs::write(&src, COMMAND_INIT_C)
+        .map_err(|e| Skip(format!("cannot write {}: {e}", src.display())))?;
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .map_err(|e| Skip(format!("cannot run gcc to build the command init: {e}")))?;
+    if !out.status.success() {
+        return Err(Skip(format!(
+            "gcc -static failed building the command init: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        return Err(Skip(format!(
+            "{BUSYBOX} is missing (Debian package busybox-static)"
+        )));
+    }
+    let path = dir.join("command-initramfs.cpio");
+    let write = || -> Result<(), vmrun_initramfs::CpioError> {
+        let mut cpio = vmrun_initramfs::CpioWriter::create(&path)?;
+        cpio.dir("dev", 0o755)?;
+        cpio.char_device("dev/console", 0o600, 5, 1)?;
+        cpio.file_from("init", 0o755, &bin)?;
+        cpio.file_from("bin/busybox", 0o755, Path::new(BUSYBOX))?;
+        cpio.symlink("bin/sh", "busybox")?;
+        cpio.finish()?;
+        Ok(())
+    };
+    write().map_err(|e| Skip(format!("cannot write the command initramfs: {e}")))?;
+    Ok(path)
+}
+
+/// Sends one command line to the command init on a fresh connection and reads the answer
+/// until the guest closes.
+pub fn guest_command<S: std::io::Read + std::io::Write>(
+    mut stream: S,
+    command: &str,
+) -> std::io::Result<String> {
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The byte at offset `i` of the command init's `source` pattern.
+pub fn pattern_byte(i: u64) -> u8 {
+    ((i.wrapping_mul(31)).wrapping_add(i >> 13) & 0xff) as u8
+}
+
+/// FNV-1a 64, the command init's `sink` checksum.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv1a(pub u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Kernel log lines that fail a boot test: a `WARNING`, `BUG` or `Oops`.
+///
+/// `nested_tcg`: the guest ran under KVM inside QEMU TCG (the nested KVM test host). There
+/// one warning is the environment's and is let through: `XSAVE consistency problem` at
+/// `fpu/xstate.c:606`. TCG's SVM does not intercept `XSETBV` (QEMU's `helper_xsetbv` has no
+/// `SVM_EXIT_XSETBV` check), so the KVM one level down never sees the guest enable AVX and
+/// never updates CPUID leaf 0xD's size; QEMU itself with `-accel kvm -cpu host` in the same
+/// nested host prints the same warning.
+pub fn kernel_complaints(serial: &str, nested_tcg: bool) -> Vec<&str> {
+    let xsave_mismatch = serial.contains("XSAVE consistency problem");
+    serial
+        .lines()
+        .filter(|l| {
+            l.contains("WARNING:") || l.contains("BUG:") || l.contains("Oops") || l.contains("BUG ")
+        })
+        .filter(|l| !(nested_tcg && xsave_mismatch && l.contains("fpu/xstate.c:606")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        let mut h = Fnv1a::default();
+        h.update(b"a");
+        assert_eq!(h.0, 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn complaints_are_found_in_a_serial_log() {
+        let log = "[0.1] ok\n[0.2] WARNING: CPU: 0 PID: 0 at x.c:1\n[0.3] fine\n";
+        assert_eq!(kernel_complaints(log, false).len(), 1);
+        let xsave = "[0.1] XSAVE consistency problem: size 832 != kernel_size 576\n\
+                     [0.2] WARNING: CPU: 0 PID: 0 at arch/x86/kernel/fpu/xstate.c:606 0xffff\n";
+        assert_eq!(kernel_complaints(xsave, false).len(), 1);
+        assert!(kernel_complaints(xsave, true).is_empty());
+    }
 }
