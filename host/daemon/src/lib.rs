@@ -15,6 +15,7 @@ pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod setup;
 pub mod state;
 pub mod vm;
 
@@ -26,7 +27,7 @@ use anyhow::Context;
 
 /// Run the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    let engine = Arc::new(engine::Engine::open(config.clone()).await?);
+    let engine = Arc::new(setup::open_engine(config.clone()).await?);
     engine.recover().await;
     let listener = api::listen(&config.socket).context("opening the API socket")?;
     tracing::info!("vmrund listening on unix://{}", config.socket.display());
