@@ -155,17 +155,17 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 async fn create_start_exit_and_wait() {
     let (_root, fake, engine) = setup();
     let mut events = engine.events.subscribe();
-    let mut hc = HostConfig {
+    let hc = HostConfig {
         memory: Some(64 << 20),
+        port_bindings: Some(HashMap::from([(
+            "80/tcp".to_string(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some("8080".into()),
+            }]),
+        )])),
         ..Default::default()
     };
-    hc.port_bindings = Some(HashMap::from([(
-        "80/tcp".to_string(),
-        Some(vec![PortBinding {
-            host_ip: Some("127.0.0.1".into()),
-            host_port: Some("8080".into()),
-        }]),
-    )]));
     let mut b = body(hc);
     b.env = Some(vec!["B=2".into()]);
     let id = create(&engine, "web", b).await.unwrap();
@@ -393,8 +393,10 @@ async fn create_checks_the_request() {
         create(&engine, "xx", b).await.unwrap_err(),
         EngineError::NotFound("No such image: nope".into())
     );
-    let mut hc = HostConfig::default();
-    hc.port_bindings = Some(HashMap::from([("80/sctp".to_string(), None)]));
+    let hc = HostConfig {
+        port_bindings: Some(HashMap::from([("80/sctp".to_string(), None)])),
+        ..Default::default()
+    };
     assert_eq!(
         create(&engine, "xx", body(hc)).await.unwrap_err(),
         EngineError::BadRequest("invalid protocol \"sctp\" in port 80/sctp: use tcp or udp".into())
