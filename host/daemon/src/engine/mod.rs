@@ -1,5 +1,10 @@
 //! The container lifecycle: state transitions, persistence, events, and the processes
 //! that back them.
+//!
+//! The engine knows backends only as `Arc<dyn ContainerBackend>` in a [`Backends`]
+//! registry and picks one per container from its record's isolation; it tells a backend
+//! about a container with a [`ContainerSpec`] built from the record. Its errors are
+//! [`EngineError`]s; what HTTP status each becomes is the API's business.
 
 mod create;
 mod error;
