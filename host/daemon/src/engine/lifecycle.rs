@@ -214,11 +214,16 @@ impl Engine {
             if rec.state.status != Status::Running {
                 continue;
             }
-            let reconnected = match self.backend_of(&rec) {
-                Ok((backend, spec)) => backend.reconnect(&spec).await.map_err(EngineError::from),
-                Err(e) => Err(e),
+            // Without its backend (a VM backend this start-up has not), the container is
+            // left as it was recorded: it may well still run.
+            let (backend, spec) = match self.backend_of(&rec) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("cannot reconnect to container {}: {e}", rec.short_id());
+                    continue;
+                }
             };
-            match reconnected {
+            let error = match backend.reconnect(&spec).await {
                 Ok(Reconnected::Running(process)) => {
                     tracing::info!("reattached to running container {}", rec.short_id());
                     self.processes
@@ -227,25 +232,27 @@ impl Engine {
                         .insert(rec.id.clone(), process.clone());
                     let engine = self.clone();
                     tokio::spawn(async move { engine.watch(rec.id, process).await });
+                    continue;
                 }
-                Ok(Reconnected::Exited(status)) => self.record_exit(&rec.id, status).await,
-                Ok(Reconnected::Lost) | Err(_) => {
-                    let error = match reconnected {
-                        Err(e) => format!("reconnecting to the container: {e}"),
-                        _ => "the container's monitor ended without recording an exit".into(),
-                    };
-                    let _ = self.store.update(&rec.id, |r| r.state.error = error);
-                    self.record_exit(
-                        &rec.id,
-                        ExitStatus {
-                            exit_code: 255,
-                            oom_killed: false,
-                            finished_at: vmrun_shim::now_rfc3339(),
-                        },
-                    )
-                    .await;
+                Ok(Reconnected::Exited(status)) => {
+                    self.record_exit(&rec.id, status).await;
+                    continue;
                 }
-            }
+                Ok(Reconnected::Lost) => {
+                    "the container's monitor ended without recording an exit".to_string()
+                }
+                Err(e) => format!("reconnecting to the container: {e}"),
+            };
+            let _ = self.store.update(&rec.id, |r| r.state.error = error);
+            self.record_exit(
+                &rec.id,
+                ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: vmrun_shim::now_rfc3339(),
+                },
+            )
+            .await;
         }
     }
 

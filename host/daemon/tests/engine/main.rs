@@ -51,6 +51,14 @@ fn data_root() -> tempfile::TempDir {
 
 /// An engine over `root` whose native containers run in `fake`.
 fn engine(root: &Path, fake: &Arc<FakeBackend>) -> Arc<Engine> {
+    let backends = Backends::new()
+        .with(Isolation::Native, fake.clone())
+        .without(Isolation::Vm, "not in these tests");
+    engine_with(root, backends)
+}
+
+/// An engine over `root` with `backends`.
+fn engine_with(root: &Path, backends: Backends) -> Arc<Engine> {
     let mut config = DaemonConfig::with_defaults();
     config.data_root = root.join("data");
     config.exec_root = root.join("run");
@@ -63,9 +71,6 @@ fn engine(root: &Path, fake: &Arc<FakeBackend>) -> Arc<Engine> {
         vhost_device_vsock: None,
     };
     let vm = VmSupport::from_caps(vmrun_vm::BackendChoice::Auto, &caps).unwrap();
-    let backends = Backends::new()
-        .with(Isolation::Native, fake.clone())
-        .without(Isolation::Vm, "not in these tests");
     Arc::new(
         Engine::new(EngineParts {
             config,
@@ -670,4 +675,44 @@ fn a_restarted_daemon_reconnects() {
         engine.start_container(&exited).await.unwrap();
         assert!(engine.container(&exited).unwrap().is_running());
     });
+}
+
+/// A daemon that starts without the backend of a running container leaves it as
+/// recorded, and says why it cannot act on it.
+#[test]
+fn a_container_whose_backend_is_gone_is_left_alone() {
+    let root = data_root();
+    let fake = FakeBackend::new(&root.path().join("fake"));
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = rt();
+    let id = first.block_on(async {
+        let engine = engine(root.path(), &fake);
+        let id = create(&engine, "kept", body(HostConfig::default()))
+            .await
+            .unwrap();
+        engine.start_container(&id).await.unwrap();
+        id
+    });
+    drop(first);
+    rt().block_on(async {
+        let engine = engine_with(
+            root.path(),
+            Backends::new().without(Isolation::Native, "switched off"),
+        );
+        engine.recover().await;
+        let rec = engine.container(&id).unwrap();
+        assert!(rec.is_running(), "{:?}", rec.state);
+        assert_eq!(
+            engine.kill_container("kept", "KILL").await.unwrap_err(),
+            EngineError::BadRequest(
+                "isolation native is not available on this daemon: switched off".into()
+            )
+        );
+    });
+    assert!(fake.init(&id).exited().is_none());
 }
