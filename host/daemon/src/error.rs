@@ -53,6 +53,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The engine's errors at the HTTP edge: the engine says what went wrong, the API how
+/// docker reports it.
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::NotFound(m) => ApiError::not_found(m),
+            E::Conflict(m) | E::NotRunning(m) => ApiError::conflict(m),
+            E::BadRequest(m) => ApiError::bad_request(m),
+            E::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl From<vmrun_images::ImageError> for ApiError {
     fn from(e: vmrun_images::ImageError) -> Self {
         use vmrun_images::ImageError as E;

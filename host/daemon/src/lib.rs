@@ -1,12 +1,20 @@
 //! The vmrun daemon: serves the Docker Engine API on a Unix socket and runs containers
-//! through a [`backend::ContainerBackend`].
+//! through [`backend::ContainerBackend`]s.
 //!
 //! Layers, top to bottom:
-//! - [`api`]: HTTP routes of the Docker Engine API, thin translations to the engine.
-//! - [`engine`]: the container lifecycle (create, start, stop, exec, wait, remove), state
-//!   persisted by [`state`], events, logs.
-//! - [`backend`]: where processes actually run. Today [`backend::native`] (the runtime
-//!   library through one `vmrun-shim` per container); a VM backend talks to the guest agent.
+//! - [`api`]: HTTP routes of the Docker Engine API, thin translations to the engine. The
+//!   only layer that knows HTTP: it maps the engine's [`engine::EngineError`] to docker's
+//!   status codes and error JSON ([`error`]).
+//! - [`engine`]: the container lifecycle (create, start, stop, exec, wait, remove),
+//!   events, logs. It holds the backends as trait objects ([`backend::Backends`]) and
+//!   picks one per container by its isolation (`--isolation`, `--runtime`).
+//! - [`state`]: the daemon's own, versioned container records (`container.json`), with
+//!   migrations from earlier versions.
+//! - [`backend`]: where processes actually run, told about a container by a
+//!   backend-neutral [`backend::ContainerSpec`]. Today the native backend (the runtime
+//!   library through one `vmrun-shim` per container), private to that module; a VM
+//!   backend will talk to the guest agent. Tests drive the engine with a fake one.
+//! - [`setup`]: start-up: opens the stores and the network, registers the backends.
 
 #![recursion_limit = "256"]
 
@@ -15,6 +23,7 @@ pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod setup;
 pub mod state;
 pub mod vm;
 
@@ -26,7 +35,7 @@ use anyhow::Context;
 
 /// Run the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    let engine = Arc::new(engine::Engine::open(config.clone()).await?);
+    let engine = Arc::new(setup::open_engine(config.clone()).await?);
     engine.recover().await;
     let listener = api::listen(&config.socket).context("opening the API socket")?;
     tracing::info!("vmrund listening on unix://{}", config.socket.display());

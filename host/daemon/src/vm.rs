@@ -57,6 +57,11 @@ impl VmSupport {
         self.backend.as_ref()
     }
 
+    /// Why there is no backend (only with `auto`).
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
     /// `VmBackend` of `GET /info` (a vmrun extension; the docker CLI ignores it).
     pub fn info(&self) -> serde_json::Value {
         serde_json::json!({

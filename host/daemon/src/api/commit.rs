@@ -70,7 +70,15 @@ pub async fn commit(
         config,
         created_by,
     };
-    let upper = crate::backend::native::ContainerPaths::new(&engine.config, &rec.id).diff;
+    let upper = engine
+        .container_files(&rec)?
+        .writable_layer
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "cannot commit container {}: its isolation ({}) has no writable layer on this host",
+                rec.name, rec.isolation
+            ))
+        })?;
     let images = engine.images.clone();
     let parent = rec.image_id.clone();
     let committed = tokio::task::spawn_blocking(move || images.commit(&parent, &upper, &opts))

@@ -45,12 +45,43 @@ fn not_modified() -> Response {
     StatusCode::NOT_MODIFIED.into_response()
 }
 
+/// The create body, and `HostConfig.Isolation` as sent: docker's model knows only
+/// docker's isolation names, so another name (`vm`) is taken out before decoding.
+fn create_body(body: &Bytes) -> ApiResult<(ContainerCreateBody, Option<String>)> {
+    let typed = json_body::<ContainerCreateBody>(body);
+    if let Ok(b) = typed {
+        let isolation = b
+            .host_config
+            .as_ref()
+            .and_then(|h| h.isolation)
+            .map(|i| i.to_string());
+        return Ok((b, isolation));
+    }
+    let mut raw: serde_json::Value = json_body(body)?;
+    let isolation = raw
+        .get_mut("HostConfig")
+        .and_then(serde_json::Value::as_object_mut)
+        .and_then(|h| match h.get("Isolation") {
+            Some(serde_json::Value::String(_)) => h.remove("Isolation"),
+            _ => None,
+        });
+    match isolation {
+        Some(serde_json::Value::String(i)) => {
+            let b = serde_json::from_value(raw)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+            Ok((b, Some(i)))
+        }
+        _ => typed.map(|b| (b, None)),
+    }
+}
+
 async fn create(State(engine): State<AppState>, Query(q): Q, body: Bytes) -> ApiResult<Response> {
-    let body: ContainerCreateBody = json_body(&body)?;
+    let (body, isolation) = create_body(&body)?;
     let (id, warnings) = engine
         .create_container(CreateRequest {
             name: q.get("name").cloned(),
             body,
+            isolation,
         })
         .await?;
     let resp = ContainerCreateResponse { id, warnings };
@@ -102,8 +133,8 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
 
 async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
-    let paths = crate::backend::native::ContainerPaths::new(&engine.config, &rec.id);
-    Ok(json(&convert::inspect(&rec, &paths)))
+    let files = engine.container_files(&rec).unwrap_or_default();
+    Ok(json(&convert::inspect(&rec, &files)))
 }
 
 async fn start(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -169,7 +200,9 @@ async fn wait(
     let body = futures::stream::once(async move {
         let v = match fut.await {
             Ok(code) => serde_json::json!({ "StatusCode": code }),
-            Err(e) => serde_json::json!({ "StatusCode": -1, "Error": { "Message": e.message } }),
+            Err(e) => {
+                serde_json::json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } })
+            }
         };
         let mut line = serde_json::to_vec(&v).unwrap_or_default();
         line.push(b'\n');
@@ -191,19 +224,7 @@ async fn rename(
         .get("name")
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name is required"))?;
-    let name = name.trim_start_matches('/');
-    let rec = engine.container(&id)?;
-    crate::engine::validate_name(name).map_err(ApiError::bad_request)?;
-    engine
-        .store
-        .rename(&rec.id, name)
-        .map_err(crate::engine::store_error)?;
-    engine.events.emit(
-        "container",
-        "rename",
-        &rec.id,
-        &[("name", name.to_string())],
-    );
+    engine.rename_container(&id, name)?;
     Ok(no_content())
 }
 
@@ -239,12 +260,6 @@ async fn remove(
 
 async fn top(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
-    if !rec.is_running() {
-        return Err(ApiError::conflict(format!(
-            "container {} is not running",
-            rec.id
-        )));
-    }
     let pids = engine.container_pids(&rec).await?;
     let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
     let processes = pids

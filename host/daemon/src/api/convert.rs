@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use bollard_stubs::models::{
     ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, EndpointSettings, MountPoint,
-    NetworkSettings, PortBinding, PortSummary, PortSummaryTypeEnum,
+    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData, EndpointSettings,
+    MountPoint, NetworkSettings, PortBinding, PortSummary, PortSummaryTypeEnum,
 };
 use serde_json::Value;
 
+use crate::backend::ContainerFiles;
 use crate::state::{ContainerRecord, Status};
 
 /// Docker's zero time.
@@ -150,7 +151,7 @@ pub fn summary(rec: &ContainerRecord) -> ContainerSummary {
 
 /// `GET /containers/{id}/json`, with the pre-1.52 top-level network fields the docker CLI's
 /// templates still use (`.NetworkSettings.IPAddress`).
-pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerPaths) -> Value {
+pub fn inspect(rec: &ContainerRecord, files: &ContainerFiles) -> Value {
     let status = match rec.state.status {
         Status::Created => ContainerStateStatusEnum::CREATED,
         Status::Running => ContainerStateStatusEnum::RUNNING,
@@ -159,8 +160,8 @@ pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerP
         Status::Dead => ContainerStateStatusEnum::DEAD,
     };
     let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for key in rec.config.exposed_ports.iter().flat_map(|e| e.iter()) {
-        ports.insert(key.clone(), None);
+    for key in rec.config.exposed_ports() {
+        ports.insert(key, None);
     }
     for p in &rec.ports {
         ports
@@ -202,22 +203,30 @@ pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerP
             health: None,
         }),
         image: Some(rec.image_id.clone()),
-        resolv_conf_path: Some(paths.resolv_conf.display().to_string()),
-        hostname_path: Some(paths.hostname.display().to_string()),
-        hosts_path: Some(paths.hosts.display().to_string()),
-        log_path: Some(paths.log.display().to_string()),
+        resolv_conf_path: Some(path_text(files.resolv_conf.as_deref())),
+        hostname_path: Some(path_text(files.hostname.as_deref())),
+        hosts_path: Some(path_text(files.hosts.as_deref())),
+        log_path: Some(files.log.display().to_string()),
         name: Some(format!("/{}", rec.name)),
         restart_count: Some(i64::from(rec.restart_count)),
-        driver: Some("overlay2".into()),
+        driver: Some(
+            files
+                .graph_driver
+                .as_ref()
+                .map_or("overlay2", |g| g.name.as_str())
+                .into(),
+        ),
+        graph_driver: files.graph_driver.as_ref().map(|g| DriverData {
+            name: g.name.clone(),
+            data: g.data.clone().into_iter().collect(),
+        }),
         platform: Some("linux".into()),
-        host_config: Some(rec.host_config.clone()),
         mounts: Some(mount_points(rec)),
-        config: Some(rec.config.clone()),
         network_settings: Some(NetworkSettings {
             sandbox_key: rec
                 .endpoint
                 .as_ref()
-                .map(|_| paths.netns.display().to_string()),
+                .map(|_| path_text(files.sandbox.as_deref())),
             ports: Some(ports),
             networks: Some(endpoint_settings(rec)),
             ..Default::default()
@@ -225,6 +234,12 @@ pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerP
         ..Default::default()
     };
     let mut v = serde_json::to_value(&resp).unwrap_or(Value::Null);
+    // The saved documents are docker's JSON already (with fields docker's model may not
+    // know, such as a `vm` isolation): given back as they are.
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("Config".into(), json_of(&rec.config));
+        obj.insert("HostConfig".into(), json_of(&rec.host_config));
+    }
     if let Some(ns) = v.get_mut("NetworkSettings").and_then(Value::as_object_mut) {
         let e = rec.endpoint.as_ref();
         let s = |f: &dyn Fn(&crate::state::EndpointState) -> String| {
@@ -240,6 +255,14 @@ pub fn inspect(rec: &ContainerRecord, paths: &crate::backend::native::ContainerP
         ns.insert("Bridge".into(), Value::String(String::new()));
     }
     v
+}
+
+fn path_text(p: Option<&std::path::Path>) -> String {
+    p.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+fn json_of<T: serde::Serialize>(doc: &T) -> Value {
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

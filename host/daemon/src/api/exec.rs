@@ -12,6 +12,7 @@ use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ExecStartConfig, Pr
 
 use super::{hijack, json, json_body, AppState};
 use crate::backend::{AttachOptions, ExecSpec};
+use crate::engine::EngineError;
 use crate::error::ApiResult;
 
 /// Exec routes.
@@ -70,10 +71,10 @@ async fn start(
         Ok(io) => io,
         // Like dockerd: once the exec exists, a failure to start it (no such command) is
         // reported inside the upgraded stream, and its exit code is 126.
-        Err(e) if !detach && e.status == StatusCode::BAD_REQUEST => {
-            Some(error_stream(&e.message, exec.spec.tty).await)
+        Err(EngineError::BadRequest(message)) if !detach => {
+            Some(error_stream(&message, exec.spec.tty).await)
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     match io {
         None => Ok(StatusCode::OK.into_response()),
@@ -83,7 +84,7 @@ async fn start(
             Ok(hijack::serve(
                 req,
                 exec.spec.tty,
-                async move { Ok(io) },
+                async move { Ok::<_, EngineError>(io) },
                 async move { settle_engine.exec_settle(&settle_id).await },
             ))
         }

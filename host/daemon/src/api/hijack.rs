@@ -10,7 +10,7 @@ use axum::response::Response;
 use hyper_util::rt::TokioIo;
 
 use crate::backend::AttachIo;
-use crate::error::ApiError;
+use crate::engine::EngineError;
 
 fn content_type(tty: bool) -> &'static str {
     if tty {
@@ -27,7 +27,7 @@ fn content_type(tty: bool) -> &'static str {
 /// once the stream has ended, before the client's connection closes.
 pub fn serve<F, A>(mut req: Request, tty: bool, io: F, after: A) -> Response
 where
-    F: Future<Output = Result<Box<dyn AttachIo>, ApiError>> + Send + 'static,
+    F: Future<Output = Result<Box<dyn AttachIo>, EngineError>> + Send + 'static,
     A: Future<Output = ()> + Send + 'static,
 {
     let wants_upgrade = req
@@ -55,7 +55,7 @@ where
         match io.await {
             Ok(stream) => pump(client, stream, after).await,
             Err(e) => {
-                tracing::debug!("attach failed: {}", e.message);
+                tracing::debug!("attach failed: {e}");
                 after.await;
             }
         }
@@ -97,7 +97,7 @@ where
 
 fn async_stream_body<F, A>(io: F, after: A) -> Body
 where
-    F: Future<Output = Result<Box<dyn AttachIo>, ApiError>> + Send + 'static,
+    F: Future<Output = Result<Box<dyn AttachIo>, EngineError>> + Send + 'static,
     A: Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);

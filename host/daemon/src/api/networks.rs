@@ -85,7 +85,7 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
 
 async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
     let nets: Vec<Value> = engine
-        .network
+        .network()?
         .list()
         .iter()
         .map(|n| model(&engine, n))
@@ -94,7 +94,7 @@ async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
 }
 
 async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let n = engine.network.inspect(&id)?;
+    let n = engine.network()?.inspect(&id)?;
     Ok(json(&model(&engine, &n)))
 }
 
@@ -104,7 +104,7 @@ async fn blocking<T: Send + 'static>(
         + Send
         + 'static,
 ) -> ApiResult<T> {
-    let net = engine.network.clone();
+    let net = engine.network()?.clone();
     tokio::task::spawn_blocking(move || f(&net))
         .await
         .map_err(|e| ApiError::internal(format!("network task failed: {e}")))?
@@ -159,7 +159,7 @@ async fn create(State(engine): State<AppState>, body: Bytes) -> ApiResult<Respon
 }
 
 async fn remove(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let info = engine.network.inspect(&id)?;
+    let info = engine.network()?.inspect(&id)?;
     let key = id.clone();
     blocking(&engine, move |n| n.remove(&key)).await?;
     engine

@@ -38,9 +38,12 @@ fn usage(engine: &crate::engine::Engine) -> ApiResult<Response> {
     let containers: Vec<serde_json::Value> = records
         .iter()
         .map(|rec| {
-            let paths = crate::backend::native::ContainerPaths::new(&engine.config, &rec.id);
+            let layer = engine
+                .container_files(rec)
+                .ok()
+                .and_then(|f| f.writable_layer);
             let mut s = convert::summary(rec);
-            let size_rw = dir_size(&paths.diff);
+            let size_rw = layer.as_deref().map_or(0, dir_size);
             s.size_rw = Some(size_rw as i64);
             s.size_root_fs =
                 Some((size_rw + engine.images.resolve(&rec.image_id).map_or(0, |i| i.size)) as i64);

@@ -1,22 +1,32 @@
 //! The seam between the engine and where containers run.
 //!
 //! The engine knows containers only through [`ContainerBackend`] and their processes only
-//! through [`ProcessHandle`]. Today: [`native`], the runtime library on this host, one
-//! `vmrun-shim` per process. A VM backend implements the same traits over the guest agent.
+//! through [`ProcessHandle`], and tells a backend about a container with a
+//! backend-neutral [`ContainerSpec`]. A daemon holds its backends in [`Backends`], keyed
+//! by [`Isolation`]; the engine picks one per container. Only this module names an
+//! implementation: [`host_backends`] registers them. Today: `native`, the runtime
+//! library on this host, one `vmrun-shim` per process. A VM backend implements the same
+//! traits over the guest agent and is registered there with one line.
 
-pub mod native;
+mod container;
+mod native;
+mod registry;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::state::{ContainerRecord, EndpointState, PublishedPortState};
-
+pub use container::{
+    ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec, GraphDriver, MountSpec,
+    NetworkEndpoint, NetworkSpec, PortBinding, ProcessSpec, Protocol, PublishedPort, Reconnected,
+    ResourceStats, Resources, Security,
+};
+pub use registry::{Backends, Isolation, Unavailable};
 pub use vmrun_shim::ExitStatus;
 
 /// Errors of a backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The command does not exist in the container.
     #[error("{0}")]
@@ -64,44 +74,6 @@ pub trait ProcessHandle: Send + Sync {
     async fn resize(&self, height: u16, width: u16) -> Result<(), BackendError>;
 }
 
-/// A container's init process, created and not yet started, with what was set up for it.
-pub struct CreatedContainer {
-    /// The process.
-    pub process: Arc<dyn ProcessHandle>,
-    /// Pid of the monitor (shim) process, if any.
-    pub monitor_pid: i32,
-    /// Its network endpoint.
-    pub endpoint: Option<EndpointState>,
-    /// Its published ports.
-    pub ports: Vec<PublishedPortState>,
-}
-
-/// An exec's settings.
-#[derive(Debug, Clone)]
-pub struct ExecSpec {
-    /// Exec id.
-    pub id: String,
-    /// Command and arguments.
-    pub cmd: Vec<String>,
-    /// Extra environment (`K=V`).
-    pub env: Vec<String>,
-    /// Working directory, or the container's.
-    pub workdir: Option<String>,
-    /// User, or the container's.
-    pub user: Option<String>,
-    /// Allocate a terminal.
-    pub tty: bool,
-    /// Keep stdin open.
-    pub open_stdin: bool,
-    /// Run with all capabilities.
-    pub privileged: bool,
-    /// Initial terminal size `[height, width]`.
-    pub console_size: Option<[u16; 2]>,
-}
-
-/// Resource usage of a container: the cgroup's figures, whichever backend reads them.
-pub use vmrun_cgroups::CgroupStats as ResourceStats;
-
 /// Docker's `ConsoleSize` (`[height, width]`) as a terminal size; zeros mean unset.
 pub fn console_size(size: Option<&[usize]>) -> Option<[u16; 2]> {
     match size {
@@ -118,34 +90,50 @@ pub fn console_size(size: Option<&[usize]>) -> Option<[u16; 2]> {
 pub trait ContainerBackend: Send + Sync {
     /// Set up everything the container needs (root filesystem, network, ports) and
     /// create its init process, blocked before `exec`.
-    async fn create(&self, rec: &ContainerRecord) -> Result<CreatedContainer, BackendError>;
+    async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError>;
     /// Create an exec process in a running container.
     async fn create_exec(
         &self,
-        rec: &ContainerRecord,
+        c: &ContainerSpec,
         spec: &ExecSpec,
     ) -> Result<Arc<dyn ProcessHandle>, BackendError>;
-    /// Find the process of a container that ran before the daemon restarted: `Ok(None)`
-    /// when it is gone, with its exit status if one was recorded.
-    async fn reconnect(&self, rec: &ContainerRecord) -> Result<Reconnected, BackendError>;
+    /// Find the process of a container that ran before the daemon restarted.
+    async fn reconnect(&self, c: &ContainerSpec) -> Result<Reconnected, BackendError>;
     /// Release what the last run held (network endpoint, published ports).
-    async fn release(&self, rec: &ContainerRecord);
+    async fn release(&self, c: &ContainerSpec);
     /// Delete the container's writable layer and files.
-    async fn remove(&self, rec: &ContainerRecord) -> Result<(), BackendError>;
+    async fn remove(&self, c: &ContainerSpec) -> Result<(), BackendError>;
     /// Send a signal to the container's init.
-    async fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<(), BackendError>;
+    async fn kill(&self, c: &ContainerSpec, signal: i32) -> Result<(), BackendError>;
     /// Resource usage.
-    async fn stats(&self, rec: &ContainerRecord) -> Result<ResourceStats, BackendError>;
+    async fn stats(&self, c: &ContainerSpec) -> Result<ResourceStats, BackendError>;
     /// Host pids of the container's processes.
-    async fn pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, BackendError>;
+    async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError>;
+    /// Where the container's files are (no I/O): for inspect, logs, commit, disk usage.
+    fn files(&self, c: &ContainerSpec) -> ContainerFiles;
 }
 
-/// What [`ContainerBackend::reconnect`] found.
-pub enum Reconnected {
-    /// Still running: watch it again.
-    Running(Arc<dyn ProcessHandle>),
-    /// Ended while the daemon was away.
-    Exited(ExitStatus),
-    /// Gone without a record of its exit.
-    Lost,
+/// The backends of a daemon on this host: native containers, and why containers in
+/// microVMs are not available (yet).
+pub fn host_backends(
+    config: &crate::config::DaemonConfig,
+    network: Arc<vmrun_network::NetworkManager>,
+    vm: &crate::vm::VmSupport,
+) -> Backends {
+    let vm_reason = match vm.backend() {
+        Some(b) => format!(
+            "containers in microVMs are not implemented yet (the {} VM backend is ready)",
+            b.name()
+        ),
+        None => vm
+            .unavailable()
+            .unwrap_or("no VM backend on this host")
+            .to_string(),
+    };
+    Backends::new()
+        .with(
+            Isolation::Native,
+            Arc::new(native::NativeBackend::new(config.clone(), network)),
+        )
+        .without(Isolation::Vm, vm_reason)
 }

@@ -2,9 +2,8 @@
 
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 
-use super::{names, Engine};
-use crate::error::ApiError;
-use crate::state::{ContainerRecord, MountState, RunState};
+use super::{names, requested_isolation, Engine, EngineError};
+use crate::state::{ContainerRecord, DockerConfig, DockerHostConfig, MountState, RunState};
 
 /// A create request as the API received it.
 pub struct CreateRequest {
@@ -12,6 +11,15 @@ pub struct CreateRequest {
     pub name: Option<String>,
     /// The JSON body.
     pub body: ContainerCreateBody,
+    /// `HostConfig.Isolation` as sent (the body's typed field knows only docker's names).
+    pub isolation: Option<String>,
+}
+
+/// A docker document (`Config`, `HostConfig`) as the record keeps it.
+fn saved<T: serde::Serialize, U: serde::de::DeserializeOwned>(doc: &T) -> Result<U, EngineError> {
+    serde_json::to_value(doc)
+        .and_then(serde_json::from_value)
+        .map_err(|e| EngineError::internal(format!("saving the container config: {e}")))
 }
 
 impl Engine {
@@ -19,32 +27,35 @@ impl Engine {
     pub async fn create_container(
         &self,
         req: CreateRequest,
-    ) -> Result<(String, Vec<String>), ApiError> {
+    ) -> Result<(String, Vec<String>), EngineError> {
         let body = req.body;
         let image_ref = body
             .image
             .clone()
             .filter(|i| !i.is_empty())
-            .ok_or_else(|| ApiError::bad_request("config.Image: no image specified"))?;
+            .ok_or_else(|| EngineError::bad_request("config.Image: no image specified"))?;
         let image = self.images.resolve(&image_ref).map_err(|e| match e {
             vmrun_images::ImageError::NotFound(_) => {
-                ApiError::not_found(format!("No such image: {image_ref}"))
+                EngineError::not_found(format!("No such image: {image_ref}"))
             }
-            other => ApiError::from(other),
+            other => EngineError::from(other),
         })?;
         let name = match req.name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(&n).to_string();
-                names::validate(&n).map_err(ApiError::bad_request)?;
+                names::validate(&n).map_err(EngineError::BadRequest)?;
                 n
             }
             None => self.unused_name(),
         };
         let host_config = body.host_config.clone().unwrap_or_default();
         validate_resources(&host_config)?;
+        let isolation =
+            requested_isolation(req.isolation.as_deref(), host_config.runtime.as_deref())?;
+        self.backends.get(isolation)?;
         let mut config: ContainerConfig = serde_json::to_value(&body)
             .and_then(serde_json::from_value)
-            .map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
+            .map_err(|e| EngineError::bad_request(format!("invalid container config: {e}")))?;
         let image_config = image.config.config().clone().unwrap_or_default();
 
         // Command: a user entrypoint replaces the image's entrypoint and cmd.
@@ -63,7 +74,7 @@ impl Engine {
         };
         let mut argv: Vec<String> = entrypoint.into_iter().chain(cmd.clone()).collect();
         if argv.is_empty() {
-            return Err(ApiError::bad_request("No command specified"));
+            return Err(EngineError::bad_request("No command specified"));
         }
         let path = argv.remove(0);
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
@@ -74,7 +85,7 @@ impl Engine {
         let mut env: Vec<String> = image_config.env().clone().unwrap_or_default();
         for kv in config.env.iter().flatten() {
             if !kv.contains('=') || kv.starts_with('=') {
-                return Err(ApiError::bad_request(format!(
+                return Err(EngineError::bad_request(format!(
                     "invalid environment variable: {kv}"
                 )));
             }
@@ -88,7 +99,7 @@ impl Engine {
         }
         if let Some(dir) = config.working_dir.as_deref().filter(|d| !d.is_empty()) {
             if !dir.starts_with('/') {
-                return Err(ApiError::bad_request(format!(
+                return Err(EngineError::bad_request(format!(
                     "the working directory '{dir}' is invalid, it needs to be an absolute path"
                 )));
             }
@@ -104,18 +115,24 @@ impl Engine {
         let (network_mode, aliases) = self.network_choice(&body, &host_config)?;
         let mounts = self.resolve_mounts(&host_config)?;
         for key in host_config.port_bindings.iter().flat_map(|b| b.keys()) {
-            crate::backend::native::parse_port_key(key).map_err(crate::engine::backend_error)?;
+            super::parse_port_key(key)?;
         }
 
         let id = super::new_id();
         let mut host_config = host_config;
         fill_defaults(&mut config, &mut host_config, &id, &network_mode);
+        let config: DockerConfig = saved(&config)?;
+        let mut host_config: DockerHostConfig = saved(&host_config)?;
+        if req.isolation.is_some() {
+            host_config.isolation = req.isolation;
+        }
         let rec = ContainerRecord {
             id,
             name,
             created: vmrun_shim::now_rfc3339(),
             image: image_ref,
             image_id: image.id.clone(),
+            isolation,
             layers: image.layer_dirs.clone(),
             path,
             args: argv,
@@ -135,10 +152,10 @@ impl Engine {
         // The container holds the image's layers: removing the image (`rmi -f`) keeps them.
         self.images
             .hold(&id, &rec.image_id)
-            .map_err(|e| ApiError::not_found(format!("No such image: {image_name}: {e}")))?;
+            .map_err(|e| EngineError::not_found(format!("No such image: {image_name}: {e}")))?;
         if let Err(e) = self.store.insert(rec) {
             let _ = self.images.release(&id);
-            return Err(super::store_error(e));
+            return Err(e.into());
         }
         self.events.emit(
             "container",
@@ -162,21 +179,25 @@ impl Engine {
         &self,
         body: &ContainerCreateBody,
         hc: &HostConfig,
-    ) -> Result<(String, Vec<String>), ApiError> {
+    ) -> Result<(String, Vec<String>), EngineError> {
         let mode = hc.network_mode.clone().unwrap_or_default();
         let mode = match mode.as_str() {
             "" | "default" => vmrun_network::DEFAULT_NETWORK.to_string(),
             m if m.starts_with("container:") => {
-                return Err(ApiError::bad_request(
+                return Err(EngineError::bad_request(
                     "network mode container:<name> is not supported by vmrun yet",
                 ))
             }
             m => m.to_string(),
         };
         if mode != vmrun_network::HOST_NETWORK && mode != vmrun_network::NONE_NETWORK {
-            self.network
-                .inspect(&mode)
-                .map_err(|_| ApiError::not_found(format!("network {mode} not found")))?;
+            let known = match &self.network {
+                Some(network) => network.inspect(&mode).is_ok(),
+                None => mode == vmrun_network::DEFAULT_NETWORK,
+            };
+            if !known {
+                return Err(EngineError::not_found(format!("network {mode} not found")));
+            }
         }
         let aliases = body
             .networking_config
@@ -188,7 +209,7 @@ impl Engine {
         Ok((mode, aliases))
     }
 
-    fn resolve_mounts(&self, hc: &HostConfig) -> Result<Vec<MountState>, ApiError> {
+    fn resolve_mounts(&self, hc: &HostConfig) -> Result<Vec<MountState>, EngineError> {
         let mut out = Vec::new();
         for bind in hc.binds.iter().flatten() {
             out.push(self.parse_bind(bind)?);
@@ -202,7 +223,7 @@ impl Engine {
             match typ.as_str() {
                 "bind" | "volume" => out.push(self.parse_bind(&spec)?),
                 other => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(EngineError::bad_request(format!(
                         "mount type {other} is not supported by vmrun yet"
                     )))
                 }
@@ -211,19 +232,19 @@ impl Engine {
         Ok(out)
     }
 
-    fn parse_bind(&self, spec: &str) -> Result<MountState, ApiError> {
+    fn parse_bind(&self, spec: &str) -> Result<MountState, EngineError> {
         let parts: Vec<&str> = spec.split(':').collect();
         let (source, dest, opts) = match parts.as_slice() {
             [s, d] => (*s, *d, ""),
             [s, d, o] => (*s, *d, *o),
             _ => {
-                return Err(ApiError::bad_request(format!(
+                return Err(EngineError::bad_request(format!(
                     "invalid volume specification: '{spec}'"
                 )))
             }
         };
         if !dest.starts_with('/') {
-            return Err(ApiError::bad_request(format!(
+            return Err(EngineError::bad_request(format!(
                 "invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dest}' mount path must be absolute"
             )));
         }
@@ -235,7 +256,7 @@ impl Engine {
                 "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave"
                 | "nocopy" | "consistent" | "cached" | "delegated" => {}
                 other => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(EngineError::bad_request(format!(
                         "invalid volume specification: '{spec}': invalid mode: {other}"
                     )))
                 }
@@ -243,7 +264,7 @@ impl Engine {
         }
         if source.starts_with('/') {
             if !std::path::Path::new(source).exists() {
-                return Err(ApiError::bad_request(format!(
+                return Err(EngineError::bad_request(format!(
                     "invalid mount config for type \"bind\": bind source path does not exist: {source}"
                 )));
             }
@@ -326,15 +347,17 @@ fn fill_defaults(config: &mut ContainerConfig, hc: &mut HostConfig, id: &str, ne
     }
 }
 
-fn validate_resources(hc: &HostConfig) -> Result<(), ApiError> {
+fn validate_resources(hc: &HostConfig) -> Result<(), EngineError> {
     if let Some(m) = hc.memory {
         if m < 0 {
-            return Err(ApiError::bad_request(
+            return Err(EngineError::bad_request(
                 "invalid memory limit: must be positive",
             ));
         }
         if m > 0 && m < 6 * 1024 * 1024 {
-            return Err(ApiError::bad_request("Minimum memory limit allowed is 6MB"));
+            return Err(EngineError::bad_request(
+                "Minimum memory limit allowed is 6MB",
+            ));
         }
     }
     if let Some(n) = hc.nano_cpus {
@@ -342,7 +365,7 @@ fn validate_resources(hc: &HostConfig) -> Result<(), ApiError> {
             .map(|n| n.get())
             .unwrap_or(1) as i64;
         if n < 0 || n > cpus * 1_000_000_000 {
-            return Err(ApiError::bad_request(format!(
+            return Err(EngineError::bad_request(format!(
                 "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
             )));
         }

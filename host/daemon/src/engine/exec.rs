@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{backend_error, Engine};
+use super::{Engine, EngineError};
 use crate::backend::{AttachIo, AttachOptions, ExecSpec, ProcessHandle};
-use crate::error::ApiError;
 
 /// One exec, kept in memory like docker does.
 #[derive(Clone)]
@@ -31,16 +30,16 @@ impl Engine {
         key: &str,
         mut spec: ExecSpec,
         attach: AttachOptions,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, EngineError> {
         let rec = self.container(key)?;
         if !rec.is_running() {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::not_running(format!(
                 "container {} is not running",
                 rec.id
             )));
         }
         if spec.cmd.is_empty() {
-            return Err(ApiError::bad_request("No exec command specified"));
+            return Err(EngineError::bad_request("No exec command specified"));
         }
         spec.id = super::new_id();
         let id = spec.id.clone();
@@ -66,13 +65,13 @@ impl Engine {
     }
 
     /// An exec by id.
-    pub fn exec_get(&self, id: &str) -> Result<ExecRecord, ApiError> {
+    pub fn exec_get(&self, id: &str) -> Result<ExecRecord, EngineError> {
         self.execs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+            .ok_or_else(|| EngineError::not_found(format!("No such exec instance: {id}")))
     }
 
     fn exec_update(&self, id: &str, f: impl FnOnce(&mut ExecRecord)) {
@@ -92,29 +91,26 @@ impl Engine {
         self: &Arc<Self>,
         id: &str,
         detach: bool,
-    ) -> Result<Option<Box<dyn AttachIo>>, ApiError> {
+    ) -> Result<Option<Box<dyn AttachIo>>, EngineError> {
         let exec = self.exec_get(id)?;
         if exec.running || exec.exit_code.is_some() {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "exec {id} has already been started"
             )));
         }
         let rec = self.container(&exec.container_id)?;
         if !rec.is_running() {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::not_running(format!(
                 "container {} is not running",
                 rec.id
             )));
         }
-        let process = self
-            .backend
-            .create_exec(&rec, &exec.spec)
-            .await
-            .map_err(backend_error)?;
+        let (backend, spec) = self.backend_of(&rec)?;
+        let process = backend.create_exec(&spec, &exec.spec).await?;
         let io = if detach {
             None
         } else {
-            Some(process.attach(exec.attach).await.map_err(backend_error)?)
+            Some(process.attach(exec.attach).await?)
         };
         let pid = match process.start().await {
             Ok(pid) => pid,
@@ -123,7 +119,7 @@ impl Engine {
                 // that could not start, whatever the cause.
                 let _ = process.wait().await;
                 self.exec_update(id, |x| x.exit_code = Some(126));
-                return Err(backend_error(e));
+                return Err(e.into());
             }
         };
         self.exec_update(id, |x| {
@@ -158,12 +154,12 @@ impl Engine {
     }
 
     /// Resize an exec's terminal.
-    pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<(), ApiError> {
+    pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<(), EngineError> {
         let exec = self.exec_get(id)?;
         let p = exec
             .process
-            .ok_or_else(|| ApiError::conflict(format!("exec {id} is not running")))?;
-        p.resize(height, width).await.map_err(backend_error)
+            .ok_or_else(|| EngineError::not_running(format!("exec {id} is not running")))?;
+        Ok(p.resize(height, width).await?)
     }
 }
 

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{backend_error, Engine, PendingAttach};
+use super::{spec, Engine, EngineError, PendingAttach};
 use crate::backend::{
     AttachIo, AttachOptions, BackendError, ExitStatus, ProcessHandle, Reconnected,
 };
-use crate::error::ApiError;
-use crate::state::Status;
+use crate::state::{ContainerRecord, Status};
 
 /// `POST /containers/{id}/wait?condition=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +24,12 @@ pub enum WaitCondition {
 
 impl WaitCondition {
     /// Parse docker's names.
-    pub fn parse(s: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(s: Option<&str>) -> Result<Self, EngineError> {
         match s.unwrap_or("") {
             "" | "not-running" => Ok(WaitCondition::NotRunning),
             "next-exit" => Ok(WaitCondition::NextExit),
             "removed" => Ok(WaitCondition::Removed),
-            other => Err(ApiError::bad_request(format!(
+            other => Err(EngineError::bad_request(format!(
                 "invalid condition: \"{other}\""
             ))),
         }
@@ -47,7 +46,7 @@ fn start_failure_code(e: &BackendError) -> i32 {
 }
 
 /// Parse a signal name (`TERM`, `SIGKILL`) or number.
-pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
+pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
     if let Ok(n) = s.parse::<i32>() {
         if nix::sys::signal::Signal::try_from(n).is_ok() {
             return Ok(n);
@@ -61,59 +60,60 @@ pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
     };
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
-        .map_err(|_| ApiError::bad_request(format!("Invalid signal: {s}")))
+        .map_err(|_| EngineError::bad_request(format!("Invalid signal: {s}")))
 }
 
 impl Engine {
     /// Start a container. `Ok(false)` when it was already running (HTTP 304).
-    pub async fn start_container(self: &Arc<Self>, key: &str) -> Result<bool, ApiError> {
+    pub async fn start_container(self: &Arc<Self>, key: &str) -> Result<bool, EngineError> {
         let id = self.container(key)?.id;
         let _guard = self.lock_container(&id).await;
         let rec = self.container(&id)?;
         match rec.state.status {
             Status::Running => return Ok(false),
             Status::Removing | Status::Dead => {
-                return Err(ApiError::conflict(format!(
+                return Err(EngineError::conflict(format!(
                     "container {} is marked for removal and cannot be started",
                     rec.short_id()
                 )))
             }
             _ => {}
         }
-        let created = match self.backend.create(&rec).await {
+        let (backend, spec) = self.backend_of(&rec)?;
+        let created = match backend.create(&spec).await {
             Ok(c) => c,
             Err(e) => return Err(self.record_start_failure(&id, e).await),
         };
         let pending = self.take_pending_attach(&id);
         for p in pending {
-            let result = created.process.attach(p.opts).await.map_err(backend_error);
+            let result = created
+                .process
+                .attach(p.opts)
+                .await
+                .map_err(EngineError::from);
             let _ = p.reply.send(result);
         }
         let pid = match created.process.start().await {
             Ok(pid) => pid,
             Err(e) => {
-                // The shim records the failure as the exit; collect it so the shim ends.
+                // The monitor records the failure as the exit; collect it so it ends.
                 let _ = created.process.wait().await;
-                let rec = self.container(&id)?;
-                self.backend.release(&rec).await;
+                backend.release(&spec).await;
                 return Err(self.record_start_failure(&id, e).await);
             }
         };
-        let rec = self
-            .store
-            .update(&id, |r| {
-                r.state.status = Status::Running;
-                r.state.pid = pid;
-                r.state.shim_pid = created.monitor_pid;
-                r.state.exit_code = 0;
-                r.state.oom_killed = false;
-                r.state.error.clear();
-                r.state.stopped_by_user = false;
-                r.state.started_at = Some(vmrun_shim::now_rfc3339());
-                r.endpoint = created.endpoint.clone();
-                r.ports = created.ports.clone();
-            })
-            .map_err(super::store_error)?;
+        let rec = self.store.update(&id, |r| {
+            r.state.status = Status::Running;
+            r.state.pid = pid;
+            r.state.monitor_pid = created.monitor_pid;
+            r.state.exit_code = 0;
+            r.state.oom_killed = false;
+            r.state.error.clear();
+            r.state.stopped_by_user = false;
+            r.state.started_at = Some(vmrun_shim::now_rfc3339());
+            r.endpoint = created.endpoint.as_ref().map(spec::endpoint_state);
+            r.ports = created.ports.iter().map(spec::port_state).collect();
+        })?;
         self.processes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -130,7 +130,7 @@ impl Engine {
         Ok(true)
     }
 
-    async fn record_start_failure(&self, id: &str, e: BackendError) -> ApiError {
+    async fn record_start_failure(&self, id: &str, e: BackendError) -> EngineError {
         let code = start_failure_code(&e);
         let message = e.to_string();
         let rec = self.store.update(id, |r| {
@@ -141,10 +141,10 @@ impl Engine {
         // cannot start, which also answers `wait?condition=removed`.
         if rec.is_ok_and(|r| r.host_config.auto_remove.unwrap_or(false)) {
             if let Err(err) = self.remove_unlocked(id).await {
-                tracing::warn!("auto-removing {id} after a failed start: {}", err.message);
+                tracing::warn!("auto-removing {id} after a failed start: {err}");
             }
         }
-        backend_error(e)
+        e.into()
     }
 
     fn take_pending_attach(&self, id: &str) -> Vec<PendingAttach> {
@@ -179,7 +179,7 @@ impl Engine {
         let rec = match self.store.update(id, |r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
-            r.state.shim_pid = 0;
+            r.state.monitor_pid = 0;
             r.state.exit_code = status.exit_code;
             r.state.oom_killed = status.oom_killed;
             r.state.finished_at = Some(status.finished_at.clone());
@@ -191,7 +191,7 @@ impl Engine {
                 return;
             }
         };
-        self.backend.release(&rec).await;
+        self.release(&rec).await;
         let attrs = [
             ("name", rec.name.clone()),
             ("image", rec.image.clone()),
@@ -203,7 +203,7 @@ impl Engine {
         self.events.emit("container", "die", id, &attrs);
         if rec.host_config.auto_remove.unwrap_or(false) {
             if let Err(e) = self.remove_container(id, true).await {
-                tracing::warn!("auto-removing {}: {}", rec.short_id(), e.message);
+                tracing::warn!("auto-removing {}: {e}", rec.short_id());
             }
         }
     }
@@ -214,7 +214,16 @@ impl Engine {
             if rec.state.status != Status::Running {
                 continue;
             }
-            match self.backend.reconnect(&rec).await {
+            // Without its backend (a VM backend this start-up has not), the container is
+            // left as it was recorded: it may well still run.
+            let (backend, spec) = match self.backend_of(&rec) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("cannot reconnect to container {}: {e}", rec.short_id());
+                    continue;
+                }
+            };
+            let error = match backend.reconnect(&spec).await {
                 Ok(Reconnected::Running(process)) => {
                     tracing::info!("reattached to running container {}", rec.short_id());
                     self.processes
@@ -223,38 +232,41 @@ impl Engine {
                         .insert(rec.id.clone(), process.clone());
                     let engine = self.clone();
                     tokio::spawn(async move { engine.watch(rec.id, process).await });
+                    continue;
                 }
-                Ok(Reconnected::Exited(status)) => self.record_exit(&rec.id, status).await,
-                Ok(Reconnected::Lost) | Err(_) => {
-                    let _ = self.store.update(&rec.id, |r| {
-                        r.state.error =
-                            "the container's monitor ended without recording an exit".into();
-                    });
-                    self.record_exit(
-                        &rec.id,
-                        ExitStatus {
-                            exit_code: 255,
-                            oom_killed: false,
-                            finished_at: vmrun_shim::now_rfc3339(),
-                        },
-                    )
-                    .await;
+                Ok(Reconnected::Exited(status)) => {
+                    self.record_exit(&rec.id, status).await;
+                    continue;
                 }
-            }
+                Ok(Reconnected::Lost) => {
+                    "the container's monitor ended without recording an exit".to_string()
+                }
+                Err(e) => format!("reconnecting to the container: {e}"),
+            };
+            let _ = self.store.update(&rec.id, |r| r.state.error = error);
+            self.record_exit(
+                &rec.id,
+                ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: vmrun_shim::now_rfc3339(),
+                },
+            )
+            .await;
         }
     }
 
     /// Send a signal. Errors when the container is not running.
-    pub async fn kill_container(&self, key: &str, signal: &str) -> Result<(), ApiError> {
+    pub async fn kill_container(&self, key: &str, signal: &str) -> Result<(), EngineError> {
         let sig = parse_signal(signal)?;
         let rec = self.container(key)?;
         if !rec.is_running() {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::not_running(format!(
                 "Cannot kill container: {key}: Container {} is not running",
                 rec.id
             )));
         }
-        self.backend.kill(&rec, sig).await.map_err(backend_error)?;
+        self.kill(&rec, sig).await?;
         self.events.emit(
             "container",
             "kill",
@@ -266,7 +278,11 @@ impl Engine {
 
     /// Stop: the stop signal, then SIGKILL after `timeout` seconds. `Ok(false)` when it
     /// was not running (HTTP 304).
-    pub async fn stop_container(&self, key: &str, timeout: Option<i64>) -> Result<bool, ApiError> {
+    pub async fn stop_container(
+        &self,
+        key: &str,
+        timeout: Option<i64>,
+    ) -> Result<bool, EngineError> {
         let mut events = self.events.subscribe();
         let rec = self.container(key)?;
         if !rec.is_running() {
@@ -282,7 +298,7 @@ impl Engine {
             .unwrap_or_else(|| "SIGTERM".into());
         let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10).max(0) as u64;
         let sig = parse_signal(&stop_signal).unwrap_or(libc::SIGTERM);
-        if let Err(e) = self.backend.kill(&rec, sig).await {
+        if let Err(e) = self.kill(&rec, sig).await {
             tracing::debug!("stop signal to {}: {e}", rec.short_id());
         }
         if wait_for_die(&mut events, &rec.id, Duration::from_secs(timeout)).await {
@@ -290,7 +306,7 @@ impl Engine {
         }
         let rec = self.container(&rec.id)?;
         if rec.is_running() {
-            let _ = self.backend.kill(&rec, libc::SIGKILL).await;
+            let _ = self.kill(&rec, libc::SIGKILL).await;
             wait_for_die(&mut events, &rec.id, Duration::from_secs(30)).await;
         }
         Ok(true)
@@ -301,7 +317,7 @@ impl Engine {
         self: &Arc<Self>,
         key: &str,
         timeout: Option<i64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         self.stop_container(key, timeout).await?;
         self.start_container(key).await?;
         self.events
@@ -310,17 +326,17 @@ impl Engine {
     }
 
     /// Remove a container; `force` kills it first if it runs.
-    pub async fn remove_container(&self, key: &str, force: bool) -> Result<(), ApiError> {
+    pub async fn remove_container(&self, key: &str, force: bool) -> Result<(), EngineError> {
         let rec = self.container(key)?;
         if rec.is_running() {
             if !force {
-                return Err(ApiError::conflict(format!(
+                return Err(EngineError::conflict(format!(
                     "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
                     rec.name
                 )));
             }
             let mut events = self.events.subscribe();
-            let _ = self.backend.kill(&rec, libc::SIGKILL).await;
+            let _ = self.kill(&rec, libc::SIGKILL).await;
             wait_for_die(&mut events, &rec.id, Duration::from_secs(30)).await;
         }
         let _guard = self.lock_container(&rec.id).await;
@@ -328,17 +344,21 @@ impl Engine {
     }
 
     /// Remove a stopped container; the caller holds its operation lock.
-    async fn remove_unlocked(&self, id: &str) -> Result<(), ApiError> {
+    async fn remove_unlocked(&self, id: &str) -> Result<(), EngineError> {
         let rec = match self.store.update(id, |r| r.state.status = Status::Removing) {
             Ok(r) => r,
             // Removed meanwhile (auto-remove).
             Err(_) => return Ok(()),
         };
-        if let Err(e) = self.backend.remove(&rec).await {
+        let removed = match self.backend_of(&rec) {
+            Ok((backend, spec)) => backend.remove(&spec).await.map_err(EngineError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
             let _ = self
                 .store
                 .update(&rec.id, |r| r.state.status = Status::Dead);
-            return Err(backend_error(e));
+            return Err(e);
         }
         self.store.remove(&rec.id);
         if let Err(e) = self.images.release(&rec.id) {
@@ -362,8 +382,10 @@ impl Engine {
         &self,
         key: &str,
         condition: WaitCondition,
-    ) -> Result<impl std::future::Future<Output = Result<i32, ApiError>> + Send + 'static, ApiError>
-    {
+    ) -> Result<
+        impl std::future::Future<Output = Result<i32, EngineError>> + Send + 'static,
+        EngineError,
+    > {
         let mut events = self.events.subscribe();
         let rec = self.container(key)?;
         let done_now = condition == WaitCondition::NotRunning && !rec.is_running();
@@ -393,7 +415,7 @@ impl Engine {
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => {
-                        return Err(ApiError::internal("the daemon is shutting down"))
+                        return Err(EngineError::internal("the daemon is shutting down"))
                     }
                 }
             }
@@ -407,14 +429,14 @@ impl Engine {
         key: &str,
         opts: AttachOptions,
     ) -> Result<
-        impl std::future::Future<Output = Result<Box<dyn AttachIo>, ApiError>> + Send + 'static,
-        ApiError,
+        impl std::future::Future<Output = Result<Box<dyn AttachIo>, EngineError>> + Send + 'static,
+        EngineError,
     > {
         let rec = self.container(key)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         match self.process(&rec.id) {
             Some(p) => {
-                let result = p.attach(opts).await.map_err(backend_error);
+                let result = p.attach(opts).await.map_err(EngineError::from);
                 let _ = tx.send(result);
             }
             None => {
@@ -428,7 +450,7 @@ impl Engine {
         }
         Ok(async move {
             rx.await
-                .unwrap_or_else(|_| Err(ApiError::conflict("the container was removed")))
+                .unwrap_or_else(|_| Err(EngineError::conflict("the container was removed")))
         })
     }
 
@@ -438,12 +460,42 @@ impl Engine {
         key: &str,
         height: u16,
         width: u16,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         let rec = self.container(key)?;
-        let p = self
-            .process(&rec.id)
-            .ok_or_else(|| ApiError::conflict(format!("Container {} is not running", rec.id)))?;
-        p.resize(height, width).await.map_err(backend_error)
+        let p = self.process(&rec.id).ok_or_else(|| {
+            EngineError::not_running(format!("Container {} is not running", rec.id))
+        })?;
+        Ok(p.resize(height, width).await?)
+    }
+
+    /// Rename a container, checking the new name is valid and free.
+    pub fn rename_container(&self, key: &str, name: &str) -> Result<(), EngineError> {
+        let name = name.trim_start_matches('/');
+        let rec = self.container(key)?;
+        super::validate_name(name).map_err(EngineError::BadRequest)?;
+        self.store.rename(&rec.id, name)?;
+        self.events.emit(
+            "container",
+            "rename",
+            &rec.id,
+            &[("name", name.to_string())],
+        );
+        Ok(())
+    }
+
+    /// Signal a container's init through its backend.
+    async fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<(), EngineError> {
+        let (backend, spec) = self.backend_of(rec)?;
+        Ok(backend.kill(&spec, signal).await?)
+    }
+
+    /// Release what a container's last run held; a container whose backend is gone has
+    /// nothing to release.
+    async fn release(&self, rec: &ContainerRecord) {
+        match self.backend_of(rec) {
+            Ok((backend, spec)) => backend.release(&spec).await,
+            Err(e) => tracing::warn!("releasing {}: {e}", rec.short_id()),
+        }
     }
 }
 

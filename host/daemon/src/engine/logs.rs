@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 use vmrun_shim::frame::{self, Stream as StdStream};
 use vmrun_shim::logfile::LogRecord;
 
-use super::Engine;
-use crate::error::ApiError;
+use super::{Engine, EngineError};
 
 /// Options of a logs request.
 #[derive(Debug, Clone, Default)]
@@ -34,13 +33,13 @@ pub struct LogOptions {
 }
 
 /// Parse `?tail=` (`all` or a number).
-pub fn parse_tail(s: Option<&str>) -> Result<Option<usize>, ApiError> {
+pub fn parse_tail(s: Option<&str>) -> Result<Option<usize>, EngineError> {
     match s {
         None | Some("") | Some("all") => Ok(None),
         Some(n) => n
             .parse::<i64>()
             .map(|n| if n < 0 { None } else { Some(n as usize) })
-            .map_err(|_| ApiError::bad_request(format!("invalid value for \"tail\": {n}"))),
+            .map_err(|_| EngineError::bad_request(format!("invalid value for \"tail\": {n}"))),
     }
 }
 
@@ -121,17 +120,16 @@ impl Engine {
             bool,
             impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
         ),
-        ApiError,
+        EngineError,
     > {
         let rec = self.container(key)?;
         if !opts.stdout && !opts.stderr {
-            return Err(ApiError::bad_request("You must choose at least one stream"));
+            return Err(EngineError::bad_request(
+                "You must choose at least one stream",
+            ));
         }
         let tty = rec.tty();
-        let path: PathBuf = self
-            .config
-            .container_dir(&rec.id)
-            .join(format!("{}-json.log", rec.id));
+        let path: PathBuf = self.container_files(&rec)?.log;
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let engine = self.clone();
         let id = rec.id.clone();

@@ -1,40 +1,65 @@
 //! The container lifecycle: state transitions, persistence, events, and the processes
 //! that back them.
+//!
+//! The engine knows backends only as `Arc<dyn ContainerBackend>` in a [`Backends`]
+//! registry and picks one per container from its record's isolation; it tells a backend
+//! about a container with a [`ContainerSpec`] built from the record. Its errors are
+//! [`EngineError`]s; what HTTP status each becomes is the API's business.
 
 mod create;
+mod error;
 pub mod events;
 mod exec;
+mod isolation;
 mod lifecycle;
 pub mod logs;
 mod names;
 pub mod procfs;
+mod spec;
 mod stats;
 pub mod volumes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use tokio::sync::oneshot;
 use vmrun_images::ImageStore;
 use vmrun_network::NetworkManager;
 
-use crate::backend::native::NativeBackend;
-use crate::backend::{AttachIo, AttachOptions, ContainerBackend, ProcessHandle};
+use crate::backend::{
+    AttachIo, AttachOptions, Backends, ContainerBackend, ContainerFiles, ContainerSpec,
+    ProcessHandle,
+};
 use crate::config::DaemonConfig;
-use crate::error::ApiError;
-use crate::state::{ContainerStore, StoreError};
+use crate::state::{ContainerRecord, ContainerStore};
 
 pub use create::CreateRequest;
+pub use error::{EngineError, EngineResult};
 pub use events::{Event, EventBus};
 pub use exec::ExecRecord;
+pub use isolation::requested_isolation;
 pub use lifecycle::{parse_signal, WaitCondition};
 pub use names::validate as validate_name;
+pub use spec::parse_port_key;
 
 /// An attach request waiting for its container to start.
 struct PendingAttach {
     opts: AttachOptions,
-    reply: oneshot::Sender<Result<Box<dyn AttachIo>, ApiError>>,
+    reply: oneshot::Sender<Result<Box<dyn AttachIo>, EngineError>>,
+}
+
+/// What an engine is made of, opened by the daemon's start-up (or a test).
+pub struct EngineParts {
+    /// Paths.
+    pub config: DaemonConfig,
+    /// Images.
+    pub images: Arc<ImageStore>,
+    /// Networks; `None` only in tests, where the predefined networks are assumed.
+    pub network: Option<Arc<NetworkManager>>,
+    /// The VM backend for isolated containers, or why there is none.
+    pub vm: crate::vm::VmSupport,
+    /// Where containers run, by isolation.
+    pub backends: Backends,
 }
 
 /// The daemon's core: every API handler is a thin call into this.
@@ -45,15 +70,14 @@ pub struct Engine {
     pub store: ContainerStore,
     /// Images.
     pub images: Arc<ImageStore>,
-    /// Networks.
-    pub network: Arc<NetworkManager>,
     /// Named volumes.
     pub volumes: volumes::VolumeStore,
     /// Event stream.
     pub events: EventBus,
     /// The VM backend for isolated containers, or why there is none.
     pub vm: crate::vm::VmSupport,
-    backend: Arc<dyn ContainerBackend>,
+    network: Option<Arc<NetworkManager>>,
+    backends: Backends,
     processes: Mutex<HashMap<String, Arc<dyn ProcessHandle>>>,
     pending_attach: Mutex<HashMap<String, Vec<PendingAttach>>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
@@ -61,53 +85,54 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Open every store under the data root and pick up containers that ran before.
-    pub async fn open(config: DaemonConfig) -> anyhow::Result<Self> {
-        // First: a VM backend the host cannot run stops the daemon before it touches anything.
-        let vm = crate::vm::VmSupport::detect(config.vm_backend, config.vmm_binary.clone())
-            .context("--vm-backend")?;
-        for dir in [&config.data_root, &config.exec_root] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+    /// An engine over the container records and volumes under the data root. Call
+    /// [`Engine::recover`] next to pick up containers that ran before.
+    pub fn new(parts: EngineParts) -> Result<Self, EngineError> {
+        let config = parts.config;
         let store = ContainerStore::open(&config.data_root.join("containers"))?;
-        let images = ImageStore::open(&config.data_root.join("images"))
-            .context("opening the image store")?;
-        hold_container_layers(&store, &images)?;
-        let mut net_config = vmrun_network::ManagerConfig::new(
-            &config.data_root.join("network"),
-            &config.exec_root.join("netns"),
-        );
-        if let Some(b) = &config.bridge {
-            net_config.default_bridge = b.clone();
-        }
-        net_config.default_subnet = config.bridge_subnet;
-        let network = tokio::task::spawn_blocking(move || NetworkManager::open_with(net_config))
-            .await
-            .context("network setup panicked")?
-            .context("opening the network manager")?;
-        let network = Arc::new(network);
+        hold_container_layers(&store, &parts.images)?;
         let volumes = volumes::VolumeStore::open(&config.data_root.join("volumes"))?;
-        let backend = Arc::new(NativeBackend::new(config.clone(), network.clone()));
-        let engine = Engine {
+        Ok(Engine {
             config,
             store,
-            images: Arc::new(images),
-            network,
+            images: parts.images,
             volumes,
             events: EventBus::new(),
-            vm,
-            backend,
+            vm: parts.vm,
+            network: parts.network,
+            backends: parts.backends,
             processes: Mutex::new(HashMap::new()),
             pending_attach: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             op_locks: Mutex::new(HashMap::new()),
-        };
-        Ok(engine)
+        })
+    }
+
+    /// The network manager.
+    pub fn network(&self) -> Result<&Arc<NetworkManager>, EngineError> {
+        self.network
+            .as_ref()
+            .ok_or_else(|| EngineError::internal("this daemon has no network manager"))
     }
 
     /// Look a container up by id, prefix or name.
-    pub fn container(&self, key: &str) -> Result<crate::state::ContainerRecord, ApiError> {
-        self.store.resolve(key).map_err(store_error)
+    pub fn container(&self, key: &str) -> Result<ContainerRecord, EngineError> {
+        Ok(self.store.resolve(key)?)
+    }
+
+    /// The backend of a container and what it is told about the container.
+    fn backend_of(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<(Arc<dyn ContainerBackend>, ContainerSpec), EngineError> {
+        let backend = self.backends.get(rec.isolation)?.clone();
+        Ok((backend, spec::container_spec(rec)?))
+    }
+
+    /// Where a container's files are on this host (for inspect, commit, disk usage).
+    pub fn container_files(&self, rec: &ContainerRecord) -> Result<ContainerFiles, EngineError> {
+        let (backend, spec) = self.backend_of(rec)?;
+        Ok(backend.files(&spec))
     }
 
     /// Serialise operations on one container (start against stop, remove against start).
@@ -143,39 +168,18 @@ impl Engine {
 
 /// Makes the image store's layer holds match the containers: holds of containers removed
 /// while the daemon was down go, containers from before holds existed get one.
-fn hold_container_layers(store: &ContainerStore, images: &ImageStore) -> anyhow::Result<()> {
+fn hold_container_layers(store: &ContainerStore, images: &ImageStore) -> Result<(), EngineError> {
     let containers = store.list();
     let live: std::collections::HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
-    images
-        .retain_holders(&live)
-        .context("releasing image layers of removed containers")?;
+    images.retain_holders(&live).map_err(|e| {
+        EngineError::internal(format!("releasing image layers of removed containers: {e}"))
+    })?;
     for c in &containers {
         if let Err(e) = images.hold(&c.id, &c.image_id) {
             tracing::debug!(container = %c.id, error = %e, "no image to hold for the container");
         }
     }
     Ok(())
-}
-
-/// Map a store error to the API.
-pub fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound(k) => ApiError::no_such_container(&k),
-        StoreError::Ambiguous(_) => ApiError::bad_request(e.to_string()),
-        StoreError::NameInUse { .. } => ApiError::conflict(e.to_string()),
-        StoreError::Io { .. } => ApiError::internal(e.to_string()),
-    }
-}
-
-/// Map a backend error to the API.
-pub fn backend_error(e: crate::backend::BackendError) -> ApiError {
-    use crate::backend::BackendError as B;
-    match e {
-        B::NotFound(m) | B::PermissionDenied(m) => ApiError::bad_request(m),
-        B::BadRequest(m) => ApiError::bad_request(m),
-        B::Gone(m) => ApiError::conflict(m),
-        B::Failed(m) => ApiError::internal(m),
-    }
 }
 
 /// A new 64-hex-digit id (containers, execs), as dockerd makes them.

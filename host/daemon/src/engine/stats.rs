@@ -7,14 +7,20 @@ use bollard_stubs::models::{
     ContainerStatsResponse,
 };
 
-use super::{backend_error, procfs, Engine};
-use crate::error::ApiError;
+use super::{procfs, Engine, EngineError};
 use crate::state::ContainerRecord;
 
 impl Engine {
-    /// Host pids of a container's processes.
-    pub async fn container_pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, ApiError> {
-        self.backend.pids(rec).await.map_err(backend_error)
+    /// Host pids of a running container's processes.
+    pub async fn container_pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, EngineError> {
+        if !rec.is_running() {
+            return Err(EngineError::not_running(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let (backend, spec) = self.backend_of(rec)?;
+        Ok(backend.pids(&spec).await?)
     }
 
     /// One stats sample; `prev` fills docker's `precpu_stats`.
@@ -22,7 +28,7 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         prev: Option<&ContainerStatsResponse>,
-    ) -> Result<ContainerStatsResponse, ApiError> {
+    ) -> Result<ContainerStatsResponse, EngineError> {
         let online = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1);
@@ -38,7 +44,8 @@ impl Engine {
         if !rec.is_running() {
             return Ok(resp);
         }
-        let s = self.backend.stats(rec).await.map_err(backend_error)?;
+        let (backend, spec) = self.backend_of(rec)?;
+        let s = backend.stats(&spec).await?;
         resp.cpu_stats = Some(ContainerCpuStats {
             cpu_usage: Some(ContainerCpuUsage {
                 total_usage: Some(s.cpu_usage_ns),

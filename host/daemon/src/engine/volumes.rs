@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::ApiError;
+use super::EngineError;
 
 /// One volume.
 #[derive(Debug, Clone)]
@@ -22,14 +22,15 @@ pub struct VolumeStore {
 
 impl VolumeStore {
     /// Open (create) the volume directory.
-    pub fn open(root: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(root)?;
+    pub fn open(root: &Path) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| EngineError::internal(format!("creating {}: {e}", root.display())))?;
         Ok(VolumeStore {
             root: root.to_path_buf(),
         })
     }
 
-    fn validate(name: &str) -> Result<(), ApiError> {
+    fn validate(name: &str) -> Result<(), EngineError> {
         let ok = name.len() >= 2
             && name
                 .chars()
@@ -41,28 +42,28 @@ impl VolumeStore {
         if ok {
             Ok(())
         } else {
-            Err(ApiError::bad_request(format!(
+            Err(EngineError::bad_request(format!(
                 "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
             )))
         }
     }
 
     /// Create a volume, or return the existing one.
-    pub fn create(&self, name: &str) -> Result<Volume, ApiError> {
+    pub fn create(&self, name: &str) -> Result<Volume, EngineError> {
         Self::validate(name)?;
         let data = self.root.join(name).join("_data");
         std::fs::create_dir_all(&data)
-            .map_err(|e| ApiError::internal(format!("creating volume {name}: {e}")))?;
+            .map_err(|e| EngineError::internal(format!("creating volume {name}: {e}")))?;
         self.get(name)
     }
 
     /// A volume by name.
-    pub fn get(&self, name: &str) -> Result<Volume, ApiError> {
+    pub fn get(&self, name: &str) -> Result<Volume, EngineError> {
         Self::validate(name)
-            .map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
+            .map_err(|_| EngineError::not_found(format!("get {name}: no such volume")))?;
         let dir = self.root.join(name);
         let meta = std::fs::metadata(&dir)
-            .map_err(|_| ApiError::not_found(format!("get {name}: no such volume")))?;
+            .map_err(|_| EngineError::not_found(format!("get {name}: no such volume")))?;
         let created = meta
             .modified()
             .map(|t| {
@@ -94,7 +95,7 @@ impl VolumeStore {
     }
 
     /// Delete a volume and its data (the caller checks it is unused).
-    pub fn remove(&self, name: &str) -> Result<(), ApiError> {
+    pub fn remove(&self, name: &str) -> Result<(), EngineError> {
         let v = self.get(name)?;
         let dir = v
             .mountpoint
@@ -102,6 +103,6 @@ impl VolumeStore {
             .map(Path::to_path_buf)
             .unwrap_or(v.mountpoint);
         std::fs::remove_dir_all(&dir)
-            .map_err(|e| ApiError::internal(format!("removing volume {name}: {e}")))
+            .map_err(|e| EngineError::internal(format!("removing volume {name}: {e}")))
     }
 }

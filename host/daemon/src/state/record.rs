@@ -1,7 +1,10 @@
-//! What the daemon remembers about one container.
+//! What the daemon remembers about one container (the current record version; see
+//! [`super::file`] for the file around it and [`super::migrate`] for earlier versions).
 
-use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde::{Deserialize, Serialize};
+
+use super::docker::{DockerConfig, DockerHostConfig};
+use crate::backend::Isolation;
 
 /// A container's lifecycle state, as docker names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -40,8 +43,8 @@ pub struct RunState {
     pub status: Status,
     /// Host pid of the container's init while it runs, else 0.
     pub pid: i32,
-    /// Pid of the shim that watches it.
-    pub shim_pid: i32,
+    /// Pid of the process that watches it (a shim), 0 if none.
+    pub monitor_pid: i32,
     /// Exit code of the last run.
     pub exit_code: i32,
     /// Last start (RFC 3339); docker's zero time when never started.
@@ -104,7 +107,7 @@ pub struct MountState {
 }
 
 /// Everything persisted about one container.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// 64 hex digits.
     pub id: String,
@@ -116,6 +119,8 @@ pub struct ContainerRecord {
     pub image: String,
     /// The image's id (`sha256:...`).
     pub image_id: String,
+    /// How it is isolated, which decides its backend.
+    pub isolation: Isolation,
     /// Unpacked image layers, bottom-most first.
     pub layers: Vec<std::path::PathBuf>,
     /// The command: `path` and `args`, after merging entrypoint and cmd.
@@ -123,9 +128,9 @@ pub struct ContainerRecord {
     /// Arguments after `path`.
     pub args: Vec<String>,
     /// Docker's `Config`, image defaults merged in.
-    pub config: ContainerConfig,
+    pub config: DockerConfig,
     /// Docker's `HostConfig`.
-    pub host_config: HostConfig,
+    pub host_config: DockerHostConfig,
     /// Network to join (`bridge`, `host`, `none`, a user network).
     pub network_mode: String,
     /// Aliases on a user network.

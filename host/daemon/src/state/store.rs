@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::file::{self, DecodeError};
 use super::ContainerRecord;
 
 /// Errors of the container store.
@@ -22,6 +23,15 @@ pub enum StoreError {
         name: String,
         /// Its holder.
         id: String,
+    },
+    /// A record cannot be used by this daemon (written by a newer one).
+    #[error("{}: {source}", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: DecodeError,
     },
     /// Disk I/O failed.
     #[error("{context}: {source}")]
@@ -44,8 +54,10 @@ pub struct ContainerStore {
 }
 
 impl ContainerStore {
-    /// Load every record under `dir` (`<data-root>/containers`). Unreadable records are
-    /// skipped with a warning, never deleted.
+    /// Load every record under `dir` (`<data-root>/containers`). Records of earlier
+    /// versions are migrated and written back in the current version. Unreadable records
+    /// are skipped with a warning, never deleted; a record of a later version is an error
+    /// (the daemon must not run without it, nor overwrite it).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             context: format!("creating {}", dir.display()),
@@ -56,21 +68,45 @@ impl ContainerStore {
             context: format!("reading {}", dir.display()),
             source,
         })?;
+        let mut migrated = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path().join(RECORD_FILE);
-            match std::fs::read(&path).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
-                Ok(Ok(rec)) => {
+            let data = match std::fs::read(&path) {
+                Ok(data) => data,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!("skipping {}: {e}", path.display());
+                    continue;
+                }
+            };
+            match file::decode(&data) {
+                Ok((rec, version)) => {
+                    if version != file::RECORD_VERSION {
+                        migrated.push((rec.id.clone(), version));
+                    }
                     records.insert(rec.id.clone(), rec);
                 }
-                Ok(Err(e)) => tracing::warn!("skipping {}: {e}", path.display()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source @ DecodeError::FutureVersion { .. }) => {
+                    return Err(StoreError::Record { path, source })
+                }
                 Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
             }
         }
-        Ok(ContainerStore {
+        let store = ContainerStore {
             dir: dir.to_path_buf(),
             records: Mutex::new(records),
-        })
+        };
+        for (id, version) in migrated {
+            if let Some(rec) = store.lock().get(&id) {
+                store.write(rec)?;
+                tracing::info!(
+                    "migrated the record of container {} from version {version} to {}",
+                    rec.short_id(),
+                    file::RECORD_VERSION
+                );
+            }
+        }
+        Ok(store)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
@@ -150,7 +186,7 @@ impl ContainerStore {
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let path = dir.join(RECORD_FILE);
         let tmp = dir.join(format!("{RECORD_FILE}.tmp"));
-        let data = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Io {
+        let data = file::encode(rec).map_err(|e| StoreError::Io {
             context: "encoding the record".into(),
             source: std::io::Error::other(e),
         })?;

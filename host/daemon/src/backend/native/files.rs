@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use super::spec::{ContainerFiles, ResolvedMount};
-use crate::backend::{BackendError, ExecSpec};
+use super::spec::EtcFiles;
+use crate::backend::{BackendError, ContainerSpec, ExecSpec, GraphDriver};
 use crate::config::DaemonConfig;
-use crate::state::ContainerRecord;
 
 /// Where everything of one container lives.
 #[derive(Debug, Clone)]
@@ -74,16 +73,36 @@ impl ContainerPaths {
     }
 
     /// The files bind-mounted into the container.
-    pub fn files(&self) -> ContainerFiles {
-        ContainerFiles {
+    pub fn files(&self) -> EtcFiles {
+        EtcFiles {
             hosts: self.hosts.clone(),
             hostname: self.hostname.clone(),
             resolv_conf: self.resolv_conf.clone(),
         }
     }
 
+    /// Docker's `GraphDriver` of the container: overlay2 and its directories.
+    pub fn graph_driver(&self, layers: &[PathBuf]) -> GraphDriver {
+        // overlayfs lists lower dirs top-most first.
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|l| l.display().to_string())
+            .collect();
+        let data = [
+            ("LowerDir", lower.join(":")),
+            ("UpperDir", self.diff.display().to_string()),
+            ("WorkDir", self.work.display().to_string()),
+            ("MergedDir", self.rootfs.display().to_string()),
+        ];
+        GraphDriver {
+            name: "overlay2".into(),
+            data: data.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
     /// Create the directories and the per-run files; forget the last run's exit.
-    pub fn prepare(&self, rec: &ContainerRecord) -> Result<(), BackendError> {
+    pub fn prepare(&self, c: &ContainerSpec) -> Result<(), BackendError> {
         let io = |what: &Path| {
             let what = what.display().to_string();
             move |e: std::io::Error| BackendError::Failed(format!("preparing {what}: {e}"))
@@ -100,7 +119,7 @@ impl ContainerPaths {
             }
             _ => {}
         }
-        let hostname = format!("{}\n", super::spec::hostname(rec));
+        let hostname = format!("{}\n", c.hostname);
         std::fs::write(&self.hostname, hostname).map_err(io(&self.hostname))?;
         std::fs::write(&self.resolv_conf, resolv_conf()).map_err(io(&self.resolv_conf))?;
         if !self.hosts.exists() {
@@ -148,24 +167,14 @@ pub fn write_host_network_files(paths: &ContainerPaths) -> Result<(), BackendErr
 
 /// The container's binds and volumes, checked again: a host path removed since the
 /// container was created is an error, not a silently created empty directory.
-pub fn resolve_mounts(rec: &ContainerRecord) -> Result<Vec<ResolvedMount>, BackendError> {
-    rec.mounts
-        .iter()
-        .map(|m| {
-            let source = PathBuf::from(&m.source);
-            if !source.exists() {
-                return Err(BackendError::BadRequest(format!(
-                    "invalid mount config: bind source path does not exist: {}",
-                    m.source
-                )));
-            }
-            Ok(ResolvedMount {
-                source,
-                destination: m.destination.clone(),
-                read_only: !m.rw,
-            })
-        })
-        .collect()
+pub fn check_mounts(c: &ContainerSpec) -> Result<(), BackendError> {
+    match c.mounts.iter().find(|m| !m.source.exists()) {
+        Some(m) => Err(BackendError::BadRequest(format!(
+            "invalid mount config: bind source path does not exist: {}",
+            m.source.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Write `config.json` into the bundle.

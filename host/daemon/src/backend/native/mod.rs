@@ -15,13 +15,11 @@ use vmrun_network::{AttachRequest, NetworkManager, PublishedPort};
 use vmrun_shim::{OverlayRootfs, ShimConfig, ShimMode};
 
 use super::{
-    BackendError, ContainerBackend, CreatedContainer, ExecSpec, ProcessHandle, Reconnected,
-    ResourceStats,
+    BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
+    NetworkEndpoint, ProcessHandle, Reconnected, ResourceStats,
 };
 use crate::config::DaemonConfig;
-use crate::state::{ContainerRecord, EndpointState};
-pub use files::ContainerPaths;
-pub use ports::parse_port_key;
+use files::ContainerPaths;
 use shim_client::{read_exit_file, ShimProcess};
 
 /// Runs containers on this host.
@@ -51,16 +49,16 @@ impl NativeBackend {
 
     async fn attach_network(
         &self,
-        rec: &ContainerRecord,
+        c: &ContainerSpec,
         paths: &ContainerPaths,
     ) -> Result<Option<vmrun_network::Endpoint>, BackendError> {
         let network = self.network.clone();
         let req = AttachRequest {
-            container_id: rec.id.clone(),
-            container_name: rec.name.clone(),
-            hostname: spec::hostname(rec),
-            network: rec.network_mode.clone(),
-            aliases: rec.aliases.clone(),
+            container_id: c.id.clone(),
+            container_name: c.name.clone(),
+            hostname: c.hostname.clone(),
+            network: c.network.mode.clone(),
+            aliases: c.network.aliases.clone(),
             hosts_file: paths.hosts.clone(),
         };
         let endpoint = tokio::task::spawn_blocking(move || {
@@ -88,36 +86,35 @@ impl NativeBackend {
 
     async fn launch(
         &self,
-        rec: &ContainerRecord,
+        c: &ContainerSpec,
         paths: &ContainerPaths,
         netns: Option<&Path>,
     ) -> Result<(ShimProcess, i32), BackendError> {
-        let mounts = files::resolve_mounts(rec)?;
+        files::check_mounts(c)?;
         let spec = spec::build(&spec::SpecInputs {
-            rec,
+            container: c,
             rootfs: &paths.rootfs,
             netns,
             files: &paths.files(),
-            mounts: &mounts,
         })?;
         files::write_bundle(paths, &spec)?;
         let config = ShimConfig {
-            id: rec.id.clone(),
+            id: c.id.clone(),
             runtime_root: self.runtime_root(),
             mode: ShimMode::Container {
                 bundle: paths.bundle.clone(),
                 rootfs: Some(OverlayRootfs {
-                    layers: rec.layers.clone(),
+                    layers: c.layers.clone(),
                     upper: paths.diff.clone(),
                     work: paths.work.clone(),
                     target: paths.rootfs.clone(),
                 }),
-                user: rec.config.user.clone(),
+                user: c.process.user.clone(),
             },
-            tty: rec.tty(),
-            open_stdin: rec.config.open_stdin.unwrap_or(false),
-            stdin_once: rec.config.stdin_once.unwrap_or(false),
-            console_size: super::console_size(rec.host_config.console_size.as_deref()),
+            tty: c.process.tty,
+            open_stdin: c.process.open_stdin,
+            stdin_once: c.process.stdin_once,
+            console_size: c.process.console_size,
             log_path: Some(paths.log.clone()),
             socket: paths.socket.clone(),
             exit_file: paths.exit_file.clone(),
@@ -132,9 +129,9 @@ impl NativeBackend {
     }
 }
 
-fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<EndpointState> {
+fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<NetworkEndpoint> {
     let ip = e.ip?;
-    Some(EndpointState {
+    Some(NetworkEndpoint {
         network: e.network.clone(),
         network_id: e.network_id.clone(),
         endpoint_id: e.endpoint_id.clone(),
@@ -147,41 +144,41 @@ fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<EndpointState> {
 
 #[async_trait]
 impl ContainerBackend for NativeBackend {
-    async fn create(&self, rec: &ContainerRecord) -> Result<CreatedContainer, BackendError> {
-        let paths = self.paths(&rec.id);
-        paths.prepare(rec)?;
-        let host_network = rec.network_mode == vmrun_network::HOST_NETWORK;
+    async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
+        let paths = self.paths(&c.id);
+        paths.prepare(c)?;
+        let host_network = c.network.mode == vmrun_network::HOST_NETWORK;
         let endpoint = if host_network {
             files::write_host_network_files(&paths)?;
             None
         } else {
-            self.attach_network(rec, &paths).await?
+            self.attach_network(c, &paths).await?
         };
         let netns = endpoint.as_ref().and_then(|e| e.netns_path.clone());
-        let (published, ports) = match ports::publish(rec, endpoint.as_ref()).await {
+        let (published, ports) = match ports::publish(c, endpoint.as_ref()).await {
             Ok(p) => p,
             Err(e) => {
                 if endpoint.is_some() {
-                    self.detach_network(&rec.id).await;
+                    self.detach_network(&c.id).await;
                 }
                 return Err(e);
             }
         };
-        let (process, shim_pid) = match self.launch(rec, &paths, netns.as_deref()).await {
+        let (process, shim_pid) = match self.launch(c, &paths, netns.as_deref()).await {
             Ok(p) => p,
             Err(e) => {
                 for p in published {
                     p.close().await;
                 }
                 if endpoint.is_some() {
-                    self.detach_network(&rec.id).await;
+                    self.detach_network(&c.id).await;
                 }
                 return Err(e);
             }
         };
         let endpoint_state = endpoint.as_ref().and_then(endpoint_state);
         if let Ok(mut map) = self.published.lock() {
-            map.insert(rec.id.clone(), published);
+            map.insert(c.id.clone(), published);
         }
         Ok(CreatedContainer {
             process: Arc::new(process),
@@ -193,10 +190,10 @@ impl ContainerBackend for NativeBackend {
 
     async fn create_exec(
         &self,
-        rec: &ContainerRecord,
+        c: &ContainerSpec,
         exec: &ExecSpec,
     ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
-        let paths = self.paths(&rec.id);
+        let paths = self.paths(&c.id);
         let process = files::exec_process(&paths, exec)?;
         let socket = self
             .config
@@ -208,7 +205,7 @@ impl ContainerBackend for NativeBackend {
             .and_then(|()| std::fs::create_dir_all(self.config.exec_root.join("exec")))
             .map_err(|e| BackendError::Failed(format!("creating exec dirs: {e}")))?;
         let config = ShimConfig {
-            id: rec.id.clone(),
+            id: c.id.clone(),
             runtime_root: self.runtime_root(),
             mode: ShimMode::Exec {
                 exec_id: exec.id.clone(),
@@ -232,17 +229,17 @@ impl ContainerBackend for NativeBackend {
         Ok(Arc::new(process))
     }
 
-    async fn reconnect(&self, rec: &ContainerRecord) -> Result<Reconnected, BackendError> {
-        let paths = self.paths(&rec.id);
+    async fn reconnect(&self, c: &ContainerSpec) -> Result<Reconnected, BackendError> {
+        let paths = self.paths(&c.id);
         if tokio::net::UnixStream::connect(&paths.socket).await.is_ok() {
-            let endpoint = self.network.endpoint(&rec.id);
-            match ports::publish(rec, endpoint.as_ref()).await {
+            let endpoint = self.network.endpoint(&c.id);
+            match ports::publish(c, endpoint.as_ref()).await {
                 Ok((published, _)) => {
                     if let Ok(mut map) = self.published.lock() {
-                        map.insert(rec.id.clone(), published);
+                        map.insert(c.id.clone(), published);
                     }
                 }
-                Err(e) => tracing::warn!("re-publishing ports of {}: {e}", rec.short_id()),
+                Err(e) => tracing::warn!("re-publishing ports of {}: {e}", c.short_id()),
             }
             return Ok(Reconnected::Running(Arc::new(ShimProcess::new(
                 &paths.socket,
@@ -255,32 +252,28 @@ impl ContainerBackend for NativeBackend {
         })
     }
 
-    async fn release(&self, rec: &ContainerRecord) {
+    async fn release(&self, c: &ContainerSpec) {
         // Normally the shim has cleaned up already. If it died (killed, crashed), the
         // container's processes may still run, orphaned: end them and free what they held.
-        reap_orphans(rec);
-        let paths = self.paths(&rec.id);
+        reap_orphans(c);
+        let paths = self.paths(&c.id);
         if nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH).is_ok() {
             tracing::warn!(
                 "unmounted the root filesystem of {} left by its monitor",
-                rec.short_id()
+                c.short_id()
             );
         }
-        let published = self
-            .published
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(&rec.id));
+        let published = self.published.lock().ok().and_then(|mut m| m.remove(&c.id));
         for p in published.into_iter().flatten() {
             p.close().await;
         }
-        if rec.network_mode != vmrun_network::HOST_NETWORK {
-            self.detach_network(&rec.id).await;
+        if c.network.mode != vmrun_network::HOST_NETWORK {
+            self.detach_network(&c.id).await;
         }
     }
 
-    async fn remove(&self, rec: &ContainerRecord) -> Result<(), BackendError> {
-        let paths = self.paths(&rec.id);
+    async fn remove(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        let paths = self.paths(&c.id);
         // A rootfs still mounted (a shim that was killed) must not be deleted through.
         let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&paths.socket);
@@ -294,28 +287,53 @@ impl ContainerBackend for NativeBackend {
         }
     }
 
-    async fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<(), BackendError> {
-        if rec.state.pid <= 0 {
+    async fn kill(&self, c: &ContainerSpec, signal: i32) -> Result<(), BackendError> {
+        if c.pid <= 0 {
             return Err(BackendError::Gone(format!(
                 "container {} is not running",
-                rec.short_id()
+                c.short_id()
             )));
         }
         let sig = nix::sys::signal::Signal::try_from(signal)
             .map_err(|_| BackendError::BadRequest(format!("invalid signal: {signal}")))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig)
-            .map_err(|e| BackendError::Gone(format!("signalling {}: {e}", rec.state.pid)))
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid), sig)
+            .map_err(|e| BackendError::Gone(format!("signalling {}: {e}", c.pid)))
     }
 
-    async fn stats(&self, rec: &ContainerRecord) -> Result<ResourceStats, BackendError> {
-        let m = vmrun_cgroups::manager(&cgroup_path(rec))
+    async fn stats(&self, c: &ContainerSpec) -> Result<ResourceStats, BackendError> {
+        let m = vmrun_cgroups::manager(&cgroup_path(&c.id))
             .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
-        m.stats()
-            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))
+        let s = m
+            .stats()
+            .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
+        Ok(ResourceStats {
+            memory_usage: s.memory_usage,
+            memory_max_usage: s.memory_max_usage,
+            memory_limit: s.memory_limit,
+            memory_cache: s.memory_cache,
+            cpu_usage_ns: s.cpu_usage_ns,
+            cpu_user_ns: s.cpu_user_ns,
+            cpu_system_ns: s.cpu_system_ns,
+            pids_current: s.pids_current,
+            pids_limit: s.pids_limit,
+        })
     }
 
-    async fn pids(&self, rec: &ContainerRecord) -> Result<Vec<i32>, BackendError> {
-        let m = vmrun_cgroups::manager(&cgroup_path(rec))
+    fn files(&self, c: &ContainerSpec) -> ContainerFiles {
+        let paths = self.paths(&c.id);
+        ContainerFiles {
+            log: paths.log.clone(),
+            hosts: Some(paths.hosts.clone()),
+            hostname: Some(paths.hostname.clone()),
+            resolv_conf: Some(paths.resolv_conf.clone()),
+            sandbox: Some(paths.netns.clone()),
+            writable_layer: Some(paths.diff.clone()),
+            graph_driver: Some(paths.graph_driver(&c.layers)),
+        }
+    }
+
+    async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError> {
+        let m = vmrun_cgroups::manager(&cgroup_path(&c.id))
             .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
         let pids = m
             .pids()
@@ -325,15 +343,15 @@ impl ContainerBackend for NativeBackend {
 }
 
 /// Kill whatever is left in the container's cgroup and remove the cgroup.
-fn reap_orphans(rec: &ContainerRecord) {
-    let Ok(m) = vmrun_cgroups::manager(&cgroup_path(rec)) else {
+fn reap_orphans(c: &ContainerSpec) {
+    let Ok(m) = vmrun_cgroups::manager(&cgroup_path(&c.id)) else {
         return;
     };
     let pids = m.pids().unwrap_or_default();
     if !pids.is_empty() {
         tracing::warn!(
             "container {} lost its monitor: killing {} leftover processes",
-            rec.short_id(),
+            c.short_id(),
             pids.len()
         );
         for pid in pids {
@@ -343,6 +361,7 @@ fn reap_orphans(rec: &ContainerRecord) {
     let _ = m.remove();
 }
 
-fn cgroup_path(rec: &ContainerRecord) -> PathBuf {
-    PathBuf::from(format!("/vmrun/{}", rec.id))
+/// The container's cgroup (relative to each hierarchy's root).
+fn cgroup_path(id: &str) -> PathBuf {
+    PathBuf::from(format!("/vmrun/{id}"))
 }

@@ -14,26 +14,14 @@ use oci_spec::runtime::{
     Spec,
 };
 
-use crate::backend::BackendError;
-use crate::state::ContainerRecord;
+use crate::backend::{BackendError, ContainerSpec};
 
 /// CPU period used for `--cpus`, as docker uses.
 const CPU_PERIOD_US: u64 = 100_000;
 
-/// A bind mount after volume names and paths are resolved.
-#[derive(Debug, Clone)]
-pub struct ResolvedMount {
-    /// Host path.
-    pub source: PathBuf,
-    /// Path in the container.
-    pub destination: String,
-    /// Mounted read-only.
-    pub read_only: bool,
-}
-
 /// The files the daemon writes for every container.
 #[derive(Debug, Clone)]
-pub struct ContainerFiles {
+pub struct EtcFiles {
     /// `/etc/hosts`.
     pub hosts: PathBuf,
     /// `/etc/hostname`.
@@ -42,18 +30,16 @@ pub struct ContainerFiles {
     pub resolv_conf: PathBuf,
 }
 
-/// Everything the spec depends on besides the record.
+/// Everything the runtime spec depends on.
 pub struct SpecInputs<'a> {
     /// The container.
-    pub rec: &'a ContainerRecord,
+    pub container: &'a ContainerSpec,
     /// Mounted root filesystem.
     pub rootfs: &'a Path,
     /// Network namespace to join; `None` shares the host's.
     pub netns: Option<&'a Path>,
     /// Per-container files.
-    pub files: &'a ContainerFiles,
-    /// Binds and volumes.
-    pub mounts: &'a [ResolvedMount],
+    pub files: &'a EtcFiles,
 }
 
 fn invalid(e: impl std::fmt::Display) -> BackendError {
@@ -62,32 +48,29 @@ fn invalid(e: impl std::fmt::Display) -> BackendError {
 
 /// Build the spec.
 pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
-    let rec = inp.rec;
-    let hc = &rec.host_config;
-    let privileged = hc.privileged.unwrap_or(false);
+    let c = inp.container;
+    let privileged = c.security.privileged;
     let mut spec = Spec::default();
 
     let mut root = spec.root().clone().unwrap_or_default();
     root.set_path(inp.rootfs.to_path_buf());
-    root.set_readonly(Some(hc.readonly_rootfs.unwrap_or(false)));
+    root.set_readonly(Some(c.readonly_rootfs));
     spec.set_root(Some(root));
-    spec.set_hostname(Some(hostname(rec)));
+    spec.set_hostname(Some(c.hostname.clone()));
 
     let mut process = spec.process().clone().unwrap_or_default();
-    let mut args = vec![rec.path.clone()];
-    args.extend(rec.args.iter().cloned());
-    process.set_args(Some(args));
-    process.set_env(Some(environment(rec)));
+    process.set_args(Some(c.process.args.clone()));
+    process.set_env(Some(environment(c)));
     process.set_cwd(PathBuf::from(
-        rec.config
-            .working_dir
+        c.process
+            .cwd
             .as_deref()
             .filter(|w| !w.is_empty())
             .unwrap_or("/"),
     ));
-    process.set_terminal(Some(rec.tty()));
+    process.set_terminal(Some(c.process.tty));
     process.set_no_new_privileges(Some(!privileged));
-    let caps = capabilities(rec, privileged)?;
+    let caps = capabilities(c, privileged)?;
     process.set_capabilities(Some(caps.clone()));
     // Like containerd: a generous open-file limit, within what this kernel allows.
     let limit = nofile_limit();
@@ -101,9 +84,9 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
     spec.set_process(Some(process));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
-    linux.set_cgroups_path(Some(PathBuf::from(format!("/vmrun/{}", rec.id))));
+    linux.set_cgroups_path(Some(super::cgroup_path(&c.id)));
     linux.set_namespaces(Some(namespaces(inp.netns)));
-    linux.set_resources(Some(resources(rec)?));
+    linux.set_resources(Some(resources(c)?));
     if privileged {
         linux.set_masked_paths(Some(Vec::new()));
         linux.set_readonly_paths(Some(Vec::new()));
@@ -125,7 +108,7 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
         // Sharing the host's network namespace: its sysfs view is fine to show.
         mounts.retain(|m| m.destination() != Path::new("/sys/fs/cgroup"));
     }
-    resize_shm(&mut mounts, hc.shm_size);
+    resize_shm(&mut mounts, c.resources.shm_size);
     for (dest, src) in [
         ("/etc/hosts", &inp.files.hosts),
         ("/etc/hostname", &inp.files.hostname),
@@ -133,7 +116,7 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
     ] {
         mounts.push(bind(src, dest, false));
     }
-    for m in inp.mounts {
+    for m in &c.mounts {
         mounts.push(bind(&m.source, &m.destination, m.read_only));
     }
     spec.set_mounts(Some(mounts));
@@ -150,16 +133,7 @@ fn nofile_limit() -> u64 {
     hard.min(1_048_576)
 }
 
-/// The container's hostname: `--hostname`, else the short id.
-pub fn hostname(rec: &ContainerRecord) -> String {
-    rec.config
-        .hostname
-        .clone()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| rec.short_id().to_string())
-}
-
-fn environment(rec: &ContainerRecord) -> Vec<String> {
+fn environment(c: &ContainerSpec) -> Vec<String> {
     let mut env: Vec<String> = Vec::new();
     let mut set = |kv: &str| {
         let key = kv.split('=').next().unwrap_or(kv);
@@ -167,20 +141,17 @@ fn environment(rec: &ContainerRecord) -> Vec<String> {
         env.push(kv.to_string());
     };
     set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    set(&format!("HOSTNAME={}", hostname(rec)));
-    for kv in rec.config.env.iter().flatten() {
+    set(&format!("HOSTNAME={}", c.hostname));
+    for kv in &c.process.env {
         set(kv);
     }
-    if rec.tty() && !env.iter().any(|e| e.starts_with("TERM=")) {
+    if c.process.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
     env
 }
 
-fn capabilities(
-    rec: &ContainerRecord,
-    privileged: bool,
-) -> Result<LinuxCapabilities, BackendError> {
+fn capabilities(c: &ContainerSpec, privileged: bool) -> Result<LinuxCapabilities, BackendError> {
     use std::collections::HashSet;
 
     let parse = |name: &str| -> Result<Option<Capability>, BackendError> {
@@ -206,7 +177,7 @@ fn capabilities(
         }
         s
     };
-    for name in rec.host_config.cap_add.iter().flatten() {
+    for name in &c.security.cap_add {
         match parse(name)? {
             Some(c) => {
                 set.insert(c);
@@ -214,7 +185,7 @@ fn capabilities(
             None => set.clone_from(&all),
         }
     }
-    for name in rec.host_config.cap_drop.iter().flatten() {
+    for name in &c.security.cap_drop {
         match parse(name)? {
             Some(c) => {
                 set.remove(&c);
@@ -303,8 +274,8 @@ fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
     out
 }
 
-fn resources(rec: &ContainerRecord) -> Result<LinuxResources, BackendError> {
-    let hc = &rec.host_config;
+fn resources(c: &ContainerSpec) -> Result<LinuxResources, BackendError> {
+    let hc = &c.resources;
     let mut r = LinuxResources::default();
     if let Some(mem) = hc.memory.filter(|m| *m > 0) {
         if mem < 6 * 1024 * 1024 {

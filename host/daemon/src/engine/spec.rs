@@ -1,0 +1,139 @@
+//! From the saved record to what a backend is told ([`ContainerSpec`]), and from what a
+//! backend reports back to the saved record.
+
+use std::path::PathBuf;
+
+use super::EngineError;
+use crate::backend::{
+    console_size, ContainerSpec, MountSpec, NetworkEndpoint, NetworkSpec, PortBinding, ProcessSpec,
+    Protocol, PublishedPort, Resources, Security,
+};
+use crate::state::{ContainerRecord, DockerHostConfig, EndpointState, PublishedPortState};
+
+/// Parse docker's `"80/tcp"` port key.
+pub fn parse_port_key(key: &str) -> Result<(u16, Protocol), EngineError> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let proto = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => {
+            return Err(EngineError::bad_request(format!(
+                "invalid protocol \"{other}\" in port {key}: use tcp or udp"
+            )))
+        }
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| EngineError::bad_request(format!("invalid port: {key}")))?;
+    Ok((port, proto))
+}
+
+/// The container's hostname: `--hostname`, else the short id.
+pub fn hostname(rec: &ContainerRecord) -> String {
+    rec.config
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| rec.short_id().to_string())
+}
+
+fn port_bindings(hc: &DockerHostConfig) -> Result<Vec<PortBinding>, EngineError> {
+    let Some(bindings) = hc.port_bindings.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let mut keys: Vec<_> = bindings.keys().collect();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let (container_port, proto) = parse_port_key(key)?;
+        for b in bindings.get(key).into_iter().flatten().flatten() {
+            out.push(PortBinding {
+                container_port,
+                proto,
+                host_ip: b.host_ip.clone(),
+                host_port: b.host_port.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What the container's backend is told about it.
+pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineError> {
+    let hc = &rec.host_config;
+    let config = &rec.config;
+    Ok(ContainerSpec {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        hostname: hostname(rec),
+        layers: rec.layers.clone(),
+        readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
+        process: ProcessSpec {
+            args: std::iter::once(rec.path.clone())
+                .chain(rec.args.iter().cloned())
+                .collect(),
+            env: config.env.clone().unwrap_or_default(),
+            cwd: config.working_dir.clone().filter(|w| !w.is_empty()),
+            user: config.user.clone(),
+            tty: rec.tty(),
+            open_stdin: config.open_stdin.unwrap_or(false),
+            stdin_once: config.stdin_once.unwrap_or(false),
+            console_size: console_size(hc.console_size.as_deref()),
+        },
+        network: NetworkSpec {
+            mode: rec.network_mode.clone(),
+            aliases: rec.aliases.clone(),
+        },
+        ports: port_bindings(hc)?,
+        mounts: rec
+            .mounts
+            .iter()
+            .map(|m| MountSpec {
+                source: PathBuf::from(&m.source),
+                destination: m.destination.clone(),
+                read_only: !m.rw,
+            })
+            .collect(),
+        resources: Resources {
+            memory: hc.memory,
+            memory_swap: hc.memory_swap,
+            nano_cpus: hc.nano_cpus,
+            cpu_shares: hc.cpu_shares,
+            cpu_quota: hc.cpu_quota,
+            cpu_period: hc.cpu_period,
+            pids_limit: hc.pids_limit,
+            shm_size: hc.shm_size,
+        },
+        security: Security {
+            privileged: hc.privileged.unwrap_or(false),
+            cap_add: hc.cap_add.clone().unwrap_or_default(),
+            cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+        },
+        pid: rec.state.pid,
+    })
+}
+
+/// A backend's endpoint as saved.
+pub fn endpoint_state(e: &NetworkEndpoint) -> EndpointState {
+    EndpointState {
+        network: e.network.clone(),
+        network_id: e.network_id.clone(),
+        endpoint_id: e.endpoint_id.clone(),
+        ip: e.ip.clone(),
+        prefix_len: e.prefix_len,
+        gateway: e.gateway.clone(),
+        mac: e.mac.clone(),
+    }
+}
+
+/// A backend's published port as saved.
+pub fn port_state(p: &PublishedPort) -> PublishedPortState {
+    PublishedPortState {
+        host_ip: p.host_ip.clone(),
+        host_port: p.host_port,
+        container_port: p.container_port,
+        proto: p.proto.as_str().into(),
+    }
+}
