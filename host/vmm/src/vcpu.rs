@@ -33,14 +33,14 @@ pub struct BootEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuError {
     /// A KVM ioctl failed.
-    #[error("vCPU {0}: {1} failed: {2}")]
-    Kvm(u8, &'static str, kvm_ioctls::Error),
+    #[error("vCPU {0}: {1} failed")]
+    Kvm(u8, &'static str, #[source] kvm_ioctls::Error),
     /// Register setup failed.
-    #[error("vCPU {0}: {1}")]
-    Regs(u8, RegsError),
+    #[error("vCPU {0}: register setup")]
+    Regs(u8, #[source] RegsError),
     /// The thread could not be spawned.
-    #[error("vCPU {0}: spawning thread: {1}")]
-    Spawn(u8, std::io::Error),
+    #[error("vCPU {0}: spawning thread")]
+    Spawn(u8, #[source] std::io::Error),
 }
 
 /// A configured vCPU, ready to run.
