@@ -224,7 +224,7 @@ mod tests {
     use super::*;
     use crate::virtio::testing::{test_memory, DriverQueue};
     use std::io::{Read, Write};
-    use virtio_queue::QueueOwnedT;
+    use virtio_queue::QueueT;
     use vm_memory::{Bytes, GuestAddress};
 
     #[test]
@@ -233,11 +233,7 @@ mod tests {
         let mut q = DriverQueue::new(&mem, 0, 16);
         mem.write_slice(b"hello ", GuestAddress(0x10000)).unwrap();
         mem.write_slice(b"world", GuestAddress(0x20000)).unwrap();
-        q.add(&[
-            (0x10000, 6, false),
-            (0x20000, 5, false),
-            (0x30000, 8, true),
-        ]);
+        q.add(&[(0x10000, 6, false), (0x20000, 5, false), (0x30000, 8, true)]);
         let mut dq = q.device_queue();
         let chain = dq.pop_descriptor_chain(&mem).unwrap();
         let mut r = GuestIov::from_chain(&mem, chain.clone(), Direction::Readable).unwrap();
