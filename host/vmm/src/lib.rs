@@ -20,6 +20,7 @@
 //!     vsock: Some(VsockConfig { guest_cid: 3, uds_path: "/run/vmrun/vm1.vsock".into() }),
 //!     block_devices: vec![],
 //!     serial: SerialOutput::Stdout,
+//!     seccomp: true,
 //! };
 //! let mut vm = Vmm::start(config)?;          // validated, built, vCPUs running
 //! let sock = vm.vsock_uds_path().unwrap();   // connect, write "CONNECT <port>\n", read "OK <n>\n"
@@ -55,6 +56,7 @@ mod exit;
 pub mod kernel;
 pub mod memory;
 pub mod pvm;
+pub mod seccomp;
 pub mod vcpu;
 pub mod virtio;
 mod vmm;

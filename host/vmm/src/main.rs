@@ -60,6 +60,10 @@ struct Args {
     /// Print start-up timings to stderr.
     #[arg(long)]
     timing: bool,
+    /// Run without seccomp filters (debugging: a thread killed by SIGSYS made a syscall
+    /// outside its filter).
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 fn parse_disk(spec: &str) -> Result<BlockDeviceConfig> {
@@ -119,6 +123,7 @@ fn build_config(args: &Args) -> Result<VmConfig> {
             .map(|d| parse_disk(d))
             .collect::<Result<_>>()?,
         serial: parse_serial(&args.serial)?,
+        seccomp: !args.no_seccomp,
     })
 }
 
@@ -170,8 +175,14 @@ fn run(args: Args, started: Instant, parent: libc::pid_t) -> Result<i32> {
     let config = build_config(&args)?;
     let sigfd = termination_signalfd()?;
     tie_to_parent(parent)?;
+    let seccomp = config.seccomp;
     let mut vm = Vmm::start(config).context("starting the VM")?;
     let built = started.elapsed();
+    if seccomp {
+        // From here on the main thread only waits, kicks the vCPUs and tears down.
+        vmrun_vmm::seccomp::install(vmrun_vmm::seccomp::ThreadKind::Main)
+            .context("confining the main thread")?;
+    }
     if let Some(p) = vm.vsock_uds_path() {
         tracing::info!("vsock listening on {}", p.display());
     }

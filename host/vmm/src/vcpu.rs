@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use seccompiler::BpfProgram;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
@@ -119,16 +120,26 @@ pub struct ExitBuses {
 }
 
 /// Starts `vcpu` on its own thread.
+/// With `seccomp`, the thread installs that filter right before its `KVM_RUN` loop.
 pub(crate) fn spawn(
     mut vcpu: Vcpu,
     buses: ExitBuses,
     shared: Arc<VmShared>,
+    seccomp: Option<BpfProgram>,
 ) -> Result<JoinHandle<()>, VcpuError> {
     install_kick_handler();
     let index = vcpu.index;
     std::thread::Builder::new()
         .name(format!("vcpu{index}"))
-        .spawn(move || run_loop(&mut vcpu, &buses, &shared))
+        .spawn(move || {
+            if let Some(program) = seccomp {
+                if let Err(e) = crate::seccomp::apply(&program) {
+                    shared.request_exit(ExitReason::Error(format!("vCPU {index}: {e}")));
+                    return;
+                }
+            }
+            run_loop(&mut vcpu, &buses, &shared)
+        })
         .map_err(|e| VcpuError::Spawn(index, e))
 }
 

@@ -21,6 +21,7 @@ use crate::event_loop::EventLoop;
 use crate::exit::{ExitReason, VmShared};
 use crate::kernel::{load_kernel, KernelEntry};
 use crate::memory::{create_guest_memory, KVM_TSS_ADDRESS};
+use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, BootEntry, ExitBuses, Vcpu};
 use crate::virtio::setup::attach_virtio_devices;
 
@@ -67,6 +68,9 @@ pub enum StartError {
     /// A block device could not be opened.
     #[error(transparent)]
     Block(#[from] crate::virtio::block::BlockError),
+    /// A seccomp filter could not be built.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// The vsock device's host socket could not be set up.
     #[error("vsock device on {}", .0.display())]
     Vsock(PathBuf, #[source] std::io::Error),
@@ -190,9 +194,17 @@ impl Vmm {
             vcpus.push(Vcpu::new(&kvm, &vm, &mem, index, config.vcpus, entry)?);
         }
 
+        let (vcpu_filter, device_filter) = if config.seccomp {
+            (
+                Some(seccomp::filter(ThreadKind::Vcpu)?),
+                Some(seccomp::filter(ThreadKind::Devices)?),
+            )
+        } else {
+            (None, None)
+        };
         let event_loop = EventLoop::new(shared.clone(), virtio.devices)
             .map_err(|e| StartError::Device("event loop", e))?
-            .spawn()
+            .spawn(device_filter)
             .map_err(|e| StartError::Device("event loop thread", e))?;
         let buses = ExitBuses {
             pio: Arc::new(pio),
@@ -205,10 +217,16 @@ impl Vmm {
             mem,
             vsock_uds_path: config.vsock.as_ref().map(|v| v.uds_path.clone()),
             _vm: vm,
+            _buses: buses.clone(),
             finished: None,
         };
         for vcpu in vcpus {
-            match vcpu::spawn(vcpu, buses.clone(), running.shared.clone()) {
+            match vcpu::spawn(
+                vcpu,
+                buses.clone(),
+                running.shared.clone(),
+                vcpu_filter.clone(),
+            ) {
                 Ok(t) => running.vcpu_threads.push(t),
                 Err(e) => {
                     running.stop();
@@ -266,6 +284,9 @@ pub struct RunningVm {
     event_loop: Option<JoinHandle<()>>,
     vsock_uds_path: Option<PathBuf>,
     finished: Option<ExitReason>,
+    /// The devices, so that they are dropped (sockets closed and removed) by the owner, not
+    /// by whichever VM thread ends last under its seccomp filter.
+    _buses: ExitBuses,
     // Drop order: the VM fd before the memory it maps.
     _vm: VmFd,
     mem: GuestMemoryMmap,

@@ -34,6 +34,7 @@ fn raw(image: &[u8], mode: CpuMode, vcpus: u8) -> (VmConfig, Arc<Mutex<Vec<u8>>>
         vsock: None,
         block_devices: vec![],
         serial: SerialOutput::Buffer(out.clone()),
+        seccomp: true,
     };
     (config, out)
 }
@@ -177,6 +178,7 @@ fn start_errors_keep_their_source() {
         vsock: None,
         block_devices: vec![],
         serial: SerialOutput::Sink,
+        seccomp: true,
     };
     let e = Vmm::start(config)
         .err()
