@@ -9,6 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::packet::{op, VsockHeader, HDR_SIZE, MAX_PKT_DATA, TYPE_STREAM};
@@ -40,6 +41,8 @@ struct Bench<'a> {
     host_fwd_cnt: u32,
     /// Payload bytes the guest consumed (its `fwd_cnt`).
     fwd_cnt: u32,
+    /// Watches the device's backend fd.
+    epoll: Epoll,
 }
 
 impl<'a> Bench<'a> {
@@ -56,6 +59,15 @@ impl<'a> Bench<'a> {
         let irq = IrqTrigger::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
         let queues = vec![rxq.device_queue(), txq.device_queue(), evq.device_queue()];
         dev.activate(mem.clone(), queues, irq).unwrap();
+        let epoll = Epoll::new().unwrap();
+        let backend = dev.backend_fd().unwrap();
+        epoll
+            .ctl(
+                ControlOperation::Add,
+                backend,
+                EpollEvent::new(EventSet::IN, 0),
+            )
+            .unwrap();
         Self {
             mem,
             rxq,
@@ -67,6 +79,7 @@ impl<'a> Bench<'a> {
             host_port: 0,
             host_fwd_cnt: 0,
             fwd_cnt: 0,
+            epoll,
         }
     }
 
@@ -101,13 +114,9 @@ impl<'a> Bench<'a> {
     /// Handles host-side events (waiting up to `ms`), then takes the used RX buffers back:
     /// returns (RW payload bytes, other headers).
     fn poll(&mut self, ms: i32) -> (u64, Vec<VsockHeader>) {
-        let mut pfd = libc::pollfd {
-            fd: self.dev.backend_fd().unwrap(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: valid pollfd, nfds 1.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } > 0 {
+        // epoll, as the device thread waits (and its seccomp filter allows).
+        let mut events = [EpollEvent::default()];
+        if matches!(self.epoll.wait(ms, &mut events), Ok(n) if n > 0) {
             self.dev.process_backend();
         }
         let mut data = 0;
@@ -154,6 +163,87 @@ fn mib_per_s(bytes: u64, started: Instant) -> f64 {
     bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Pushes `total` bytes guest → host, then host → guest, through `b`'s connection
+/// `client`; with `filter`, the device side runs under the device thread's seccomp filter
+/// (the host side stays in unfiltered threads). Returns (TX, RX) MiB/s.
+fn push_both_ways(
+    b: &mut Bench<'_>,
+    mem: &GuestMemoryMmap,
+    client: &UnixStream,
+    total: u64,
+    filter: Option<crate::seccomp::ThreadKind>,
+) -> (f64, f64) {
+    mem.write_slice(&vec![0x5a; MAX_PKT_DATA as usize], GuestAddress(TX_PAYLOAD))
+        .unwrap();
+    let mut reader = client.try_clone().unwrap();
+    let sink = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
+        while got < total {
+            let n = reader.read(&mut buf).unwrap();
+            assert!(n > 0 && buf[..n].iter().all(|&x| x == 0x5a));
+            got += n as u64;
+        }
+    });
+    let mut writer = client.try_clone().unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let source = std::thread::spawn(move || {
+        wait.recv().unwrap();
+        let buf = vec![0xa5u8; 1 << 20];
+        for _ in 0..total / (1 << 20) {
+            writer.write_all(&buf).unwrap();
+        }
+    });
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if let Some(kind) = filter {
+                    crate::seccomp::install(kind).unwrap();
+                }
+                // Guest → host: the guest sends while the host's credit allows.
+                let started = Instant::now();
+                let mut sent = 0u64;
+                while sent < total {
+                    let in_flight = (sent as u32).wrapping_sub(b.host_fwd_cnt);
+                    if in_flight + MAX_PKT_DATA <= super::connection::CONN_BUF_ALLOC {
+                        b.send(op::RW, MAX_PKT_DATA);
+                        sent += u64::from(MAX_PKT_DATA);
+                    } else {
+                        b.poll(10);
+                    }
+                }
+                // What the stream did not take at once waits in the device until it is
+                // writable.
+                while !sink.is_finished() {
+                    b.poll(10);
+                }
+                let tx = mib_per_s(total, started);
+                // Host → guest: the guest consumes at once and returns credit every MiB.
+                go.send(()).unwrap();
+                let started = Instant::now();
+                let mut received = 0u64;
+                let mut credited = 0u64;
+                while received < total {
+                    received += b.poll(10).0;
+                    b.fwd_cnt = received as u32;
+                    if received - credited >= 1 << 20 {
+                        credited = received;
+                        b.send(op::CREDIT_UPDATE, 0);
+                    }
+                }
+                (tx, mib_per_s(total, started))
+            })
+            .join()
+            .unwrap()
+    });
+    source.join().unwrap();
+    let mut sample = [0u8; 64];
+    mem.read_slice(&mut sample, GuestAddress(RX_BUF + HDR_SIZE as u64))
+        .unwrap();
+    assert!(sample.iter().all(|&x| x == 0xa5));
+    result
+}
+
 #[test]
 #[ignore = "benchmark: run in release with --ignored --nocapture"]
 fn vsock_throughput() {
@@ -162,62 +252,37 @@ fn vsock_throughput() {
     let path = dir.path().join("v.sock");
     let mut b = Bench::new(&mem, &path);
     let client = b.connect(&path);
-    mem.write_slice(&vec![0x5a; MAX_PKT_DATA as usize], GuestAddress(TX_PAYLOAD))
-        .unwrap();
-
-    // Guest → host: the guest sends while the host's credit allows.
-    let mut reader = client.try_clone().unwrap();
-    let sink = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut got = 0u64;
-        while got < TOTAL {
-            let n = reader.read(&mut buf).unwrap();
-            assert!(n > 0 && buf[..n].iter().all(|&x| x == 0x5a));
-            got += n as u64;
-        }
-    });
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < TOTAL {
-        let in_flight = (sent as u32).wrapping_sub(b.host_fwd_cnt);
-        if in_flight + MAX_PKT_DATA <= super::connection::CONN_BUF_ALLOC {
-            b.send(op::RW, MAX_PKT_DATA);
-            sent += u64::from(MAX_PKT_DATA);
-        } else {
-            b.poll(10);
-        }
-    }
-    // What the stream did not take at once waits in the device until it is writable.
-    while !sink.is_finished() {
-        b.poll(10);
-    }
-    sink.join().unwrap();
-    let tx = mib_per_s(TOTAL, started);
-
-    // Host → guest: the guest consumes at once and returns credit every 1 MiB.
-    let mut writer = client.try_clone().unwrap();
-    let source = std::thread::spawn(move || {
-        let buf = vec![0xa5u8; 1 << 20];
-        for _ in 0..TOTAL / (1 << 20) {
-            writer.write_all(&buf).unwrap();
-        }
-    });
-    let started = Instant::now();
-    let mut received = 0u64;
-    let mut credited = 0u64;
-    while received < TOTAL {
-        received += b.poll(10).0;
-        b.fwd_cnt = received as u32;
-        if received - credited >= 1 << 20 {
-            credited = received;
-            b.send(op::CREDIT_UPDATE, 0);
-        }
-    }
-    let rx = mib_per_s(TOTAL, started);
-    source.join().unwrap();
-    let mut sample = [0u8; 64];
-    mem.read_slice(&mut sample, GuestAddress(RX_BUF + HDR_SIZE as u64))
-        .unwrap();
-    assert!(sample.iter().all(|&x| x == 0xa5));
+    let (tx, rx) = push_both_ways(&mut b, &mem, &client, TOTAL, None);
     println!("vsock throughput (256 MiB, 64 KiB packets): TX guest->host {tx:.0} MiB/s, RX host->guest {rx:.0} MiB/s");
+}
+
+/// The zero-copy data paths (writev from / readv into guest memory, credit updates, epoll)
+/// run under the device thread's seccomp filter without being killed; then the guest
+/// connects out to `<path>_<port>` (socket + connect) and the device thread's filter
+/// still holds (a SIGSYS would end this test process).
+#[test]
+fn vsock_data_paths_run_under_the_device_filter() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sock");
+    let mut b = Bench::new(&mem, &path);
+    let client = b.connect(&path);
+    let kind = Some(crate::seccomp::ThreadKind::Devices);
+    push_both_ways(&mut b, &mem, &client, 4 << 20, kind);
+    let listener =
+        std::os::unix::net::UnixListener::bind(format!("{}_77", path.display())).unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            crate::seccomp::install(crate::seccomp::ThreadKind::Devices).unwrap();
+            b.host_port = 77;
+            b.send(op::REQUEST, 0);
+            let answer = loop {
+                if let Some(h) = b.poll(50).1.first() {
+                    break *h;
+                }
+            };
+            assert_eq!({ answer.op }, op::RESPONSE);
+        });
+    });
+    assert!(listener.accept().is_ok());
 }
