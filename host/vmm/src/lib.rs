@@ -44,6 +44,12 @@
 //!   host side is Firecracker's hybrid vsock: a Unix socket taking `CONNECT <port>\n`, and
 //!   `<path>_<port>` sockets for guest-initiated connections.
 //!
+//! # seccomp
+//! Each VM thread installs its own seccomp filter ([`seccomp`]) before it handles guest
+//! input: vCPU threads (`KVM_RUN` and device I/O), the device thread (epoll, sockets, block
+//! I/O), and the binary's main thread. Anything else kills the process with SIGSYS;
+//! [`VmConfig::seccomp`] = false (`vmrun-vmm --no-seccomp`) turns them off for debugging.
+//!
 //! # Raw guests
 //! [`BootSource::Raw`] runs a small program in real or long mode without an in-kernel irqchip
 //! (so `HLT` exits); tests and benchmarks use it. The vCPU index is in `rdi` at entry.
