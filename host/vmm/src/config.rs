@@ -111,6 +111,9 @@ pub struct VmConfig {
     pub block_devices: Vec<BlockDeviceConfig>,
     /// Serial port output.
     pub serial: SerialOutput,
+    /// Confine the vCPU and device threads with seccomp filters ([`crate::seccomp`]); off
+    /// only for debugging.
+    pub seccomp: bool,
 }
 
 /// A configuration error; the message names the bad field.
@@ -366,6 +369,7 @@ mod tests {
             vsock: None,
             block_devices: vec![],
             serial: SerialOutput::Sink,
+            seccomp: true,
         }
     }
 

@@ -5,6 +5,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use seccompiler::BpfProgram;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -60,10 +61,21 @@ impl EventLoop {
         })
     }
 
-    pub(crate) fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+    /// Runs the loop on its own thread; with `seccomp`, the thread installs that filter
+    /// before it serves anything.
+    pub(crate) fn spawn(self, seccomp: Option<BpfProgram>) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("vmm-devices".into())
-            .spawn(move || self.run())
+            .spawn(move || {
+                if let Some(program) = seccomp {
+                    if let Err(e) = crate::seccomp::apply(&program) {
+                        self.shared
+                            .request_exit(crate::ExitReason::Error(format!("device thread: {e}")));
+                        return;
+                    }
+                }
+                self.run()
+            })
     }
 
     fn run(self) {

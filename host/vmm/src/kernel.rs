@@ -36,23 +36,23 @@ const MMIO_CMDLINE_ENTRY_LEN: usize = " virtio_mmio.device=4K@0xd0000000:15".len
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// Opening or reading a file.
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
+    #[error("{0}")]
+    Io(String, #[source] std::io::Error),
     /// linux-loader rejected the image.
-    #[error("loading kernel {0}: {1}")]
-    Load(String, linux_loader::loader::Error),
+    #[error("loading kernel {0}")]
+    Load(String, #[source] linux_loader::loader::Error),
     /// The initrd does not fit in guest memory.
     #[error("initrd {0} ({1} bytes) does not fit in guest memory")]
     InitrdTooBig(String, u64),
     /// The command line could not be built.
-    #[error("kernel command line: {0}")]
-    Cmdline(linux_loader::cmdline::Error),
+    #[error("kernel command line")]
+    Cmdline(#[source] linux_loader::cmdline::Error),
     /// Writing boot parameters.
-    #[error("writing boot parameters: {0}")]
-    BootParams(linux_loader::configurator::Error),
+    #[error("writing boot parameters")]
+    BootParams(#[source] linux_loader::configurator::Error),
     /// Writing the initrd.
-    #[error("writing initrd: {0}")]
-    Memory(vm_memory::GuestMemoryError),
+    #[error("writing initrd")]
+    Memory(#[source] vm_memory::GuestMemoryError),
     /// Not a kernel boot.
     #[error("not a kernel boot source")]
     NotKernel,

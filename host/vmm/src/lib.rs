@@ -20,6 +20,7 @@
 //!     vsock: Some(VsockConfig { guest_cid: 3, uds_path: "/run/vmrun/vm1.vsock".into() }),
 //!     block_devices: vec![],
 //!     serial: SerialOutput::Stdout,
+//!     seccomp: true,
 //! };
 //! let mut vm = Vmm::start(config)?;          // validated, built, vCPUs running
 //! let sock = vm.vsock_uds_path().unwrap();   // connect, write "CONNECT <port>\n", read "OK <n>\n"
@@ -43,6 +44,12 @@
 //!   host side is Firecracker's hybrid vsock: a Unix socket taking `CONNECT <port>\n`, and
 //!   `<path>_<port>` sockets for guest-initiated connections.
 //!
+//! # seccomp
+//! Each VM thread installs its own seccomp filter ([`seccomp`]) before it handles guest
+//! input: vCPU threads (`KVM_RUN` and device I/O), the device thread (epoll, sockets, block
+//! I/O), and the binary's main thread. Anything else kills the process with SIGSYS;
+//! [`VmConfig::seccomp`] = false (`vmrun-vmm --no-seccomp`) turns them off for debugging.
+//!
 //! # Raw guests
 //! [`BootSource::Raw`] runs a small program in real or long mode without an in-kernel irqchip
 //! (so `HLT` exits); tests and benchmarks use it. The vCPU index is in `rdi` at entry.
@@ -55,6 +62,7 @@ mod exit;
 pub mod kernel;
 pub mod memory;
 pub mod pvm;
+pub mod seccomp;
 pub mod vcpu;
 pub mod virtio;
 mod vmm;

@@ -60,6 +60,10 @@ struct Args {
     /// Print start-up timings to stderr.
     #[arg(long)]
     timing: bool,
+    /// Run without seccomp filters (debugging: a thread killed by SIGSYS made a syscall
+    /// outside its filter).
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 fn parse_disk(spec: &str) -> Result<BlockDeviceConfig> {
@@ -119,11 +123,17 @@ fn build_config(args: &Args) -> Result<VmConfig> {
             .map(|d| parse_disk(d))
             .collect::<Result<_>>()?,
         serial: parse_serial(&args.serial)?,
+        seccomp: !args.no_seccomp,
     })
 }
 
 /// Dies with the parent: SIGTERM on parent death, handled like any SIGTERM.
-fn tie_to_parent() -> Result<()> {
+///
+/// `parent` is the parent's pid, read first thing in `main`; if it changed by the time
+/// `PR_SET_PDEATHSIG` is armed, the parent died before (we were reparented) and the signal
+/// will never come. Comparing `getppid()` with 1 instead would refuse every launch by a
+/// PID-1 parent (an init, or a daemon that is PID 1 of a container).
+fn tie_to_parent(parent: libc::pid_t) -> Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) };
     if rc != 0 {
@@ -131,6 +141,10 @@ fn tie_to_parent() -> Result<()> {
             "prctl(PR_SET_PDEATHSIG): {}",
             std::io::Error::last_os_error()
         );
+    }
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        bail!("parent already exited");
     }
     Ok(())
 }
@@ -157,16 +171,18 @@ fn termination_signalfd() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn run(args: Args, started: Instant) -> Result<i32> {
+fn run(args: Args, started: Instant, parent: libc::pid_t) -> Result<i32> {
     let config = build_config(&args)?;
     let sigfd = termination_signalfd()?;
-    tie_to_parent()?;
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } == 1 {
-        bail!("parent already exited");
-    }
+    tie_to_parent(parent)?;
+    let seccomp = config.seccomp;
     let mut vm = Vmm::start(config).context("starting the VM")?;
     let built = started.elapsed();
+    if seccomp {
+        // From here on the main thread only waits, kicks the vCPUs and tears down.
+        vmrun_vmm::seccomp::install(vmrun_vmm::seccomp::ThreadKind::Main)
+            .context("confining the main thread")?;
+    }
     if let Some(p) = vm.vsock_uds_path() {
         tracing::info!("vsock listening on {}", p.display());
     }
@@ -224,17 +240,36 @@ fn log_level() -> tracing_subscriber::filter::LevelFilter {
         .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN)
 }
 
+/// The error and its causes on one line, `: `-separated. A cause whose text the line already
+/// ends with is skipped: some errors (linux-loader's) repeat their source in their message.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() {
     let started = Instant::now();
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
     tracing_subscriber::fmt()
         .with_max_level(log_level())
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    match run(args, started) {
+    match run(args, started, parent) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("vmrun-vmm: {e:#}");
+            eprintln!("vmrun-vmm: {}", error_line(&e));
             std::process::exit(1);
         }
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use seccompiler::BpfProgram;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
@@ -33,14 +34,14 @@ pub struct BootEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuError {
     /// A KVM ioctl failed.
-    #[error("vCPU {0}: {1} failed: {2}")]
-    Kvm(u8, &'static str, kvm_ioctls::Error),
+    #[error("vCPU {0}: {1} failed")]
+    Kvm(u8, &'static str, #[source] kvm_ioctls::Error),
     /// Register setup failed.
-    #[error("vCPU {0}: {1}")]
-    Regs(u8, RegsError),
+    #[error("vCPU {0}: register setup")]
+    Regs(u8, #[source] RegsError),
     /// The thread could not be spawned.
-    #[error("vCPU {0}: spawning thread: {1}")]
-    Spawn(u8, std::io::Error),
+    #[error("vCPU {0}: spawning thread")]
+    Spawn(u8, #[source] std::io::Error),
 }
 
 /// A configured vCPU, ready to run.
@@ -119,16 +120,26 @@ pub struct ExitBuses {
 }
 
 /// Starts `vcpu` on its own thread.
+/// With `seccomp`, the thread installs that filter right before its `KVM_RUN` loop.
 pub(crate) fn spawn(
     mut vcpu: Vcpu,
     buses: ExitBuses,
     shared: Arc<VmShared>,
+    seccomp: Option<BpfProgram>,
 ) -> Result<JoinHandle<()>, VcpuError> {
     install_kick_handler();
     let index = vcpu.index;
     std::thread::Builder::new()
         .name(format!("vcpu{index}"))
-        .spawn(move || run_loop(&mut vcpu, &buses, &shared))
+        .spawn(move || {
+            if let Some(program) = seccomp {
+                if let Err(e) = crate::seccomp::apply(&program) {
+                    shared.request_exit(ExitReason::Error(format!("vCPU {index}: {e}")));
+                    return;
+                }
+            }
+            run_loop(&mut vcpu, &buses, &shared)
+        })
         .map_err(|e| VcpuError::Spawn(index, e))
 }
 

@@ -21,33 +21,70 @@ use crate::event_loop::EventLoop;
 use crate::exit::{ExitReason, VmShared};
 use crate::kernel::{load_kernel, KernelEntry};
 use crate::memory::{create_guest_memory, KVM_TSS_ADDRESS};
+use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, BootEntry, ExitBuses, Vcpu};
 use crate::virtio::setup::attach_virtio_devices;
 
-/// Errors starting a VM. Every variant names what failed.
+/// Errors starting a VM. Each variant says what failed and keeps the underlying error as its
+/// [`source`](std::error::Error::source); print the chain (`{:#}` with `anyhow`) for both.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// `/dev/kvm` is absent or unusable.
-    #[error("/dev/kvm is unusable: {0}")]
-    Kvm(String),
+    /// `/dev/kvm` could not be opened.
+    #[error("{}", open_kvm_message(.0))]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    /// `/dev/kvm` opened but did not answer `KVM_GET_API_VERSION`.
+    #[error("/dev/kvm is not a KVM device (KVM_GET_API_VERSION failed)")]
+    NotKvm(#[source] std::io::Error),
+    /// KVM speaks another API version than 12.
+    #[error("unsupported KVM API version {0} (expected 12)")]
+    KvmApiVersion(i32),
+    /// KVM lacks a capability a kernel boot needs.
+    #[error("/dev/kvm is unusable: KVM lacks KVM_CAP_{0}")]
+    MissingCap(&'static str),
     /// A VM-level KVM ioctl failed.
-    #[error("{0} failed: {1}")]
-    VmIoctl(&'static str, kvm_ioctls::Error),
-    /// Guest memory could not be allocated or written.
+    #[error("{0} failed")]
+    VmIoctl(&'static str, #[source] kvm_ioctls::Error),
+    /// Guest memory could not be allocated.
+    #[error("allocating guest memory")]
+    AllocMemory(#[source] vm_memory::mmap::FromRangesError),
+    /// Guest memory could not be written or resolved.
     #[error("guest memory: {0}")]
-    Memory(String),
+    Memory(&'static str, #[source] vm_memory::GuestMemoryError),
     /// Kernel loading failed.
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
     /// vCPU setup failed.
     #[error(transparent)]
     Vcpu(#[from] crate::vcpu::VcpuError),
-    /// A device could not be created.
+    /// A host resource for a device (eventfd, output file, thread, ...) could not be made.
     #[error("device setup: {0}")]
-    Device(String),
+    Device(&'static str, #[source] std::io::Error),
+    /// Two devices claimed overlapping addresses.
+    #[error("device setup")]
+    Bus(#[from] crate::devices::bus::BusError),
+    /// A block device could not be opened.
+    #[error(transparent)]
+    Block(#[from] crate::virtio::block::BlockError),
+    /// A seccomp filter could not be built.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    /// The vsock device's host socket could not be set up.
+    #[error("vsock device on {}", .0.display())]
+    Vsock(PathBuf, #[source] std::io::Error),
+}
+
+fn open_kvm_message(e: &kvm_ioctls::Error) -> &'static str {
+    match e.errno() {
+        libc::ENOENT => {
+            "/dev/kvm does not exist (KVM is not available on this host: no kvm module loaded, \
+             or a VM without nested virtualisation)"
+        }
+        libc::EACCES | libc::EPERM => "cannot open /dev/kvm (run as root or join the kvm group)",
+        _ => "cannot open /dev/kvm",
+    }
 }
 
 /// Entry point of the library; see the crate docs.
@@ -67,12 +104,11 @@ impl Vmm {
                 (Cap::Pit2, "PIT2"),
             ] {
                 if !kvm.check_extension(cap) {
-                    return Err(StartError::Kvm(format!("KVM lacks KVM_CAP_{name}")));
+                    return Err(StartError::MissingCap(name));
                 }
             }
         }
-        let mem = create_guest_memory(config.memory_mib)
-            .map_err(|e| StartError::Memory(e.to_string()))?;
+        let mem = create_guest_memory(config.memory_mib).map_err(StartError::AllocMemory)?;
         let vm = kvm
             .create_vm()
             .map_err(|e| StartError::VmIoctl("KVM_CREATE_VM", e))?;
@@ -92,11 +128,11 @@ impl Vmm {
 
         let shared = Arc::new(
             VmShared::new(usize::from(config.vcpus))
-                .map_err(|e| StartError::Device(format!("exit eventfd: {e}")))?,
+                .map_err(|e| StartError::Device("exit eventfd", e))?,
         );
         let irqfd = |gsi: u32| -> Result<EventFd, StartError> {
             let evt = EventFd::new(libc::EFD_NONBLOCK)
-                .map_err(|e| StartError::Device(format!("eventfd: {e}")))?;
+                .map_err(|e| StartError::Device("irq eventfd", e))?;
             if uses_kernel {
                 vm.register_irqfd(&evt, gsi)
                     .map_err(|e| StartError::VmIoctl("KVM_IRQFD", e))?;
@@ -105,17 +141,15 @@ impl Vmm {
         };
 
         let mut pio = Bus::new();
-        let out = open_output(&config.serial)
-            .map_err(|e| StartError::Device(format!("serial output: {e}")))?;
+        let out =
+            open_output(&config.serial).map_err(|e| StartError::Device("serial output", e))?;
         let serial = SerialDevice::new(irqfd(COM1_IRQ)?, out);
-        pio.insert(Arc::new(Mutex::new(serial)), COM1_BASE, COM1_LEN)
-            .map_err(|e| StartError::Device(e.to_string()))?;
+        pio.insert(Arc::new(Mutex::new(serial)), COM1_BASE, COM1_LEN)?;
         let reset_shared = shared.clone();
         let i8042 = I8042::new(Box::new(move || {
             reset_shared.request_exit(ExitReason::Reset)
         }));
-        pio.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)
-            .map_err(|e| StartError::Device(e.to_string()))?;
+        pio.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)?;
 
         let mut mmio = Bus::new();
         let virtio = attach_virtio_devices(&config, &vm, &mem, &mut mmio, uses_kernel)?;
@@ -123,7 +157,7 @@ impl Vmm {
         let entry = match &config.boot {
             BootSource::Kernel { .. } => {
                 crate::arch::mptable::setup_mptable(&mem, config.vcpus)
-                    .map_err(|e| StartError::Memory(format!("MP table: {e}")))?;
+                    .map_err(|e| StartError::Memory("writing the MP table", e))?;
                 match load_kernel(&mem, &config.boot, &virtio.cmdline_entries)? {
                     KernelEntry::Pvh(rip) => BootEntry {
                         mode: EntryMode::Protected32,
@@ -143,7 +177,7 @@ impl Vmm {
                 mode,
             } => {
                 mem.write_slice(image, GuestAddress(*load_addr))
-                    .map_err(|e| StartError::Memory(format!("raw image: {e}")))?;
+                    .map_err(|e| StartError::Memory("writing the raw image", e))?;
                 BootEntry {
                     mode: match mode {
                         CpuMode::Real => EntryMode::Real,
@@ -160,10 +194,18 @@ impl Vmm {
             vcpus.push(Vcpu::new(&kvm, &vm, &mem, index, config.vcpus, entry)?);
         }
 
+        let (vcpu_filter, device_filter) = if config.seccomp {
+            (
+                Some(seccomp::filter(ThreadKind::Vcpu)?),
+                Some(seccomp::filter(ThreadKind::Devices)?),
+            )
+        } else {
+            (None, None)
+        };
         let event_loop = EventLoop::new(shared.clone(), virtio.devices)
-            .map_err(|e| StartError::Device(format!("event loop: {e}")))?
-            .spawn()
-            .map_err(|e| StartError::Device(format!("event loop thread: {e}")))?;
+            .map_err(|e| StartError::Device("event loop", e))?
+            .spawn(device_filter)
+            .map_err(|e| StartError::Device("event loop thread", e))?;
         let buses = ExitBuses {
             pio: Arc::new(pio),
             mmio: Arc::new(mmio),
@@ -175,10 +217,16 @@ impl Vmm {
             mem,
             vsock_uds_path: config.vsock.as_ref().map(|v| v.uds_path.clone()),
             _vm: vm,
+            _buses: buses.clone(),
             finished: None,
         };
         for vcpu in vcpus {
-            match vcpu::spawn(vcpu, buses.clone(), running.shared.clone()) {
+            match vcpu::spawn(
+                vcpu,
+                buses.clone(),
+                running.shared.clone(),
+                vcpu_filter.clone(),
+            ) {
                 Ok(t) => running.vcpu_threads.push(t),
                 Err(e) => {
                     running.stop();
@@ -198,28 +246,13 @@ impl TryFrom<VmConfig> for RunningVm {
 }
 
 fn open_kvm() -> Result<Kvm, StartError> {
-    let kvm = Kvm::new().map_err(|e| {
-        StartError::Kvm(match e.errno() {
-            libc::ENOENT => "/dev/kvm does not exist (KVM is not available on this host: no \
-                             kvm module loaded, or a VM without nested virtualisation)"
-                .to_string(),
-            libc::EACCES | libc::EPERM => {
-                format!("cannot open /dev/kvm: {e} (run as root or join the kvm group)")
-            }
-            _ => format!("cannot open /dev/kvm: {e}"),
-        })
-    })?;
+    let kvm = Kvm::new().map_err(StartError::OpenKvm)?;
     let version = kvm.get_api_version();
     if version < 0 {
-        return Err(StartError::Kvm(format!(
-            "/dev/kvm is not a KVM device (KVM_GET_API_VERSION failed: {})",
-            std::io::Error::last_os_error()
-        )));
+        return Err(StartError::NotKvm(std::io::Error::last_os_error()));
     }
     if version != 12 {
-        return Err(StartError::Kvm(format!(
-            "unsupported KVM API version {version} (expected 12)"
-        )));
+        return Err(StartError::KvmApiVersion(version));
     }
     Ok(kvm)
 }
@@ -228,7 +261,7 @@ fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), StartError> {
     for (slot, region) in mem.iter().enumerate() {
         let host_addr = mem
             .get_host_address(region.start_addr())
-            .map_err(|e| StartError::Memory(e.to_string()))?;
+            .map_err(|e| StartError::Memory("host address of a RAM region", e))?;
         let region = kvm_userspace_memory_region {
             slot: slot as u32,
             guest_phys_addr: region.start_addr().raw_value(),
@@ -251,6 +284,9 @@ pub struct RunningVm {
     event_loop: Option<JoinHandle<()>>,
     vsock_uds_path: Option<PathBuf>,
     finished: Option<ExitReason>,
+    /// The devices, so that they are dropped (sockets closed and removed) by the owner, not
+    /// by whichever VM thread ends last under its seccomp filter.
+    _buses: ExitBuses,
     // Drop order: the VM fd before the memory it maps.
     _vm: VmFd,
     mem: GuestMemoryMmap,

@@ -205,3 +205,92 @@ fn sigterm_stops_the_vm_and_removes_the_socket() {
     assert_eq!(status.code(), Some(143));
     assert!(!sock.exists(), "socket removed on SIGTERM");
 }
+
+/// An init (or a daemon that is PID 1 of a container) can launch the VMM: its parent's pid
+/// being 1 is not "the parent already exited".
+#[test]
+fn a_pid1_parent_can_launch_it() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        eprintln!("skipping: cannot create a PID namespace (unshare --pid --fork)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("hlt.bin");
+    std::fs::write(&image, [0xf4]).unwrap();
+    // The shell is PID 1 of the new namespace; `; exit $?` keeps it from exec'ing the VMM
+    // (which would make the VMM PID 1 itself), and `echo $$` shows the shell is PID 1.
+    let script = format!(
+        "echo parent=$$; {BIN} --raw-image {} --memory-mib 8 --serial none; exit $?",
+        image.display()
+    );
+    let o = Command::new("unshare")
+        .args(["--pid", "--fork", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "parent=1",
+        "the launcher is PID 1"
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+}
+
+/// The parent dies (SIGKILL): the VMM gets SIGTERM (`PR_SET_PDEATHSIG`), stops the VM,
+/// removes its socket and exits 143. The test process is a child subreaper so that it can
+/// read the orphaned VMM's exit status.
+#[test]
+fn parent_death_stops_the_vm_and_removes_the_socket() {
+    use std::io::{BufRead, BufReader};
+    if !kvm_or_skip() {
+        return;
+    }
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("spin.bin");
+    std::fs::write(&image, [0xeb, 0xfe]).unwrap();
+    let sock = dir.path().join("v.sock");
+    let script = format!(
+        "{BIN} --raw-image {} --vsock-uds {} --serial none & echo $!; wait",
+        image.display(),
+        sock.display()
+    );
+    let mut parent = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let vmm_pid: libc::pid_t = line.trim().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "socket never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on a pid that is (now) our child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(vmm_pid, &mut status, libc::WNOHANG) };
+        if r == vmm_pid {
+            break;
+        }
+        assert!(r == 0 || r == -1, "waitpid: {r}");
+        assert!(Instant::now() < deadline, "the VMM outlived its parent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 143);
+    assert!(!sock.exists(), "socket removed on parent death");
+}

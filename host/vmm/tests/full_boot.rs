@@ -45,6 +45,7 @@ fn boots_a_kernel_and_round_trips_bytes_over_hybrid_vsock() {
         }),
         block_devices: vec![],
         serial: SerialOutput::Buffer(serial.clone()),
+        seccomp: true,
     })
     .unwrap();
 

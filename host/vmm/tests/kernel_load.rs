@@ -125,6 +125,7 @@ fn kernel_vm_starts_and_stops_cleanly() {
         vsock: None,
         block_devices: vec![],
         serial: SerialOutput::Buffer(serial.clone()),
+        seccomp: true,
     })
     .expect("every VM-setup ioctl succeeds");
     // On hardware KVM this kernel boots (and panics for lack of a root fs, then reboots:

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress};
-use vmrun_vmm::{BlockDeviceConfig, BootSource, CpuMode, ExitReason, SerialOutput, VmConfig, Vmm};
+use vmrun_vmm::kernel::KernelError;
+use vmrun_vmm::{
+    BlockDeviceConfig, BootSource, CpuMode, ExitReason, SerialOutput, StartError, VmConfig, Vmm,
+};
 
 fn kvm_or_skip() -> bool {
     match vmrun_vmm::pvm::kvm_usable() {
@@ -31,6 +34,7 @@ fn raw(image: &[u8], mode: CpuMode, vcpus: u8) -> (VmConfig, Arc<Mutex<Vec<u8>>>
         vsock: None,
         block_devices: vec![],
         serial: SerialOutput::Buffer(out.clone()),
+        seccomp: true,
     };
     (config, out)
 }
@@ -152,4 +156,42 @@ fn stop_kicks_spinning_vcpus() {
     let t = Instant::now();
     assert_eq!(vm.stop(), ExitReason::Stopped);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn start_errors_keep_their_source() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinux");
+    // ELF magic passes validation; linux-loader then rejects the truncated header.
+    std::fs::write(&kernel, b"\x7fELF\x02\x01\x01\x00").unwrap();
+    let config = VmConfig {
+        vcpus: 1,
+        memory_mib: 64,
+        boot: BootSource::Kernel {
+            kernel,
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+        },
+        vsock: None,
+        block_devices: vec![],
+        serial: SerialOutput::Sink,
+        seccomp: true,
+    };
+    let e = Vmm::start(config)
+        .err()
+        .expect("a truncated ELF does not load");
+    assert!(
+        matches!(e, StartError::Kernel(KernelError::Load(..))),
+        "{e:?}"
+    );
+    let source = std::error::Error::source(&e).expect("the loader's error is kept");
+    assert!(
+        source
+            .downcast_ref::<linux_loader::loader::Error>()
+            .is_some(),
+        "{source:?}"
+    );
 }

@@ -23,11 +23,11 @@ const EFER_LMA: u64 = 0x400;
 #[derive(Debug, thiserror::Error)]
 pub enum RegsError {
     /// A KVM register ioctl failed.
-    #[error("{0} failed: {1}")]
-    Kvm(&'static str, kvm_ioctls::Error),
+    #[error("{0} failed")]
+    Kvm(&'static str, #[source] kvm_ioctls::Error),
     /// Writing a boot structure into guest memory failed.
-    #[error("writing {0} to guest memory: {1}")]
-    Memory(&'static str, vm_memory::GuestMemoryError),
+    #[error("writing {0} to guest memory")]
+    Memory(&'static str, #[source] vm_memory::GuestMemoryError),
 }
 
 /// The CPU mode the vCPU starts in.

@@ -137,7 +137,7 @@ pub fn plan_request(
 
 /// Errors opening the disk.
 #[derive(Debug, thiserror::Error)]
-#[error("block device {path}: {source}")]
+#[error("block device {path}")]
 pub struct BlockError {
     path: String,
     source: std::io::Error,

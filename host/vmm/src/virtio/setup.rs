@@ -26,10 +26,6 @@ pub struct VirtioSetup {
     pub cmdline_entries: Vec<(u64, u32)>,
 }
 
-fn dev_err(e: impl std::fmt::Display) -> StartError {
-    StartError::Device(e.to_string())
-}
-
 /// Creates block devices (`vda`, `vdb`, ... in order), then the vsock device.
 pub fn attach_virtio_devices(
     config: &VmConfig,
@@ -41,12 +37,12 @@ pub fn attach_virtio_devices(
     let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
     for (i, blk) in config.block_devices.iter().enumerate() {
         let id = format!("vmrun-vd{}", (b'a' + i as u8) as char);
-        let dev = Block::new(&blk.path, blk.read_only, &id).map_err(dev_err)?;
+        let dev = Block::new(&blk.path, blk.read_only, &id)?;
         devices.push(Arc::new(Mutex::new(dev)));
     }
     if let Some(vsock) = &config.vsock {
         let dev = VsockDevice::new(u64::from(vsock.guest_cid), &vsock.uds_path)
-            .map_err(|e| StartError::Device(format!("vsock: {e}")))?;
+            .map_err(|e| StartError::Vsock(vsock.uds_path.clone(), e))?;
         devices.push(Arc::new(Mutex::new(dev)));
     }
     let mut setup = VirtioSetup {
@@ -56,7 +52,8 @@ pub fn attach_virtio_devices(
     for (i, device) in devices.into_iter().enumerate() {
         let base = VIRTIO_MMIO_START + i as u64 * MMIO_DEVICE_SIZE;
         let irq = VIRTIO_IRQ_BASE + i as u32;
-        let irq_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(dev_err)?;
+        let irq_evt =
+            EventFd::new(libc::EFD_NONBLOCK).map_err(|e| StartError::Device("irq eventfd", e))?;
         if irqchip {
             vm.register_irqfd(&irq_evt, irq)
                 .map_err(|e| StartError::VmIoctl("KVM_IRQFD", e))?;
@@ -64,7 +61,8 @@ pub fn attach_virtio_devices(
         let num_queues = lock(&device).queue_max_sizes().len();
         let mut queue_evts = Vec::with_capacity(num_queues);
         for q in 0..num_queues {
-            let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(dev_err)?;
+            let evt = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(|e| StartError::Device("queue eventfd", e))?;
             vm.register_ioevent(
                 &evt,
                 &IoEventAddress::Mmio(base + reg::QUEUE_NOTIFY),
@@ -74,8 +72,7 @@ pub fn attach_virtio_devices(
             queue_evts.push(evt);
         }
         let transport = MmioTransport::new(device.clone(), mem.clone(), IrqTrigger::new(irq_evt));
-        mmio.insert(Arc::new(Mutex::new(transport)), base, MMIO_DEVICE_SIZE)
-            .map_err(dev_err)?;
+        mmio.insert(Arc::new(Mutex::new(transport)), base, MMIO_DEVICE_SIZE)?;
         setup.devices.push(DeviceHandle { device, queue_evts });
         setup.cmdline_entries.push((base, irq));
     }

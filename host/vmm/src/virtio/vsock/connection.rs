@@ -1,10 +1,11 @@
 //! One vsock stream connection between a guest port and a host Unix stream, with the
 //! credit-based flow control of the virtio-vsock spec.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 
-use super::packet::{op, Packet, VsockHeader, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
+use super::packet::{op, VsockHeader, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
+use crate::virtio::iov::GuestIov;
 
 /// Our receive buffer per connection (what the guest may have in flight towards us).
 pub const CONN_BUF_ALLOC: u32 = 256 * 1024;
@@ -28,8 +29,8 @@ pub enum ConnState {
 /// What reading the host stream gave.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HostRead {
-    /// Some bytes for the guest.
-    Data(Vec<u8>),
+    /// This many bytes were written into the guest's buffer.
+    Data(u32),
     /// Nothing now (would block, no credit, or nothing wanted).
     Nothing,
     /// The host closed its write side.
@@ -49,7 +50,8 @@ pub struct Connection {
     /// Guest-side port number.
     pub peer_port: u32,
     guest_cid: u64,
-    /// Guest data accepted but not yet written to the stream.
+    /// Guest data accepted but not yet written to the stream (only what the stream did not
+    /// take at once; the rest goes from guest memory to the stream directly).
     tx_buf: Vec<u8>,
     /// Bytes from the guest written to the stream (our `fwd_cnt`).
     fwd_cnt: u32,
@@ -125,11 +127,8 @@ impl Connection {
     }
 
     /// A control packet (no payload).
-    pub fn control(&mut self, op: u16, flags: u32) -> Packet {
-        Packet {
-            hdr: self.header(op, 0, flags),
-            data: Vec::new(),
-        }
+    pub fn control(&mut self, op: u16, flags: u32) -> VsockHeader {
+        self.header(op, 0, flags)
     }
 
     /// Records the guest's credit from any packet it sent.
@@ -157,28 +156,31 @@ impl Connection {
         !self.tx_buf.is_empty()
     }
 
-    /// Reads up to `max` bytes (bounded by the guest's credit) for the guest.
-    pub fn read_for_guest(&mut self, max: u32) -> HostRead {
+    /// Reads into the guest's buffer `buf` (as much as it holds, bounded by the guest's
+    /// credit), straight from the stream (`readv` into guest memory).
+    pub fn read_for_guest(&mut self, buf: &mut GuestIov<'_>) -> HostRead {
         if !self.wants_host_read() && self.prefix.is_empty() {
             return HostRead::Nothing;
         }
-        let want = max.min(self.peer_free()) as usize;
+        let want = buf.len().min(self.peer_free() as usize);
         if want == 0 {
             return HostRead::Nothing;
         }
         if !self.prefix.is_empty() {
             let n = want.min(self.prefix.len());
-            let data: Vec<u8> = self.prefix.drain(..n).collect();
+            if !buf.write_all(&self.prefix[..n]) {
+                return HostRead::Error;
+            }
+            self.prefix.drain(..n);
             self.rx_cnt = self.rx_cnt.wrapping_add(n as u32);
-            return HostRead::Data(data);
+            return HostRead::Data(n as u32);
         }
-        let mut buf = vec![0u8; want];
-        match self.stream.read(&mut buf) {
+        buf.truncate(want);
+        match buf.read_from(&self.stream) {
             Ok(0) => HostRead::Eof,
             Ok(n) => {
-                buf.truncate(n);
                 self.rx_cnt = self.rx_cnt.wrapping_add(n as u32);
-                HostRead::Data(buf)
+                HostRead::Data(n as u32)
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
                 HostRead::Nothing
@@ -187,13 +189,27 @@ impl Connection {
         }
     }
 
-    /// Accepts guest payload: writes what the stream takes, buffers the rest. Fails if the
-    /// guest overran the credit we gave it or the stream is broken.
-    pub fn write_from_guest(&mut self, data: &[u8]) -> Result<(), ConnBroken> {
+    /// Accepts guest payload `data` (in guest memory): writes what the stream takes straight
+    /// from guest memory (`writev`), copies the rest into the connection's buffer. Fails if
+    /// the guest overran the credit we gave it or the stream is broken.
+    pub fn write_from_guest(&mut self, data: &mut GuestIov<'_>) -> Result<(), ConnBroken> {
         if self.tx_buf.len() + data.len() > CONN_BUF_ALLOC as usize {
             return Err(ConnBroken);
         }
-        self.tx_buf.extend_from_slice(data);
+        // Earlier bytes still waiting go first; then the order is kept by buffering all.
+        while self.tx_buf.is_empty() && !data.is_empty() {
+            match data.write_to(&self.stream) {
+                Ok(0) => return Err(ConnBroken),
+                Ok(n) => {
+                    data.advance(n);
+                    self.fwd_cnt = self.fwd_cnt.wrapping_add(n as u32);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(ConnBroken),
+            }
+        }
+        data.drain_into(&mut self.tx_buf);
         self.flush_to_host()
     }
 
@@ -235,11 +251,8 @@ impl Connection {
         self.guest_send_closed && self.guest_rcv_closed
     }
 
-    /// A RW packet with `data`.
-    pub fn rw_packet(&mut self, data: Vec<u8>) -> Packet {
-        Packet {
-            hdr: self.header(op::RW, data.len() as u32, 0),
-            data,
-        }
+    /// The header of a RW packet carrying `len` bytes.
+    pub fn rw_header(&mut self, len: u32) -> VsockHeader {
+        self.header(op::RW, len, 0)
     }
 }

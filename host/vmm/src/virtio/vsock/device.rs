@@ -1,7 +1,6 @@
 //! The virtio-vsock device: RX (0), TX (1) and event (2) queues, moving packets between the
 //! guest and the [`Muxer`].
 
-use std::io::{Read, Write};
 use std::os::fd::RawFd;
 use std::path::Path;
 
@@ -9,7 +8,8 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::muxer::Muxer;
-use super::packet::{Packet, VsockHeader, HDR_SIZE, MAX_PKT_DATA};
+use super::packet::{VsockHeader, HDR_SIZE, MAX_PKT_DATA};
+use crate::virtio::iov::{Direction, GuestIov};
 use crate::virtio::{device_type, ActivateError, IrqTrigger, VirtioDevice, VIRTIO_F_VERSION_1};
 
 const RX: usize = 0;
@@ -52,73 +52,80 @@ impl VsockDevice {
         self.muxer.set_connect_timeout(timeout);
     }
 
+    /// Guest → host. The payload goes from guest memory to the host stream without a copy
+    /// (see [`Muxer::handle_guest_packet`]).
     fn process_tx(&mut self) {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        let mem = active.mem.clone();
+        let mem = &active.mem;
         let mut used = false;
-        while let Some(chain) = active.queues[TX].pop_descriptor_chain(&mem) {
+        while let Some(chain) = active.queues[TX].pop_descriptor_chain(mem) {
             let head = chain.head_index();
-            let packet = chain.reader(&mem).ok().and_then(|mut reader| {
-                let mut hdr = [0u8; HDR_SIZE];
-                reader.read_exact(&mut hdr).ok()?;
-                let hdr = VsockHeader::parse(&hdr)
-                    .map_err(|e| tracing::debug!("vsock: bad TX header: {e:?}"))
-                    .ok()?;
-                let mut data = vec![0u8; hdr.len as usize];
-                reader.read_exact(&mut data).ok()?;
-                Some(Packet { hdr, data })
-            });
-            if let Err(e) = active.queues[TX].add_used(&mem, head, 0) {
+            match GuestIov::from_chain(mem, chain, Direction::Readable) {
+                Ok(mut iov) => {
+                    let mut hdr = [0u8; HDR_SIZE];
+                    match iov.read_exact(&mut hdr).then(|| VsockHeader::parse(&hdr)) {
+                        Some(Ok(hdr)) if iov.len() >= hdr.len as usize => {
+                            iov.truncate(hdr.len as usize);
+                            self.muxer.handle_guest_packet(hdr, &mut iov);
+                        }
+                        Some(Ok(_)) => tracing::debug!("vsock: TX payload shorter than len"),
+                        Some(Err(e)) => tracing::debug!("vsock: bad TX header: {e:?}"),
+                        None => tracing::debug!("vsock: TX chain shorter than a header"),
+                    }
+                }
+                Err(e) => tracing::debug!("vsock: bad TX chain: {e}"),
+            }
+            // The guest gets the buffers back only now: whatever the stream did not take is
+            // in the connection's buffer by then.
+            if let Err(e) = active.queues[TX].add_used(mem, head, 0) {
                 tracing::warn!("vsock: TX add_used: {e}");
             }
             used = true;
-            if let Some(packet) = packet {
-                self.muxer.handle_guest_packet(packet);
-            }
         }
-        if used && active.queues[TX].needs_notification(&mem).unwrap_or(true) {
+        if used && active.queues[TX].needs_notification(mem).unwrap_or(true) {
             active.irq.trigger_vring();
         }
     }
 
+    /// Host → guest. A RW payload is read from the host stream straight into the guest's
+    /// buffer, after the header's place.
     fn process_rx(&mut self) {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        let mem = active.mem.clone();
+        let mem = &active.mem;
         let queue = &mut active.queues[RX];
         let mut used = false;
-        while let Some(chain) = queue.pop_descriptor_chain(&mem) {
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
             let head = chain.head_index();
-            let Ok(mut writer) = chain.writer(&mem) else {
-                let _ = queue.add_used(&mem, head, 0);
-                used = true;
-                continue;
+            let mut iov = match GuestIov::from_chain(mem, chain, Direction::Writable) {
+                Ok(iov) if iov.len() >= HDR_SIZE => iov,
+                _ => {
+                    let _ = queue.add_used(mem, head, 0);
+                    used = true;
+                    continue;
+                }
             };
-            let room = writer.available_bytes();
-            if room < HDR_SIZE {
-                let _ = queue.add_used(&mem, head, 0);
-                used = true;
-                continue;
-            }
-            let max = ((room - HDR_SIZE) as u32).min(MAX_PKT_DATA);
-            let Some(pkt) = self.muxer.next_rx_packet(max) else {
+            let mut payload = iov.clone();
+            payload.advance(HDR_SIZE);
+            payload.truncate(MAX_PKT_DATA as usize);
+            let Some(hdr) = self.muxer.next_rx_packet(&mut payload) else {
                 queue.go_to_previous_position();
                 break;
             };
-            let written = writer
-                .write_all(&pkt.hdr.to_bytes())
-                .and_then(|_| writer.write_all(&pkt.data))
-                .map(|_| writer.bytes_written() as u32)
-                .unwrap_or(0);
-            if let Err(e) = queue.add_used(&mem, head, written) {
+            let written = if iov.write_all(&hdr.to_bytes()) {
+                HDR_SIZE as u32 + hdr.len
+            } else {
+                0
+            };
+            if let Err(e) = queue.add_used(mem, head, written) {
                 tracing::warn!("vsock: RX add_used: {e}");
             }
             used = true;
         }
-        if used && queue.needs_notification(&mem).unwrap_or(true) {
+        if used && queue.needs_notification(mem).unwrap_or(true) {
             active.irq.trigger_vring();
         }
     }

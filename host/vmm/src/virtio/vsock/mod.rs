@@ -19,6 +19,8 @@ pub mod packet;
 pub use device::VsockDevice;
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod timeout_tests;

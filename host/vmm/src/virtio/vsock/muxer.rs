@@ -19,7 +19,8 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use super::connection::{ConnState, Connection, HostRead};
 use super::deadline::{DeadlineTimer, CONNECT_TIMEOUT};
 use super::handshake::{self, Handshake};
-use super::packet::{op, Packet, VsockHeader, HOST_CID, SHUTDOWN_SEND, TYPE_STREAM};
+use super::packet::{op, VsockHeader, HOST_CID, SHUTDOWN_SEND, TYPE_STREAM};
+use crate::virtio::iov::GuestIov;
 
 /// (host-side port, guest-side port).
 type ConnKey = (u32, u32);
@@ -50,7 +51,8 @@ pub struct Muxer {
     request_deadlines: HashMap<ConnKey, Instant>,
     connect_timeout: Duration,
     timer: DeadlineTimer,
-    control: VecDeque<Packet>,
+    /// Control packets (no payload) for the guest.
+    control: VecDeque<VsockHeader>,
     rx_ready: VecDeque<ConnKey>,
     next_local_port: u32,
 }
@@ -201,17 +203,14 @@ impl Muxer {
 
     /// An RST answering a guest packet that has no connection.
     fn rst_reply(&mut self, hdr: &VsockHeader) {
-        self.control.push_back(Packet {
-            hdr: VsockHeader {
-                src_cid: HOST_CID,
-                dst_cid: self.guest_cid,
-                src_port: hdr.dst_port,
-                dst_port: hdr.src_port,
-                type_: TYPE_STREAM,
-                op: op::RST,
-                ..Default::default()
-            },
-            data: Vec::new(),
+        self.control.push_back(VsockHeader {
+            src_cid: HOST_CID,
+            dst_cid: self.guest_cid,
+            src_port: hdr.dst_port,
+            dst_port: hdr.src_port,
+            type_: TYPE_STREAM,
+            op: op::RST,
+            ..Default::default()
         });
     }
 
@@ -382,9 +381,9 @@ impl Muxer {
         }
     }
 
-    /// Handles a packet the guest sent (TX queue).
-    pub fn handle_guest_packet(&mut self, pkt: Packet) {
-        let hdr = pkt.hdr;
+    /// Handles a packet the guest sent (TX queue): its header and, for RW, its payload still
+    /// in guest memory (`hdr.len` bytes).
+    pub fn handle_guest_packet(&mut self, hdr: VsockHeader, payload: &mut GuestIov<'_>) {
         if hdr.dst_cid != HOST_CID || hdr.src_cid != self.guest_cid {
             tracing::debug!("vsock: dropping packet with bad CIDs");
             return;
@@ -435,7 +434,7 @@ impl Muxer {
                 }
             }
             op::RW => {
-                if conn.guest_send_closed || conn.write_from_guest(&pkt.data).is_err() {
+                if conn.guest_send_closed || conn.write_from_guest(payload).is_err() {
                     self.reset_conn(key);
                     return;
                 }
@@ -531,20 +530,21 @@ impl Muxer {
         !self.control.is_empty()
     }
 
-    /// The next packet for the guest, with at most `max_data` payload bytes.
-    pub fn next_rx_packet(&mut self, max_data: u32) -> Option<Packet> {
-        if let Some(pkt) = self.control.pop_front() {
-            return Some(pkt);
+    /// The header of the next packet for the guest; a RW packet's payload (at most
+    /// `buf.len()` bytes) is already written into `buf`, the guest's buffer after the header.
+    pub fn next_rx_packet(&mut self, buf: &mut GuestIov<'_>) -> Option<VsockHeader> {
+        if let Some(hdr) = self.control.pop_front() {
+            return Some(hdr);
         }
         while let Some(key) = self.rx_ready.pop_front() {
             let Some(conn) = self.conns.get_mut(&key) else {
                 continue;
             };
-            match conn.read_for_guest(max_data) {
-                HostRead::Data(data) => {
-                    let pkt = conn.rw_packet(data);
+            match conn.read_for_guest(buf) {
+                HostRead::Data(len) => {
+                    let hdr = conn.rw_header(len);
                     self.rx_ready.push_back(key);
-                    return Some(pkt);
+                    return Some(hdr);
                 }
                 HostRead::Nothing => self.update_interest(key),
                 HostRead::Eof => {
