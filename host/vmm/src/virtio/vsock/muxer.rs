@@ -362,6 +362,13 @@ impl Muxer {
                 self.reset_conn(key);
                 return;
             }
+            let drained_after_close = self.conns.get(&key).is_some_and(|c| {
+                c.guest_send_closed && c.guest_rcv_closed && !c.wants_host_write()
+            });
+            if drained_after_close {
+                self.reset_conn(key);
+                return;
+            }
             self.queue_credit_update_if_wanted(key);
         }
         if set.intersects(EventSet::IN | EventSet::HANG_UP | EventSet::ERROR)
@@ -429,7 +436,13 @@ impl Muxer {
             }
             op::SHUTDOWN => {
                 if conn.guest_shutdown(hdr.flags) {
-                    self.reset_conn(key);
+                    if conn.wants_host_write() {
+                        // The guest closed with data still buffered for the host: deliver it
+                        // first (the RST goes once it is written; see `conn_event`).
+                        self.update_interest(key);
+                    } else {
+                        self.reset_conn(key);
+                    }
                     return;
                 }
             }

@@ -409,6 +409,40 @@ fn half_close_and_rst() {
     expect_eof(&mut client);
 }
 
+/// The guest writes more than the host socket takes at once and closes both ways: what is
+/// still buffered reaches the host before its stream ends (then the RST goes out).
+#[test]
+fn data_buffered_when_the_guest_closes_still_reaches_the_host() {
+    let mem = test_memory();
+    let mut g = Guest::new(&mem);
+    let (mut client, hp) = g.host_connect(6);
+    let chunk = vec![7u8; 60 * 1024];
+    for _ in 0..4 {
+        g.send(6, hp, op::RW, &chunk);
+    }
+    assert!(
+        g.dev.muxer().connection_count() == 1,
+        "the connection is still open"
+    );
+    g.send_flags(6, hp, op::SHUTDOWN, SHUTDOWN_SEND | SHUTDOWN_RCV);
+    client.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut got, mut buf) = (0usize, vec![0u8; 64 * 1024]);
+    loop {
+        g.pump(20);
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("host read: {e}"),
+        }
+        assert!(Instant::now() < deadline, "stream never ended; got {got}");
+    }
+    assert_eq!(got, 4 * 60 * 1024, "bytes lost at close");
+    g.recv_until(|p| p.iter().any(|p| p.hdr.op == op::RST));
+    assert_eq!(g.dev.muxer().connection_count(), 0);
+}
+
 #[test]
 fn many_concurrent_connections() {
     let mem = test_memory();
