@@ -8,7 +8,7 @@ VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # What the tests need on top (util-linux gives `script` for TTY tests; docker.io gives
 # dockerd, the reference engine the compatibility tests compare against; umoci is the
 # peer of the pull benchmark).
-VMRUN_TEST_PACKAGES=(util-linux cpio curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl)
+VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl)
 
 # What building the guest kernel needs (kernel-config/build.sh).
 VMRUN_KERNEL_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev xz-utils)

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (idempotently), builds every binary,
-# and runs the whole test suite as root. CI runs exactly this (.ci/run).
+# The test command: installs what the tests need (idempotently), builds every binary, runs
+# clippy, the whole test suite as root, and the VMM's fuzz targets for a bounded time. CI
+# runs exactly this (.ci/run).
 #
-# Tests that need root, KVM, QEMU or a tool print why they skip.
+# Tests that cannot run here (no root, KVM, QEMU or a tool) skip visibly: each one appends
+# its reason to $VMRUN_TEST_SKIP_LOG (crate vmrun-test-skip), and the run ends with the list
+# of skipped tests and one line `N passed, N failed, N skipped` counting them apart.
+#
+# VMRUN_FUZZ_SECONDS: seconds per fuzz target (default 15; 0 skips fuzzing).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,23 +22,70 @@ else
 fi
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 
-# VM tests: the guest kernel (built once into ~/.cache/vmrun/kernel, a few minutes cold) and
-# vhost-device-vsock for the QEMU backend (built once into ~/.cache/vmrun/tools). The tests
-# find both there; without them they skip and say so.
+# VM tests: the guest kernel (built once into ~/.cache/vmrun/kernel, a few minutes cold),
+# vhost-device-vsock for the QEMU backend (built once into ~/.cache/vmrun/tools), and the
+# nested KVM host's outer kernel (Debian's linux-image-amd64, fetched once into
+# ~/.cache/vmrun/kvmhost). The tests find them there; without them they skip and say so.
 if [ "$(id -u)" -eq 0 ]; then
     kernel-config/build.sh >/dev/null
     # shellcheck source=installer/tools.sh
     . installer/tools.sh
     ensure_vhost_device_vsock
+    tests/kvmhost/outer-kernel.sh >/dev/null || echo "tests/run.sh: no outer kernel for the nested KVM host" >&2
 fi
+
+skip_log=$(mktemp /tmp/vmrun-skips.XXXXXX)
+test_log=$(mktemp /tmp/vmrun-tests.XXXXXX)
+trap 'rm -f "$skip_log" "$test_log"' EXIT
+export VMRUN_TEST_SKIP_LOG="$skip_log"
+failed_steps=()
 
 # The end-to-end tests drive the real binaries: build them first.
 cargo build --locked --workspace --bins
 bins="${CARGO_TARGET_DIR:-$repo/target}/debug"
 
-# The vmrun CLI against our daemon and against Debian's dockerd, output compared with the
-# docker CLI's (each script prints why it skips when it cannot run).
-VMRUN_BIN_DIR="$bins" bash host/cli/tests/compat.sh
-VMRUN_BIN_DIR="$bins" bash host/cli/tests/against-dockerd.sh
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings || failed_steps+=(clippy)
 
-cargo test --locked --workspace --no-fail-fast -- --test-threads 2
+# The vmrun CLI against our daemon and against Debian's dockerd, output compared with the
+# docker CLI's (each script prints why it skips when it cannot run). Each counts as a test.
+script_passed=0 script_failed=0
+for script in compat.sh against-dockerd.sh; do
+    if VMRUN_BIN_DIR="$bins" bash "host/cli/tests/$script"; then
+        script_passed=$((script_passed + 1))
+    else
+        script_failed=$((script_failed + 1))
+        failed_steps+=("$script")
+    fi
+done
+
+set +e
+cargo test --locked --workspace --no-fail-fast -- --test-threads 2 2>&1 | tee "$test_log"
+test_rc=${PIPESTATUS[0]}
+set -e
+[ "$test_rc" -eq 0 ] || failed_steps+=("cargo test")
+
+fuzz_secs=${VMRUN_FUZZ_SECONDS:-15}
+if [ "$fuzz_secs" -gt 0 ]; then
+    echo "== fuzzing each vmrun-vmm target for ${fuzz_secs}s"
+    host/vmm/fuzz/run.sh "$fuzz_secs" || failed_steps+=(fuzz)
+fi
+
+# Summary: libtest's "test result" lines, less the tests that reported a skip.
+read -r passed failed < <(awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) }
+    } END { print p + 0, f + 0 }' "$test_log")
+skipped=$(sort -u "$skip_log" | grep -c . || true)
+script_skipped=$(grep -c '^compat.sh' "$skip_log" || true)
+passed=$((passed - (skipped - script_skipped) + script_passed - script_skipped))
+failed=$((failed + script_failed))
+echo
+if [ "$skipped" -gt 0 ]; then
+    echo "Skipped tests (binary test: reason):"
+    sort -u "$skip_log" | sed 's/\t/: /; s/^/  /'
+fi
+if [ ${#failed_steps[@]} -gt 0 ]; then
+    echo "Failed steps: ${failed_steps[*]}"
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ ${#failed_steps[@]} -eq 0 ]

@@ -19,11 +19,11 @@ const MIB: i64 = 1024 * 1024;
 
 fn v1_manager(name: &str) -> Option<V1Manager> {
     if !common::is_root() {
-        eprintln!("skipping: needs root to create cgroups");
+        vmrun_test_skip::report(format_args!("needs root to create cgroups"));
         return None;
     }
     if detect().unwrap() != CgroupVersion::V1 {
-        eprintln!("skipping: this machine does not use cgroup v1");
+        vmrun_test_skip::report(format_args!("this machine does not use cgroup v1"));
         return None;
     }
     Some(V1Manager::new(Path::new(&common::unique_path(name))).unwrap())
@@ -183,7 +183,7 @@ fn freezer_freezes_and_thaws() {
         return;
     };
     if manager.subsystem_path("freezer").is_none() {
-        eprintln!("skipping: freezer hierarchy not mounted");
+        vmrun_test_skip::report(format_args!("freezer hierarchy not mounted"));
         return;
     }
     let child = common::sleeper();

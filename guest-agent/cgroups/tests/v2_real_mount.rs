@@ -10,11 +10,11 @@ use vmrun_cgroups::{mountinfo, CgroupManager, V2Manager};
 
 fn v2_manager(name: &str) -> Option<V2Manager> {
     if !common::is_root() {
-        eprintln!("skipping: needs root to create cgroups");
+        vmrun_test_skip::report(format_args!("needs root to create cgroups"));
         return None;
     }
     if !mountinfo::cgroup_mounts().unwrap().iter().any(|m| m.v2) {
-        eprintln!("skipping: no cgroup2 filesystem is mounted");
+        vmrun_test_skip::report(format_args!("no cgroup2 filesystem is mounted"));
         return None;
     }
     Some(V2Manager::new(Path::new(&common::unique_path(name))).unwrap())

@@ -69,7 +69,9 @@ fn skip_unless_root() -> bool {
     if common::is_root() {
         return false;
     }
-    eprintln!("skipping: needs root (full capability sets to drop from)");
+    vmrun_test_skip::report(format_args!(
+        "needs root (full capability sets to drop from)"
+    ));
     true
 }
 

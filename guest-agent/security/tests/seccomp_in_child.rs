@@ -201,7 +201,9 @@ fn notify_is_refused() {
 #[test]
 fn loading_without_sys_admin_needs_no_new_privs() {
     if !common::is_root() {
-        eprintln!("skipping: needs root to hold CAP_SYS_ADMIN and then drop it");
+        vmrun_test_skip::report(format_args!(
+            "needs root to hold CAP_SYS_ADMIN and then drop it"
+        ));
         return;
     }
     let filter = seccomp::compile(&seccomp::docker_default_profile(&default_caps())).unwrap();

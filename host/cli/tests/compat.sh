@@ -29,7 +29,11 @@ while [ $# -gt 0 ]; do
 done
 case "$DAEMON" in vmrund|dockerd) ;; *) echo "unknown daemon: $DAEMON" >&2; exit 2 ;; esac
 
-skip() { echo "skipping: $*" >&2; exit 0; }
+skip() {
+  echo "skipping: $*" >&2
+  [ -n "${VMRUN_TEST_SKIP_LOG:-}" ] && printf "compat.sh --daemon %s\t%s\n" "$DAEMON" "$*" >>"$VMRUN_TEST_SKIP_LOG"
+  exit 0
+}
 [ "$(id -u)" = 0 ] || skip "needs root to run $DAEMON"
 command -v docker >/dev/null || skip "docker CLI not installed (apt-get install docker.io)"
 command -v script >/dev/null || skip "script not installed (apt-get install bsdutils)"

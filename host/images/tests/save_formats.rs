@@ -172,7 +172,9 @@ struct Dockerd {
 impl Dockerd {
     fn start(dir: &Path) -> Option<Self> {
         if Command::new("dockerd").arg("--version").output().is_err() {
-            eprintln!("skipping: dockerd is not installed (apt-get install docker.io)");
+            vmrun_test_skip::report(format_args!(
+                "dockerd is not installed (apt-get install docker.io)"
+            ));
             return None;
         }
         let socket = dir.join("docker.sock");
@@ -202,10 +204,10 @@ impl Dockerd {
             std::thread::sleep(Duration::from_millis(300));
         }
         let log = std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
-        eprintln!(
-            "skipping: dockerd did not start: {}",
+        vmrun_test_skip::report(format_args!(
+            "dockerd did not start: {}",
             log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-        );
+        ));
         None
     }
 

@@ -45,7 +45,7 @@ fn a_missing_kernel_is_a_clear_error_and_starts_nothing() {
 fn a_kernel_qemu_cannot_load_fails_with_its_message_and_leaves_nothing() {
     let backend = match common::qemu_backend() {
         Ok(b) => b,
-        Err(why) => return eprintln!("skipping: {why}"),
+        Err(why) => return vmrun_test_skip::report(format_args!("{why}")),
     };
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let kernel = dir.path().join("not-a-kernel");
@@ -75,7 +75,7 @@ fn a_kernel_qemu_cannot_load_fails_with_its_message_and_leaves_nothing() {
 fn stop_ends_a_running_vm_and_cleans_up() {
     let (backend, guest) = match common::qemu_backend().and_then(|b| Ok((b, common::guest()?))) {
         Ok(x) => x,
-        Err(why) => return eprintln!("skipping: {why}"),
+        Err(why) => return vmrun_test_skip::report(format_args!("{why}")),
     };
     let spec = guest.spec();
     let vm = backend.launch(&spec).unwrap();
@@ -122,7 +122,7 @@ fn parent_death_helper() {
 #[test]
 fn a_vm_dies_with_its_parent() {
     if let Err(why) = common::qemu_backend().and_then(|_| common::guest().map(|_| ())) {
-        return eprintln!("skipping: {why}");
+        return vmrun_test_skip::report(format_args!("{why}"));
     }
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let sock = dir.path().join("v.sock");

@@ -12,7 +12,7 @@ fn kvm_or_skip() -> bool {
     match vmrun_vmm::pvm::kvm_usable() {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("skipping: {e}");
+            vmrun_test_skip::report(format_args!("{e}"));
             false
         }
     }
@@ -88,7 +88,9 @@ fn bad_input_gives_one_clear_message() {
 fn run_with_dev_changed(setup: &str) -> Option<(Output, bool)> {
     let probe = Command::new("unshare").args(["--mount", "true"]).status();
     if !matches!(probe, Ok(s) if s.success()) {
-        eprintln!("skipping: cannot create a mount namespace (unshare --mount)");
+        vmrun_test_skip::report(format_args!(
+            "cannot create a mount namespace (unshare --mount)"
+        ));
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -217,7 +219,9 @@ fn a_pid1_parent_can_launch_it() {
         .args(["--pid", "--fork", "true"])
         .status();
     if !matches!(probe, Ok(s) if s.success()) {
-        eprintln!("skipping: cannot create a PID namespace (unshare --pid --fork)");
+        vmrun_test_skip::report(format_args!(
+            "cannot create a PID namespace (unshare --pid --fork)"
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

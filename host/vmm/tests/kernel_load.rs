@@ -26,7 +26,9 @@ fn distro_kernel() -> Option<PathBuf> {
     found.sort();
     let k = found.pop();
     if k.is_none() {
-        eprintln!("skipping: no /boot/vmlinuz-* (apt-get install linux-image-amd64)");
+        vmrun_test_skip::report(format_args!(
+            "no /boot/vmlinuz-* (apt-get install linux-image-amd64)"
+        ));
     }
     k
 }
@@ -90,10 +92,10 @@ fn elf_vmlinux_uses_the_pvh_entry() {
     };
     let dir = tempfile::tempdir().unwrap();
     let Some(vmlinux) = extract_vmlinux(&kernel, dir.path()) else {
-        eprintln!(
-            "skipping: cannot extract an xz vmlinux from {}",
+        vmrun_test_skip::report(format_args!(
+            "cannot extract an xz vmlinux from {}",
             kernel.display()
-        );
+        ));
         return;
     };
     let mem = create_guest_memory(256).unwrap();
@@ -114,7 +116,7 @@ fn kernel_vm_starts_and_stops_cleanly() {
         return;
     };
     if let Err(e) = vmrun_vmm::pvm::kvm_usable() {
-        eprintln!("skipping: {e}");
+        vmrun_test_skip::report(format_args!("{e}"));
         return;
     }
     let serial = Arc::new(Mutex::new(Vec::new()));

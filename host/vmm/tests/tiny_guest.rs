@@ -15,7 +15,7 @@ fn kvm_or_skip() -> bool {
     match vmrun_vmm::pvm::kvm_usable() {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("skipping: {e}");
+            vmrun_test_skip::report(format_args!("{e}"));
             false
         }
     }

@@ -10,7 +10,9 @@ pub fn require_root() -> bool {
     if nix::unistd::geteuid().is_root() {
         true
     } else {
-        eprintln!("skipping: the e2e tests need root (namespaces, cgroups, mounts)");
+        vmrun_test_skip::report(format_args!(
+            "the e2e tests need root (namespaces, cgroups, mounts)"
+        ));
         false
     }
 }
@@ -25,7 +27,7 @@ pub fn require_tool(tool: &str) -> bool {
     if has_tool(tool) {
         true
     } else {
-        eprintln!("skipping: `{tool}` is not installed");
+        vmrun_test_skip::report(format_args!("`{tool}` is not installed"));
         false
     }
 }

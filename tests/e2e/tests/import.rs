@@ -35,7 +35,9 @@ fn imported_tarballs_run_with_their_changes() {
         return;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("skipping: {BUSYBOX} is missing (apt-get install busybox-static)");
+        vmrun_test_skip::report(format_args!(
+            "{BUSYBOX} is missing (apt-get install busybox-static)"
+        ));
         return;
     }
     let d = Daemon::start_empty();

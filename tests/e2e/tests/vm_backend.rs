@@ -102,7 +102,9 @@ fn our_vmm_on_a_host_without_hardware_kvm_stops_the_daemon_cleanly() {
         return;
     }
     if !is_pvm_host() && Path::new("/dev/kvm").exists() {
-        eprintln!("skipping: this host may have hardware KVM, where --vm-backend vmm is valid");
+        vmrun_test_skip::report(format_args!(
+            "this host may have hardware KVM, where --vm-backend vmm is valid"
+        ));
         return;
     }
     let (code, stderr, dir) = vmrund_fails(&["--vm-backend", "vmm"]);

@@ -70,7 +70,7 @@ pub fn have_tools(tools: &[&str]) -> bool {
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            eprintln!("skipping: {tool} is not installed");
+            vmrun_test_skip::report(format_args!("{tool} is not installed"));
             return false;
         }
     }
@@ -99,7 +99,9 @@ impl Registry {
 
     fn launch_with(auth: Auth, access_log: bool, tls: Option<Tls>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
-            eprintln!("skipping: {REGISTRY_BIN} is missing (apt-get install docker-registry)");
+            vmrun_test_skip::report(format_args!(
+                "{REGISTRY_BIN} is missing (apt-get install docker-registry)"
+            ));
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

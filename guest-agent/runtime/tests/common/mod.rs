@@ -28,11 +28,13 @@ pub struct Bundle {
 
 pub fn can_run() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
+        vmrun_test_skip::report(format_args!("needs root"));
         return false;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("skipping: {BUSYBOX} not found (apt-get install busybox-static)");
+        vmrun_test_skip::report(format_args!(
+            "{BUSYBOX} not found (apt-get install busybox-static)"
+        ));
         return false;
     }
     true

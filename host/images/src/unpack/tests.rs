@@ -160,7 +160,9 @@ fn refuses_hard_links_leaving_the_layer() {
 #[test]
 fn unpacks_files_links_and_whiteouts() {
     if !is_root() {
-        eprintln!("skipping: unpacking ownership, whiteouts and opaque xattrs needs root");
+        vmrun_test_skip::report(format_args!(
+            "unpacking ownership, whiteouts and opaque xattrs needs root"
+        ));
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

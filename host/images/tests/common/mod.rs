@@ -17,9 +17,9 @@ pub fn is_root() -> bool {
 /// Root is needed to unpack layers faithfully (ownership, whiteouts).
 pub fn require_root() -> bool {
     if !is_root() {
-        eprintln!(
-            "skipping: loading images needs root (layer ownership, device nodes, trusted xattrs)"
-        );
+        vmrun_test_skip::report(format_args!(
+            "loading images needs root (layer ownership, device nodes, trusted xattrs)"
+        ));
         return false;
     }
     true
@@ -32,7 +32,9 @@ pub fn script() -> PathBuf {
 /// Builds busybox:latest with the installer script; `None` (and a reason printed) when it cannot.
 pub fn make_busybox(dir: &Path, format: &str) -> Option<PathBuf> {
     if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: /bin/busybox is missing (apt-get install busybox-static)");
+        vmrun_test_skip::report(format_args!(
+            "/bin/busybox is missing (apt-get install busybox-static)"
+        ));
         return None;
     }
     let out = dir.join(format!("busybox-{format}.tar"));

@@ -34,7 +34,7 @@ pub fn have(program: &str) -> bool {
 macro_rules! require_root {
     () => {
         if let Some(reason) = common::skip_reason() {
-            eprintln!("skipping: {reason}");
+            vmrun_test_skip::report(format_args!("{reason}"));
             return;
         }
     };
