@@ -45,7 +45,11 @@ impl Bundle {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("rootfs/bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+        // A hard link, not a copy: a copy's write descriptor can leak into a child another test
+        // thread forks at that moment, and exec of the copy then fails with ETXTBSY.
+        if std::fs::hard_link(BUSYBOX, bin.join("busybox")).is_err() {
+            std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+        }
         for applet in APPLETS {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
