@@ -63,6 +63,13 @@ struct Args {
     /// Also print how each VM stopped and where its launch time went.
     #[arg(short, long)]
     verbose: bool,
+    /// Boot this initramfs (an echo init) instead of building one with gcc (used where no
+    /// compiler is, as inside the nested KVM host).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Only write the echo initramfs to this path and exit (for `--initrd` elsewhere).
+    #[arg(long)]
+    write_initrd: Option<PathBuf>,
 }
 
 /// One boot's timings, and how its VM ended.
@@ -87,6 +94,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let Some(out) = &args.write_initrd {
+        let dir = tempfile::tempdir().context("creating a work directory")?;
+        let built = vmrun_vmtest::echo_initramfs(dir.path())
+            .map_err(|skip| anyhow::anyhow!("the echo initramfs: {skip}"))?;
+        std::fs::copy(&built, out).with_context(|| format!("writing {}", out.display()))?;
+        return Ok(());
+    }
     let caps = HostCaps::detect(Some(
         args.vmm_binary.clone().unwrap_or_else(default_vmm_binary),
     ));
@@ -120,12 +134,15 @@ fn run(args: &Args) -> Result<()> {
         .prefix("bootbench")
         .tempdir_in("/tmp")
         .context("creating a work directory under /tmp")?;
-    let initrd = match vmrun_vmtest::echo_initramfs(dir.path()) {
-        Ok(i) => i,
-        Err(skip) => {
-            println!("skipping: the echo initramfs: {skip}");
-            return Ok(());
-        }
+    let initrd = match &args.initrd {
+        Some(given) => given.clone(),
+        None => match vmrun_vmtest::echo_initramfs(dir.path()) {
+            Ok(i) => i,
+            Err(skip) => {
+                println!("skipping: the echo initramfs: {skip}");
+                return Ok(());
+            }
+        },
     };
 
     let mut ready_ms = Vec::with_capacity(args.runs as usize);
