@@ -101,25 +101,31 @@ int main(void) {
 }
 "#;
 
-/// Builds the echo init with `gcc -static` and writes `dir/initramfs.cpio` (uncompressed;
-/// the kernel takes it as is). Skips when gcc or a static libc is missing.
-pub fn echo_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
-    let src = dir.join("init.c");
-    let bin = dir.join("init");
-    std::fs::write(&src, ECHO_INIT_C)
+/// Compiles the C init `source` with `gcc -static -O2` into `dir/<name>`.
+fn static_init(dir: &Path, name: &str, source: &str) -> Result<PathBuf, Skip> {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&src, source)
         .map_err(|e| Skip(format!("cannot write {}: {e}", src.display())))?;
     let out = Command::new("gcc")
         .args(["-static", "-O2", "-o"])
         .arg(&bin)
         .arg(&src)
         .output()
-        .map_err(|e| Skip(format!("cannot run gcc to build the test init: {e}")))?;
+        .map_err(|e| Skip(format!("cannot run gcc to build the test init {name}: {e}")))?;
     if !out.status.success() {
         return Err(Skip(format!(
-            "gcc -static failed building the test init: {}",
+            "gcc -static failed building the test init {name}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    Ok(bin)
+}
+
+/// Builds the echo init with `gcc -static` and writes `dir/initramfs.cpio` (uncompressed;
+/// the kernel takes it as is). Skips when gcc or a static libc is missing.
+pub fn echo_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
+    let bin = static_init(dir, "init", ECHO_INIT_C)?;
     let path = dir.join("initramfs.cpio");
     let write = || -> Result<(), vmrun_initramfs::CpioError> {
         let mut cpio = vmrun_initramfs::CpioWriter::create(&path)?;
@@ -143,22 +149,7 @@ const BUSYBOX: &str = "/bin/busybox";
 /// as `/init` and busybox-static as `/bin/busybox`. Skips when gcc, a static libc or
 /// busybox-static is missing.
 pub fn command_initramfs(dir: &Path) -> Result<PathBuf, Skip> {
-    let src = dir.join("command_init.c");
-    let bin = dir.join("command_init");
-    std::fs::write(&src, COMMAND_INIT_C)
-        .map_err(|e| Skip(format!("cannot write {}: {e}", src.display())))?;
-    let out = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .map_err(|e| Skip(format!("cannot run gcc to build the command init: {e}")))?;
-    if !out.status.success() {
-        return Err(Skip(format!(
-            "gcc -static failed building the command init: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    let bin = static_init(dir, "command_init", COMMAND_INIT_C)?;
     if !Path::new(BUSYBOX).is_file() {
         return Err(Skip(format!(
             "{BUSYBOX} is missing (Debian package busybox-static)"
