@@ -59,6 +59,7 @@ pub mod config;
 pub mod devices;
 pub mod event_loop;
 mod exit;
+pub mod halt;
 pub mod kernel;
 pub mod memory;
 pub mod pvm;
