@@ -65,8 +65,8 @@ pub enum BootSource {
         /// Kernel command line; the VMM appends its `virtio_mmio.device=` entries.
         cmdline: String,
     },
-    /// A raw program copied to `load_addr` and entered in `mode`; no in-kernel irqchip, so
-    /// `HLT` stops the vCPU. Every vCPU enters at `load_addr` with its index in `rdi`.
+    /// A raw program copied to `load_addr` and entered in `mode`. Without `irqchip`, `HLT`
+    /// stops the vCPU. Every vCPU enters at `load_addr` with its index in `rdi`.
     Raw {
         /// Machine code.
         image: Vec<u8>,
@@ -74,6 +74,10 @@ pub enum BootSource {
         load_addr: u64,
         /// Entry mode.
         mode: CpuMode,
+        /// Create the in-kernel irqchip and PIT as for a kernel: KVM then handles `HLT` (the
+        /// vCPU blocks until an interrupt) and only APs of index > 0 wait for INIT/SIPI, so
+        /// a halt is noticed as for a kernel ([`crate::halt`]).
+        irqchip: bool,
     },
 }
 
@@ -365,6 +369,7 @@ mod tests {
                 image: vec![0xf4],
                 load_addr: 0x1000,
                 mode: CpuMode::Real,
+                irqchip: false,
             },
             vsock: None,
             block_devices: vec![],

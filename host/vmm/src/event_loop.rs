@@ -1,5 +1,6 @@
 //! The device thread: one epoll loop over the virtio queue ioeventfds, device backend fds
-//! (the vsock muxer's epoll fd) and the VM's exit eventfd.
+//! (the vsock muxer's epoll fd), the VM's exit eventfd and, with the in-kernel irqchip, the
+//! halt watch's timerfd ([`crate::halt`]).
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
@@ -8,12 +9,15 @@ use std::thread::JoinHandle;
 use seccompiler::BpfProgram;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::timerfd::TimerFd;
 
 use crate::devices::bus::lock;
 use crate::exit::VmShared;
 use crate::virtio::VirtioDevice;
 
 const EXIT_TOKEN: u64 = 0;
+/// Device tokens start at `1 << 16`.
+const HALT_TICK_TOKEN: u64 = 1;
 const BACKEND_QUEUE: u64 = 0xffff;
 
 /// A virtio device and the eventfds KVM signals when the guest notifies its queues.
@@ -29,6 +33,8 @@ pub struct EventLoop {
     epoll: Epoll,
     shared: Arc<VmShared>,
     devices: Vec<DeviceHandle>,
+    /// Ticks every [`crate::halt::KICK_PERIOD`] when the VM has a halt watch.
+    halt_timer: Option<TimerFd>,
 }
 
 fn token(device: usize, queue: u64) -> u64 {
@@ -46,6 +52,16 @@ impl EventLoop {
             )
         };
         add(shared.exit_evt.as_raw_fd(), EXIT_TOKEN)?;
+        let halt_timer = match shared.halt_watch() {
+            Some(_) => {
+                let mut timer = TimerFd::new()?;
+                let period = crate::halt::KICK_PERIOD;
+                timer.reset(period, Some(period))?;
+                add(timer.as_raw_fd(), HALT_TICK_TOKEN)?;
+                Some(timer)
+            }
+            None => None,
+        };
         for (d, handle) in devices.iter().enumerate() {
             for (q, evt) in handle.queue_evts.iter().enumerate() {
                 add(evt.as_raw_fd(), token(d, q as u64))?;
@@ -58,6 +74,7 @@ impl EventLoop {
             epoll,
             shared,
             devices,
+            halt_timer,
         })
     }
 
@@ -78,7 +95,23 @@ impl EventLoop {
             })
     }
 
-    fn run(self) {
+    /// A halt-watch period passed; true when the guest halted for good (the VM is ending).
+    fn halt_tick(&mut self) -> bool {
+        if let Some(timer) = &mut self.halt_timer {
+            // Readable, so this does not block; it only resets the expiry count.
+            let _ = timer.wait();
+        }
+        match self.shared.halt_watch() {
+            Some(watch) if watch.tick() => {
+                tracing::debug!("every vCPU is halted with interrupts off");
+                self.shared.request_exit(crate::ExitReason::Halted);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn run(mut self) {
         let mut events = vec![EpollEvent::default(); 64];
         loop {
             let n = match self.epoll.wait(-1, &mut events) {
@@ -94,6 +127,12 @@ impl EventLoop {
                 let data = ev.data();
                 if data == EXIT_TOKEN || self.shared.should_stop() {
                     return;
+                }
+                if data == HALT_TICK_TOKEN {
+                    if self.halt_tick() {
+                        return;
+                    }
+                    continue;
                 }
                 let d = (data >> 16) as usize - 1;
                 let q = data & 0xffff;

@@ -6,11 +6,14 @@ use std::sync::Mutex;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::bus::lock;
+use crate::halt::HaltWatch;
 
 /// Why a VM stopped. [`ExitReason::exit_code`] maps it to the `vmrun-vmm` exit status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitReason {
-    /// Every vCPU executed `HLT` with no interrupt controller to wake it (raw images).
+    /// Every vCPU halted for good: it executed `HLT` with no interrupt controller to wake it
+    /// (raw images), or, with the in-kernel irqchip, every vCPU sat halted with interrupts
+    /// disabled and no NMI pending ([`crate::halt`]; Linux's `halt`/`poweroff` without ACPI).
     Halted,
     /// The guest powered off (`KVM_SYSTEM_EVENT_SHUTDOWN`).
     PowerOff,
@@ -43,16 +46,20 @@ pub(crate) struct VmShared {
     pub(crate) exit_evt: EventFd,
     halted: AtomicUsize,
     vcpus: usize,
+    /// Present when the in-kernel irqchip handles `HLT`.
+    halt_watch: Option<HaltWatch>,
 }
 
 impl VmShared {
-    pub(crate) fn new(vcpus: usize) -> std::io::Result<Self> {
+    /// `watch_halts`: the in-kernel irqchip handles `HLT`, so halts are found by sampling.
+    pub(crate) fn new(vcpus: usize, watch_halts: bool) -> std::io::Result<Self> {
         Ok(Self {
             stop: AtomicBool::new(false),
             exit: Mutex::new(None),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
             halted: AtomicUsize::new(0),
             vcpus,
+            halt_watch: watch_halts.then(|| HaltWatch::new(vcpus)),
         })
     }
 
@@ -73,6 +80,10 @@ impl VmShared {
         if self.halted.fetch_add(1, Ordering::SeqCst) + 1 == self.vcpus {
             self.request_exit(ExitReason::Halted);
         }
+    }
+
+    pub(crate) fn halt_watch(&self) -> Option<&HaltWatch> {
+        self.halt_watch.as_ref()
     }
 
     pub(crate) fn should_stop(&self) -> bool {

@@ -50,15 +50,28 @@
 //! I/O), and the binary's main thread. Anything else kills the process with SIGSYS;
 //! [`VmConfig::seccomp`] = false (`vmrun-vmm --no-seccomp`) turns them off for debugging.
 //!
+//! # Halt and poweroff
+//! A guest that powers off or halts ends the VM with [`ExitReason::Halted`] or
+//! [`ExitReason::PowerOff`] (exit status 0); a reset (i8042 `0xfe`, triple fault) with
+//! [`ExitReason::Reset`]. A Linux kernel without ACPI turns `poweroff` into `halt`: every CPU
+//! ends in `cli; hlt`, which the in-kernel irqchip handles without telling userspace. The
+//! [`halt`] watch kicks each vCPU out of `KVM_RUN` every 500 ms and ends the VM once every vCPU
+//! was halted with interrupts disabled and no NMI pending (`KVM_GET_MP_STATE`, `KVM_GET_REGS`,
+//! `KVM_GET_VCPU_EVENTS`) in two rounds running: 1 to 1.5 s after the last CPU halts.
+//!
 //! # Raw guests
-//! [`BootSource::Raw`] runs a small program in real or long mode without an in-kernel irqchip
-//! (so `HLT` exits); tests and benchmarks use it. The vCPU index is in `rdi` at entry.
+//! [`BootSource::Raw`] runs a small program in real or long mode, by default without an
+//! in-kernel irqchip (so `HLT` exits); tests and benchmarks use it. The vCPU index is in `rdi`
+//! at entry. With `irqchip: true` (`vmrun-vmm --raw-irqchip`) it gets the irqchip and PIT of a
+//! kernel boot: `HLT` blocks in KVM, vCPUs other than 0 wait for INIT/SIPI, and halts are
+//! found by the [`halt`] watch.
 
 pub mod arch;
 pub mod config;
 pub mod devices;
 pub mod event_loop;
 mod exit;
+pub mod halt;
 pub mod kernel;
 pub mod memory;
 pub mod pvm;

@@ -42,6 +42,9 @@ struct Args {
     /// CPU mode for --raw-image.
     #[arg(long, value_enum, default_value_t = RawMode::Real)]
     raw_mode: RawMode,
+    /// Give --raw-image the in-kernel irqchip and PIT a kernel gets (HLT then blocks in KVM).
+    #[arg(long, requires = "raw_image")]
+    raw_irqchip: bool,
     /// Load/entry address for --raw-image.
     #[arg(long, default_value_t = 0x1000)]
     raw_load_addr: u64,
@@ -106,6 +109,7 @@ fn build_config(args: &Args) -> Result<VmConfig> {
                 RawMode::Real => CpuMode::Real,
                 RawMode::Long => CpuMode::Long,
             },
+            irqchip: args.raw_irqchip,
         },
         _ => bail!("one of --kernel or --raw-image is required"),
     };

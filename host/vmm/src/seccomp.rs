@@ -42,6 +42,18 @@ pub enum SeccompError {
 /// `KVM_RUN` (`_IO(KVMIO, 0x80)`).
 const KVM_RUN: u64 = 0xae80;
 
+/// `_IOR(KVMIO, nr, T)` for a `T` of `size` bytes.
+const fn kvm_ior(nr: u64, size: usize) -> u64 {
+    (2 << 30) | ((size as u64) << 16) | (0xae << 8) | nr
+}
+
+/// The halt watch's samples ([`crate::halt`]): `KVM_GET_MP_STATE`, `KVM_GET_REGS`,
+/// `KVM_GET_VCPU_EVENTS`.
+const KVM_GET_MP_STATE: u64 = kvm_ior(0x98, std::mem::size_of::<kvm_bindings::kvm_mp_state>());
+const KVM_GET_REGS: u64 = kvm_ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>());
+const KVM_GET_VCPU_EVENTS: u64 =
+    kvm_ior(0x9f, std::mem::size_of::<kvm_bindings::kvm_vcpu_events>());
+
 /// Memory, locks, signals, time and exit: what Rust's std and glibc do in any thread.
 const COMMON: &[i64] = &[
     libc::SYS_read,
@@ -144,7 +156,8 @@ fn rules(kind: ThreadKind) -> Result<Rules, seccompiler::BackendError> {
     rules.insert(libc::SYS_fcntl, any_of(1, &fcntl_cmds.map(|c| c as u64))?);
     match kind {
         ThreadKind::Vcpu => {
-            rules.insert(libc::SYS_ioctl, any_of(1, &[KVM_RUN])?);
+            let vcpu_ioctls = [KVM_RUN, KVM_GET_MP_STATE, KVM_GET_REGS, KVM_GET_VCPU_EVENTS];
+            rules.insert(libc::SYS_ioctl, any_of(1, &vcpu_ioctls)?);
         }
         ThreadKind::Devices => {
             // Accepted and connected streams are made non-blocking.
@@ -185,6 +198,13 @@ pub fn install(kind: ThreadKind) -> Result<(), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_ioctl_numbers_match_the_kernel_headers() {
+        assert_eq!(KVM_GET_MP_STATE, 0x8004_ae98);
+        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        assert_eq!(KVM_GET_VCPU_EVENTS, 0x8040_ae9f);
+    }
 
     #[test]
     fn every_filter_compiles() {

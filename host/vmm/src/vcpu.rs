@@ -138,13 +138,30 @@ pub(crate) fn spawn(
                     return;
                 }
             }
+            // Unregistered (under the watch's lock) when the thread leaves the loop.
+            let _kickable = shared.halt_watch().map(|w| w.register(usize::from(index)));
             run_loop(&mut vcpu, &buses, &shared)
         })
         .map_err(|e| VcpuError::Spawn(index, e))
 }
 
+/// Kicked out of `KVM_RUN`: tells the halt watch (if any) whether this vCPU is halted for
+/// good. A failing sample is logged once and counts as "running".
+fn sample_halt(vcpu: &Vcpu, shared: &VmShared, failed: &mut bool) {
+    let Some(watch) = shared.halt_watch() else {
+        return;
+    };
+    if let Err(e) = watch.sample(usize::from(vcpu.index), &vcpu.fd) {
+        if !*failed {
+            tracing::warn!(vcpu = vcpu.index, "cannot sample the halt state: {e}");
+            *failed = true;
+        }
+    }
+}
+
 fn run_loop(vcpu: &mut Vcpu, buses: &ExitBuses, shared: &VmShared) {
     let index = vcpu.index;
+    let mut sample_failed = false;
     while !shared.should_stop() {
         match vcpu.fd.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
@@ -188,6 +205,7 @@ fn run_loop(vcpu: &mut Vcpu, buses: &ExitBuses, shared: &VmShared) {
             ))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 vcpu.fd.set_kvm_immediate_exit(0);
+                sample_halt(vcpu, shared, &mut sample_failed);
             }
             Err(e) => shared.request_exit(ExitReason::Error(format!(
                 "vCPU {index}: KVM_RUN failed: {e}"

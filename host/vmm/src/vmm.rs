@@ -95,8 +95,12 @@ impl Vmm {
     pub fn start(config: VmConfig) -> Result<RunningVm, StartError> {
         config.validate()?;
         let kvm = open_kvm()?;
-        let uses_kernel = matches!(config.boot, BootSource::Kernel { .. });
-        if uses_kernel {
+        // The in-kernel irqchip handles HLT itself; halts are then found by the halt watch.
+        let irqchip = match config.boot {
+            BootSource::Kernel { .. } => true,
+            BootSource::Raw { irqchip, .. } => irqchip,
+        };
+        if irqchip {
             for (cap, name) in [
                 (Cap::Irqchip, "IRQCHIP"),
                 (Cap::Irqfd, "IRQFD"),
@@ -115,7 +119,7 @@ impl Vmm {
         register_memory(&vm, &mem)?;
         vm.set_tss_address(KVM_TSS_ADDRESS as usize)
             .map_err(|e| StartError::VmIoctl("KVM_SET_TSS_ADDR", e))?;
-        if uses_kernel {
+        if irqchip {
             vm.create_irq_chip()
                 .map_err(|e| StartError::VmIoctl("KVM_CREATE_IRQCHIP", e))?;
             let pit = kvm_pit_config {
@@ -127,13 +131,13 @@ impl Vmm {
         }
 
         let shared = Arc::new(
-            VmShared::new(usize::from(config.vcpus))
+            VmShared::new(usize::from(config.vcpus), irqchip)
                 .map_err(|e| StartError::Device("exit eventfd", e))?,
         );
         let irqfd = |gsi: u32| -> Result<EventFd, StartError> {
             let evt = EventFd::new(libc::EFD_NONBLOCK)
                 .map_err(|e| StartError::Device("irq eventfd", e))?;
-            if uses_kernel {
+            if irqchip {
                 vm.register_irqfd(&evt, gsi)
                     .map_err(|e| StartError::VmIoctl("KVM_IRQFD", e))?;
             }
@@ -152,7 +156,7 @@ impl Vmm {
         pio.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)?;
 
         let mut mmio = Bus::new();
-        let virtio = attach_virtio_devices(&config, &vm, &mem, &mut mmio, uses_kernel)?;
+        let virtio = attach_virtio_devices(&config, &vm, &mem, &mut mmio, irqchip)?;
 
         let entry = match &config.boot {
             BootSource::Kernel { .. } => {
@@ -175,6 +179,7 @@ impl Vmm {
                 image,
                 load_addr,
                 mode,
+                ..
             } => {
                 mem.write_slice(image, GuestAddress(*load_addr))
                     .map_err(|e| StartError::Memory("writing the raw image", e))?;

@@ -176,6 +176,26 @@ fn halting_guest_exits_zero_with_serial_on_stdout() {
 }
 
 #[test]
+fn irqchip_guest_halted_with_interrupts_off_exits_zero() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("halt.bin");
+    // mov dx,0x3f8; mov al,'z'; out dx,al; cli; hlt; jmp (back to hlt): what Linux's
+    // halt/poweroff without ACPI ends in. KVM handles this HLT; the halt watch notices it.
+    std::fs::write(
+        &image,
+        [0xba, 0xf8, 0x03, 0xb0, b'z', 0xee, 0xfa, 0xf4, 0xeb, 0xfd],
+    )
+    .unwrap();
+    let path = image.to_str().unwrap();
+    let o = vmm(&["--raw-image", path, "--raw-irqchip", "--vcpus", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"z");
+}
+
+#[test]
 fn sigterm_stops_the_vm_and_removes_the_socket() {
     if !kvm_or_skip() {
         return;

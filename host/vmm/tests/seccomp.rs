@@ -75,6 +75,29 @@ fn tty_ioctl() {
     unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
 }
 
+/// `KVM_GET_MP_STATE` on a closed fd: EBADF, unless the filter kills first.
+fn kvm_get_mp_state() {
+    let mut state = [0u32; 1];
+    // SAFETY: the ioctl fails with EBADF on fd -1; `state` would fit a kvm_mp_state anyway.
+    unsafe { libc::ioctl(-1, 0x8004_ae98, state.as_mut_ptr()) };
+}
+
+#[test]
+fn only_vcpu_threads_sample_the_halt_state() {
+    let s = in_child(ThreadKind::Vcpu, kvm_get_mp_state);
+    assert!(
+        libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0,
+        "status {s:#x}"
+    );
+    for kind in [ThreadKind::Devices, ThreadKind::Main] {
+        let s = in_child(kind, kvm_get_mp_state);
+        assert!(
+            killed_by_sigsys(s),
+            "{kind:?} KVM_GET_MP_STATE: status {s:#x}"
+        );
+    }
+}
+
 #[test]
 fn forbidden_syscalls_kill_the_process_with_sigsys() {
     for kind in [ThreadKind::Vcpu, ThreadKind::Devices, ThreadKind::Main] {
@@ -85,7 +108,7 @@ fn forbidden_syscalls_kill_the_process_with_sigsys() {
         );
         let s = in_child(kind, exec_true);
         assert!(killed_by_sigsys(s), "{kind:?} execve: status {s:#x}");
-        // ioctl is filtered by request: only KVM_RUN (vCPU) or FIONBIO (devices).
+        // ioctl is filtered by request: KVM_RUN and the halt-state reads (vCPU), FIONBIO (devices).
         let s = in_child(kind, tty_ioctl);
         assert!(
             killed_by_sigsys(s),

@@ -30,12 +30,22 @@ fn raw(image: &[u8], mode: CpuMode, vcpus: u8) -> (VmConfig, Arc<Mutex<Vec<u8>>>
             image: image.to_vec(),
             load_addr: 0x1000,
             mode,
+            irqchip: false,
         },
         vsock: None,
         block_devices: vec![],
         serial: SerialOutput::Buffer(out.clone()),
         seccomp: true,
     };
+    (config, out)
+}
+
+/// Like [`raw`], with the in-kernel irqchip and PIT a kernel boot gets: KVM handles `HLT`.
+fn raw_irqchip(image: &[u8], mode: CpuMode, vcpus: u8) -> (VmConfig, Arc<Mutex<Vec<u8>>>) {
+    let (mut config, out) = raw(image, mode, vcpus);
+    if let BootSource::Raw { irqchip, .. } = &mut config.boot {
+        *irqchip = true;
+    }
     (config, out)
 }
 
@@ -156,6 +166,59 @@ fn stop_kicks_spinning_vcpus() {
     let t = Instant::now();
     assert_eq!(vm.stop(), ExitReason::Stopped);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn irqchip_guest_halted_with_interrupts_off_ends_as_halted() {
+    if !kvm_or_skip() {
+        return;
+    }
+    // mov dx,0x3f8; mov al,'H'; out dx,al; cli; hlt; jmp (back to hlt)
+    let code = [0xba, 0xf8, 0x03, 0xb0, b'H', 0xee, 0xfa, 0xf4, 0xeb, 0xfd];
+    let (config, out) = raw_irqchip(&code, CpuMode::Real, 1);
+    let t = Instant::now();
+    let mut vm = Vmm::start(config).unwrap();
+    assert_eq!(wait(&mut vm), ExitReason::Halted);
+    assert_eq!(ExitReason::Halted.exit_code(), 0);
+    eprintln!("halt noticed after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(&*out.lock().unwrap(), b"H");
+}
+
+#[test]
+fn irqchip_long_mode_bsp_halted_and_ap_never_started_end_as_halted() {
+    if !kvm_or_skip() {
+        return;
+    }
+    // cli; hlt; jmp (back to hlt). vCPU 1 is an AP that waits for INIT/SIPI forever.
+    let (config, _) = raw_irqchip(&[0xfa, 0xf4, 0xeb, 0xfd], CpuMode::Long, 2);
+    let t = Instant::now();
+    let mut vm = Vmm::start(config).unwrap();
+    assert_eq!(wait(&mut vm), ExitReason::Halted);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn irqchip_guest_idle_with_interrupts_on_is_not_halted() {
+    if !kvm_or_skip() {
+        return;
+    }
+    // sti; hlt; jmp (back to sti): idle, waiting for an interrupt that never comes.
+    let (config, _) = raw_irqchip(&[0xfb, 0xf4, 0xeb, 0xfc], CpuMode::Real, 1);
+    let mut vm = Vmm::start(config).unwrap();
+    assert_eq!(vm.wait_timeout(Duration::from_secs(3)), None);
+    assert_eq!(vm.stop(), ExitReason::Stopped);
+}
+
+#[test]
+fn irqchip_guest_i8042_reset_still_resets() {
+    if !kvm_or_skip() {
+        return;
+    }
+    // mov al,0xfe; out 0x64,al; cli; hlt
+    let (config, _) = raw_irqchip(&[0xb0, 0xfe, 0xe6, 0x64, 0xfa, 0xf4], CpuMode::Real, 1);
+    let mut vm = Vmm::start(config).unwrap();
+    assert_eq!(wait(&mut vm), ExitReason::Reset);
 }
 
 #[test]
