@@ -91,6 +91,42 @@ fn process_info(pid: i32) -> Option<ProcessInfo> {
     })
 }
 
+/// `pid` and its descendants with their state and kernel wait channel, for messages about
+/// a process that hangs.
+pub fn describe_tree(pid: i32) -> String {
+    let mut all: Vec<(i32, i32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for p in entries.flatten() {
+            if let Some(n) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+                if let Some(info) = process_info(n) {
+                    all.push((info.pid, info.ppid));
+                }
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree.iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|c| stat.get(c + 2..c + 3))
+                .unwrap_or("?")
+                .to_string();
+            let wchan = std::fs::read_to_string(format!("/proc/{p}/wchan")).unwrap_or_default();
+            let cmd = process_info(*p).map(|i| i.cmd).unwrap_or_default();
+            format!("pid {p} [{cmd}] state {state} wchan {wchan}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The container's log path.
 pub fn log_path(e: &Entry) -> Result<&Path, AgentError> {
     match &e.kind {

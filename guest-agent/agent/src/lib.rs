@@ -84,6 +84,18 @@ pub fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
+/// This process's resident memory (`VmRSS` in `/proc/self/status`), KiB; 0 if unknown.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Sets up (as PID 1) and serves until a shutdown.
 pub fn run(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -130,6 +142,7 @@ impl Agent {
                 protocol: PROTOCOL_VERSION,
                 agent: agent_version(),
                 kernel_release: kernel_release(),
+                agent_rss_kib: rss_kib(),
             },
             Op::SetTime { unix_nanos } => {
                 if self.owns_clock {

@@ -22,6 +22,9 @@ use vmrun_shim::{OverlayRootfs, ReadyLine, ShimConfig, ShimMode};
 use crate::reaper::{ExitWatch, Reaper};
 use crate::shim_client;
 
+/// How long a shim gets to create its process (generous: emulated guests are slow).
+const SHIM_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a shim gets to clean up and exit once its process has ended.
 const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
 
@@ -342,23 +345,43 @@ impl Procs {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
+        tracing::debug!(dir = %dir.display(), "starting a shim");
         let mut watched = self
             .reaper
             .spawn(&mut cmd)
             .map_err(|e| internal(format!("running {}", self.paths.shim.display()), e))?;
         let shim_pid = watched.pid();
+        tracing::debug!(shim_pid, "shim started");
         let Some(stdout) = watched.child.stdout.take() else {
             return Err(err(ErrorKind::Internal, "the shim has no stdout pipe"));
         };
-        let line = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             std::io::BufReader::new(stdout)
                 .read_line(&mut line)
                 .map(|_| line)
-        })
-        .await
-        .map_err(|e| internal("reading the shim's ready line", e))?
-        .map_err(|e| internal("reading the shim's ready line", e))?;
+        });
+        let line = match tokio::time::timeout(SHIM_READY_TIMEOUT, read).await {
+            Ok(joined) => joined
+                .map_err(|e| internal("reading the shim's ready line", e))?
+                .map_err(|e| internal("reading the shim's ready line", e))?,
+            Err(_) => {
+                // Say where it is stuck before ending it: the pipe's reader ends with it.
+                let stuck = crate::inspect::describe_tree(shim_pid);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(shim_pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+                return Err(err(
+                    ErrorKind::Internal,
+                    format!(
+                        "the shim did not get ready within {SHIM_READY_TIMEOUT:?}: {stuck}; its log: {}",
+                        log.trim()
+                    ),
+                ));
+            }
+        };
         let ready: ReadyLine = match serde_json::from_str(line.trim_end()) {
             Ok(r) => r,
             Err(_) => {

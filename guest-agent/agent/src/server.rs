@@ -212,6 +212,7 @@ where
     let run = |req: Request| {
         let (agent, tx) = (agent.clone(), tx.clone());
         tokio::spawn(async move {
+            tracing::debug!(id = req.id, op = ?req.op, "request");
             let result = match req.op {
                 Op::OpenStream { .. } => Err(AgentError::new(
                     ErrorKind::BadRequest,

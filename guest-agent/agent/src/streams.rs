@@ -24,17 +24,35 @@ pub async fn open_attach(
     shim_client::attach(e.socket(), stdin, stdout, stderr).await
 }
 
-/// Moves bytes both ways until the shim ends the output; the host's end of input closes
-/// the process's stdin side (half-close).
-pub async fn splice<S>(host: &mut S, mut shim: tokio::net::UnixStream, early: Vec<u8>)
+/// Moves bytes both ways until the shim ends the output, then closes the whole connection:
+/// the host sees the end of the attach even where half-closes do not cross (vsock through
+/// `vhost-device-vsock` only forwards full closes). The host's end of input (a half-close)
+/// is passed on to the shim, which closes the process's stdin.
+pub async fn splice<S>(host: &mut S, shim: tokio::net::UnixStream, early: Vec<u8>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if host.write_all(&early).await.is_err() {
         return;
     }
-    if let Err(e) = tokio::io::copy_bidirectional(host, &mut shim).await {
-        tracing::debug!("attach stream ended: {e}");
+    let (mut host_rd, mut host_wr) = tokio::io::split(host);
+    let (mut shim_rd, mut shim_wr) = shim.into_split();
+    let output = async {
+        if let Err(e) = tokio::io::copy(&mut shim_rd, &mut host_wr).await {
+            tracing::debug!("attach output ended: {e}");
+        }
+        let _ = host_wr.shutdown().await;
+    };
+    let input = async {
+        if tokio::io::copy(&mut host_rd, &mut shim_wr).await.is_ok() {
+            let _ = shim_wr.shutdown().await;
+        }
+        // Input is done; the attach lasts as long as the output.
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        () = output => {}
+        () = input => {}
     }
 }
 

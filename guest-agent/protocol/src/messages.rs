@@ -68,7 +68,7 @@ pub struct Response {
 pub enum Op {
     /// Liveness. Reply: [`Reply::Pong`].
     Ping,
-    /// Versions. Reply: [`Reply::Version`].
+    /// Versions (and the agent's own memory use). Reply: [`Reply::Version`].
     Version,
     /// Set the guest clock if it is off by more than [`crate::CLOCK_SLACK_MS`].
     /// Reply: [`Reply::TimeSet`].
@@ -272,6 +272,9 @@ pub enum Reply {
         agent: String,
         /// `uname -r`.
         kernel_release: String,
+        /// The agent's resident memory (`VmRSS`), KiB.
+        #[serde(default)]
+        agent_rss_kib: u64,
     },
     /// [`Op::SetTime`].
     TimeSet {

@@ -97,6 +97,19 @@ pub struct Welcome {
     pub clock_adjusted: bool,
 }
 
+/// [`AgentClient::version`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentVersion {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The agent's build.
+    pub agent: String,
+    /// The guest's `uname -r`.
+    pub kernel_release: String,
+    /// The agent's resident memory, KiB.
+    pub agent_rss_kib: u64,
+}
+
 /// The hello exchange on a fresh connection (the host's clock goes with it).
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -228,10 +241,11 @@ impl AgentClient {
         expect!(self.call(Op::Ping).await?, Reply::Pong => ())
     }
 
-    /// Protocol version, agent build, guest kernel release.
-    pub async fn version(&self) -> Result<(u32, String, String), ClientError> {
+    /// Protocol version, agent build, guest kernel release, the agent's RSS in KiB.
+    pub async fn version(&self) -> Result<AgentVersion, ClientError> {
         expect!(self.call(Op::Version).await?,
-            Reply::Version { protocol, agent, kernel_release } => (protocol, agent, kernel_release))
+            Reply::Version { protocol, agent, kernel_release, agent_rss_kib } =>
+                AgentVersion { protocol, agent, kernel_release, agent_rss_kib })
     }
 
     /// Sends the host's clock; returns (adjusted, guest minus host in ms before).

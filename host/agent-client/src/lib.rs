@@ -24,4 +24,6 @@
 mod client;
 pub mod initramfs;
 
-pub use client::{handshake, host_time, AgentClient, ClientError, Connector, Welcome};
+pub use client::{
+    handshake, host_time, AgentClient, AgentVersion, ClientError, Connector, Welcome,
+};
