@@ -22,9 +22,11 @@
 //!
 //! # Modules
 //! [`init`] (boot set-up), [`reaper`], [`clock`], [`power`] (shutdown), [`mounts`] (layer
-//! and data disks), [`procs`] (the process table and shims), [`shim_client`], [`streams`]
+//! and data disks), [`procs`] (the process table), [`bundle`] (the OCI bundle), [`spawn`] (running a shim),
+//! [`shim_client`], [`streams`]
 //! (attach and log streams), [`inspect`] (stats, top, logs), [`server`] (connections).
 
+pub mod bundle;
 pub mod clock;
 pub mod init;
 pub mod inspect;
@@ -34,6 +36,7 @@ pub mod procs;
 pub mod reaper;
 pub mod server;
 pub mod shim_client;
+pub mod spawn;
 pub mod streams;
 
 use std::path::PathBuf;

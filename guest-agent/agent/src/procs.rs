@@ -7,23 +7,18 @@
 //! in `runtime/`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use vmrun_agent_protocol::{
     valid_id, AgentError, CreateContainer, CreateExec, ErrorKind, ExitInfo, ListEntry,
 };
-use vmrun_shim::{OverlayRootfs, ReadyLine, ShimConfig, ShimMode};
+use vmrun_shim::{OverlayRootfs, ShimConfig, ShimMode};
 
 use crate::reaper::{ExitWatch, Reaper};
 use crate::shim_client;
-
-/// How long a shim gets to create its process (generous: emulated guests are slow).
-const SHIM_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a shim gets to clean up and exit once its process has ended.
 const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -235,7 +230,7 @@ impl Procs {
         let bundle = dir.join("bundle");
         let rootfs = bundle.join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(|e| internal("creating the bundle", e))?;
-        let (spec, cgroups_path) = prepare_spec(req.spec, &req.id)?;
+        let (spec, cgroups_path) = crate::bundle::prepare_spec(req.spec, &req.id)?;
         let spec_bytes = serde_json::to_vec(&spec).map_err(|e| internal("encoding the spec", e))?;
         std::fs::write(bundle.join("config.json"), spec_bytes)
             .map_err(|e| internal("writing config.json", e))?;
@@ -327,74 +322,8 @@ impl Procs {
         config: ShimConfig,
         kind: Kind,
     ) -> Result<i32, AgentError> {
-        let config_path = dir.join("shim.json");
-        let bytes =
-            serde_json::to_vec(&config).map_err(|e| internal("encoding the shim config", e))?;
-        std::fs::write(&config_path, bytes).map_err(|e| internal("writing shim.json", e))?;
-        if !self.paths.shim.is_file() {
-            return Err(err(
-                ErrorKind::Internal,
-                format!("the shim binary {} is missing", self.paths.shim.display()),
-            ));
-        }
-        let log_file = dir.join("shim.log");
-        let stderr =
-            std::fs::File::create(&log_file).map_err(|e| internal("creating shim.log", e))?;
-        let mut cmd = Command::new(&self.paths.shim);
-        cmd.arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        tracing::debug!(dir = %dir.display(), "starting a shim");
-        let mut watched = self
-            .reaper
-            .spawn(&mut cmd)
-            .map_err(|e| internal(format!("running {}", self.paths.shim.display()), e))?;
-        let shim_pid = watched.pid();
-        tracing::debug!(shim_pid, "shim started");
-        let Some(stdout) = watched.child.stdout.take() else {
-            return Err(err(ErrorKind::Internal, "the shim has no stdout pipe"));
-        };
-        let read = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .map(|_| line)
-        });
-        let line = match tokio::time::timeout(SHIM_READY_TIMEOUT, read).await {
-            Ok(joined) => joined
-                .map_err(|e| internal("reading the shim's ready line", e))?
-                .map_err(|e| internal("reading the shim's ready line", e))?,
-            Err(_) => {
-                // Say where it is stuck before ending it: the pipe's reader ends with it.
-                let stuck = crate::inspect::describe_tree(shim_pid);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(shim_pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let log = std::fs::read_to_string(&log_file).unwrap_or_default();
-                return Err(err(
-                    ErrorKind::Internal,
-                    format!(
-                        "the shim did not get ready within {SHIM_READY_TIMEOUT:?}: {stuck}; its log: {}",
-                        log.trim()
-                    ),
-                ));
-            }
-        };
-        let ready: ReadyLine = match serde_json::from_str(line.trim_end()) {
-            Ok(r) => r,
-            Err(_) => {
-                let log = std::fs::read_to_string(&log_file).unwrap_or_default();
-                return Err(err(
-                    ErrorKind::Internal,
-                    format!("the shim (pid {shim_pid}) failed: {}", log.trim()),
-                ));
-            }
-        };
-        if let ReadyLine::Failed(f) = ready {
-            return Err(shim_client::failure_to_error(&f));
-        }
+        let (shim_pid, shim_exit) =
+            crate::spawn::run_shim(&self.reaper, &self.paths.shim, dir, &config).await?;
         let entry = Arc::new(Entry {
             id: match &config.mode {
                 ShimMode::Exec { exec_id, .. } => exec_id.clone(),
@@ -404,7 +333,7 @@ impl Procs {
             dir: dir.to_owned(),
             socket: config.socket.clone(),
             exit_file: config.exit_file.clone(),
-            shim_exit: watched.exit(),
+            shim_exit,
             pid: Mutex::new(None),
             exit: Mutex::new(None),
             tty: config.tty,
@@ -588,59 +517,5 @@ fn remove_dir(e: &Entry) {
     }
     if let Err(err) = std::fs::remove_dir_all(&e.dir) {
         tracing::warn!("removing {}: {err}", e.dir.display());
-    }
-}
-
-/// Points the spec's root at the bundle's `rootfs` and gives it a cgroup path if it has
-/// none; returns the spec and that path.
-fn prepare_spec(mut spec: Value, id: &str) -> Result<(Value, PathBuf), AgentError> {
-    let Some(obj) = spec.as_object_mut() else {
-        return Err(err(ErrorKind::BadRequest, "the spec is not a JSON object"));
-    };
-    let readonly = obj
-        .get("root")
-        .and_then(|r| r.get("readonly"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    obj.insert(
-        "root".into(),
-        json!({"path": "rootfs", "readonly": readonly}),
-    );
-    let linux = obj.entry("linux").or_insert_with(|| json!({}));
-    let Some(linux) = linux.as_object_mut() else {
-        return Err(err(ErrorKind::BadRequest, "spec.linux is not an object"));
-    };
-    let cgroups_path = match linux.get("cgroupsPath").and_then(Value::as_str) {
-        Some(p) if !p.is_empty() => p.to_string(),
-        _ => {
-            let p = format!("/vmrun/{id}");
-            linux.insert("cgroupsPath".into(), Value::String(p.clone()));
-            p
-        }
-    };
-    // Parse once here so a bad spec fails the request, not the shim.
-    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
-        .map_err(|e| err(ErrorKind::BadRequest, format!("invalid OCI spec: {e}")))?;
-    Ok((spec, PathBuf::from(cgroups_path)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_gets_root_and_cgroup() {
-        let (spec, cg) = prepare_spec(
-            json!({"ociVersion": "1.0.2", "root": {"path": "/elsewhere", "readonly": true}}),
-            "c1",
-        )
-        .unwrap();
-        assert_eq!(spec["root"], json!({"path": "rootfs", "readonly": true}));
-        assert_eq!(cg, PathBuf::from("/vmrun/c1"));
-        assert_eq!(spec["linux"]["cgroupsPath"], "/vmrun/c1");
-        let e = prepare_spec(json!([1]), "c").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadRequest);
-        let e = prepare_spec(json!({"ociVersion": 5}), "c").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadRequest);
     }
 }
