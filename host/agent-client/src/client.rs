@@ -70,18 +70,40 @@ impl Connector {
                 timeout,
             } => {
                 let (path, port, timeout) = (path.clone(), *port, *timeout);
-                let std_stream = tokio::task::spawn_blocking(move || {
-                    vmrun_vm::hybrid_vsock::connect(&path, port, timeout)
-                })
-                .await
-                .map_err(|e| ClientError::Connect(e.to_string()))?
-                .map_err(|e| ClientError::Connect(e.to_string()))?
-                .0;
+                let std_stream =
+                    tokio::task::spawn_blocking(move || connect_hybrid(&path, port, timeout))
+                        .await
+                        .map_err(|e| ClientError::Connect(e.to_string()))??;
                 std_stream
                     .set_nonblocking(true)
                     .map_err(|e| ClientError::Connect(e.to_string()))?;
                 UnixStream::from_std(std_stream).map_err(|e| ClientError::Connect(e.to_string()))
             }
+        }
+    }
+}
+
+/// How long one hybrid-vsock attempt waits for the device's `OK`. A `CONNECT` sent while
+/// the guest's vsock driver is still coming up can go unanswered for good, so attempts are
+/// bounded and repeated rather than one attempt waiting out the whole timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// [`vmrun_vm::hybrid_vsock::connect`] in bounded attempts until `timeout`.
+fn connect_hybrid(
+    path: &std::path::Path,
+    port: u32,
+    timeout: Duration,
+) -> Result<std::os::unix::net::UnixStream, ClientError> {
+    use vmrun_vm::HybridVsockError;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match vmrun_vm::hybrid_vsock::connect(path, port, left.min(ATTEMPT_TIMEOUT)) {
+            Ok((stream, _)) => return Ok(stream),
+            Err(HybridVsockError::Timeout { .. }) if left > ATTEMPT_TIMEOUT => {
+                tracing::debug!(path = %path.display(), port, "no reply yet; trying again");
+            }
+            Err(e) => return Err(ClientError::Connect(e.to_string())),
         }
     }
 }

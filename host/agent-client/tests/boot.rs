@@ -78,6 +78,24 @@ fn layer_image(dir: &Path) -> Result<PathBuf, String> {
     Ok(image)
 }
 
+/// A blank ext4 image for the data disk (the host formats it; the agent only mounts it).
+fn data_image(dir: &Path) -> Result<PathBuf, String> {
+    let image = dir.join("data.img");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "data"])
+        .arg(&image)
+        .arg("32M")
+        .output()
+        .map_err(|e| format!("cannot run mkfs.ext4 (package e2fsprogs): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mkfs.ext4 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(image)
+}
+
 fn spec(id: &str, args: &[&str]) -> serde_json::Value {
     json!({
         "ociVersion": "1.0.2",
@@ -102,15 +120,22 @@ fn spec(id: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
-/// Runs `args` in a container on `layer`: (stdout, exit code).
-async fn run(agent: &AgentClient, id: &str, layer: &Path, args: &[&str]) -> (String, i32) {
+/// Runs `args` in a container on `layer` (writable layer in `writable`, else tmpfs):
+/// (stdout, exit code).
+async fn run(
+    agent: &AgentClient,
+    id: &str,
+    layer: &Path,
+    writable: Option<PathBuf>,
+    args: &[&str],
+) -> (String, i32) {
     agent
         .create(CreateContainer {
             id: id.into(),
             spec: spec(id, args),
             rootfs: RootfsSpec {
                 layers: vec![layer.to_owned()],
-                writable: None,
+                writable,
             },
             user: None,
             tty: false,
@@ -162,9 +187,10 @@ async fn agent_boots_under_qemu_and_runs_containers() {
             .tempdir_in("/tmp")
             .map_err(|e| e.to_string())?;
         let image = layer_image(dir.path())?;
-        Ok::<_, String>((kernel, backend, initrd, dir, image))
+        let data = data_image(dir.path())?;
+        Ok::<_, String>((kernel, backend, initrd, dir, image, data))
     })();
-    let (kernel, backend, initrd, dir, image) = match prepared {
+    let (kernel, backend, initrd, dir, image, data) = match prepared {
         Ok(p) => p,
         Err(why) => return eprintln!("skipping: {why}"),
     };
@@ -180,6 +206,10 @@ async fn agent_boots_under_qemu_and_runs_containers() {
     spec.disks.push(DiskSpec {
         path: image,
         read_only: true,
+    });
+    spec.disks.push(DiskSpec {
+        path: data,
+        read_only: false,
     });
     let serial = {
         let path = dir.path().join("serial.log");
@@ -228,18 +258,32 @@ async fn agent_boots_under_qemu_and_runs_containers() {
         "a second mount of the same layer is reported, not repeated"
     );
 
-    let (out, code) = run(&agent, "hello", &layer, &["echo", "hello"]).await;
+    let (out, code) = run(&agent, "hello", &layer, None, &["echo", "hello"]).await;
     assert_eq!(
         (out.as_str(), code),
         ("hello\n", 0),
         "serial:\n{}",
         serial()
     );
-    let (out, code) = run(&agent, "uname", &layer, &["uname", "-r"]).await;
+    let (out, code) = run(&agent, "uname", &layer, None, &["uname", "-r"]).await;
     assert_eq!(code, 0);
     assert_eq!(out.trim(), welcome.kernel_release);
-    let (_, code) = run(&agent, "fails", &layer, &["sh", "-c", "exit 7"]).await;
+    let (_, code) = run(&agent, "fails", &layer, None, &["sh", "-c", "exit 7"]).await;
     assert_eq!(code, 7);
+
+    // The data disk holds writable layers: what a container writes lands there.
+    let (data_dir, _) = agent.mount_data_disk("/dev/vdb").await.unwrap();
+    assert_eq!(data_dir, Path::new(vmrun_agent_protocol::DATA_DIR));
+    let rw = data_dir.join("containers/writer");
+    let (out, code) = run(
+        &agent,
+        "writer",
+        &layer,
+        Some(rw),
+        &["sh", "-c", "echo kept > /note; cat /note"],
+    )
+    .await;
+    assert_eq!((out.as_str(), code), ("kept\n", 0));
 
     let version = agent.version().await.unwrap();
     eprintln!(
