@@ -99,21 +99,42 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why the agent stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The PID-1 set-up failed.
+    #[error("setting up the guest: {0}")]
+    Init(#[from] init::InitError),
+    /// A step that needs the operating system failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was done.
+        context: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn run_io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
 /// Sets up (as PID 1) and serves until a shutdown.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    use anyhow::Context;
+pub fn run(config: Config) -> Result<(), RunError> {
     if config.init {
-        init::setup().context("setting up the guest")?;
+        init::setup()?;
     }
     std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+        .map_err(run_io(format!("creating {}", config.state_dir.display())))?;
     // One thread: the agent is idle nearly always, and RSS matters in a small VM.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the event loop")?;
+        .map_err(run_io("starting the event loop"))?;
     rt.block_on(async {
-        let reaper = reaper::Reaper::start().context("installing the SIGCHLD reaper")?;
+        let reaper = reaper::Reaper::start().map_err(run_io("installing the SIGCHLD reaper"))?;
         let agent = Arc::new(Agent {
             procs: procs::Procs::new(
                 procs::Paths {
@@ -129,7 +150,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         eprintln!("vmrun-agent: ready ({:?})", config.listen);
         server::serve(agent, config.listen.clone())
             .await
-            .context("serving")
+            .map_err(run_io(format!("serving on {:?}", config.listen)))
     })
 }
 

@@ -62,6 +62,7 @@ fn real_main(args: Args, pid1: bool) -> anyhow::Result<()> {
         shim,
         init: pid1,
     })
+    .context("running the agent")
 }
 
 fn default_shim() -> PathBuf {

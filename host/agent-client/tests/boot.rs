@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use vmrun_agent_client::{AgentClient, Connector};
-use vmrun_agent_protocol::{CreateContainer, RootfsSpec, ShutdownAction, StreamTarget, AGENT_PORT};
+use vmrun_agent_protocol::{
+    CreateContainer, CreateExec, RootfsSpec, ShutdownAction, StreamTarget, AGENT_PORT,
+};
 use vmrun_vm::{select_backend, BackendChoice, DiskSpec, HostCaps, VmExit, VmInstance, VmSpec};
 
 const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -96,7 +98,7 @@ fn data_image(dir: &Path) -> Result<PathBuf, String> {
     Ok(image)
 }
 
-fn spec(id: &str, args: &[&str]) -> serde_json::Value {
+fn oci_spec(id: &str, args: &[&str]) -> serde_json::Value {
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -132,7 +134,7 @@ async fn run(
     agent
         .create(CreateContainer {
             id: id.into(),
-            spec: spec(id, args),
+            spec: oci_spec(id, args),
             rootfs: RootfsSpec {
                 layers: vec![layer.to_owned()],
                 writable,
@@ -270,6 +272,47 @@ async fn agent_boots_under_qemu_and_runs_containers() {
     assert_eq!(out.trim(), welcome.kernel_release);
     let (_, code) = run(&agent, "fails", &layer, None, &["sh", "-c", "exit 7"]).await;
     assert_eq!(code, 7);
+
+    // A running container on cgroup v2: stats, top, an exec, a kill.
+    agent
+        .create(CreateContainer {
+            id: "long".into(),
+            spec: oci_spec("long", &["sleep", "300"]),
+            rootfs: RootfsSpec {
+                layers: vec![layer.clone()],
+                writable: None,
+            },
+            user: None,
+            tty: false,
+            open_stdin: false,
+            stdin_once: false,
+            console_size: None,
+            log_path: None,
+        })
+        .await
+        .unwrap();
+    agent.start("long").await.unwrap();
+    let stats = agent.stats("long").await.unwrap();
+    assert!(stats.pids_current >= 1, "{stats:?}");
+    assert!(stats.memory_usage > 0, "{stats:?}");
+    let top = agent.top("long").await.unwrap();
+    assert!(top.iter().any(|p| p.cmd == "sleep 300"), "{top:?}");
+    agent
+        .exec(CreateExec {
+            container_id: "long".into(),
+            exec_id: "long-exec".into(),
+            process: json!({"terminal": false, "user": {"uid": 0, "gid": 0},
+                            "args": ["sh", "-c", "exit 4"], "env": ["PATH=/bin"], "cwd": "/"}),
+            open_stdin: false,
+            console_size: None,
+        })
+        .await
+        .unwrap();
+    agent.start("long-exec").await.unwrap();
+    assert_eq!(agent.wait("long-exec").await.unwrap().exit_code, 4);
+    agent.kill("long", 9).await.unwrap();
+    assert_eq!(agent.wait("long").await.unwrap().exit_code, 137);
+    agent.delete("long", false).await.unwrap();
 
     // The data disk holds writable layers: what a container writes lands there.
     let (data_dir, _) = agent.mount_data_disk("/dev/vdb").await.unwrap();
