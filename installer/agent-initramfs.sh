@@ -17,7 +17,7 @@ target=x86_64-unknown-linux-gnu
 bins="${CARGO_TARGET_DIR:-$repo/target}/$target/release"
 
 printf 'agent-initramfs: building static vmrun-agent + vmrun-shim\n' >&2
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --locked --release \
+RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" cargo build --quiet --locked --release \
     --target "$target" -p vmrun-agent -p vmrun-shim >&2
 if [ "${1:-}" = "--bins" ]; then
     echo "$bins"
