@@ -284,6 +284,7 @@ fn ids() {
     );
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_framing_matches_blocking() {
     let mut bytes = raw_frame(&vec![b'x'; MAX_FRAME_LEN + 5]);
