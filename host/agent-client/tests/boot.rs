@@ -122,19 +122,19 @@ fn oci_spec(id: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
-/// Runs `args` in a container on `layer` (writable layer in `writable`, else tmpfs):
+/// Runs `spec` in a container on `layer` (writable layer in `writable`, else tmpfs):
 /// (stdout, exit code).
 async fn run(
     agent: &AgentClient,
     id: &str,
     layer: &Path,
     writable: Option<PathBuf>,
-    args: &[&str],
+    spec: serde_json::Value,
 ) -> (String, i32) {
     agent
         .create(CreateContainer {
             id: id.into(),
-            spec: oci_spec(id, args),
+            spec,
             rootfs: RootfsSpec {
                 layers: vec![layer.to_owned()],
                 writable,
@@ -260,18 +260,57 @@ async fn agent_boots_under_qemu_and_runs_containers() {
         "a second mount of the same layer is reported, not repeated"
     );
 
-    let (out, code) = run(&agent, "hello", &layer, None, &["echo", "hello"]).await;
+    let (out, code) = run(
+        &agent,
+        "hello",
+        &layer,
+        None,
+        oci_spec("hello", &["echo", "hello"]),
+    )
+    .await;
     assert_eq!(
         (out.as_str(), code),
         ("hello\n", 0),
         "serial:\n{}",
         serial()
     );
-    let (out, code) = run(&agent, "uname", &layer, None, &["uname", "-r"]).await;
+    let (out, code) = run(
+        &agent,
+        "uname",
+        &layer,
+        None,
+        oci_spec("uname", &["uname", "-r"]),
+    )
+    .await;
     assert_eq!(code, 0);
     assert_eq!(out.trim(), welcome.kernel_release);
-    let (_, code) = run(&agent, "fails", &layer, None, &["sh", "-c", "exit 7"]).await;
+    let (_, code) = run(
+        &agent,
+        "fails",
+        &layer,
+        None,
+        oci_spec("fails", &["sh", "-c", "exit 7"]),
+    )
+    .await;
     assert_eq!(code, 7);
+
+    // seccomp (libseccomp linked statically into the shim) and no_new_privs in the guest.
+    let mut confined = oci_spec(
+        "confined",
+        &[
+            "sh",
+            "-c",
+            "mkdir /x 2>/dev/null && echo made || echo denied",
+        ],
+    );
+    confined["process"]["noNewPrivileges"] = json!(true);
+    confined["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    let (out, code) = run(&agent, "confined", &layer, None, confined).await;
+    assert_eq!((out.as_str(), code), ("denied\n", 0));
 
     // A running container on cgroup v2: stats, top, an exec, a kill.
     agent
@@ -323,7 +362,7 @@ async fn agent_boots_under_qemu_and_runs_containers() {
         "writer",
         &layer,
         Some(rw),
-        &["sh", "-c", "echo kept > /note; cat /note"],
+        oci_spec("writer", &["sh", "-c", "echo kept > /note; cat /note"]),
     )
     .await;
     assert_eq!((out.as_str(), code), ("kept\n", 0));
