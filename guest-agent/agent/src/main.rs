@@ -20,6 +20,10 @@ struct Args {
     /// The vmrun-shim binary [default: /bin/vmrun-shim, else next to this binary].
     #[arg(long)]
     shim: Option<PathBuf>,
+    /// Listen on vsock although this is not PID 1 (only inside a guest: on a host, AF_VSOCK
+    /// reaches the hypervisor's side, never ours).
+    #[arg(long)]
+    allow_vsock: bool,
 }
 
 fn main() {
@@ -55,6 +59,12 @@ fn real_main(args: Args, pid1: bool) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))
         .context("--listen")?;
+    if !pid1 && matches!(listen, Listen::Vsock(_)) && !args.allow_vsock {
+        anyhow::bail!(
+            "not PID 1: refusing to listen on vsock outside a guest; use --listen unix:PATH \
+             (or --allow-vsock inside a guest)"
+        );
+    }
     let shim = args.shim.unwrap_or_else(default_shim);
     vmrun_agent::run(Config {
         listen,

@@ -374,3 +374,14 @@ fn shutdown_ends_a_host_agent() {
     }
     assert!(!agent.socket().exists());
 }
+
+#[test]
+fn refuses_vsock_when_not_pid_1() {
+    // On a host AF_VSOCK leads to the hypervisor's side: the agent must not listen there.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmrun-agent"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on vsock"), "{err}");
+}
