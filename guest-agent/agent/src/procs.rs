@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vmrun_agent_protocol::{
     valid_id, AgentError, CreateContainer, CreateExec, ErrorKind, ExitInfo, ListEntry,
+    ProcessStatus,
 };
 use vmrun_shim::{OverlayRootfs, ShimConfig, ShimMode};
 
@@ -83,11 +84,11 @@ impl Entry {
             || self.shim_exit.get().is_some()
     }
 
-    fn status(&self) -> &'static str {
+    fn status(&self) -> ProcessStatus {
         match (self.pid(), self.exited()) {
-            (_, true) => "exited",
-            (Some(_), false) => "running",
-            (None, false) => "created",
+            (_, true) => ProcessStatus::Exited,
+            (Some(_), false) => ProcessStatus::Running,
+            (None, false) => ProcessStatus::Created,
         }
     }
 
@@ -279,7 +280,7 @@ impl Procs {
     /// Creates an exec process in a running container.
     pub async fn exec(&self, req: CreateExec) -> Result<i32, AgentError> {
         let container = self.container(&req.container_id)?;
-        if container.status() != "running" {
+        if container.status() != ProcessStatus::Running {
             return Err(err(
                 ErrorKind::Conflict,
                 format!("container {} is not running", req.container_id),
@@ -468,7 +469,7 @@ impl Procs {
                     Kind::Exec { container } => Some(container.clone()),
                     Kind::Container { .. } => None,
                 },
-                status: e.status().to_string(),
+                status: e.status(),
                 pid: e.pid(),
             })
             .collect();

@@ -242,8 +242,8 @@ where
         }
     }
     drop(tx);
-    // Answers still in flight (a wait) are dropped with the connection's reader; the
-    // writer ends when the last task has sent or given up.
+    // Requests still in flight (a wait) finish on their own and their answers go nowhere;
+    // the writer ends with the last of them.
     let _ = writer.await;
 }
 

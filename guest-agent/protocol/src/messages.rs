@@ -381,10 +381,22 @@ pub struct ListEntry {
     pub id: String,
     /// The container of an exec.
     pub container_id: Option<String>,
-    /// `created`, `running` or `exited`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: ProcessStatus,
     /// Pid once started.
     pub pid: Option<i32>,
+}
+
+/// The life of a container or exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessStatus {
+    /// Created, not started.
+    Created,
+    /// Started, not exited.
+    Running,
+    /// Exited (or its monitor has).
+    Exited,
 }
 
 /// Why a request failed.

@@ -246,7 +246,7 @@ async fn tty_resize_exec_stdin_and_log_follow() {
 
     let list = client.list().await.unwrap();
     let r1 = list.iter().find(|e| e.id == "r1").unwrap();
-    assert_eq!(r1.status, "running");
+    assert_eq!(r1.status, vmrun_agent_protocol::ProcessStatus::Running);
     assert!(list
         .iter()
         .any(|e| e.id == "x1" && e.container_id.as_deref() == Some("r1")));
