@@ -244,6 +244,33 @@ async fn tty_resize_exec_stdin_and_log_follow() {
     assert_eq!(&raw[8..], b"SHOUT\n");
     assert_eq!(client.wait("x1").await.unwrap().exit_code, 0);
 
+    // An exec with a terminal of its own, sized at creation.
+    client
+        .exec(CreateExec {
+            container_id: "r1".into(),
+            exec_id: "x2".into(),
+            process: json!({"terminal": true, "user": {"uid": 0, "gid": 0},
+                            "args": ["stty", "size"], "env": ["PATH=/bin"], "cwd": "/"}),
+            open_stdin: false,
+            console_size: Some([12, 34]),
+        })
+        .await
+        .unwrap();
+    let mut term = client
+        .open_stream(StreamTarget::Attach {
+            id: "x2".into(),
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap();
+    client.start("x2").await.unwrap();
+    let mut out = String::new();
+    term.read_to_string(&mut out).await.unwrap();
+    assert_eq!(out.trim(), "12 34", "raw terminal output, no framing");
+    assert_eq!(client.wait("x2").await.unwrap().exit_code, 0);
+
     let list = client.list().await.unwrap();
     let r1 = list.iter().find(|e| e.id == "r1").unwrap();
     assert_eq!(r1.status, vmrun_agent_protocol::ProcessStatus::Running);
