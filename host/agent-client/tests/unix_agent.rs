@@ -11,8 +11,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmrun_agent_client::{AgentClient, ClientError, Connector};
 use vmrun_agent_protocol::{CreateContainer, CreateExec, ErrorKind, RootfsSpec, StreamTarget};
 
-/// `target/<profile>/{vmrun-agent,vmrun-shim}`, built with cargo when missing.
+/// `target/<profile>/{vmrun-agent,vmrun-shim}`, built with cargo (once) when missing.
 fn binaries() -> (PathBuf, PathBuf) {
+    static BINS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BINS.get_or_init(find_or_build).clone()
+}
+
+fn find_or_build() -> (PathBuf, PathBuf) {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
     let (agent, shim) = (dir.join("vmrun-agent"), dir.join("vmrun-shim"));

@@ -30,8 +30,13 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// `target/<profile>/vmrun-shim`, built with cargo if it is not there yet.
+/// `target/<profile>/vmrun-shim`, built with cargo (once per test process) if missing.
 pub fn shim_binary() -> PathBuf {
+    static SHIM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SHIM.get_or_init(find_or_build_shim).clone()
+}
+
+fn find_or_build_shim() -> PathBuf {
     let agent = PathBuf::from(env!("CARGO_BIN_EXE_vmrun-agent"));
     let shim = agent.with_file_name("vmrun-shim");
     if !shim.is_file() {
