@@ -30,6 +30,12 @@ command -v cargo >/dev/null 2>&1 || die "cargo (Rust 1.85 or newer) is needed to
 . "$here/tools.sh"
 ensure_vhost_device_vsock
 
+# The guest side of the VM backend: the static agent + shim packed into the guest initramfs
+# (cached by content in ~/.cache/vmrun/initramfs; cargo rebuilds only what changed).
+say "building the guest agent initramfs"
+agent_initrd=$(bash "$here/agent-initramfs.sh")
+say "guest agent initramfs: $agent_initrd"
+
 say "building (release)"
 (cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime -p vmrun-vmm)
 

@@ -1,8 +1,9 @@
 # Debian packages vmrun needs, and a helper that installs only what is missing.
 # Sourced by installer/install.sh and tests/run.sh.
 
-# What the product needs at run time.
-VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86)
+# What the product needs at run time (e2fsprogs: mkfs.ext4 makes the VM backend's layer and
+# data disks; the agent boot test uses it and debugfs too).
+VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86 e2fsprogs)
 # What building it needs (plus a Rust toolchain from rustup).
 VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # What the tests need on top (util-linux gives `script` for TTY tests; docker.io gives

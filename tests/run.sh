@@ -28,6 +28,8 @@ command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 # ~/.cache/vmrun/kvmhost). The tests find them there; without them they skip and say so.
 if [ "$(id -u)" -eq 0 ]; then
     kernel-config/build.sh >/dev/null
+    # The guest agent initramfs (static vmrun-agent + vmrun-shim) for the agent boot test.
+    installer/agent-initramfs.sh >/dev/null
     # shellcheck source=installer/tools.sh
     . installer/tools.sh
     ensure_vhost_device_vsock

@@ -1,0 +1,145 @@
+//! Disks the host attaches: read-only ext4 layer disks and the writable data disk; and the
+//! mount table (`/proc/self/mountinfo`).
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use vmrun_agent_protocol::{layer_path, valid_id, AgentError, ErrorKind, DATA_DIR};
+
+/// Mounts the ext4 layer disk `device` read-only at [`layer_path`]`(id)`; `Ok((path, true))`
+/// when something is mounted there already.
+pub fn mount_layer(device: &Path, id: &str) -> Result<(PathBuf, bool), AgentError> {
+    if !valid_id(id) {
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            format!("invalid layer id {id:?}"),
+        ));
+    }
+    let target = layer_path(id);
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+    // `noload`: never replay a journal on a disk the host may share read-only.
+    mount_ext4(device, &target, flags, Some("noload"))
+}
+
+/// Mounts the ext4 data disk at [`DATA_DIR`].
+pub fn mount_data_disk(device: &Path) -> Result<(PathBuf, bool), AgentError> {
+    mount_ext4(
+        device,
+        Path::new(DATA_DIR),
+        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+        None,
+    )
+}
+
+fn mount_ext4(
+    device: &Path,
+    target: &Path,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(PathBuf, bool), AgentError> {
+    let target_str = target.to_string_lossy();
+    if is_mount_point(&target_str) {
+        return Ok((target.to_owned(), true));
+    }
+    match std::fs::metadata(device) {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(AgentError::new(
+                ErrorKind::NotFound,
+                format!("device {}: {e}", device.display()),
+            ))
+        }
+    }
+    std::fs::create_dir_all(target).map_err(|e| {
+        AgentError::new(
+            ErrorKind::Internal,
+            format!("creating {}: {e}", target.display()),
+        )
+    })?;
+    mount(Some(device), target, Some("ext4"), flags, data).map_err(|e| {
+        AgentError::new(
+            ErrorKind::Internal,
+            format!(
+                "mounting {} (ext4) at {}: {e}",
+                device.display(),
+                target.display()
+            ),
+        )
+    })?;
+    tracing::info!(device = %device.display(), target = %target.display(), "mounted");
+    Ok((target.to_owned(), false))
+}
+
+/// Mount points in this mount namespace.
+fn mount_points() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .collect()
+}
+
+/// Mount points at or below any of `prefixes`, deepest first.
+pub fn mounts_under(prefixes: &[&str]) -> Vec<String> {
+    let mut found: Vec<String> = mount_points()
+        .into_iter()
+        .filter(|m| {
+            prefixes
+                .iter()
+                .any(|p| m == p || m.starts_with(&format!("{p}/")))
+        })
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    found
+}
+
+/// Whether `path` is a mount point.
+pub fn is_mount_point(path: &str) -> bool {
+    mount_points().iter().any(|m| m == path)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
+        if octal {
+            let v = (u32::from(b[i + 1] - b'0') << 6)
+                | (u32::from(b[i + 2] - b'0') << 3)
+                | u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_mountinfo() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape(r"/x\134"), "/x\\");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert!(is_mount_point("/proc"));
+        assert!(mounts_under(&["/proc"]).iter().any(|m| m == "/proc"));
+    }
+
+    #[test]
+    fn layer_ids_are_checked_and_missing_devices_named() {
+        let e = mount_layer(Path::new("/dev/vdz"), "../x").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        let e = mount_layer(Path::new("/dev/no-such-disk"), "l1").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.contains("/dev/no-such-disk"));
+    }
+}
