@@ -17,7 +17,7 @@ use vmrun_agent_protocol::{
 macro_rules! skip_unless_possible {
     () => {
         if let Some(why) = common::skip_reason() {
-            eprintln!("skipping: {why}");
+            vmrun_test_skip::report(format_args!("{why}"));
             return;
         }
     };

@@ -105,11 +105,13 @@ impl Drop for HostAgent {
 
 fn can_run_containers() -> bool {
     if !nix_is_root() {
-        eprintln!("skipping: needs root (containers)");
+        vmrun_test_skip::report(format_args!("needs root (containers)"));
         return false;
     }
     if !Path::new("/bin/busybox").is_file() {
-        eprintln!("skipping: /bin/busybox is missing (apt-get install busybox-static)");
+        vmrun_test_skip::report(format_args!(
+            "/bin/busybox is missing (apt-get install busybox-static)"
+        ));
         return false;
     }
     true

@@ -116,10 +116,15 @@ impl Guest {
         );
     }
 
-    /// Sends an ending command and waits for the VM to end.
+    /// Sends an ending command, reads the guest's "bye" and closes (the guest waits for that
+    /// before it ends the VM), then waits for the VM to end.
     fn end_with(self, command: &str) -> (VmExit, String) {
-        let answer = self.command(command);
-        assert!(answer.starts_with("bye"), "{command}: {answer}");
+        let mut s = self.connect();
+        s.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let mut bye = [0u8; 4];
+        s.read_exact(&mut bye).unwrap();
+        assert_eq!(&bye, b"bye\n", "{command}");
+        drop(s);
         let exit = self.vm.wait().expect("the VM ends");
         let serial = self.serial();
         (exit, serial)

@@ -10,7 +10,8 @@
  *                    read the same line back, answer "ok" (or "fail: why")
  *   sink             read until EOF, answer the byte count and a FNV-1a 64 checksum
  *   source N         send N bytes of the test pattern, then close
- *   reboot|poweroff|halt   sync and end the VM that way
+ *   reboot|poweroff|halt   answer "bye", wait for the host to close, sync and end the VM
+ *                    that way
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <linux/vm_sockets.h>
 #include <unistd.h>
@@ -114,7 +116,14 @@ static void serve(int c) {
             off += k;
         }
     } else if (strcmp(line, "reboot") == 0 || strcmp(line, "poweroff") == 0 || strcmp(line, "halt") == 0) {
+        /* Deliver "bye" before the VM ends: half-close, then wait (at most 5 s) for the host
+         * to close its side, which it does once it has read the line. */
         say(c, "bye\n");
+        shutdown(c, SHUT_WR);
+        struct timeval tv = { .tv_sec = 5 };
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char drain[64];
+        while (read(c, drain, sizeof drain) > 0) {}
         sync();
         reboot(line[0] == 'r' ? RB_AUTOBOOT : line[0] == 'p' ? RB_POWER_OFF : RB_HALT_SYSTEM);
     } else {
