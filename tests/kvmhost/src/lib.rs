@@ -25,5 +25,5 @@ mod qemu;
 
 pub use job::{Job, Outcome};
 pub use nested::{inside_outer_host, nested_test, NestedInputs};
-pub use outer::{KvmHost, RunError};
+pub use outer::{debian_kernel, KvmHost, RunError};
 pub use vmrun_test_skip::Skip;

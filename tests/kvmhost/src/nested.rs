@@ -137,14 +137,26 @@ pub fn nested_test(
         Ok(o) => o,
         Err(e) => panic!("nested KVM run of {test} failed: {e}"),
     };
+    // Indented, so that the inner libtest's "test result" lines are not read as this run's.
+    let indented: String = outcome
+        .output
+        .lines()
+        .map(|l| format!("  | {l}\n"))
+        .collect();
     eprintln!(
-        "nested KVM host: booted in {:.1?}, whole run {:.1?}; the test's output:\n{}",
-        outcome.boot, outcome.elapsed, outcome.output
+        "nested KVM host: booted in {:.1?}, whole run {:.1?}; the test's output:\n{indented}",
+        outcome.boot, outcome.elapsed
     );
     assert_eq!(
-        outcome.exit_code, 0,
+        outcome.exit_code,
+        0,
         "{test} failed inside the nested KVM host (exit {}); serial log:\n{}",
-        outcome.exit_code, outcome.serial
+        outcome.exit_code,
+        outcome
+            .serial
+            .lines()
+            .map(|l| format!("  | {l}\n"))
+            .collect::<String>()
     );
     // A re-run that filtered to nothing would pass vacuously.
     assert!(

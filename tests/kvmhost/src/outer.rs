@@ -119,6 +119,12 @@ fn outer_kernel() -> Result<OuterKernel, Skip> {
     Ok(OuterKernel { dir, module_order })
 }
 
+/// Debian's `linux-image-amd64` kernel (a bzImage), fetched and cached as the outer host's
+/// kernel: tests that need a stock distro kernel image use it too.
+pub fn debian_kernel() -> Result<PathBuf, Skip> {
+    Ok(outer_kernel()?.dir.join("vmlinuz"))
+}
+
 impl KvmHost {
     /// The host, or why it cannot run here (no QEMU, no SVM in TCG, no busybox-static, no
     /// Debian kernel). Fetches the outer kernel on first use (cached).
