@@ -279,14 +279,18 @@ fn vmm_vsock_carries_64_connections_and_64_mib_each_way() {
                 }
                 off += n as u64;
             }
-            assert_eq!(off, TOTAL);
             let down = started.elapsed();
-            let mib = |d: Duration| 64.0 / d.as_secs_f64();
             eprintln!(
-            "vsock throughput (nested KVM on TCG): host→guest {:.1} MiB/s, guest→host {:.1} MiB/s",
-            mib(up),
-            mib(down)
-        );
+                "vsock throughput (nested KVM on TCG): guest→host {:.1} MiB/s",
+                off as f64 / f64::from(1 << 20) / down.as_secs_f64()
+            );
+            if off != TOTAL {
+                let exit = guest.vm.try_wait();
+                panic!(
+                    "bytes lost guest → host: {off} of {TOTAL}; VM: {exit:?}\nserial:\n{}",
+                    guest.serial()
+                );
+            }
             guest.assert_clean_kernel_log();
         },
     );
