@@ -8,7 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use vmrun_e2e::{require_root, require_tool, Daemon};
+use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon};
+
+/// Deadline of a command that boots a VM: TCG on a loaded host can be slow.
+const VM_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `docker args...` with [`VM_COMMAND_TIMEOUT`].
+fn docker(d: &Daemon, args: &[&str]) -> CmdOutput {
+    run_with_timeout(d.docker_cmd(args), None, VM_COMMAND_TIMEOUT)
+}
 
 /// A daemon that runs VM containers, or `None` after reporting why not.
 fn vm_daemon() -> Option<Daemon> {
@@ -16,7 +24,7 @@ fn vm_daemon() -> Option<Daemon> {
         return None;
     }
     let d = Daemon::start();
-    let out = d.docker(&["run", "--rm", "--isolation", "vm", "busybox", "true"]);
+    let out = docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]);
     if out.stderr.contains("is not available on this daemon") {
         vmrun_test_skip::report(format_args!(
             "VM isolation unavailable: {}",
@@ -39,75 +47,103 @@ fn host_file(path: &str) -> String {
 fn vm_run_output_exit_codes_and_its_own_kernel() {
     let Some(d) = vm_daemon() else { return };
     let started = Instant::now();
-    d.docker(&["run", "--rm", "--isolation", "vm", "busybox", "true"])
-        .ok();
+    docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]).ok();
     eprintln!(
         "docker run --rm --isolation vm busybox true: {:?}",
         started.elapsed()
     );
 
-    let out = d.docker(&["run", "--rm", "--isolation", "vm", "busybox", "echo", "hi"]);
+    let out = docker(
+        &d,
+        &["run", "--rm", "--isolation", "vm", "busybox", "echo", "hi"],
+    );
     out.ok();
     assert_eq!(out.stdout, "hi\n", "{out}");
-    d.docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "vmrun-vm",
-        "busybox",
-        "sh",
-        "-c",
-        "exit 3",
-    ])
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            "vmrun-vm",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    )
     .code_is(3);
-    d.docker(&[
-        "run",
-        "--rm",
-        "--isolation",
-        "vm",
-        "busybox",
-        "no-such-command",
-    ])
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "busybox",
+            "no-such-command",
+        ],
+    )
     .code_is(127);
 
-    let out = d.docker(&["run", "--rm", "--isolation", "vm", "busybox", "uname", "-r"]);
+    let out = docker(
+        &d,
+        &["run", "--rm", "--isolation", "vm", "busybox", "uname", "-r"],
+    );
     out.ok();
     let host = host_file("/proc/sys/kernel/osrelease");
     assert!(!out.out().is_empty(), "{out}");
     assert_ne!(out.out(), host, "the guest runs its own kernel: {out}");
 
-    let ps = d.docker(&["ps", "-aq"]);
+    let out = run_with_timeout(
+        d.docker_cmd(&["run", "--rm", "-i", "--isolation", "vm", "busybox", "cat"]),
+        Some(b"piped\n"),
+        VM_COMMAND_TIMEOUT,
+    );
+    out.ok();
+    assert_eq!(
+        out.stdout, "piped\n",
+        "stdin reaches the guest and ends: {out}"
+    );
+
+    let ps = docker(&d, &["ps", "-aq"]);
     assert_eq!(ps.out(), "", "--rm removed them:\n{ps}");
 }
 
 #[test]
 fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
     let Some(d) = vm_daemon() else { return };
-    d.docker(&[
-        "run",
-        "-d",
-        "--isolation",
-        "vm",
-        "--name",
-        "v1",
-        "busybox",
-        "sh",
-        "-c",
-        "echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done",
-    ])
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "v1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done",
+        ],
+    )
     .ok();
     vmrun_e2e::wait_for(Duration::from_secs(20), "the first log line", || {
-        d.docker(&["logs", "v1"])
+        docker(&d, &["logs", "v1"])
             .stdout
             .contains("started")
             .then_some(())
     });
 
-    let exec = d.docker(&["exec", "v1", "sh", "-c", "echo in-vm; echo kept > /note"]);
+    let exec = docker(
+        &d,
+        &["exec", "v1", "sh", "-c", "echo in-vm; echo kept > /note"],
+    );
     exec.ok();
     assert_eq!(exec.stdout, "in-vm\n", "{exec}");
-    d.docker(&["exec", "v1", "sh", "-c", "exit 9"]).code_is(9);
-    let top = d.docker(&["top", "v1"]);
+    docker(&d, &["exec", "v1", "sh", "-c", "exit 9"]).code_is(9);
+    let top = docker(&d, &["top", "v1"]);
     top.ok();
     assert!(
         top.stdout.contains("sleep 1") || top.stdout.contains("sh -c"),
@@ -129,9 +165,9 @@ fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
     // `logs -f` follows a running VM container.
     let mut follow = d.docker_cmd(&["logs", "-f", "v1"]);
     follow.stdout(std::process::Stdio::piped());
-    let mut child = follow.spawn().expect("docker logs -f");
+    let child = follow.spawn().expect("docker logs -f");
     std::thread::sleep(Duration::from_secs(3));
-    let stop = d.docker(&["stop", "-t", "2", "v1"]);
+    let stop = docker(&d, &["stop", "-t", "2", "v1"]);
     stop.ok();
     let out = child.wait_with_output().expect("docker logs -f ends");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -143,35 +179,44 @@ fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
     );
 
     // A fresh VM; the writable layer is on the container's data disk and survives.
-    d.docker(&["start", "v1"]).ok();
-    let exec = d.docker(&["exec", "v1", "cat", "/note"]);
+    docker(&d, &["start", "v1"]).ok();
+    let exec = docker(&d, &["exec", "v1", "cat", "/note"]);
     exec.ok();
     assert_eq!(exec.stdout, "kept\n", "{exec}");
-    d.docker(&["rm", "-f", "v1"]).ok();
-    assert_eq!(d.docker(&["ps", "-aq"]).out(), "");
+    docker(&d, &["rm", "-f", "v1"]).ok();
+    assert_eq!(docker(&d, &["ps", "-aq"]).out(), "");
 }
 
 #[test]
 fn vm_containers_and_a_native_one_side_by_side() {
     let Some(d) = vm_daemon() else { return };
     for name in ["va", "vb"] {
-        d.docker(&[
-            "run",
-            "-d",
-            "--isolation",
-            "vm",
-            "--name",
-            name,
-            "busybox",
-            "sleep",
-            "300",
-        ])
+        docker(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--isolation",
+                "vm",
+                "--name",
+                name,
+                "busybox",
+                "sleep",
+                "300",
+            ],
+        )
         .ok();
     }
-    d.docker(&["run", "-d", "--name", "native", "busybox", "sleep", "300"])
-        .ok();
+    docker(
+        &d,
+        &["run", "-d", "--name", "native", "busybox", "sleep", "300"],
+    )
+    .ok();
     let boot_id = |name: &str| {
-        let out = d.docker(&["exec", name, "cat", "/proc/sys/kernel/random/boot_id"]);
+        let out = docker(
+            &d,
+            &["exec", name, "cat", "/proc/sys/kernel/random/boot_id"],
+        );
         out.ok();
         out.out().to_string()
     };
@@ -181,27 +226,30 @@ fn vm_containers_and_a_native_one_side_by_side() {
     assert_ne!(a, host);
     assert_ne!(b, host);
     assert_ne!(a, b, "each VM container has its own kernel");
-    let ps = d.docker(&["ps", "--format", "{{.Names}}"]);
+    let ps = docker(&d, &["ps", "--format", "{{.Names}}"]);
     let mut names: Vec<&str> = ps.stdout.lines().collect();
     names.sort_unstable();
     assert_eq!(names, ["native", "va", "vb"], "{ps}");
-    d.docker(&["rm", "-f", "va", "vb", "native"]).ok();
+    docker(&d, &["rm", "-f", "va", "vb", "native"]).ok();
 }
 
 #[test]
 fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
     let Some(d) = vm_daemon() else { return };
-    d.docker(&[
-        "run",
-        "-d",
-        "--isolation",
-        "vm",
-        "--name",
-        "doomed",
-        "busybox",
-        "sleep",
-        "300",
-    ])
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "doomed",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
     .ok();
     let info = d.inspect("doomed");
     let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
@@ -220,7 +268,6 @@ fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
     let error = state["Error"].as_str().unwrap_or_default();
     assert!(error.contains("VM"), "{state}");
     // The daemon carries on.
-    d.docker(&["run", "--rm", "--isolation", "vm", "busybox", "true"])
-        .ok();
-    d.docker(&["rm", "doomed"]).ok();
+    docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]).ok();
+    docker(&d, &["rm", "doomed"]).ok();
 }

@@ -41,19 +41,29 @@ fn exit_status(info: ExitInfo) -> ExitStatus {
 #[async_trait]
 impl ProcessHandle for VmProcess {
     async fn attach(&self, opts: AttachOptions) -> Result<Box<dyn AttachIo>, BackendError> {
-        let target = StreamTarget::Attach {
-            id: self.id.clone(),
-            stdin: opts.stdin,
-            stdout: opts.stdout,
-            stderr: opts.stderr,
+        let output = opts.stdout || opts.stderr;
+        let open = |stdin: bool, stdout: bool, stderr: bool| {
+            let target = StreamTarget::Attach {
+                id: self.id.clone(),
+                stdin,
+                stdout,
+                stderr,
+            };
+            self.machine
+                .call("attaching", self.machine.agent().open_stream(target))
         };
-        let stream = self
-            .machine
-            .call("attaching", self.machine.agent().open_stream(target))
-            .await?;
+        // Input goes on a connection of its own, so that its end (a close: half-closes
+        // do not cross vhost-device-vsock) does not end the output.
+        let out = open(opts.stdin && !output, opts.stdout, opts.stderr).await?;
+        let input = if opts.stdin && output {
+            Some(open(true, false, false).await?)
+        } else {
+            None
+        };
         Ok(Box::new(AttachStream {
-            stream,
             stdin: opts.stdin,
+            out,
+            input,
         }))
     }
 
@@ -80,12 +90,22 @@ impl ProcessHandle for VmProcess {
     }
 }
 
-/// An attach stream over hybrid vsock. Without stdin, the client's end of input is not
-/// passed on: a half-close does not cross `vhost-device-vsock`, which closes the whole
-/// connection, output included.
+/// An attach stream over hybrid vsock: output (and input, when only input was asked)
+/// on `out`, input on `input`. Without stdin the client's end of input is not passed
+/// on: it would close the output's connection.
 struct AttachStream {
-    stream: UnixStream,
     stdin: bool,
+    out: UnixStream,
+    input: Option<UnixStream>,
+}
+
+impl AttachStream {
+    fn writer(&mut self) -> &mut UnixStream {
+        match &mut self.input {
+            Some(input) => input,
+            None => &mut self.out,
+        }
+    }
 }
 
 impl AsyncRead for AttachStream {
@@ -94,7 +114,7 @@ impl AsyncRead for AttachStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        Pin::new(&mut self.out).poll_read(cx, buf)
     }
 }
 
@@ -104,16 +124,16 @@ impl AsyncWrite for AttachStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        Pin::new(self.writer()).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        Pin::new(self.writer()).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if self.stdin {
-            Pin::new(&mut self.stream).poll_shutdown(cx)
+            Pin::new(self.writer()).poll_shutdown(cx)
         } else {
             Poll::Ready(Ok(()))
         }
