@@ -173,9 +173,11 @@ fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("tick 3"), "{text}");
     assert_eq!(d.state("v1").as_deref(), Some("exited"));
-    assert!(
-        !std::path::Path::new(&format!("/proc/{vm_pid}")).exists(),
-        "the VM ended with its container"
+    // The guest shuts down cleanly (its data disk) just after the exit is recorded.
+    vmrun_e2e::wait_for(
+        Duration::from_secs(20),
+        "the VM to end with its container",
+        || (!std::path::Path::new(&format!("/proc/{vm_pid}")).exists()).then_some(()),
     );
 
     // A fresh VM; the writable layer is on the container's data disk and survives.

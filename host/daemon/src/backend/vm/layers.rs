@@ -43,7 +43,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DiskError {
 }
 
 /// Size of the per-container data disk (sparse: only what is written takes space).
-pub const DATA_DISK_BYTES: u64 = 4 << 30;
+pub const DATA_DISK_BYTES: u64 = 2 << 30;
 /// Room left free on a layer disk beyond its content.
 const LAYER_HEADROOM_BYTES: u64 = 8 << 20;
 /// Bytes a file or directory costs on ext4 beyond its data (inode, directory entry).
@@ -178,7 +178,12 @@ pub fn ensure_data_disk(path: &Path) -> Result<(), DiskError> {
     mkfs(
         tmp.path(),
         DATA_DISK_BYTES,
-        &["-L", "vmrun-data"],
+        &[
+            "-L",
+            "vmrun-data",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+        ],
         &format!("the data disk {}", path.display()),
     )?;
     tmp.persist(path)

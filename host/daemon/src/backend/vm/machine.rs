@@ -22,6 +22,10 @@ use crate::backend::BackendError;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline from launch to the agent's welcome.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One attempt to connect and say hello (also the connect deadline of later streams).
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(8);
+/// What the agent prints on the console once it serves.
+const AGENT_READY: &[u8] = b"vmrun-agent: ready";
 /// How long a guest gets to end after `shutdown` before its monitor is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the log copy may take to catch up after the container exited.
@@ -81,14 +85,9 @@ impl Machine {
             };
             let _ = tx.send(Some(why));
         });
-        let connector = Connector::HybridVsock {
-            path: vm.vsock_path().to_owned(),
-            port: AGENT_PORT,
-            timeout: BOOT_TIMEOUT,
-        };
         let mut watch = exited.clone();
         let connected = tokio::select! {
-            r = tokio::time::timeout(BOOT_TIMEOUT, AgentClient::connect(connector, "vmrund")) => match r {
+            r = tokio::time::timeout(BOOT_TIMEOUT, connect(vm.vsock_path(), serial.as_deref())) => match r {
                 Ok(Ok(agent)) => Ok(agent),
                 Ok(Err(e)) => Err(format!("connecting to the guest agent: {e}")),
                 Err(_) => Err(format!("the guest agent did not answer within {}s", BOOT_TIMEOUT.as_secs())),
@@ -96,12 +95,15 @@ impl Machine {
             why = wait_exit(&mut watch) => Err(format!("the VM stopped while booting: {why}")),
         };
         match connected {
-            Ok(agent) => Ok(Machine {
-                vm,
-                agent,
-                exited,
-                log_copy: Mutex::new(None),
-            }),
+            Ok(agent) => {
+                tracing::debug!(pid = vm.pid(), "guest agent ready");
+                Ok(Machine {
+                    vm,
+                    agent,
+                    exited,
+                    log_copy: Mutex::new(None),
+                })
+            }
             Err(why) => {
                 stop(&vm, Duration::ZERO).await;
                 let tail = serial.as_deref().map(serial_tail).unwrap_or_default();
@@ -215,9 +217,8 @@ impl Machine {
         Ok(())
     }
 
-    /// Ends the VM: lets the log copy catch up, asks the agent to shut the guest down,
-    /// waits for the monitor (killing it after a grace period).
-    pub async fn shutdown(&self) {
+    /// Lets the log copy catch up with what the container wrote (it ends at the exit).
+    pub async fn drain_log(&self) {
         let copy = self
             .log_copy
             .lock()
@@ -228,6 +229,13 @@ impl Machine {
                 copy.abort();
             }
         }
+        tracing::debug!(pid = self.vm.pid(), "log copied");
+    }
+
+    /// Ends the VM: asks the agent to shut the guest down (sync, unmount: the data disk
+    /// stays consistent) and waits for the monitor, killing it after a grace period.
+    pub async fn shutdown(&self) {
+        self.drain_log().await;
         if self.exit_reason().is_some() {
             return;
         }
@@ -251,6 +259,43 @@ impl Machine {
             );
         }
         stop(&self.vm, Duration::from_secs(1)).await;
+    }
+}
+
+/// Waits for the agent's ready line on the serial console (a `CONNECT` sent while the
+/// guest's vsock driver is still coming up can leave `vhost-device-vsock` unanswering),
+/// then connects, in bounded attempts: a hello that goes unanswered is tried again on a
+/// fresh connection.
+async fn connect(vsock: &Path, serial: Option<&Path>) -> Result<AgentClient, ClientError> {
+    if let Some(serial) = serial {
+        loop {
+            let text = tokio::fs::read(serial).await.unwrap_or_default();
+            if text.windows(AGENT_READY.len()).any(|w| w == AGENT_READY) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    loop {
+        let connector = Connector::HybridVsock {
+            path: vsock.to_owned(),
+            port: AGENT_PORT,
+            timeout: CONNECT_ATTEMPT,
+        };
+        match tokio::time::timeout(CONNECT_ATTEMPT, AgentClient::connect(connector, "vmrund")).await
+        {
+            Ok(Ok(agent)) => return Ok(agent),
+            Ok(Err(e @ ClientError::Version(_))) => return Err(e),
+            Ok(Err(e)) => tracing::debug!("connecting to the guest agent: {e}; trying again"),
+            Err(_) => tracing::debug!("the guest agent did not answer the hello; trying again"),
+        }
+    }
+}
+
+impl Machine {
+    /// Ends the VM now, without a clean shutdown (its disks are about to be deleted).
+    pub async fn kill(&self) {
+        stop(&self.vm, Duration::ZERO).await;
     }
 }
 

@@ -55,6 +55,12 @@ struct Running {
     spec: Spec,
 }
 
+/// A container's VM shutting down after its container exited.
+struct Stopping {
+    machine: Arc<Machine>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// Runs each container in a microVM of its own.
 pub struct VmContainerBackend {
     config: DaemonConfig,
@@ -62,6 +68,7 @@ pub struct VmContainerBackend {
     assets: GuestAssets,
     layers: Arc<LayerDisks>,
     running: Mutex<HashMap<String, Running>>,
+    stopping: Mutex<HashMap<String, Stopping>>,
 }
 
 impl VmContainerBackend {
@@ -74,7 +81,16 @@ impl VmContainerBackend {
             assets,
             layers,
             running: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The VM of the last run of `id` while it shuts down, taken.
+    fn take_stopping(&self, id: &str) -> Option<Stopping> {
+        self.stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -220,6 +236,10 @@ fn device(i: usize) -> PathBuf {
 impl ContainerBackend for VmContainerBackend {
     async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
         let oci = spec::container_spec(c)?;
+        // The last run's VM must have let go of the data disk.
+        if let Some(last) = self.take_stopping(&c.id) {
+            let _ = last.task.await;
+        }
         let dir = self.dir(&c.id);
         let vsock = self.vsock_path(&c.id);
         for d in [Some(dir.as_path()), vsock.parent()].into_iter().flatten() {
@@ -300,13 +320,35 @@ impl ContainerBackend for VmContainerBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&c.id);
-        if let Some(r) = running {
-            r.machine.shutdown().await;
+        let Some(r) = running else { return };
+        // The exit is recorded once the log is complete; the guest's shutdown (a clean
+        // unmount of the data disk, seconds under TCG) goes on meanwhile.
+        r.machine.drain_log().await;
+        let machine = r.machine.clone();
+        let task = tokio::spawn(async move { machine.shutdown().await });
+        let old = self
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                c.id.clone(),
+                Stopping {
+                    machine: r.machine,
+                    task,
+                },
+            );
+        if let Some(old) = old {
+            old.machine.kill().await;
         }
     }
 
     async fn remove(&self, c: &ContainerSpec) -> Result<(), BackendError> {
         self.release(c).await;
+        // Its disks go with it: no need for a clean shutdown.
+        if let Some(last) = self.take_stopping(&c.id) {
+            last.machine.kill().await;
+            let _ = last.task.await;
+        }
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

@@ -77,7 +77,10 @@ impl ProcessHandle for VmProcess {
         self.machine
             .call_until("waiting", None, self.machine.agent().wait(&self.id))
             .await
-            .map(exit_status)
+            .map(|info| {
+                tracing::debug!(id = %self.id, code = info.exit_code, "exited in the guest");
+                exit_status(info)
+            })
     }
 
     async fn resize(&self, height: u16, width: u16) -> Result<(), BackendError> {
