@@ -114,7 +114,7 @@ impl VmContainerBackend {
         self.config
             .exec_root
             .join("vm")
-            .join(format!("{}.vsock", &id[..id.len().min(16)]))
+            .join(format!("{}.vsock", id.get(..16).unwrap_or(id)))
     }
 
     fn machine(&self, id: &str) -> Result<Arc<Machine>, BackendError> {
@@ -247,6 +247,16 @@ impl ContainerBackend for VmContainerBackend {
                 .map_err(|e| BackendError::Failed(format!("creating {}: {e}", d.display())))?;
         }
         let disks = self.disks(c).await?;
+        // A fresh console log: the boot waits for the agent's ready line in it.
+        let serial = self.serial_log(&c.id);
+        if let Err(e) = std::fs::remove_file(&serial) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(BackendError::Failed(format!(
+                    "removing {}: {e}",
+                    serial.display()
+                )));
+            }
+        }
         let machine = Arc::new(Machine::boot(self.vm.clone(), self.vm_spec(c, disks)).await?);
         if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
             machine.shutdown().await;
