@@ -111,6 +111,47 @@ fn vm_run_output_exit_codes_and_its_own_kernel() {
 }
 
 #[test]
+fn vm_layer_disks_keep_whiteouts_and_are_built_once_per_layer() {
+    let Some(d) = vm_daemon() else { return };
+    // A second layer made natively: a deleted file, a deleted directory, a new file.
+    docker(
+        &d,
+        &[
+            "run",
+            "--name",
+            "maker",
+            "busybox",
+            "sh",
+            "-c",
+            "rm -rf /etc/passwd /home; echo layered > /marker",
+        ],
+    )
+    .ok();
+    docker(&d, &["commit", "maker", "layered:1"]).ok();
+    let out = docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "layered:1",
+            "sh",
+            "-c",
+            "cat /marker; ls /etc/passwd /home 2>&1 | wc -l; test -e /etc/group && echo kept",
+        ],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "layered\n2\nkept\n", "{out}");
+    // busybox's layer (built by the first run) is shared: one disk per layer.
+    let disks = std::fs::read_dir(d.data_root().join("vm/layers"))
+        .map(|r| r.filter_map(Result::ok).count())
+        .unwrap_or(0);
+    assert_eq!(disks, 2, "one disk per distinct layer");
+    docker(&d, &["rm", "maker"]).ok();
+}
+
+#[test]
 fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
     let Some(d) = vm_daemon() else { return };
     docker(
