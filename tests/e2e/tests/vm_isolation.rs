@@ -314,3 +314,50 @@ fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
     docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]).ok();
     docker(&d, &["rm", "doomed"]).ok();
 }
+
+#[test]
+fn a_daemon_that_dies_leaves_no_vm_and_finds_its_container_exited() {
+    let Some(mut d) = vm_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "orphan",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
+    .ok();
+    let info = d.inspect("orphan");
+    let vm_pid = info["GraphDriver"]["Data"]["VmPid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no VmPid: {info}"))
+        .to_string();
+    d.kill9();
+    vmrun_e2e::wait_for(
+        Duration::from_secs(10),
+        "the VM to die with the daemon",
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{vm_pid}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting for its reaper.
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
+    );
+    d.restart();
+    let info = d.inspect("orphan");
+    let state = &info["State"];
+    assert_eq!(state["Status"], "exited", "{state}");
+    assert_eq!(state["ExitCode"], 255, "{state}");
+    assert!(
+        state["Error"].as_str().unwrap_or_default().contains("VM"),
+        "{state}"
+    );
+    // It starts again, in a fresh VM.
+    docker(&d, &["start", "orphan"]).ok();
+    docker(&d, &["rm", "-f", "orphan"]).ok();
+}

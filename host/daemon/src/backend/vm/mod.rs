@@ -320,8 +320,10 @@ impl ContainerBackend for VmContainerBackend {
     }
 
     async fn reconnect(&self, _c: &ContainerSpec) -> Result<Reconnected, BackendError> {
-        // The VM died with the daemon that launched it.
-        Ok(Reconnected::Lost)
+        // Monitors die with the daemon that launched them (PR_SET_PDEATHSIG).
+        Err(BackendError::Gone(
+            "its VM stopped with the daemon that ran it".into(),
+        ))
     }
 
     async fn release(&self, c: &ContainerSpec) {
