@@ -23,6 +23,12 @@ pub struct DaemonConfig {
     pub vm_backend: vmrun_vm::BackendChoice,
     /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
     pub vmm_binary: Option<PathBuf>,
+    /// The guest kernel of containers in microVMs (`--vm-kernel`; default: the newest
+    /// `vmlinux` that `kernel-config/build.sh` left in the cache).
+    pub vm_kernel: Option<PathBuf>,
+    /// The agent initramfs of containers in microVMs (`--vm-initrd`; default: the newest
+    /// one `installer/agent-initramfs.sh` left in the cache).
+    pub vm_initrd: Option<PathBuf>,
 }
 
 impl DaemonConfig {
@@ -38,6 +44,8 @@ impl DaemonConfig {
             registry_hosts: registry_hosts_from_env(),
             vm_backend: vmrun_vm::BackendChoice::Auto,
             vmm_binary: None,
+            vm_kernel: None,
+            vm_initrd: None,
         }
     }
 

@@ -11,9 +11,10 @@
 //! - [`state`]: the daemon's own, versioned container records (`container.json`), with
 //!   migrations from earlier versions.
 //! - [`backend`]: where processes actually run, told about a container by a
-//!   backend-neutral [`backend::ContainerSpec`]. Today the native backend (the runtime
-//!   library through one `vmrun-shim` per container), private to that module; a VM
-//!   backend will talk to the guest agent. Tests drive the engine with a fake one.
+//!   backend-neutral [`backend::ContainerSpec`]: the native backend (the runtime library
+//!   through one `vmrun-shim` per container) and the VM backend (one microVM per
+//!   container, driven through the guest agent), both private to that module. Tests
+//!   drive the engine with a fake one.
 //! - [`setup`]: start-up: opens the stores and the network, registers the backends.
 
 #![recursion_limit = "256"]

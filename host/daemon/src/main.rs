@@ -58,6 +58,14 @@ struct Args {
     /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
     #[arg(long = "vmm", value_name = "PATH")]
     vmm: Option<PathBuf>,
+    /// The guest kernel (ELF vmlinux) of containers in microVMs [default: the newest
+    /// in ~/.cache/vmrun/kernel/, as kernel-config/build.sh leaves it].
+    #[arg(long = "vm-kernel", value_name = "PATH", env = "VMRUN_VM_KERNEL")]
+    vm_kernel: Option<PathBuf>,
+    /// The agent initramfs of containers in microVMs [default: the newest in
+    /// ~/.cache/vmrun/initramfs/, as installer/agent-initramfs.sh leaves it].
+    #[arg(long = "vm-initrd", value_name = "PATH", env = "VMRUN_VM_INITRD")]
+    vm_initrd: Option<PathBuf>,
     /// Debug logging.
     #[arg(long, short = 'D')]
     debug: bool,
@@ -107,6 +115,8 @@ fn main() -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("--vm-backend: {e}"))?;
     config.vmm_binary = args.vmm;
+    config.vm_kernel = args.vm_kernel;
+    config.vm_initrd = args.vm_initrd;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("vmrund needs root to create namespaces, cgroups and mounts");
     }

@@ -260,12 +260,8 @@ async fn remove(
 
 async fn top(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
-    let pids = engine.container_pids(&rec).await?;
+    let processes = engine.container_top(&rec).await?;
     let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
-    let processes = pids
-        .iter()
-        .filter_map(|p| crate::engine::procfs::ps_row(*p))
-        .collect();
     Ok(json(&ContainerTopResponse {
         titles: Some(titles.iter().map(|t| t.to_string()).collect()),
         processes: Some(processes),

@@ -279,3 +279,17 @@ pub enum Reconnected {
     /// Gone without a record of its exit.
     Lost,
 }
+
+/// One process of a container, as a backend that cannot show host pids reports it
+/// (`docker top` inside a microVM).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopProcess {
+    /// Pid where the process runs (the guest's).
+    pub pid: i32,
+    /// Parent pid there.
+    pub ppid: i32,
+    /// Real user id.
+    pub uid: u32,
+    /// Command line.
+    pub cmd: String,
+}

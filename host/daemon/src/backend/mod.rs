@@ -11,6 +11,7 @@
 mod container;
 mod native;
 mod registry;
+mod vm;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use container::{
     ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec, GraphDriver, MountSpec,
     NetworkEndpoint, NetworkSpec, PortBinding, ProcessSpec, Protocol, PublishedPort, Reconnected,
-    ResourceStats, Resources, Security,
+    ResourceStats, Resources, Security, TopProcess,
 };
 pub use registry::{Backends, Isolation, Unavailable};
 pub use vmrun_shim::ExitStatus;
@@ -109,31 +110,50 @@ pub trait ContainerBackend: Send + Sync {
     async fn stats(&self, c: &ContainerSpec) -> Result<ResourceStats, BackendError>;
     /// Host pids of the container's processes.
     async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError>;
+    /// The container's processes where they are not host processes (a microVM's);
+    /// `None` (the default): `docker top` reads the host's `/proc` for [`Self::pids`].
+    async fn top(&self, _c: &ContainerSpec) -> Result<Option<Vec<TopProcess>>, BackendError> {
+        Ok(None)
+    }
     /// Where the container's files are (no I/O): for inspect, logs, commit, disk usage.
     fn files(&self, c: &ContainerSpec) -> ContainerFiles;
 }
 
-/// The backends of a daemon on this host: native containers, and why containers in
-/// microVMs are not available (yet).
+/// The backends of a daemon on this host: native containers, and containers in microVMs
+/// when the daemon has a VM backend, a guest kernel and an agent initramfs (else why not).
 pub fn host_backends(
     config: &crate::config::DaemonConfig,
     network: Arc<vmrun_network::NetworkManager>,
     vm: &crate::vm::VmSupport,
 ) -> Backends {
-    let vm_reason = match vm.backend() {
-        Some(b) => format!(
-            "containers in microVMs are not implemented yet (the {} VM backend is ready)",
-            b.name()
-        ),
-        None => vm
-            .unavailable()
-            .unwrap_or("no VM backend on this host")
-            .to_string(),
+    let backends = Backends::new().with(
+        Isolation::Native,
+        Arc::new(native::NativeBackend::new(config.clone(), network)),
+    );
+    let Some(monitor) = vm.backend() else {
+        let reason = vm.unavailable().unwrap_or("no VM backend on this host");
+        return backends.without(Isolation::Vm, reason);
     };
-    Backends::new()
-        .with(
-            Isolation::Native,
-            Arc::new(native::NativeBackend::new(config.clone(), network)),
-        )
-        .without(Isolation::Vm, vm_reason)
+    match vm::GuestAssets::find(config) {
+        Ok(assets) => {
+            tracing::info!(
+                kernel = %assets.kernel.display(),
+                initrd = %assets.initrd.display(),
+                "containers in microVMs available ({})",
+                monitor.name()
+            );
+            backends.with(
+                Isolation::Vm,
+                Arc::new(vm::VmContainerBackend::new(
+                    config.clone(),
+                    monitor.clone(),
+                    assets,
+                )),
+            )
+        }
+        Err(why) => {
+            tracing::warn!("containers in microVMs unavailable: {why}");
+            backends.without(Isolation::Vm, why)
+        }
+    }
 }

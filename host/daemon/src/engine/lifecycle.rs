@@ -161,6 +161,8 @@ impl Engine {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("lost the monitor of {id}: {e}");
+                // Shown as inspect's `State.Error` (a VM that died, an agent that hung up).
+                let _ = self.store.update(&id, |r| r.state.error = e.to_string());
                 ExitStatus {
                     exit_code: 255,
                     oom_killed: false,

@@ -23,6 +23,41 @@ impl Engine {
         Ok(backend.pids(&spec).await?)
     }
 
+    /// The processes of a running container as `ps` rows (UID PID PPID C STIME TTY TIME
+    /// CMD): from the backend where it has them (a microVM's), else from the host's
+    /// `/proc`.
+    pub async fn container_top(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<Vec<Vec<String>>, EngineError> {
+        if !rec.is_running() {
+            return Err(EngineError::not_running(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let (backend, spec) = self.backend_of(rec)?;
+        if let Some(processes) = backend.top(&spec).await? {
+            return Ok(processes
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        p.uid.to_string(),
+                        p.pid.to_string(),
+                        p.ppid.to_string(),
+                        "0".into(),
+                        "-".into(),
+                        "?".into(),
+                        "-".into(),
+                        p.cmd,
+                    ]
+                })
+                .collect());
+        }
+        let pids = backend.pids(&spec).await?;
+        Ok(pids.into_iter().filter_map(procfs::ps_row).collect())
+    }
+
     /// One stats sample; `prev` fills docker's `precpu_stats`.
     pub async fn container_stats(
         &self,

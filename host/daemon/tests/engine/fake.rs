@@ -24,6 +24,8 @@ pub struct FakeProcess {
     pub attached: Mutex<Vec<DuplexStream>>,
     pub size: Mutex<Option<(u16, u16)>>,
     fail_start: Option<BackendError>,
+    /// Set by [`FakeProcess::lose`]: `wait` fails with it, as when a VM dies.
+    lost: Mutex<Option<String>>,
 }
 
 impl FakeProcess {
@@ -35,7 +37,15 @@ impl FakeProcess {
             attached: Mutex::new(Vec::new()),
             size: Mutex::new(None),
             fail_start,
+            lost: Mutex::new(None),
         })
+    }
+
+    /// End the process without an exit status: `wait` fails with `why` (a monitor or a
+    /// VM that died).
+    pub fn lose(&self, why: &str) {
+        *self.lost.lock().unwrap() = Some(why.to_string());
+        self.exit(255);
     }
 
     /// End the process with `code`.
@@ -80,6 +90,9 @@ impl ProcessHandle for FakeProcess {
             .wait_for(Option::is_some)
             .await
             .map_err(|_| BackendError::Gone("the fake process vanished".into()))?;
+        if let Some(why) = self.lost.lock().unwrap().clone() {
+            return Err(BackendError::Gone(why));
+        }
         status
             .clone()
             .ok_or_else(|| BackendError::Gone("no exit status".into()))

@@ -223,3 +223,28 @@ async fn start_failures_are_recorded() {
     engine.start_container("ff").await.unwrap();
     assert!(engine.container(&id).unwrap().is_running());
 }
+
+#[tokio::test]
+async fn a_lost_process_is_recorded_as_exited_with_the_reason() {
+    let (_root, fake, engine) = setup();
+    let id = create(&engine, "lost", body(HostConfig::default()))
+        .await
+        .unwrap();
+    engine.start_container("lost").await.unwrap();
+    fake.init(&id)
+        .lose("waiting: the container's VM stopped: the monitor was killed");
+    eventually("the loss is recorded", || {
+        engine.container(&id).unwrap().state.status == Status::Exited
+    })
+    .await;
+    let rec = engine.container(&id).unwrap();
+    assert_eq!(rec.state.exit_code, 255);
+    assert!(
+        rec.state.error.contains("VM stopped"),
+        "{:?}",
+        rec.state.error
+    );
+    // The next start clears it.
+    engine.start_container("lost").await.unwrap();
+    assert_eq!(engine.container(&id).unwrap().state.error, "");
+}

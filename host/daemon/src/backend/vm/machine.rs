@@ -1,0 +1,334 @@
+//! One container's microVM: the [`VmInstance`], the [`AgentClient`] over its hybrid
+//! vsock, a watch on the monitor process, and the host-side copy of the container's log.
+//!
+//! Every agent call but `wait` has a deadline ([`CALL_TIMEOUT`]) and every call ends
+//! early, with the VM's exit reason, when the VM stops: a dead or hung guest gives the
+//! CLI an error instead of a hang.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use vmrun_agent_client::{AgentClient, ClientError, Connector};
+use vmrun_agent_protocol::{ErrorKind, ShutdownAction, StreamTarget, AGENT_PORT};
+use vmrun_vm::{VmBackend, VmInstance, VmSpec};
+
+use crate::backend::BackendError;
+
+/// Deadline of one agent call (all but `wait`).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline from launch to the agent's welcome.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One attempt to connect and say hello (also the connect deadline of later streams).
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(8);
+/// What the agent prints on the console once it serves.
+const AGENT_READY: &[u8] = b"vmrun-agent: ready";
+/// How long a guest gets to end after `shutdown` before its monitor is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the log copy may take to catch up after the container exited.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+
+/// A running microVM and its agent.
+pub struct Machine {
+    vm: Arc<dyn VmInstance>,
+    agent: AgentClient,
+    exited: watch::Receiver<Option<String>>,
+    log_copy: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine").field("vm", &self.vm).finish()
+    }
+}
+
+/// `ClientError` as a backend error; `CommandNotFound` and `PermissionDenied` keep their
+/// meaning (docker's 127 and 126).
+pub fn agent_error(what: &str, e: ClientError) -> BackendError {
+    match e {
+        ClientError::Agent(a) => {
+            let msg = a.message;
+            match a.kind {
+                ErrorKind::CommandNotFound => BackendError::NotFound(msg),
+                ErrorKind::PermissionDenied => BackendError::PermissionDenied(msg),
+                ErrorKind::BadUser | ErrorKind::BadRequest => BackendError::BadRequest(msg),
+                ErrorKind::NotFound | ErrorKind::Conflict => BackendError::Gone(msg),
+                _ => BackendError::Failed(format!("{what}: {msg}")),
+            }
+        }
+        ClientError::Closed | ClientError::Frame(_) | ClientError::Connect(_) => {
+            BackendError::Gone(format!("{what}: {e}"))
+        }
+        other => BackendError::Failed(format!("{what}: {other}")),
+    }
+}
+
+impl Machine {
+    /// Launches the VM of `spec` and connects to its agent; on any error nothing is left
+    /// running.
+    pub async fn boot(backend: Arc<dyn VmBackend>, spec: VmSpec) -> Result<Self, BackendError> {
+        let serial = spec.serial_log.clone();
+        let vm: Arc<dyn VmInstance> = tokio::task::spawn_blocking(move || backend.launch(&spec))
+            .await
+            .map_err(|e| BackendError::Failed(format!("launching the VM panicked: {e}")))?
+            .map(Arc::from)
+            .map_err(|e| BackendError::Failed(format!("launching the VM: {e}")))?;
+        let (tx, exited) = watch::channel(None);
+        let watched = vm.clone();
+        tokio::task::spawn_blocking(move || {
+            let why = match watched.wait() {
+                Ok(exit) => exit.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.send(Some(why));
+        });
+        let mut watch = exited.clone();
+        let connected = tokio::select! {
+            r = tokio::time::timeout(BOOT_TIMEOUT, connect(vm.vsock_path(), serial.as_deref())) => match r {
+                Ok(Ok(agent)) => Ok(agent),
+                Ok(Err(e)) => Err(format!("connecting to the guest agent: {e}")),
+                Err(_) => Err(format!("the guest agent did not answer within {}s", BOOT_TIMEOUT.as_secs())),
+            },
+            why = wait_exit(&mut watch) => Err(format!("the VM stopped while booting: {why}")),
+        };
+        match connected {
+            Ok(agent) => {
+                tracing::debug!(pid = vm.pid(), "guest agent ready");
+                Ok(Machine {
+                    vm,
+                    agent,
+                    exited,
+                    log_copy: Mutex::new(None),
+                })
+            }
+            Err(why) => {
+                stop(&vm, Duration::ZERO).await;
+                let tail = serial.as_deref().map(serial_tail).unwrap_or_default();
+                Err(BackendError::Failed(format!("{why}{tail}")))
+            }
+        }
+    }
+
+    /// The monitor's backend name (`qemu`, `vmm`).
+    pub fn backend(&self) -> &'static str {
+        self.vm.backend()
+    }
+
+    /// The monitor's pid.
+    pub fn pid(&self) -> u32 {
+        self.vm.pid()
+    }
+
+    /// The agent, for calls that go through [`Machine::call`].
+    pub fn agent(&self) -> &AgentClient {
+        &self.agent
+    }
+
+    /// Why the VM stopped, once it has (never blocks).
+    pub fn exit_reason(&self) -> Option<String> {
+        self.exited.borrow().clone()
+    }
+
+    /// Resolves when the VM has stopped, with the reason.
+    pub async fn stopped(&self) -> String {
+        let mut watch = self.exited.clone();
+        wait_exit(&mut watch).await
+    }
+
+    /// Runs one agent call with [`CALL_TIMEOUT`], failing early when the VM stops.
+    pub async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, BackendError> {
+        self.call_until(what, Some(CALL_TIMEOUT), fut).await
+    }
+
+    /// [`Machine::call`] with any deadline, or none (`wait`).
+    pub async fn call_until<T>(
+        &self,
+        what: &str,
+        deadline: Option<Duration>,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, BackendError> {
+        let limited = async {
+            match deadline {
+                Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| {
+                    BackendError::Failed(format!(
+                        "{what}: the guest agent did not answer within {}s",
+                        d.as_secs()
+                    ))
+                }),
+                None => Ok(fut.await),
+            }
+        };
+        tokio::select! {
+            r = limited => match r? {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    // A connection that died with the VM: say why the VM stopped.
+                    let gone = matches!(e, ClientError::Closed | ClientError::Frame(_) | ClientError::Connect(_));
+                    if gone {
+                        if let Ok(why) = tokio::time::timeout(Duration::from_secs(2), self.stopped()).await {
+                            return Err(BackendError::Gone(format!("{what}: the container's VM stopped: {why}")));
+                        }
+                    }
+                    Err(agent_error(what, e))
+                }
+            },
+            why = self.stopped() => Err(BackendError::Gone(format!("{what}: the container's VM stopped: {why}"))),
+        }
+    }
+
+    /// Copies the guest's json-file log of container `id` into `host_log` (appending) as
+    /// it is written, until the container has exited.
+    pub async fn follow_log(&self, id: &str, host_log: &Path) -> Result<(), BackendError> {
+        let target = StreamTarget::Logs {
+            id: id.to_string(),
+            follow: true,
+        };
+        let mut stream = self
+            .call("opening the log stream", self.agent.open_stream(target))
+            .await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(host_log)
+            .await
+            .map_err(|e| BackendError::Failed(format!("opening {}: {e}", host_log.display())))?;
+        let path: PathBuf = host_log.to_owned();
+        let task = tokio::spawn(async move {
+            if let Err(e) = tokio::io::copy(&mut stream, &mut file).await {
+                tracing::warn!("copying the guest log into {}: {e}", path.display());
+            }
+            let _ = file.flush().await;
+        });
+        if let Some(old) = self
+            .log_copy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Lets the log copy catch up with what the container wrote (it ends at the exit).
+    pub async fn drain_log(&self) {
+        let copy = self
+            .log_copy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut copy) = copy {
+            if tokio::time::timeout(LOG_DRAIN, &mut copy).await.is_err() {
+                copy.abort();
+            }
+        }
+        tracing::debug!(pid = self.vm.pid(), "log copied");
+    }
+
+    /// Ends the VM: asks the agent to shut the guest down (sync, unmount: the data disk
+    /// stays consistent) and waits for the monitor, killing it after a grace period.
+    pub async fn shutdown(&self) {
+        self.drain_log().await;
+        if self.exit_reason().is_some() {
+            return;
+        }
+        let asked = self
+            .call(
+                "shutting the VM down",
+                self.agent.shutdown(ShutdownAction::Reboot),
+            )
+            .await;
+        let grace = match asked {
+            Ok(()) => SHUTDOWN_GRACE,
+            Err(e) => {
+                tracing::warn!("{e}; stopping the VM");
+                Duration::ZERO
+            }
+        };
+        if tokio::time::timeout(grace, self.stopped()).await.is_err() {
+            tracing::warn!(
+                pid = self.vm.pid(),
+                "the VM did not end after shutdown; stopping it"
+            );
+        }
+        stop(&self.vm, Duration::from_secs(1)).await;
+    }
+}
+
+/// Waits for the agent's ready line on the serial console (a `CONNECT` sent while the
+/// guest's vsock driver is still coming up can leave `vhost-device-vsock` unanswering),
+/// then connects, in bounded attempts: a hello that goes unanswered is tried again on a
+/// fresh connection.
+async fn connect(vsock: &Path, serial: Option<&Path>) -> Result<AgentClient, ClientError> {
+    if let Some(serial) = serial {
+        loop {
+            let text = tokio::fs::read(serial).await.unwrap_or_default();
+            if text.windows(AGENT_READY.len()).any(|w| w == AGENT_READY) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    loop {
+        let connector = Connector::HybridVsock {
+            path: vsock.to_owned(),
+            port: AGENT_PORT,
+            timeout: CONNECT_ATTEMPT,
+        };
+        match tokio::time::timeout(CONNECT_ATTEMPT, AgentClient::connect(connector, "vmrund")).await
+        {
+            Ok(Ok(agent)) => return Ok(agent),
+            Ok(Err(e @ ClientError::Version(_))) => return Err(e),
+            Ok(Err(e)) => tracing::debug!("connecting to the guest agent: {e}; trying again"),
+            Err(_) => tracing::debug!("the guest agent did not answer the hello; trying again"),
+        }
+    }
+}
+
+impl Machine {
+    /// Ends the VM now, without a clean shutdown (its disks are about to be deleted).
+    pub async fn kill(&self) {
+        stop(&self.vm, Duration::ZERO).await;
+    }
+}
+
+/// Stops the monitor (SIGTERM, SIGKILL after `grace`) and waits for it.
+async fn stop(vm: &Arc<dyn VmInstance>, grace: Duration) {
+    let vm = vm.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = vm.stop(grace) {
+            tracing::warn!("stopping the VM: {e}");
+        }
+    })
+    .await;
+}
+
+async fn wait_exit(watch: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(why) = watch.borrow_and_update().clone() {
+            return why;
+        }
+        if watch.changed().await.is_err() {
+            return "the VM monitor is gone".into();
+        }
+    }
+}
+
+/// The end of the guest's serial log, for boot errors.
+fn serial_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; serial console ({}):\n{tail}", path.display())
+    }
+}

@@ -1,0 +1,457 @@
+//! The VM backend: each container runs in a microVM of its own (`--isolation vm`,
+//! `--runtime vmrun-vm`), booted from the guest kernel and the agent initramfs by the
+//! daemon's `VmBackend` (our VMM or QEMU), driven through the guest agent.
+//!
+//! A run: the image's layers become read-only ext4 disks ([`layers`], cached per layer),
+//! the container's writable layer lives on its own sparse ext4 data disk (kept across
+//! runs), the VM boots ([`machine`]), the agent mounts the disks and creates the
+//! container with the spec the native backend would build, less the host's paths
+//! ([`spec`]); stdio, waits and signals go through the agent ([`process`]), the guest's
+//! json-file log is copied into the host's as it is written. When the container exits
+//! the VM is shut down: the VM lives and dies with its container, and `start` boots a
+//! fresh one. Monitors die with the daemon (`PR_SET_PDEATHSIG`), so after a daemon
+//! restart a VM container is found exited.
+//!
+//! Not yet: networking (the container has loopback only), published ports, binds and
+//! volumes, `commit` of the writable layer.
+
+mod assets;
+mod layers;
+mod machine;
+mod process;
+mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use oci_spec::runtime::Spec;
+use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec, DATA_DIR};
+use vmrun_vm::{DiskSpec, VmBackend, VmSpec};
+
+use super::{
+    BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
+    GraphDriver, ProcessHandle, Reconnected, ResourceStats,
+};
+use crate::config::DaemonConfig;
+pub use assets::GuestAssets;
+use layers::LayerDisks;
+use machine::Machine;
+use process::VmProcess;
+
+/// Memory of a VM whose container has no limit.
+const DEFAULT_MEMORY_MIB: u32 = 256;
+/// Memory beyond the container's limit for the guest kernel and agent.
+const GUEST_OVERHEAD_MIB: u32 = 64;
+/// Most vCPUs a container VM gets.
+const MAX_VCPUS: u8 = 2;
+/// Most layer disks (virtio-mmio slots are few).
+const MAX_LAYERS: usize = 20;
+
+/// A container's VM while it runs.
+struct Running {
+    machine: Arc<Machine>,
+    spec: Spec,
+}
+
+/// A container's VM shutting down after its container exited.
+struct Stopping {
+    machine: Arc<Machine>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs each container in a microVM of its own.
+pub struct VmContainerBackend {
+    config: DaemonConfig,
+    vm: Arc<dyn VmBackend>,
+    assets: GuestAssets,
+    layers: Arc<LayerDisks>,
+    running: Mutex<HashMap<String, Running>>,
+    stopping: Mutex<HashMap<String, Stopping>>,
+}
+
+impl VmContainerBackend {
+    /// A backend launching VMs through `vm` from `assets`.
+    pub fn new(config: DaemonConfig, vm: Arc<dyn VmBackend>, assets: GuestAssets) -> Self {
+        let layers = Arc::new(LayerDisks::new(config.data_root.join("vm").join("layers")));
+        VmContainerBackend {
+            config,
+            vm,
+            assets,
+            layers,
+            running: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The VM of the last run of `id` while it shuts down, taken.
+    fn take_stopping(&self, id: &str) -> Option<Stopping> {
+        self.stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.config.container_dir(id)
+    }
+
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn data_disk(&self, id: &str) -> PathBuf {
+        self.dir(id).join("vm-data.ext4")
+    }
+
+    fn serial_log(&self, id: &str) -> PathBuf {
+        self.dir(id).join("vm-serial.log")
+    }
+
+    /// A short socket path: Unix socket paths (plus `_<port>`) must fit in 108 bytes.
+    fn vsock_path(&self, id: &str) -> PathBuf {
+        self.config
+            .exec_root
+            .join("vm")
+            .join(format!("{}.vsock", id.get(..16).unwrap_or(id)))
+    }
+
+    fn machine(&self, id: &str) -> Result<Arc<Machine>, BackendError> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|r| r.machine.clone())
+            .ok_or_else(|| BackendError::Gone(format!("container {id} is not running")))
+    }
+
+    /// Layer disks and the data disk, made now where missing.
+    async fn disks(&self, c: &ContainerSpec) -> Result<Vec<DiskSpec>, BackendError> {
+        if c.layers.len() > MAX_LAYERS {
+            return Err(BackendError::BadRequest(format!(
+                "the image has {} layers; containers in microVMs take at most {MAX_LAYERS}",
+                c.layers.len()
+            )));
+        }
+        let layers = self.layers.clone();
+        let sources = c.layers.clone();
+        let data = self.data_disk(&c.id);
+        tokio::task::spawn_blocking(move || {
+            let mut disks = Vec::new();
+            for l in &sources {
+                disks.push(DiskSpec {
+                    path: layers.disk_for(l)?,
+                    read_only: true,
+                });
+            }
+            layers::ensure_data_disk(&data)?;
+            disks.push(DiskSpec {
+                path: data,
+                read_only: false,
+            });
+            Ok::<_, layers::DiskError>(disks)
+        })
+        .await
+        .map_err(|e| BackendError::Failed(format!("making the VM's disks panicked: {e}")))?
+        .map_err(|e| BackendError::Failed(format!("making the VM's disks: {e}")))
+    }
+
+    fn vm_spec(&self, c: &ContainerSpec, disks: Vec<DiskSpec>) -> VmSpec {
+        let mut spec = VmSpec::new(&self.assets.kernel, self.vsock_path(&c.id));
+        spec.initrd = Some(self.assets.initrd.clone());
+        spec.memory_mib = match c.resources.memory.filter(|m| *m > 0) {
+            Some(bytes) => {
+                let mib = u32::try_from(bytes.unsigned_abs().div_ceil(1 << 20)).unwrap_or(u32::MAX);
+                mib.saturating_add(GUEST_OVERHEAD_MIB).max(128)
+            }
+            None => DEFAULT_MEMORY_MIB,
+        };
+        spec.vcpus = match c.resources.nano_cpus.filter(|n| *n > 0) {
+            Some(n) => u8::try_from(n.unsigned_abs().div_ceil(1_000_000_000))
+                .unwrap_or(MAX_VCPUS)
+                .clamp(1, MAX_VCPUS),
+            None => 1,
+        };
+        spec.disks = disks;
+        spec.serial_log = Some(self.serial_log(&c.id));
+        spec
+    }
+
+    /// Mounts the disks in the guest and creates the container there.
+    async fn create_in_guest(
+        &self,
+        machine: &Machine,
+        c: &ContainerSpec,
+        oci: &Spec,
+    ) -> Result<(), BackendError> {
+        let agent = machine.agent();
+        let mut guest_layers = Vec::new();
+        for (i, layer) in c.layers.iter().enumerate() {
+            let (path, _) = machine
+                .call(
+                    "mounting a layer disk",
+                    agent.mount_layer(device(i), &layers::layer_key(layer)),
+                )
+                .await?;
+            guest_layers.push(path);
+        }
+        let (data, _) = machine
+            .call(
+                "mounting the data disk",
+                agent.mount_data_disk(device(c.layers.len())),
+            )
+            .await?;
+        debug_assert_eq!(data, Path::new(DATA_DIR));
+        let spec = serde_json::to_value(oci)
+            .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
+        let req = CreateContainer {
+            id: c.id.clone(),
+            spec,
+            rootfs: RootfsSpec {
+                layers: guest_layers,
+                writable: Some(data.join("rw")),
+            },
+            user: c.process.user.clone(),
+            tty: c.process.tty,
+            open_stdin: c.process.open_stdin,
+            stdin_once: c.process.stdin_once,
+            console_size: c.process.console_size,
+            log_path: None,
+        };
+        machine
+            .call("creating the container", agent.create(req))
+            .await?;
+        machine.follow_log(&c.id, &self.log_path(&c.id)).await
+    }
+}
+
+/// The guest's block device of disk `i` (`/dev/vda`, `/dev/vdb`, ...).
+fn device(i: usize) -> PathBuf {
+    let letter = char::from(b'a' + u8::try_from(i % 26).unwrap_or(0));
+    PathBuf::from(format!("/dev/vd{letter}"))
+}
+
+#[async_trait]
+impl ContainerBackend for VmContainerBackend {
+    async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
+        let oci = spec::container_spec(c)?;
+        // The last run's VM must have let go of the data disk.
+        if let Some(last) = self.take_stopping(&c.id) {
+            let _ = last.task.await;
+        }
+        let dir = self.dir(&c.id);
+        let vsock = self.vsock_path(&c.id);
+        for d in [Some(dir.as_path()), vsock.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| BackendError::Failed(format!("creating {}: {e}", d.display())))?;
+        }
+        let disks = self.disks(c).await?;
+        // A fresh console log: the boot waits for the agent's ready line in it.
+        let serial = self.serial_log(&c.id);
+        if let Err(e) = std::fs::remove_file(&serial) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(BackendError::Failed(format!(
+                    "removing {}: {e}",
+                    serial.display()
+                )));
+            }
+        }
+        let machine = Arc::new(Machine::boot(self.vm.clone(), self.vm_spec(c, disks)).await?);
+        if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
+            machine.shutdown().await;
+            return Err(e);
+        }
+        tracing::info!(
+            container = c.short_id(),
+            backend = machine.backend(),
+            pid = machine.pid(),
+            "container VM ready"
+        );
+        let monitor_pid = i32::try_from(machine.pid()).unwrap_or(0);
+        let old = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                c.id.clone(),
+                Running {
+                    machine: machine.clone(),
+                    spec: oci,
+                },
+            );
+        if let Some(old) = old {
+            old.machine.shutdown().await;
+        }
+        Ok(CreatedContainer {
+            process: Arc::new(VmProcess::new(machine, c.id.clone())),
+            monitor_pid,
+            endpoint: None,
+            ports: Vec::new(),
+        })
+    }
+
+    async fn create_exec(
+        &self,
+        c: &ContainerSpec,
+        exec: &ExecSpec,
+    ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
+        let (machine, oci) = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let r = running.get(&c.id).ok_or_else(|| {
+                BackendError::Gone(format!("container {} is not running", c.short_id()))
+            })?;
+            (r.machine.clone(), r.spec.clone())
+        };
+        let process = spec::exec_process(&oci, exec, &c.layers)?;
+        let process = serde_json::to_value(&process)
+            .map_err(|e| BackendError::Failed(format!("encoding the exec's process: {e}")))?;
+        let req = CreateExec {
+            container_id: c.id.clone(),
+            exec_id: exec.id.clone(),
+            process,
+            open_stdin: exec.open_stdin,
+            console_size: exec.console_size,
+        };
+        machine
+            .call("creating the exec", machine.agent().exec(req))
+            .await?;
+        Ok(Arc::new(VmProcess::new(machine, exec.id.clone())))
+    }
+
+    async fn reconnect(&self, _c: &ContainerSpec) -> Result<Reconnected, BackendError> {
+        // Monitors die with the daemon that launched them (PR_SET_PDEATHSIG).
+        Err(BackendError::Gone(
+            "its VM stopped with the daemon that ran it".into(),
+        ))
+    }
+
+    async fn release(&self, c: &ContainerSpec) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&c.id);
+        let Some(r) = running else { return };
+        // The exit is recorded once the log is complete; the guest's shutdown (a clean
+        // unmount of the data disk, seconds under TCG) goes on meanwhile.
+        r.machine.drain_log().await;
+        let machine = r.machine.clone();
+        let task = tokio::spawn(async move { machine.shutdown().await });
+        let old = self
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                c.id.clone(),
+                Stopping {
+                    machine: r.machine,
+                    task,
+                },
+            );
+        if let Some(old) = old {
+            old.machine.kill().await;
+        }
+    }
+
+    async fn remove(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.release(c).await;
+        // Its disks go with it: no need for a clean shutdown.
+        if let Some(last) = self.take_stopping(&c.id) {
+            last.machine.kill().await;
+            let _ = last.task.await;
+        }
+        let dir = self.dir(&c.id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::Failed(format!(
+                "removing {}: {e}",
+                dir.display()
+            ))),
+        }
+    }
+
+    async fn kill(&self, c: &ContainerSpec, signal: i32) -> Result<(), BackendError> {
+        let machine = self.machine(&c.id)?;
+        machine
+            .call("signalling", machine.agent().kill(&c.id, signal))
+            .await
+    }
+
+    async fn stats(&self, c: &ContainerSpec) -> Result<ResourceStats, BackendError> {
+        let machine = self.machine(&c.id)?;
+        let s = machine
+            .call("reading stats", machine.agent().stats(&c.id))
+            .await?;
+        Ok(ResourceStats {
+            memory_usage: s.memory_usage,
+            memory_max_usage: s.memory_max_usage,
+            memory_limit: s.memory_limit,
+            memory_cache: s.memory_cache,
+            cpu_usage_ns: s.cpu_usage_ns,
+            cpu_user_ns: s.cpu_user_ns,
+            cpu_system_ns: s.cpu_system_ns,
+            pids_current: s.pids_current,
+            pids_limit: s.pids_limit,
+        })
+    }
+
+    async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError> {
+        let top = self.top(c).await?.unwrap_or_default();
+        Ok(top.into_iter().map(|p| p.pid).collect())
+    }
+
+    async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<super::TopProcess>>, BackendError> {
+        let machine = self.machine(&c.id)?;
+        let processes = machine
+            .call("listing processes", machine.agent().top(&c.id))
+            .await?;
+        Ok(Some(
+            processes
+                .into_iter()
+                .map(|p| super::TopProcess {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    uid: p.uid,
+                    cmd: p.cmd,
+                })
+                .collect(),
+        ))
+    }
+
+    fn files(&self, c: &ContainerSpec) -> ContainerFiles {
+        let mut data: BTreeMap<String, String> = BTreeMap::new();
+        let disks: Vec<String> = c
+            .layers
+            .iter()
+            .rev()
+            .map(|l| self.layers.path_of(l).display().to_string())
+            .collect();
+        data.insert("LayerDisks".into(), disks.join(":"));
+        data.insert(
+            "DataDisk".into(),
+            self.data_disk(&c.id).display().to_string(),
+        );
+        data.insert(
+            "SerialLog".into(),
+            self.serial_log(&c.id).display().to_string(),
+        );
+        data.insert("VmBackend".into(), self.vm.name().to_string());
+        if let Ok(m) = self.machine(&c.id) {
+            data.insert("VmPid".into(), m.pid().to_string());
+        }
+        ContainerFiles {
+            log: self.log_path(&c.id),
+            hosts: None,
+            hostname: None,
+            resolv_conf: None,
+            sandbox: None,
+            writable_layer: None,
+            graph_driver: Some(GraphDriver {
+                name: "vmrun-vm".into(),
+                data,
+            }),
+        }
+    }
+}

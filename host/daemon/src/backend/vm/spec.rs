@@ -1,0 +1,159 @@
+//! The OCI spec of a container in a microVM: the native backend's spec (command,
+//! environment, capabilities, seccomp, limits), less what names the host. The agent
+//! replaces `root.path`; the container gets a network namespace of its own with loopback
+//! only (networking across the VM boundary is a later issue); host binds are refused.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Process, Spec};
+
+use crate::backend::native::spec::{self as native_spec, EtcFiles, SpecInputs};
+use crate::backend::{BackendError, ContainerSpec, ExecSpec};
+
+/// What is not supported in VM mode yet, as a clear error.
+pub fn check_supported(c: &ContainerSpec) -> Result<(), BackendError> {
+    if !c.mounts.is_empty() {
+        return Err(BackendError::BadRequest(
+            "bind mounts and volumes are not supported for containers in microVMs yet (--isolation vm)"
+                .into(),
+        ));
+    }
+    if !c.ports.is_empty() {
+        return Err(BackendError::BadRequest(
+            "published ports are not supported for containers in microVMs yet (--isolation vm)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The guest spec of `c`.
+pub fn container_spec(c: &ContainerSpec) -> Result<Spec, BackendError> {
+    check_supported(c)?;
+    // Placeholders: the etc files are host paths and their binds are dropped below.
+    let none = PathBuf::new();
+    let files = EtcFiles {
+        hosts: none.clone(),
+        hostname: none.clone(),
+        resolv_conf: none,
+    };
+    let mut spec = native_spec::build(&SpecInputs {
+        container: c,
+        rootfs: Path::new("rootfs"),
+        netns: None,
+        files: &files,
+    })?;
+    let mounts = spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.typ().as_deref() != Some("bind"))
+        .collect();
+    spec.set_mounts(Some(mounts));
+    if let Some(mut linux) = spec.linux().clone() {
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        let mut net = LinuxNamespace::default();
+        net.set_typ(LinuxNamespaceType::Network);
+        namespaces.push(net);
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+    }
+    Ok(spec)
+}
+
+/// The OCI process of an exec: the container's process with the exec's changes. A user
+/// name is looked up in the image's layers (top-most `/etc/passwd` first), not in the
+/// container's writable layer.
+pub fn exec_process(
+    spec: &Spec,
+    exec: &ExecSpec,
+    layers: &[PathBuf],
+) -> Result<Process, BackendError> {
+    if exec.cmd.is_empty() {
+        return Err(BackendError::BadRequest("No exec command specified".into()));
+    }
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(exec.cmd.clone()));
+    process.set_terminal(Some(exec.tty));
+    let mut env = process.env().clone().unwrap_or_default();
+    for kv in &exec.env {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(dir) = exec.workdir.as_deref().filter(|d| !d.is_empty()) {
+        process.set_cwd(PathBuf::from(dir));
+    }
+    if let Some(user) = exec.user.as_deref().filter(|u| !u.is_empty()) {
+        let root = layers
+            .iter()
+            .rev()
+            .find(|l| l.join("etc/passwd").is_file())
+            .or_else(|| layers.last())
+            .ok_or_else(|| BackendError::BadRequest("the container has no layers".into()))?;
+        let resolved = vmrun_runtime::user::resolve_user(root, user)
+            .map_err(|e| BackendError::BadRequest(e.to_string()))?;
+        let mut u = process.user().clone();
+        u.set_uid(resolved.uid);
+        u.set_gid(resolved.gid);
+        u.set_additional_gids(Some(resolved.additional_gids));
+        process.set_user(u);
+    }
+    Ok(process)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{MountSpec, ProcessSpec};
+
+    fn container() -> ContainerSpec {
+        ContainerSpec {
+            id: "c".repeat(64),
+            name: "c".into(),
+            hostname: "host1".into(),
+            process: ProcessSpec {
+                args: vec!["true".into()],
+                ..ProcessSpec::default()
+            },
+            ..ContainerSpec::default()
+        }
+    }
+
+    #[test]
+    fn the_guest_spec_names_nothing_of_the_host() {
+        let spec = container_spec(&container()).unwrap();
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        assert!(mounts.iter().all(|m| m.typ().as_deref() != Some("bind")));
+        let namespaces = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        let net: Vec<_> = namespaces
+            .iter()
+            .filter(|n| n.typ() == LinuxNamespaceType::Network)
+            .collect();
+        assert_eq!(net.len(), 1);
+        assert!(
+            net[0].path().is_none(),
+            "a fresh namespace, not a host path"
+        );
+        assert_eq!(spec.hostname().as_deref(), Some("host1"));
+    }
+
+    #[test]
+    fn binds_and_ports_are_refused_clearly() {
+        let mut c = container();
+        c.mounts.push(MountSpec {
+            source: "/tmp".into(),
+            destination: "/x".into(),
+            read_only: false,
+        });
+        let e = container_spec(&c).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+    }
+}

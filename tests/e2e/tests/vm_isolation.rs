@@ -1,0 +1,363 @@
+//! Containers in microVMs (`docker run --isolation vm`) through the real docker CLI: each
+//! container boots its own VM (QEMU TCG on PVM hosts, ~2–5 s), so this file keeps to a
+//! handful of tests, each doing several things with one daemon.
+//!
+//! Needs root, the docker CLI, a VM backend (QEMU + vhost-device-vsock), the guest kernel
+//! (`kernel-config/build.sh`) and the agent initramfs (`installer/agent-initramfs.sh`);
+//! skips, saying which, when the daemon reports VM isolation unavailable.
+
+use std::time::{Duration, Instant};
+
+use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon};
+
+/// Deadline of a command that boots a VM: TCG on a loaded host can be slow.
+const VM_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `docker args...` with [`VM_COMMAND_TIMEOUT`].
+fn docker(d: &Daemon, args: &[&str]) -> CmdOutput {
+    run_with_timeout(d.docker_cmd(args), None, VM_COMMAND_TIMEOUT)
+}
+
+/// A daemon that runs VM containers, or `None` after reporting why not.
+fn vm_daemon() -> Option<Daemon> {
+    if !require_root() || !require_tool("docker") {
+        return None;
+    }
+    let d = Daemon::start();
+    let out = docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]);
+    if out.stderr.contains("is not available on this daemon") {
+        vmrun_test_skip::report(format_args!(
+            "VM isolation unavailable: {}",
+            out.stderr.trim()
+        ));
+        return None;
+    }
+    out.ok();
+    Some(d)
+}
+
+fn host_file(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn vm_run_output_exit_codes_and_its_own_kernel() {
+    let Some(d) = vm_daemon() else { return };
+    let started = Instant::now();
+    docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]).ok();
+    eprintln!(
+        "docker run --rm --isolation vm busybox true: {:?}",
+        started.elapsed()
+    );
+
+    let out = docker(
+        &d,
+        &["run", "--rm", "--isolation", "vm", "busybox", "echo", "hi"],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "hi\n", "{out}");
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            "vmrun-vm",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    )
+    .code_is(3);
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "busybox",
+            "no-such-command",
+        ],
+    )
+    .code_is(127);
+
+    let out = docker(
+        &d,
+        &["run", "--rm", "--isolation", "vm", "busybox", "uname", "-r"],
+    );
+    out.ok();
+    let host = host_file("/proc/sys/kernel/osrelease");
+    assert!(!out.out().is_empty(), "{out}");
+    assert_ne!(out.out(), host, "the guest runs its own kernel: {out}");
+
+    let out = run_with_timeout(
+        d.docker_cmd(&["run", "--rm", "-i", "--isolation", "vm", "busybox", "cat"]),
+        Some(b"piped\n"),
+        VM_COMMAND_TIMEOUT,
+    );
+    out.ok();
+    assert_eq!(
+        out.stdout, "piped\n",
+        "stdin reaches the guest and ends: {out}"
+    );
+
+    let ps = docker(&d, &["ps", "-aq"]);
+    assert_eq!(ps.out(), "", "--rm removed them:\n{ps}");
+}
+
+#[test]
+fn vm_layer_disks_keep_whiteouts_and_are_built_once_per_layer() {
+    let Some(d) = vm_daemon() else { return };
+    // A second layer made natively: a deleted file, a deleted directory, a new file.
+    docker(
+        &d,
+        &[
+            "run",
+            "--name",
+            "maker",
+            "busybox",
+            "sh",
+            "-c",
+            "rm -rf /etc/passwd /home; echo layered > /marker",
+        ],
+    )
+    .ok();
+    docker(&d, &["commit", "maker", "layered:1"]).ok();
+    let out = docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "layered:1",
+            "sh",
+            "-c",
+            "cat /marker; ls /etc/passwd /home 2>&1 | wc -l; test -e /etc/group && echo kept",
+        ],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "layered\n2\nkept\n", "{out}");
+    // busybox's layer (built by the first run) is shared: one disk per layer.
+    let disks = std::fs::read_dir(d.data_root().join("vm/layers"))
+        .map(|r| r.filter_map(Result::ok).count())
+        .unwrap_or(0);
+    assert_eq!(disks, 2, "one disk per distinct layer");
+    docker(&d, &["rm", "maker"]).ok();
+}
+
+#[test]
+fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
+    let Some(d) = vm_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "v1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done",
+        ],
+    )
+    .ok();
+    vmrun_e2e::wait_for(Duration::from_secs(20), "the first log line", || {
+        docker(&d, &["logs", "v1"])
+            .stdout
+            .contains("started")
+            .then_some(())
+    });
+
+    let exec = docker(
+        &d,
+        &["exec", "v1", "sh", "-c", "echo in-vm; echo kept > /note"],
+    );
+    exec.ok();
+    assert_eq!(exec.stdout, "in-vm\n", "{exec}");
+    docker(&d, &["exec", "v1", "sh", "-c", "exit 9"]).code_is(9);
+    let top = docker(&d, &["top", "v1"]);
+    top.ok();
+    assert!(
+        top.stdout.contains("sleep 1") || top.stdout.contains("sh -c"),
+        "{top}"
+    );
+
+    let info = d.inspect("v1");
+    assert_eq!(info["HostConfig"]["Isolation"], "vm", "{info}");
+    assert_eq!(info["GraphDriver"]["Name"], "vmrun-vm", "{info}");
+    let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no VmPid: {info}"));
+    assert!(
+        std::path::Path::new(&format!("/proc/{vm_pid}")).exists(),
+        "the VM's monitor runs"
+    );
+
+    // `logs -f` follows a running VM container.
+    let mut follow = d.docker_cmd(&["logs", "-f", "v1"]);
+    follow.stdout(std::process::Stdio::piped());
+    let child = follow.spawn().expect("docker logs -f");
+    std::thread::sleep(Duration::from_secs(3));
+    let stop = docker(&d, &["stop", "-t", "2", "v1"]);
+    stop.ok();
+    let out = child.wait_with_output().expect("docker logs -f ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tick 3"), "{text}");
+    assert_eq!(d.state("v1").as_deref(), Some("exited"));
+    // The guest shuts down cleanly (its data disk) just after the exit is recorded.
+    vmrun_e2e::wait_for(
+        Duration::from_secs(20),
+        "the VM to end with its container",
+        || (!std::path::Path::new(&format!("/proc/{vm_pid}")).exists()).then_some(()),
+    );
+
+    // A fresh VM; the writable layer is on the container's data disk and survives.
+    docker(&d, &["start", "v1"]).ok();
+    let exec = docker(&d, &["exec", "v1", "cat", "/note"]);
+    exec.ok();
+    assert_eq!(exec.stdout, "kept\n", "{exec}");
+    docker(&d, &["rm", "-f", "v1"]).ok();
+    assert_eq!(docker(&d, &["ps", "-aq"]).out(), "");
+}
+
+#[test]
+fn vm_containers_and_a_native_one_side_by_side() {
+    let Some(d) = vm_daemon() else { return };
+    for name in ["va", "vb"] {
+        docker(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--isolation",
+                "vm",
+                "--name",
+                name,
+                "busybox",
+                "sleep",
+                "300",
+            ],
+        )
+        .ok();
+    }
+    docker(
+        &d,
+        &["run", "-d", "--name", "native", "busybox", "sleep", "300"],
+    )
+    .ok();
+    let boot_id = |name: &str| {
+        let out = docker(
+            &d,
+            &["exec", name, "cat", "/proc/sys/kernel/random/boot_id"],
+        );
+        out.ok();
+        out.out().to_string()
+    };
+    let (a, b, n) = (boot_id("va"), boot_id("vb"), boot_id("native"));
+    let host = host_file("/proc/sys/kernel/random/boot_id");
+    assert_eq!(n, host, "the native container shares the host's kernel");
+    assert_ne!(a, host);
+    assert_ne!(b, host);
+    assert_ne!(a, b, "each VM container has its own kernel");
+    let ps = docker(&d, &["ps", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = ps.stdout.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["native", "va", "vb"], "{ps}");
+    docker(&d, &["rm", "-f", "va", "vb", "native"]).ok();
+}
+
+#[test]
+fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
+    let Some(d) = vm_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "doomed",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
+    .ok();
+    let info = d.inspect("doomed");
+    let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no VmPid: {info}"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(vm_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killing the VM's monitor");
+    d.wait_state("doomed", "exited", Duration::from_secs(20));
+    let info = d.inspect("doomed");
+    let state = &info["State"];
+    assert_ne!(state["ExitCode"], 0, "{state}");
+    let error = state["Error"].as_str().unwrap_or_default();
+    assert!(error.contains("VM"), "{state}");
+    // The daemon carries on.
+    docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]).ok();
+    docker(&d, &["rm", "doomed"]).ok();
+}
+
+#[test]
+fn a_daemon_that_dies_leaves_no_vm_and_finds_its_container_exited() {
+    let Some(mut d) = vm_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "orphan",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
+    .ok();
+    let info = d.inspect("orphan");
+    let vm_pid = info["GraphDriver"]["Data"]["VmPid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no VmPid: {info}"))
+        .to_string();
+    d.kill9();
+    vmrun_e2e::wait_for(
+        Duration::from_secs(10),
+        "the VM to die with the daemon",
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{vm_pid}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting for its reaper.
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
+    );
+    d.restart();
+    let info = d.inspect("orphan");
+    let state = &info["State"];
+    assert_eq!(state["Status"], "exited", "{state}");
+    assert_eq!(state["ExitCode"], 255, "{state}");
+    assert!(
+        state["Error"].as_str().unwrap_or_default().contains("VM"),
+        "{state}"
+    );
+    // It starts again, in a fresh VM.
+    docker(&d, &["start", "orphan"]).ok();
+    docker(&d, &["rm", "-f", "orphan"]).ok();
+}
