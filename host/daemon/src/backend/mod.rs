@@ -9,6 +9,7 @@
 //! traits over the guest agent and is registered there with one line.
 
 mod container;
+mod exec;
 mod native;
 mod registry;
 mod vm;

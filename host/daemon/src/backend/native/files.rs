@@ -194,30 +194,5 @@ pub fn exec_process(
     let spec_path = paths.bundle.join("config.json");
     let spec = Spec::load(&spec_path)
         .map_err(|e| BackendError::Failed(format!("loading {}: {e}", spec_path.display())))?;
-    let mut process = spec.process().clone().unwrap_or_default();
-    if exec.cmd.is_empty() {
-        return Err(BackendError::BadRequest("No exec command specified".into()));
-    }
-    process.set_args(Some(exec.cmd.clone()));
-    process.set_terminal(Some(exec.tty));
-    let mut env = process.env().clone().unwrap_or_default();
-    for kv in &exec.env {
-        let key = kv.split('=').next().unwrap_or(kv);
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(kv.clone());
-    }
-    process.set_env(Some(env));
-    if let Some(dir) = exec.workdir.as_deref().filter(|d| !d.is_empty()) {
-        process.set_cwd(PathBuf::from(dir));
-    }
-    if let Some(user) = exec.user.as_deref().filter(|u| !u.is_empty()) {
-        let resolved = vmrun_runtime::user::resolve_user(&paths.rootfs, user)
-            .map_err(|e| BackendError::BadRequest(e.to_string()))?;
-        let mut u = process.user().clone();
-        u.set_uid(resolved.uid);
-        u.set_gid(resolved.gid);
-        u.set_additional_gids(Some(resolved.additional_gids));
-        process.set_user(u);
-    }
-    Ok(process)
+    crate::backend::exec::exec_process(spec.process().as_ref(), exec, || Ok(paths.rootfs.clone()))
 }
