@@ -194,10 +194,10 @@ impl<'a> GuestIov<'a> {
                 iov_len: g.len(),
             })
             .collect();
+        // Guest memory may change under these shared mappings at any time (the guest owns
+        // the buffers' contents); readv writes only inside them.
         // SAFETY: each iovec covers one slice of mapped guest memory that `self` borrows for
-        // its lifetime (the guards keep the mappings); guest memory may be written through
-        // these shared mappings at any time (the guest owns the buffers' contents), and readv
-        // writes only inside them.
+        // its lifetime (the guards keep the mappings).
         let n = unsafe { libc::readv(fd.as_raw_fd(), iovecs.as_ptr(), iov_count(&iovecs)) };
         if n < 0 {
             return Err(io::Error::last_os_error());
