@@ -226,6 +226,13 @@ mod tests {
         Command::new("mkfs.ext4").arg("-V").output().is_ok()
     }
 
+    /// The file names in `<dir>/cache` (none when it does not exist).
+    fn cache_names(dir: &Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir.join("cache"))
+            .map(|r| r.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default()
+    }
+
     #[test]
     fn layer_keys_are_chain_ids_or_path_hashes() {
         let id = "ab".repeat(32);
@@ -239,7 +246,7 @@ mod tests {
     #[test]
     fn a_layer_disk_is_built_once_and_reused() {
         if !have_mkfs() {
-            return eprintln!("skipping: no mkfs.ext4");
+            return vmrun_test_skip::report("no mkfs.ext4 (e2fsprogs)");
         }
         let dir = tempfile::tempdir().unwrap();
         let l = layer(dir.path());
@@ -255,17 +262,14 @@ mod tests {
             std::fs::metadata(&again).unwrap().modified().unwrap()
         );
         // Only the disk is left: no temporary files.
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names = cache_names(dir.path());
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
     #[test]
     fn concurrent_builds_of_one_layer_build_it_once() {
         if !have_mkfs() {
-            return eprintln!("skipping: no mkfs.ext4");
+            return vmrun_test_skip::report("no mkfs.ext4 (e2fsprogs)");
         }
         let dir = tempfile::tempdir().unwrap();
         let l = layer(dir.path());
@@ -278,25 +282,20 @@ mod tests {
             .collect();
         let paths: Vec<PathBuf> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names = cache_names(dir.path());
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
     #[test]
     fn a_failed_build_leaves_nothing_under_the_final_name() {
         if !have_mkfs() {
-            return eprintln!("skipping: no mkfs.ext4");
+            return vmrun_test_skip::report("no mkfs.ext4 (e2fsprogs)");
         }
         let dir = tempfile::tempdir().unwrap();
         let disks = LayerDisks::new(dir.path().join("cache"));
         let missing = dir.path().join("layers").join("cd".repeat(32)).join("diff");
         assert!(disks.disk_for(&missing).is_err());
-        let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
-            .map(|r| r.map(|e| e.unwrap().file_name()).collect())
-            .unwrap_or_default();
+        let left = cache_names(dir.path());
         assert!(left.is_empty(), "{left:?}");
     }
 }
