@@ -57,6 +57,16 @@ impl VmSupport {
         self.backend.as_ref()
     }
 
+    /// How the backend's guests run here: `kvm` (our VMM always; QEMU on hardware KVM) or
+    /// `tcg` (QEMU emulating, where `/dev/kvm` cannot boot Linux).
+    pub fn accelerator(&self) -> &'static str {
+        match (&self.backend, &self.kvm) {
+            (Some(b), _) if b.name() == "vmm" => "kvm",
+            (_, KvmStatus::Hardware) => "kvm",
+            _ => "tcg",
+        }
+    }
+
     /// Why there is no backend (only with `auto`).
     pub fn unavailable(&self) -> Option<&str> {
         self.unavailable.as_deref()
