@@ -225,3 +225,73 @@ fn a_restarted_daemon_finds_shared_vm_containers_and_their_files() {
     assert_eq!(again.stdout, "kept\n", "{again}");
     docker(&d, &["rm", "keep"]).ok();
 }
+
+#[test]
+fn shared_vm_faults_oom_garbage_and_a_dead_vm() {
+    let Some(d) = shared_daemon() else { return };
+    // OOM inside the VM: the container's cgroup limit, not the VM's memory.
+    let oom = docker(
+        &d,
+        &["run", "--name", "hog", "-m", "32m", "busybox", "tail", "/dev/zero"],
+    );
+    oom.code_is(137);
+    let info = d.inspect("hog");
+    assert_eq!(info["State"]["OOMKilled"], true, "{}", info["State"]);
+    docker(&d, &["rm", "hog"]).ok();
+
+    // Garbage on the agent's port gets an error reply; the agent keeps serving.
+    let vsock = d.exec_root().join("vm/shared.vsock");
+    let reply = agent_garbage_reply(&vsock);
+    assert!(
+        reply.contains("refused") || reply.contains("error") || reply.contains("expected"),
+        "agent reply to garbage: {reply:?}"
+    );
+    docker(&d, &["run", "--rm", "busybox", "true"]).ok();
+
+    // The VM dies under a running container: it exits with the reason, the daemon stays
+    // up, and the next run boots a new VM.
+    docker(&d, &["run", "-d", "--name", "doomed", "busybox", "sleep", "300"]).ok();
+    let pid = status(&d)["Pid"].as_u64().expect("a running VM has a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killing the VM's monitor");
+    d.wait_state("doomed", "exited", Duration::from_secs(30));
+    let state = d.inspect("doomed")["State"].clone();
+    assert!(
+        state["Error"].as_str().unwrap_or_default().contains("VM"),
+        "{state}"
+    );
+    let out = docker(&d, &["run", "--rm", "busybox", "echo", "again"]);
+    out.ok();
+    assert_eq!(out.stdout, "again\n");
+    let s = status(&d);
+    assert_eq!(s["State"], "running", "{s}");
+    assert_ne!(s["Pid"].as_u64(), Some(pid), "a new VM");
+    assert!(
+        s["LastExit"].as_str().is_some_and(|w| !w.is_empty()),
+        "the last exit is kept: {s}"
+    );
+    docker(&d, &["rm", "doomed"]).ok();
+}
+
+/// Connects to the agent through the VM's hybrid-vsock socket, sends a frame that is not a
+/// hello, and returns what comes back (the agent's refusal, as text).
+fn agent_garbage_reply(vsock: &std::path::Path) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(vsock)
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", vsock.display()));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"CONNECT 1024\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut ok = String::new();
+    r.read_line(&mut ok).unwrap();
+    assert!(ok.starts_with("OK "), "hybrid vsock answered {ok:?}");
+    let body = b"this is not json";
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut reply = Vec::new();
+    let _ = r.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
