@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod env;
 pub mod http;
 pub mod image;
+pub mod terminal;
 
 pub use command::{run_with_timeout, CmdOutput};
 pub use daemon::{Daemon, DaemonOptions, GLOBAL_LOCK};

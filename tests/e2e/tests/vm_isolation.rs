@@ -89,7 +89,15 @@ fn vm_run_output_exit_codes_and_its_own_kernel() {
     docker(
         &d,
         &[
-            "run", "--rm", "--isolation", "vm", "-m", "32m", "busybox", "tail", "/dev/zero",
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "-m",
+            "32m",
+            "busybox",
+            "tail",
+            "/dev/zero",
         ],
     )
     .code_is(137);

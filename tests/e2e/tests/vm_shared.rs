@@ -232,7 +232,16 @@ fn shared_vm_faults_oom_garbage_and_a_dead_vm() {
     // OOM inside the VM: the container's cgroup limit, not the VM's memory.
     let oom = docker(
         &d,
-        &["run", "--name", "hog", "-m", "32m", "busybox", "tail", "/dev/zero"],
+        &[
+            "run",
+            "--name",
+            "hog",
+            "-m",
+            "32m",
+            "busybox",
+            "tail",
+            "/dev/zero",
+        ],
     );
     oom.code_is(137);
     let info = d.inspect("hog");
@@ -250,7 +259,11 @@ fn shared_vm_faults_oom_garbage_and_a_dead_vm() {
 
     // The VM dies under a running container: it exits with the reason, the daemon stays
     // up, and the next run boots a new VM.
-    docker(&d, &["run", "-d", "--name", "doomed", "busybox", "sleep", "300"]).ok();
+    docker(
+        &d,
+        &["run", "-d", "--name", "doomed", "busybox", "sleep", "300"],
+    )
+    .ok();
     let pid = status(&d)["Pid"].as_u64().expect("a running VM has a pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -294,4 +307,30 @@ fn agent_garbage_reply(vsock: &std::path::Path) -> String {
     let mut reply = Vec::new();
     let _ = r.read_to_end(&mut reply);
     String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn shared_vm_exec_it_gets_a_pty_of_the_clients_size() {
+    if !require_tool("script") {
+        return;
+    }
+    let Some(d) = shared_daemon() else { return };
+    docker(
+        &d,
+        &["run", "-d", "--name", "term", "busybox", "sleep", "300"],
+    )
+    .ok();
+    let line = format!(
+        "docker -H {} exec -it term sh -c 'tty; stty size; exit 3'",
+        vmrun_e2e::terminal::shell_quote(&d.host())
+    );
+    let out = vmrun_e2e::terminal::under_script(&d, &line, VM_COMMAND_TIMEOUT);
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert_eq!(
+        vmrun_e2e::terminal::stty_size(&out).as_deref(),
+        Some("30 100"),
+        "{out}"
+    );
+    out.code_is(3);
+    docker(&d, &["rm", "-f", "term"]).ok();
 }
