@@ -74,6 +74,7 @@ pub fn status_text(v: &Value) -> String {
         line("Uptime:", uptime(n("UptimeSeconds")));
         line("Kernel:", s("Kernel"));
         line("PID:", s("Pid"));
+        line("Agent RSS:", format!("{} KiB", n("AgentRssKib")));
     }
     line("Containers:", n("Containers").to_string());
     if let Some(why) = v.get("LastExit").and_then(Value::as_str) {

@@ -32,6 +32,7 @@ impl FakeSharedVm {
             containers: 0,
             pid: 0,
             kernel: String::new(),
+            agent_rss_kib: 0,
             last_exit: None,
         }
     }

@@ -127,6 +127,12 @@ impl Machine {
         self.vm.pid()
     }
 
+    /// Keeps the guest clock in step with the host's while the VM runs
+    /// ([`super::clock`]).
+    pub fn keep_clock(self: &Arc<Self>) {
+        tokio::spawn(super::clock::keep_in_sync(Arc::downgrade(self)));
+    }
+
     /// How long the VM has been up (since its agent answered).
     pub fn uptime(&self) -> Duration {
         self.booted.elapsed()

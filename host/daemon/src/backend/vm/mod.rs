@@ -16,6 +16,7 @@
 //! volumes, `commit` of the writable layer.
 
 mod assets;
+mod clock;
 mod guest;
 mod layers;
 mod machine;
@@ -263,6 +264,7 @@ impl ContainerBackend for VmContainerBackend {
             }
         }
         let machine = Arc::new(Machine::boot(self.vm.clone(), self.vm_spec(c, disks)).await?);
+        machine.keep_clock();
         if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
             machine.shutdown().await;
             return Err(e);

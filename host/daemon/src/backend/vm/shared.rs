@@ -65,6 +65,8 @@ pub struct SharedVmStatus {
     pub pid: u32,
     /// The guest kernel's release, from the agent.
     pub kernel: String,
+    /// The agent's resident memory in KiB (0 when stopped).
+    pub agent_rss_kib: u64,
     /// Why it last stopped, if it did.
     pub last_exit: Option<String>,
 }
@@ -136,6 +138,7 @@ impl SharedVm {
             return Ok(m.clone());
         }
         let machine = Arc::new(self.boot().await?);
+        machine.keep_clock();
         *slot = Some(machine.clone());
         Ok(machine)
     }
@@ -316,6 +319,14 @@ impl SharedVm {
             .as_ref()
             .map(|m| m.agent().welcome().kernel_release.clone())
             .unwrap_or_default();
+        let agent_rss_kib = match &machine {
+            Some(m) => m
+                .call("asking the agent's version", m.agent().version())
+                .await
+                .map(|v| v.agent_rss_kib)
+                .unwrap_or(0),
+            None => 0,
+        };
         SharedVmStatus {
             state: if machine.is_some() {
                 "running"
@@ -333,6 +344,7 @@ impl SharedVm {
             containers,
             pid: machine.as_ref().map_or(0, |m| m.pid()),
             kernel,
+            agent_rss_kib,
             last_exit: self
                 .last_exit
                 .lock()
