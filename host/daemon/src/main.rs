@@ -151,5 +151,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(vmrun_daemon::run(config))
+    let result = rt.block_on(vmrun_daemon::run(config));
+    // Blocking tasks that wait for VM monitors (`waitpid`) never end while their VMs run:
+    // do not wait for them. The VMs die with this process (PR_SET_PDEATHSIG).
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

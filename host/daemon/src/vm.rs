@@ -77,6 +77,7 @@ impl VmSupport {
         serde_json::json!({
             "Choice": choice_text(self.choice),
             "Backend": self.backend.as_ref().map(|b| b.name()),
+            "Accelerator": self.backend.as_ref().map(|_| self.accelerator()),
             "Kvm": kvm_text(&self.kvm),
             "Unavailable": self.unavailable,
         })

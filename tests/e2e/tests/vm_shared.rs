@@ -224,6 +224,24 @@ fn a_restarted_daemon_finds_shared_vm_containers_and_their_files() {
     again.ok();
     assert_eq!(again.stdout, "kept\n", "{again}");
     docker(&d, &["rm", "keep"]).ok();
+
+    // SIGTERM with the VM running: the daemon ends promptly and the VM with it.
+    let vm_pid = status(&d)["Pid"].as_u64().expect("the VM runs again");
+    let asked = Instant::now();
+    d.stop();
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "SIGTERM took {:?} (the harness kills after 10 s)",
+        asked.elapsed()
+    );
+    vmrun_e2e::wait_for(
+        Duration::from_secs(10),
+        "the VM to end with the daemon",
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{vm_pid}/stat")).unwrap_or_default();
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
+    );
 }
 
 #[test]

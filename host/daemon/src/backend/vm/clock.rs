@@ -47,7 +47,10 @@ pub async fn keep_in_sync(machine: Weak<Machine>) {
             return;
         }
         since_sync = Duration::ZERO;
-        match m.call("setting the guest clock", m.agent().set_time()).await {
+        match m
+            .call("setting the guest clock", m.agent().set_time())
+            .await
+        {
             Ok((true, offset_ms)) => {
                 tracing::info!(offset_ms, slept, "guest clock set from the host's")
             }

@@ -13,7 +13,8 @@ use super::machine::Machine;
 use super::process::VmProcess;
 use super::spec;
 use crate::backend::{
-    BackendError, ContainerSpec, ExecSpec, ProcessHandle, ResourceStats, TopProcess,
+    BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, ResourceStats,
+    TopProcess,
 };
 
 /// A running container: its VM and the runtime spec it was created with (execs start
@@ -133,6 +134,16 @@ impl GuestContainers {
                 cmd: p.cmd,
             })
             .collect())
+    }
+}
+
+/// What `create` hands the engine for container `id` running in `machine`.
+pub fn created(machine: Arc<Machine>, id: &str) -> CreatedContainer {
+    CreatedContainer {
+        monitor_pid: i32::try_from(machine.pid()).unwrap_or(0),
+        process: Arc::new(VmProcess::new(machine, id.to_string())),
+        endpoint: None,
+        ports: Vec::new(),
     }
 }
 

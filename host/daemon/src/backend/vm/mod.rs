@@ -42,7 +42,6 @@ pub use assets::GuestAssets;
 use guest::GuestContainers;
 use layers::LayerDisks;
 use machine::Machine;
-use process::VmProcess;
 pub use shared::SharedVmStatus;
 use shared::{SharedVm, SharedVmBackend};
 
@@ -275,16 +274,10 @@ impl ContainerBackend for VmContainerBackend {
             pid = machine.pid(),
             "container VM ready"
         );
-        let monitor_pid = i32::try_from(machine.pid()).unwrap_or(0);
         if let Some(old) = self.running.insert(&c.id, machine.clone(), oci) {
             old.shutdown().await;
         }
-        Ok(CreatedContainer {
-            process: Arc::new(VmProcess::new(machine, c.id.clone())),
-            monitor_pid,
-            endpoint: None,
-            ports: Vec::new(),
-        })
+        Ok(guest::created(machine, &c.id))
     }
 
     async fn create_exec(

@@ -28,7 +28,6 @@ use super::assets::GuestAssets;
 use super::guest::{self, GuestContainers};
 use super::layers::{self, LayerDisks};
 use super::machine::Machine;
-use super::process::VmProcess;
 use super::spec;
 use crate::backend::{
     BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
@@ -412,12 +411,7 @@ impl ContainerBackend for SharedVmBackend {
             "container created in the shared VM"
         );
         self.running.insert(&c.id, machine.clone(), oci);
-        Ok(CreatedContainer {
-            process: Arc::new(VmProcess::new(machine.clone(), c.id.clone())),
-            monitor_pid: i32::try_from(machine.pid()).unwrap_or(0),
-            endpoint: None,
-            ports: Vec::new(),
-        })
+        Ok(guest::created(machine, &c.id))
     }
 
     async fn create_exec(
