@@ -129,14 +129,15 @@ if [ -d /sys/module/kvm_pvm ]; then
     INITRD=$("$ROOT_DIR/installer/agent-initramfs.sh")
     files=()
     for b in vmrund vmrun-shim vmrun vmrun-vmm; do files+=(--binary "$BIN_DIR/$b:/b/$b"); done
-    files+=(--binary "$(command -v mkfs.ext4):/b/mkfs.ext4" --binary "$(command -v date):/b/date")
+    files+=(--binary "$(command -v mkfs.ext4):/b/mkfs.ext4" --binary "$(command -v date):/b/gnu-date")
     files+=(--file "$KERNEL:/k/vmlinux" --file "$INITRD:/k/initramfs.cpio" --file "$D/busybox.tar:/k/busybox.tar")
     inner=$(cat <<EOF
 export PATH=/b:\$PATH
-ms() { t0=\$(date +%s%N); "\$@" >/tmp/out 2>&1 || { cat /tmp/out; exit 1; }; t1=\$(date +%s%N); echo \$(( (t1 - t0) / 1000000 )); }
+# Full path: busybox sh runs its own date applet (no %N) even when PATH names another.
+ms() { t0=\$(/b/gnu-date +%s%N); "\$@" >/tmp/out 2>&1 || { cat /tmp/out; exit 1; }; t1=\$(/b/gnu-date +%s%N); echo \$(( (t1 - t0) / 1000000 )); }
 vmrund --host unix:///tmp/d.sock --data-root /tmp/data --exec-root /tmp/run --shim /b/vmrun-shim \
     --vm-backend vmm --vmm /b/vmrun-vmm --vm-kernel /k/vmlinux --vm-initrd /k/initramfs.cpio \
-    --bridge vmb0 --vm-memory 256 >/tmp/vmrund.log 2>&1 &
+    --bridge vmb0 --vm-memory 256 --vm-cpus 1 >/tmp/vmrund.log 2>&1 &
 for i in \$(seq 100); do [ -S /tmp/d.sock ] && break; sleep 0.1; done
 v() { vmrun -H unix:///tmp/d.sock "\$@"; }
 v load -i /k/busybox.tar >/dev/null

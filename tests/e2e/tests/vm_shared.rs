@@ -175,7 +175,16 @@ fn shared_vm_detached_logs_exec_stop_start_rm() {
     let top = docker(&d, &["top", "svc"]);
     top.ok();
     assert!(top.stdout.contains("sleep 300"), "{top}");
+    // `logs -f` follows while it runs and ends when it stops.
+    let follow = std::thread::spawn({
+        let cmd = d.docker_cmd(&["logs", "-f", "svc"]);
+        move || run_with_timeout(cmd, None, VM_COMMAND_TIMEOUT)
+    });
+    std::thread::sleep(Duration::from_millis(500));
     docker(&d, &["stop", "-t", "1", "svc"]).ok();
+    let followed = follow.join().expect("logs -f thread");
+    followed.ok();
+    assert_eq!(followed.stdout, "hello from /tmp\n", "{followed}");
     assert_eq!(d.state("svc").as_deref(), Some("exited"));
     docker(&d, &["start", "svc"]).ok();
     assert_eq!(d.state("svc").as_deref(), Some("running"));
