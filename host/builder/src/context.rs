@@ -23,6 +23,8 @@ const MAX_LINKS: usize = 40;
 #[derive(Clone, Debug)]
 pub struct ContextDir {
     root: PathBuf,
+    /// An image's root file system: absolute symlinks lead to its own root.
+    image_root: bool,
 }
 
 fn io<'a>(path: &'a Path, what: &str) -> impl FnOnce(std::io::Error) -> BuildFileError + 'a {
@@ -35,6 +37,16 @@ impl ContextDir {
     pub fn open(root: &Path) -> ContextDir {
         ContextDir {
             root: root.to_owned(),
+            image_root: false,
+        }
+    }
+
+    /// An image's root file system (the source of `COPY --from`), where absolute
+    /// symlinks are resolved inside `root`, as the image sees them.
+    pub fn open_image_root(root: &Path) -> ContextDir {
+        ContextDir {
+            root: root.to_owned(),
+            image_root: true,
         }
     }
 
@@ -169,8 +181,12 @@ impl ContextDir {
             let target = fs::read_link(&here).map_err(io(&here, "reading the symlink"))?;
             let target_text = target.to_string_lossy().into_owned();
             done.pop();
-            let joined = clean(&format!("{}/{}", done.join("/"), target_text));
-            if target.is_absolute()
+            let joined = if self.image_root && target.is_absolute() {
+                clean(target_text.trim_start_matches('/'))
+            } else {
+                clean(&format!("{}/{}", done.join("/"), target_text))
+            };
+            if (target.is_absolute() && !self.image_root)
                 || joined == ".."
                 || joined.starts_with("../")
                 || links > MAX_LINKS
@@ -216,7 +232,11 @@ impl ContextDir {
                 walk(path, path, &mut entries)?;
             }
             for rel in entries {
-                let full = path.join(&rel);
+                let full = if rel.as_os_str().is_empty() {
+                    path.clone()
+                } else {
+                    path.join(&rel)
+                };
                 let meta = fs::symlink_metadata(&full).map_err(io(&full, "inspecting"))?;
                 hash.update(format!(
                     "{}\0{:o}\0{}\0",
@@ -332,6 +352,8 @@ mod tests {
         let (_d, ctx) = context();
         let paths = ctx.resolve("src").unwrap();
         let first = ctx.checksum(&paths).unwrap();
+        let file = ctx.resolve("src/a.txt").unwrap();
+        assert_ne!(ctx.checksum(&file).unwrap(), first);
         assert_eq!(first, ctx.checksum(&paths).unwrap());
         fs::write(ctx.root().join("src/sub/c.txt"), "changed").unwrap();
         assert_ne!(first, ctx.checksum(&paths).unwrap());

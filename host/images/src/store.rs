@@ -186,6 +186,22 @@ impl ImageStore {
         self.describe(&index, &id)
     }
 
+    /// The image's config document as stored (every field, docker's extensions such as
+    /// `Healthcheck`, `OnBuild` and `Shell` included).
+    pub fn raw_config(&self, reference: &str) -> Result<serde_json::Value, ImageError> {
+        let config = {
+            let index = self.read_index();
+            let id = find_image(&index, reference)?;
+            index
+                .images
+                .get(&id)
+                .map(|r| r.config.clone())
+                .ok_or_else(|| ImageError::NotFound(reference.to_owned()))?
+        };
+        serde_json::from_slice(&self.blobs.read(&config)?)
+            .map_err(|e| ImageError::json("reading an image config", e))
+    }
+
     /// Every image, most recently loaded first.
     pub fn list(&self) -> Result<Vec<Image>, ImageError> {
         let index = self.read_index();

@@ -255,7 +255,7 @@ fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {
         "Created": img.created.clone().unwrap_or_default(),
         "DockerVersion": "",
         "Author": img.config.author().clone().unwrap_or_default(),
-        "Config": image_config(&cfg),
+        "Config": with_docker_fields(image_config(&cfg), engine.images.raw_config(&img.id).ok()),
         "Architecture": img.architecture,
         "Os": img.os,
         "Size": img.size,
@@ -286,6 +286,21 @@ fn image_config(cfg: &oci_spec::image::Config) -> serde_json::Value {
     }
     if let Some(signal) = cfg.stop_signal() {
         config["StopSignal"] = j!(signal);
+    }
+    config
+}
+
+/// Adds the config fields docker keeps beyond OCI's (`Healthcheck`, `OnBuild`, `Shell`)
+/// from the stored config document.
+fn with_docker_fields(
+    mut config: serde_json::Value,
+    raw: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let Some(raw) = raw else { return config };
+    for key in ["Healthcheck", "OnBuild", "Shell"] {
+        if let Some(v) = raw["config"].get(key).filter(|v| !v.is_null()) {
+            config[key] = v.clone();
+        }
     }
     config
 }
