@@ -1,0 +1,217 @@
+//! The same Dockerfiles built with `docker build` on vmrund and on Debian's dockerd
+//! (the oracle): the images must have the same config (Env, Cmd, Entrypoint,
+//! WorkingDir, User, ExposedPorts, Labels, Volumes, Healthcheck, StopSignal, OnBuild)
+//! and the same file tree (paths, types, modes, owners, contents, link targets).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon, ReferenceDaemon};
+
+/// Lists the image's files with type, mode, owner and content hash, sorted. Left out:
+/// what `docker run` itself adds to a container (the mounted `/etc` files, dockerd's
+/// `/.dockerenv` and `/etc/mtab`, and `/data`, the mount point dockerd makes for the
+/// image's VOLUME, which vmrund's `run` does not create).
+const TREE: &str = r#"cd / && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev \) -prune -o -print | sort | while read -r f; do
+case "$f" in ./etc/hostname|./etc/hosts|./etc/resolv.conf|./proc|./sys|./dev|.|./.dockerenv|./etc/mtab|./data) continue;; esac
+line="$f $(stat -c '%a %u:%g %F' "$f")"
+if [ -L "$f" ]; then line="$line -> $(readlink "$f")"; elif [ -f "$f" ]; then line="$line $(md5sum < "$f" | cut -c1-32)"; fi
+echo "$line"; done"#;
+
+const CONFIG_KEYS: [&str; 11] = [
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "ExposedPorts",
+    "Labels",
+    "Volumes",
+    "Healthcheck",
+    "StopSignal",
+    "OnBuild",
+];
+
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("vme-ctx-").tempdir().unwrap();
+    for (path, text) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    dir
+}
+
+fn build(mut cmd: Command) -> CmdOutput {
+    cmd.env("DOCKER_BUILDKIT", "0");
+    run_with_timeout(cmd, None, Duration::from_secs(180))
+}
+
+fn args<'a>(extra: &[&'a str], tag: &'a str, ctx: &'a Path) -> Vec<&'a str> {
+    let mut all = vec!["build", "--network", "none", "-t", tag];
+    all.extend_from_slice(extra);
+    all.push(ctx.to_str().unwrap());
+    all
+}
+
+/// Unset and empty are the same thing for the comparison.
+fn normal(v: &Value) -> Value {
+    match v {
+        Value::Array(a) if a.is_empty() => Value::Null,
+        Value::Object(o) if o.is_empty() => Value::Null,
+        Value::String(s) if s.is_empty() => Value::Null,
+        other => other.clone(),
+    }
+}
+
+fn config(out: &CmdOutput) -> Vec<(String, Value)> {
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+    CONFIG_KEYS
+        .iter()
+        .map(|k| (k.to_string(), normal(&v[*k])))
+        .collect()
+}
+
+struct Pair {
+    ours: Daemon,
+    oracle: ReferenceDaemon,
+}
+
+impl Pair {
+    /// Builds `ctx` on both with `extra` options and compares the images tagged `tag`.
+    fn compare(&self, name: &str, ctx: &Path, extra: &[&str], tag: &str) {
+        let a = args(extra, tag, ctx);
+        let theirs = build(self.oracle.docker_cmd(&a));
+        assert!(theirs.success(), "{name}: dockerd refused the case: {theirs}");
+        let ours = build(self.ours.docker_cmd(&a));
+        assert!(ours.success(), "{name}: vmrund failed where dockerd built: {ours}");
+
+        let inspect = ["image", "inspect", "-f", "{{json .Config}}", tag];
+        let c_theirs = config(&self.oracle.docker(&inspect));
+        let c_ours = config(&self.ours.docker(&inspect));
+        assert_eq!(c_ours, c_theirs, "{name}: image configs differ (left vmrund, right dockerd)");
+
+        let run = ["run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", TREE];
+        let t_theirs = self.oracle.docker(&run);
+        assert!(t_theirs.success(), "{name}: {t_theirs}");
+        let t_ours = self.ours.docker(&run);
+        assert!(t_ours.success(), "{name}: {t_ours}");
+        let (l_ours, l_theirs): (Vec<&str>, Vec<&str>) =
+            (t_ours.stdout.lines().collect(), t_theirs.stdout.lines().collect());
+        let only_ours: Vec<&&str> = l_ours.iter().filter(|l| !l_theirs.contains(l)).collect();
+        let only_theirs: Vec<&&str> = l_theirs.iter().filter(|l| !l_ours.contains(l)).collect();
+        assert!(
+            only_ours.is_empty() && only_theirs.is_empty(),
+            "{name}: file trees differ\nonly on vmrund: {only_ours:#?}\nonly on dockerd: {only_theirs:#?}"
+        );
+    }
+}
+
+fn pair() -> Option<Pair> {
+    if !require_root() || !require_tool("docker") {
+        return None;
+    }
+    let ours = Daemon::start();
+    match ReferenceDaemon::start() {
+        Ok(oracle) => Some(Pair { ours, oracle }),
+        Err(reason) => {
+            vmrun_test_skip::report(&reason);
+            None
+        }
+    }
+}
+
+#[test]
+fn images_match_dockerd() {
+    let Some(p) = pair() else { return };
+
+    // Metadata, WORKDIR creation, USER by name, COPY of files and directories with
+    // --chown (dockerd 20.10 has no --chmod without BuildKit), ADD of a local tar (extracted), RUN in a WORKDIR as root.
+    let basics = context(&[
+        (
+            "Dockerfile",
+            r#"FROM busybox
+ENV APP=/srv/app PATH=/srv/app/bin:$PATH
+WORKDIR $APP/data
+COPY files/ ./files/
+COPY --chown=daemon:daemon secret.txt /etc/secret.txt
+COPY single.txt /opt/renamed.txt
+ADD bundle.tar /unpacked/
+RUN mkdir -p /var/made && echo made > /var/made/file && chmod 700 /var/made && rm /bin/true
+EXPOSE 8080 53/udp
+LABEL org.example.name="the app" version=1.0
+VOLUME ["/data"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --retries=2 CMD wget -q localhost:8080 || exit 1
+USER daemon
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hi"]
+"#,
+        ),
+        ("files/a.txt", "A\n"),
+        ("files/sub/b.txt", "B\n"),
+        ("secret.txt", "s3cret\n"),
+        ("single.txt", "one\n"),
+        ("bundle/x.txt", "inside the tar\n"),
+        ("bundle/d/y.txt", "deeper\n"),
+    ]);
+    let tar = Command::new("tar")
+        .args(["-C", basics.path().join("bundle").to_str().unwrap(), "--owner=0", "--group=0", "-cf"])
+        .arg(basics.path().join("bundle.tar"))
+        .args(["x.txt", "d"])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    p.compare("basics", basics.path(), &[], "e2e/basics");
+
+    // Multi-stage: ARG before FROM, per-stage ARG scoping, COPY --from, --target.
+    let stages = context(&[(
+        "Dockerfile",
+        r#"ARG BASE=busybox
+ARG WHO=world
+FROM $BASE AS build
+ARG WHO
+ARG LOCAL=default
+RUN mkdir /out && echo "hello $WHO $LOCAL" > /out/greeting && echo "${UNSET:-fallback}" > /out/fallback
+FROM busybox AS final
+ARG LOCAL
+ENV SEEN="local=${LOCAL}"
+COPY --from=build /out/ /in/
+RUN cat /in/greeting
+FROM final AS extra
+RUN touch /extra
+"#,
+    )]);
+    p.compare(
+        "multi-stage",
+        stages.path(),
+        &["--target", "final", "--build-arg", "WHO=builder"],
+        "e2e/stages",
+    );
+
+    // ONBUILD in a parent image runs in the child's build.
+    let parent = context(&[(
+        "Dockerfile",
+        "FROM busybox\nONBUILD COPY trigger.txt /from-trigger.txt\nONBUILD RUN echo triggered > /triggered\n",
+    )]);
+    p.compare("onbuild parent", parent.path(), &[], "e2e/onbuild-parent");
+    let child = context(&[
+        ("Dockerfile", "FROM e2e/onbuild-parent\nRUN cat /triggered\n"),
+        ("trigger.txt", "copied by the trigger\n"),
+    ]);
+    p.compare("onbuild child", child.path(), &[], "e2e/onbuild-child");
+
+    // .dockerignore with exceptions.
+    let ignored = context(&[
+        ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+        (".dockerignore", "*.log\nsecret/\ndocs\n!docs/keep.md\n"),
+        ("app.txt", "app\n"),
+        ("debug.log", "noise\n"),
+        ("secret/key", "k\n"),
+        ("docs/keep.md", "keep\n"),
+        ("docs/drop.md", "drop\n"),
+    ]);
+    p.compare(".dockerignore", ignored.path(), &[], "e2e/ignored");
+}
