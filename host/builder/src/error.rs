@@ -8,6 +8,9 @@ pub enum BuildFileError {
     /// The Dockerfile is malformed at `line` (1-based).
     #[error("Dockerfile parse error line {line}: {message}")]
     Syntax { line: usize, message: String },
+    /// The Dockerfile has no instruction at all.
+    #[error("file with no instructions")]
+    Empty,
     /// A variable reference could not be expanded (`${X:?msg}`, a bad `${...}`).
     #[error("failed to process {word:?}: {message}")]
     Substitution { word: String, message: String },

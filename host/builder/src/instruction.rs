@@ -112,7 +112,7 @@ impl Dockerfile {
     pub fn parse(text: &str) -> Result<Dockerfile, BuildFileError> {
         let parsed = parse(text)?;
         if parsed.lines.is_empty() {
-            return Err(BuildFileError::syntax(0, "file with no instructions"));
+            return Err(BuildFileError::Empty);
         }
         let mut file = Dockerfile {
             escape: parsed.escape,

@@ -34,7 +34,9 @@ pub fn busybox_tar() -> PathBuf {
 /// The same image as a docker-archive (`manifest.json`), which dockerd 20.10 loads.
 pub fn busybox_docker_tar() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| built(BUSYBOX_DOCKER_TAR, "docker")).clone()
+    BUILT
+        .get_or_init(|| built(BUSYBOX_DOCKER_TAR, "docker"))
+        .clone()
 }
 
 fn built(path: &str, format: &str) -> PathBuf {

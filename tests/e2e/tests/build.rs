@@ -8,7 +8,10 @@ use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon}
 
 /// Writes `files` (path, contents) under a new context directory.
 fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("vme-ctx-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("vme-ctx-")
+        .tempdir()
+        .unwrap();
     for (path, text) in files {
         let full = dir.path().join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
@@ -48,11 +51,213 @@ fn builds_run_copy_and_metadata() {
     out.ok();
     let text = out.stdout.as_str();
     assert!(text.contains("Step 1/6 : FROM busybox"), "{out}");
-    assert!(text.contains("Step 5/6 : RUN echo \"$GREETING world\" > out.txt && cat hello.txt"), "{out}");
-    assert!(text.contains("from the context"), "RUN output is relayed: {out}");
+    assert!(
+        text.contains("Step 5/6 : RUN echo \"$GREETING world\" > out.txt && cat hello.txt"),
+        "{out}"
+    );
+    assert!(
+        text.contains("from the context"),
+        "RUN output is relayed: {out}"
+    );
     assert!(text.contains("Successfully built "), "{out}");
     assert!(text.contains("Successfully tagged e2e/built:1"), "{out}");
     let run = d.docker(&["run", "--rm", "e2e/built:1"]);
     run.ok();
     assert_eq!(run.stdout, "hello world\n", "{run}");
+}
+
+#[test]
+fn cache_hits_and_a_changed_file_invalidates_from_its_copy() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nRUN echo first > /first\nCOPY app.txt /app.txt\nRUN cat /app.txt > /copy\nCMD [\"cat\", \"/copy\"]\n",
+        ),
+        ("app.txt", "v1\n"),
+    ]);
+    let first = build(&d, ctx.path(), &["-t", "e2e/cached"]);
+    first.ok();
+    assert_eq!(
+        first.stdout.matches(" ---> Using cache").count(),
+        0,
+        "{first}"
+    );
+
+    let second = build(&d, ctx.path(), &["-t", "e2e/cached"]);
+    second.ok();
+    assert_eq!(
+        second.stdout.matches(" ---> Using cache").count(),
+        4,
+        "{second}"
+    );
+    assert!(
+        !second.stdout.contains("Running in"),
+        "no RUN runs on a full cache hit: {second}"
+    );
+    let id = |o: &CmdOutput| {
+        o.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Successfully built "))
+            .map(str::to_owned)
+    };
+    assert_eq!(id(&first), id(&second), "{second}");
+
+    std::fs::write(ctx.path().join("app.txt"), "v2\n").unwrap();
+    let third = build(&d, ctx.path(), &["-t", "e2e/cached"]);
+    third.ok();
+    // FROM is not a cache step; the first RUN hits, the COPY and all after it miss.
+    assert_eq!(
+        third.stdout.matches(" ---> Using cache").count(),
+        1,
+        "{third}"
+    );
+    assert_eq!(third.stdout.matches("Running in").count(), 1, "{third}");
+    let run = d.docker(&["run", "--rm", "e2e/cached"]);
+    assert_eq!(run.stdout, "v2\n", "{run}");
+
+    let fresh = build(&d, ctx.path(), &["--no-cache", "-t", "e2e/cached"]);
+    fresh.ok();
+    assert_eq!(
+        fresh.stdout.matches(" ---> Using cache").count(),
+        0,
+        "{fresh}"
+    );
+}
+
+#[test]
+fn failing_run_fails_the_build_and_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let images_before = d.docker(&["images", "-aq"]).stdout;
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo about to fail && exit 3\nCMD [\"true\"]\n",
+    )]);
+    let out = build(&d, ctx.path(), &["-t", "e2e/failed"]);
+    out.code_is(3);
+    assert!(out.stdout.contains("about to fail"), "{out}");
+    assert!(
+        out.stderr.contains(
+            "The command '/bin/sh -c echo about to fail && exit 3' returned a non-zero code: 3"
+        ),
+        "{out}"
+    );
+    let ps = d.docker(&["ps", "-aq"]);
+    assert_eq!(ps.stdout, "", "no container is left: {ps}");
+    assert!(!d.docker(&["image", "inspect", "e2e/failed"]).success());
+    assert_eq!(d.docker(&["images", "-aq"]).stdout, images_before);
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN true\n\nFROBNICATE now\n")]);
+    let out = build(&d, ctx.path(), &[]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains("line 4: unknown instruction: FROBNICATE"),
+        "{out}"
+    );
+    let empty = context(&[("Dockerfile", "# nothing\n")]);
+    let out = build(&d, empty.path(), &[]);
+    assert!(
+        !out.success() && out.stderr.contains("cannot be empty"),
+        "{out}"
+    );
+}
+
+#[test]
+fn context_escapes_are_refused_with_the_path() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let outside = context(&[("secret", "outside\n")]);
+    let cases: [(&str, &str); 3] = [
+        ("FROM busybox\nCOPY ../secret /x\n", "../secret"),
+        ("FROM busybox\nCOPY link /x\n", "link"),
+        ("FROM busybox\nCOPY dir/up/secret /x\n", "dir/up"),
+    ];
+    for (dockerfile, named) in cases {
+        let ctx = context(&[("Dockerfile", dockerfile), ("dir/keep", "k")]);
+        std::os::unix::fs::symlink(outside.path().join("secret"), ctx.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), ctx.path().join("dir/up")).unwrap();
+        let out = build(&d, ctx.path(), &["-t", "e2e/escape"]);
+        assert!(!out.success(), "{dockerfile}: {out}");
+        assert!(
+            out.stderr.contains("outside the build context") && out.stderr.contains(named),
+            "{dockerfile}: {out}"
+        );
+    }
+    // An absolute source is relative to the context: /etc/passwd of the host is not there.
+    let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY /etc/passwd /x\n")]);
+    let out = build(&d, ctx.path(), &[]);
+    assert!(
+        !out.success() && out.stderr.contains("/etc/passwd"),
+        "{out}"
+    );
+    assert!(!d.docker(&["image", "inspect", "e2e/escape"]).success());
+}
+
+#[test]
+fn options_quiet_iidfile_labels_chmod_and_url() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY --chmod=600 f.txt /f.txt\nCOPY --from=busybox /bin/busybox /busybox\nCMD [\"/busybox\", \"cat\", \"/f.txt\"]\n",
+        ),
+        ("f.txt", "scratch file\n"),
+    ]);
+    let iid = ctx.path().join("iid");
+    let iid_arg = iid.to_str().unwrap().to_owned();
+    let out = build(
+        &d,
+        ctx.path(),
+        &[
+            "-q",
+            "--iidfile",
+            &iid_arg,
+            "--label",
+            "built.by=e2e",
+            "-t",
+            "e2e/a",
+            "-t",
+            "e2e/b:2",
+        ],
+    );
+    out.ok();
+    let id = std::fs::read_to_string(&iid).unwrap().trim().to_owned();
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(out.stdout.trim(), id, "-q prints only the id: {out}");
+    for tag in ["e2e/a", "e2e/b:2"] {
+        let run = d.docker(&["run", "--rm", tag]);
+        assert_eq!(run.stdout, "scratch file\n", "{run}");
+    }
+    let labels = d.docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", "e2e/a"]);
+    assert_eq!(labels.stdout.trim(), r#"{"built.by":"e2e"}"#, "{labels}");
+    let mode = d.docker(&[
+        "run", "--rm", "e2e/a", "/busybox", "stat", "-c", "%a", "/f.txt",
+    ]);
+    assert_eq!(mode.stdout, "600\n", "{mode}");
+
+    let url = context(&[("Dockerfile", "FROM busybox\nADD https://example.com/x /x\n")]);
+    let out = build(&d, url.path(), &[]);
+    assert!(
+        !out.success() && out.stderr.contains("https://example.com/x"),
+        "{out}"
+    );
 }

@@ -35,7 +35,10 @@ const CONFIG_KEYS: [&str; 11] = [
 ];
 
 fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("vme-ctx-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("vme-ctx-")
+        .tempdir()
+        .unwrap();
     for (path, text) in files {
         let full = dir.path().join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
@@ -84,22 +87,43 @@ impl Pair {
     fn compare(&self, name: &str, ctx: &Path, extra: &[&str], tag: &str) {
         let a = args(extra, tag, ctx);
         let theirs = build(self.oracle.docker_cmd(&a));
-        assert!(theirs.success(), "{name}: dockerd refused the case: {theirs}");
+        assert!(
+            theirs.success(),
+            "{name}: dockerd refused the case: {theirs}"
+        );
         let ours = build(self.ours.docker_cmd(&a));
-        assert!(ours.success(), "{name}: vmrund failed where dockerd built: {ours}");
+        assert!(
+            ours.success(),
+            "{name}: vmrund failed where dockerd built: {ours}"
+        );
 
         let inspect = ["image", "inspect", "-f", "{{json .Config}}", tag];
         let c_theirs = config(&self.oracle.docker(&inspect));
         let c_ours = config(&self.ours.docker(&inspect));
-        assert_eq!(c_ours, c_theirs, "{name}: image configs differ (left vmrund, right dockerd)");
+        assert_eq!(
+            c_ours, c_theirs,
+            "{name}: image configs differ (left vmrund, right dockerd)"
+        );
 
-        let run = ["run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", TREE];
+        let run = [
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            tag,
+            "-c",
+            TREE,
+        ];
         let t_theirs = self.oracle.docker(&run);
         assert!(t_theirs.success(), "{name}: {t_theirs}");
         let t_ours = self.ours.docker(&run);
         assert!(t_ours.success(), "{name}: {t_ours}");
-        let (l_ours, l_theirs): (Vec<&str>, Vec<&str>) =
-            (t_ours.stdout.lines().collect(), t_theirs.stdout.lines().collect());
+        let (l_ours, l_theirs): (Vec<&str>, Vec<&str>) = (
+            t_ours.stdout.lines().collect(),
+            t_theirs.stdout.lines().collect(),
+        );
         let only_ours: Vec<&&str> = l_ours.iter().filter(|l| !l_theirs.contains(l)).collect();
         let only_theirs: Vec<&&str> = l_theirs.iter().filter(|l| !l_ours.contains(l)).collect();
         assert!(
@@ -158,7 +182,13 @@ CMD ["echo hi"]
         ("bundle/d/y.txt", "deeper\n"),
     ]);
     let tar = Command::new("tar")
-        .args(["-C", basics.path().join("bundle").to_str().unwrap(), "--owner=0", "--group=0", "-cf"])
+        .args([
+            "-C",
+            basics.path().join("bundle").to_str().unwrap(),
+            "--owner=0",
+            "--group=0",
+            "-cf",
+        ])
         .arg(basics.path().join("bundle.tar"))
         .args(["x.txt", "d"])
         .status()
@@ -198,7 +228,10 @@ RUN touch /extra
     )]);
     p.compare("onbuild parent", parent.path(), &[], "e2e/onbuild-parent");
     let child = context(&[
-        ("Dockerfile", "FROM e2e/onbuild-parent\nRUN cat /triggered\n"),
+        (
+            "Dockerfile",
+            "FROM e2e/onbuild-parent\nRUN cat /triggered\n",
+        ),
         ("trigger.txt", "copied by the trigger\n"),
     ]);
     p.compare("onbuild child", child.path(), &[], "e2e/onbuild-child");

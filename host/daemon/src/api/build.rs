@@ -77,7 +77,11 @@ pub async fn build(
     let dockerfile = q
         .get("dockerfile")
         .filter(|d| !d.is_empty())
-        .map(|d| d.trim_start_matches("./").trim_start_matches('/').to_owned())
+        .map(|d| {
+            d.trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_owned()
+        })
         .unwrap_or_else(|| "Dockerfile".to_owned());
     let spool = spool_body(&engine, req.into_body(), "the build context").await?;
     let tmp = engine.config.data_root.join("tmp").join("build");

@@ -78,6 +78,9 @@ mod tests {
         assert_ne!(key, BuildCache::key(None, "RUN true"));
         assert_eq!(cache.get(&key), None);
         cache.put(&key, "sha256:cc");
-        assert_eq!(BuildCache::open(d.path()).get(&key).as_deref(), Some("sha256:cc"));
+        assert_eq!(
+            BuildCache::open(d.path()).get(&key).as_deref(),
+            Some("sha256:cc")
+        );
     }
 }

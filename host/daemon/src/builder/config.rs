@@ -19,7 +19,11 @@ pub fn strings(config: &Map<String, Value>, key: &str) -> Vec<String> {
     config
         .get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -47,10 +51,7 @@ pub fn env_vars(config: &Map<String, Value>) -> Vars {
 pub fn set_env(config: &mut Map<String, Value>, key: &str, value: &str) {
     let mut env = strings(config, "Env");
     let entry = format!("{key}={value}");
-    match env
-        .iter_mut()
-        .find(|e| e.split('=').next() == Some(key))
-    {
+    match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
         Some(existing) => *existing = entry,
         None => env.push(entry),
     }
@@ -116,7 +117,11 @@ fn port_keys(word: &str) -> Result<Vec<String>, String> {
 }
 
 /// Expanded `(key, value)` pairs; every value sees the variables from before the instruction.
-fn pairs(raw: &[(String, String)], vars: &Vars, escape: char) -> Result<Vec<(String, String)>, String> {
+fn pairs(
+    raw: &[(String, String)],
+    vars: &Vars,
+    escape: char,
+) -> Result<Vec<(String, String)>, String> {
     raw.iter()
         .map(|(k, v)| {
             Ok((
@@ -187,8 +192,13 @@ pub fn apply(
         }
         Instruction::Volume(command) => {
             let list = match command {
-                Command::Exec(list) => list.iter().map(|v| word(v)).collect::<Result<Vec<_>, _>>()?,
-                Command::Shell(text) => expand_words(text, vars, escape).map_err(|e| e.to_string())?,
+                Command::Exec(list) => list
+                    .iter()
+                    .map(|v| word(v))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Command::Shell(text) => {
+                    expand_words(text, vars, escape).map_err(|e| e.to_string())?
+                }
             };
             if list.iter().any(|v| v.trim().is_empty()) {
                 return Err("VOLUME specified can not be an empty string".into());
@@ -260,7 +270,10 @@ mod tests {
 
     #[test]
     fn commands_ports_volumes() {
-        let c = run("FROM x\nCMD echo hi\nEXPOSE 80 53/udp 8000-8001\nVOLUME /a /b\nENTRYPOINT [\"e\"]\n").unwrap();
+        let c = run(
+            "FROM x\nCMD echo hi\nEXPOSE 80 53/udp 8000-8001\nVOLUME /a /b\nENTRYPOINT [\"e\"]\n",
+        )
+        .unwrap();
         assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hi"]));
         assert_eq!(c["Entrypoint"], json!(["e"]));
         assert_eq!(

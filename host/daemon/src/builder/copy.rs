@@ -74,7 +74,9 @@ pub fn make_dirs(root: &Path, dir: &str, owner: (u32, u32)) -> Result<PathBuf, S
         at.push_str(part);
         let host = in_scope(root, &at, true);
         if !host.exists() {
-            fs::create_dir(&host).map_err(err("creating", &host))?;
+            // A symlink on the way may point at a path that does not exist yet (still
+            // inside the root): create all of it.
+            fs::create_dir_all(&host).map_err(err("creating", &host))?;
             fs::set_permissions(&host, fs::Permissions::from_mode(0o755))
                 .map_err(err("setting the mode of", &host))?;
             std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1))
@@ -230,7 +232,11 @@ mod tests {
         fs::write(src.path().join("d/sub/f"), "x").unwrap();
         fs::write(src.path().join("a.sh"), "#!").unwrap();
         fs::set_permissions(src.path().join("a.sh"), fs::Permissions::from_mode(0o750)).unwrap();
-        copy_into(root.path(), &job(vec![src.path().join("a.sh")], "/opt/run.sh")).unwrap();
+        copy_into(
+            root.path(),
+            &job(vec![src.path().join("a.sh")], "/opt/run.sh"),
+        )
+        .unwrap();
         let meta = fs::metadata(root.path().join("opt/run.sh")).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o750);
         copy_into(root.path(), &job(vec![src.path().join("d")], "/app")).unwrap();
@@ -240,7 +246,10 @@ mod tests {
         let mut j = job(vec![src.path().join("a.sh")], "/m");
         j.chmod = Some(0o600);
         copy_into(root.path(), &j).unwrap();
-        assert_eq!(fs::metadata(root.path().join("m")).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(root.path().join("m")).unwrap().mode() & 0o777,
+            0o600
+        );
         let two = job(vec![src.path().join("a.sh"), src.path().join("d")], "/x");
         assert!(copy_into(root.path(), &two).is_err());
     }
@@ -260,8 +269,16 @@ mod tests {
     fn owners_by_name() {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir(root.path().join("etc")).unwrap();
-        fs::write(root.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n").unwrap();
-        fs::write(root.path().join("etc/group"), "root:x:0:\napp:x:1000:\nstaff:x:50:\n").unwrap();
+        fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            root.path().join("etc/group"),
+            "root:x:0:\napp:x:1000:\nstaff:x:50:\n",
+        )
+        .unwrap();
         assert_eq!(resolve_owner(root.path(), "app").unwrap(), (1000, 1000));
         assert_eq!(resolve_owner(root.path(), "app:staff").unwrap(), (1000, 50));
         assert_eq!(resolve_owner(root.path(), "7:8").unwrap(), (7, 8));

@@ -154,14 +154,17 @@ impl Build {
         let text = context
             .read(dockerfile)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!("Cannot locate specified Dockerfile: {dockerfile}")
-            })?;
+            .ok_or_else(|| format!("Cannot locate specified Dockerfile: {dockerfile}"))?;
         let text = String::from_utf8_lossy(&text).into_owned();
         if text.trim().is_empty() {
             return Err(format!("the Dockerfile ({dockerfile}) cannot be empty"));
         }
-        let mut file = Dockerfile::parse(&text).map_err(|e| e.to_string())?;
+        let mut file = Dockerfile::parse(&text).map_err(|e| match e {
+            vmrun_builder::BuildFileError::Empty => {
+                format!("the Dockerfile ({dockerfile}) cannot be empty")
+            }
+            other => other.to_string(),
+        })?;
         let ignore = match context.read(".dockerignore").map_err(|e| e.to_string())? {
             Some(bytes) => vmrun_builder::DockerIgnore::parse(&String::from_utf8_lossy(&bytes))
                 .map_err(|e| e.to_string())?,
@@ -225,7 +228,10 @@ impl Build {
             }
             let id = match state.image.clone() {
                 Some(id) => id,
-                None => self.commit(&state, None, "/bin/sh -c #(nop) ".into()).await?,
+                None => {
+                    self.commit(&state, None, "/bin/sh -c #(nop) ".into())
+                        .await?
+                }
             };
             if let Some(name) = &stage.name {
                 self.stages.insert(name.clone(), id.clone());
@@ -233,7 +239,9 @@ impl Build {
             self.stages.insert(index.to_string(), id.clone());
             last = Some(id);
         }
-        let id = last.ok_or_else(|| BuildFailure::new("No image was generated. Is your Dockerfile empty?"))?;
+        let id = last.ok_or_else(|| {
+            BuildFailure::new("No image was generated. Is your Dockerfile empty?")
+        })?;
         let unused: Vec<&String> = self
             .opts
             .build_args
@@ -248,7 +256,8 @@ impl Build {
             ));
         }
         self.progress.aux_id(&id);
-        self.progress.say(format!("Successfully built {}\n", short(&id)));
+        self.progress
+            .say(format!("Successfully built {}\n", short(&id)));
         for tag in &self.opts.tags {
             self.engine.images.tag(&id, tag)?;
             let shown = vmrun_images::normalize_reference(tag).unwrap_or_else(|_| tag.clone());
@@ -262,8 +271,10 @@ impl Build {
 
     fn announce(&mut self, original: &str) {
         self.step += 1;
-        self.progress
-            .say(format!("Step {}/{} : {}\n", self.step, self.total, original));
+        self.progress.say(format!(
+            "Step {}/{} : {}\n",
+            self.step, self.total, original
+        ));
     }
 
     /// Variables FROM lines see: the meta ARGs with values.
@@ -340,7 +351,10 @@ impl Build {
 
     /// A metadata-only step (or one whose image the cache has): commit the config.
     async fn config_step(&self, state: &mut StageState, comment: &str) -> Result<(), BuildFailure> {
-        let created_by = format!("{} #(nop)  {comment}", config::shell(&state.config).join(" "));
+        let created_by = format!(
+            "{} #(nop)  {comment}",
+            config::shell(&state.config).join(" ")
+        );
         let key = cache::BuildCache::key(state.image.as_deref(), &created_by);
         if self.use_cache(state, &key) {
             return Ok(());

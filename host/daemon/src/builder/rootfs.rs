@@ -144,7 +144,10 @@ mod tests {
         symlink("/real", root.join("abs")).unwrap();
         symlink("../../../../etc", root.join("real/up")).unwrap();
         assert_eq!(in_scope(root, "/abs/dir", true), root.join("real/dir"));
-        assert_eq!(in_scope(root, "/real/up/passwd", true), root.join("etc/passwd"));
+        assert_eq!(
+            in_scope(root, "/real/up/passwd", true),
+            root.join("etc/passwd")
+        );
         assert_eq!(in_scope(root, "/../../x", true), root.join("x"));
         assert_eq!(in_scope(root, "/abs", false), root.join("abs"));
     }

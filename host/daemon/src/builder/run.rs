@@ -37,7 +37,11 @@ pub struct Ran {
 }
 
 /// Creates, starts and waits for the container of a RUN, streaming its output.
-pub async fn run(engine: &Arc<Engine>, spec: RunSpec, progress: &Progress) -> Result<Ran, EngineError> {
+pub async fn run(
+    engine: &Arc<Engine>,
+    spec: RunSpec,
+    progress: &Progress,
+) -> Result<Ran, EngineError> {
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         // The whole command as the entrypoint: the image's ENTRYPOINT plays no part.
@@ -78,7 +82,11 @@ pub async fn run(engine: &Arc<Engine>, spec: RunSpec, progress: &Progress) -> Re
     }
 }
 
-async fn run_created(engine: &Arc<Engine>, id: &str, progress: &Progress) -> Result<i32, EngineError> {
+async fn run_created(
+    engine: &Arc<Engine>,
+    id: &str,
+    progress: &Progress,
+) -> Result<i32, EngineError> {
     let exited = engine.wait_container(id, WaitCondition::NextExit)?;
     engine.start_container(id).await?;
     let (tty, logs) = engine.container_logs(
@@ -101,7 +109,8 @@ async fn run_created(engine: &Arc<Engine>, id: &str, progress: &Progress) -> Res
         pending.extend_from_slice(&chunk);
         // docker's multiplexed frames: [stream, 0, 0, 0, size (u32 BE)] then the payload.
         while pending.len() >= 8 {
-            let size = u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]]) as usize;
+            let size =
+                u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]]) as usize;
             if pending.len() < 8 + size {
                 break;
             }

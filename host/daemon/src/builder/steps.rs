@@ -118,7 +118,11 @@ impl Build {
     }
 
     /// One instruction of a stage.
-    pub(super) async fn dispatch(&mut self, state: &mut StageState, step: &Step) -> Result<(), BuildFailure> {
+    pub(super) async fn dispatch(
+        &mut self,
+        state: &mut StageState,
+        step: &Step,
+    ) -> Result<(), BuildFailure> {
         let escape = self.file.escape;
         match &step.instruction {
             Instruction::From { .. } => Err(failure("unexpected FROM inside a stage")),
@@ -134,7 +138,8 @@ impl Build {
                     });
                     state.args.insert(name.clone(), value);
                 }
-                self.config_step(state, &format!("ARG {}", shown.join(" "))).await
+                self.config_step(state, &format!("ARG {}", shown.join(" ")))
+                    .await
             }
             Instruction::Run { command, network } => {
                 let argv = config::argv(&state.config, command);
@@ -166,9 +171,10 @@ impl Build {
             }
             other => {
                 let vars = state.vars();
-                let comment = config::apply(&mut state.config, other, &vars, escape, &mut state.cmd_set)
-                    .map_err(failure)?
-                    .unwrap_or_default();
+                let comment =
+                    config::apply(&mut state.config, other, &vars, escape, &mut state.cmd_set)
+                        .map_err(failure)?
+                        .unwrap_or_default();
                 self.config_step(state, &comment).await
             }
         }
@@ -206,7 +212,12 @@ impl Build {
         let created_by = if in_history.is_empty() {
             argv.join(" ")
         } else {
-            format!("|{} {} {}", in_history.len(), in_history.join(" "), argv.join(" "))
+            format!(
+                "|{} {} {}",
+                in_history.len(),
+                in_history.join(" "),
+                argv.join(" ")
+            )
         };
         let key = BuildCache::key(state.image.as_deref(), &format!("RUN {created_by}"));
         if self.use_cache(state, &key) {
@@ -252,8 +263,10 @@ impl Build {
         };
         let committed = self.commit(state, Some(upper), created_by).await;
         if self.opts.remove {
-            self.progress
-                .say(format!("Removing intermediate container {}\n", &ran.id[..12]));
+            self.progress.say(format!(
+                "Removing intermediate container {}\n",
+                &ran.id[..12]
+            ));
             remove(self, ran.id.clone()).await;
         } else {
             self.kept_containers.push(ran.id.clone());
@@ -272,7 +285,11 @@ impl Build {
         Ok(Rootfs::mount(&self.tmp, &layers)?)
     }
 
-    async fn workdir_step(&mut self, state: &mut StageState, dir: &str) -> Result<(), BuildFailure> {
+    async fn workdir_step(
+        &mut self,
+        state: &mut StageState,
+        dir: &str,
+    ) -> Result<(), BuildFailure> {
         let created_by = format!(
             "{} #(nop) WORKDIR {dir}",
             config::shell(&state.config).join(" ")
@@ -296,7 +313,12 @@ impl Build {
         Ok(())
     }
 
-    async fn copy_step(&mut self, state: &mut StageState, args: &CopyArgs, add: bool) -> Result<(), BuildFailure> {
+    async fn copy_step(
+        &mut self,
+        state: &mut StageState,
+        args: &CopyArgs,
+        add: bool,
+    ) -> Result<(), BuildFailure> {
         let escape = self.file.escape;
         let vars = state.vars();
         let word = |w: &str| expand_word(w, &vars, escape).map_err(failure);
@@ -322,7 +344,11 @@ impl Build {
                 let from = word(from)?;
                 let id = self.image_for(&from, false).await?;
                 let mount = self.mount(Some(&id))?;
-                (ContextDir::open_image_root(mount.path()), Some(id), Some(mount))
+                (
+                    ContextDir::open_image_root(mount.path()),
+                    Some(id),
+                    Some(mount),
+                )
             }
             None => (self.context.clone(), None, None),
         };
@@ -331,7 +357,13 @@ impl Build {
             paths.extend(source_root.resolve(s).map_err(failure)?);
         }
         let checksum = source_root.checksum(&paths).map_err(failure)?;
-        let kind = if paths.len() > 1 { "multi" } else if paths.first().is_some_and(|p| p.is_dir()) { "dir" } else { "file" };
+        let kind = if paths.len() > 1 {
+            "multi"
+        } else if paths.first().is_some_and(|p| p.is_dir()) {
+            "dir"
+        } else {
+            "file"
+        };
         let created_by = format!(
             "{} #(nop) {verb} {kind}:{checksum} in {dest} ",
             config::shell(&state.config).join(" ")
@@ -348,7 +380,9 @@ impl Build {
         }
         let chmod = match args.chmod.as_deref() {
             Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
-                failure(format!("invalid --chmod value {m:?}: it must be an octal mode"))
+                failure(format!(
+                    "invalid --chmod value {m:?}: it must be an octal mode"
+                ))
             })?),
             None => None,
         };
