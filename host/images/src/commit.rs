@@ -152,6 +152,9 @@ impl ImageStore {
         }
         let loaded = self.commit_synthesized(names, config, layers)?;
         drop(staging);
+        if let Some(parent) = parent {
+            self.set_parent(&loaded.id, parent)?;
+        }
         tracing::info!(id = %loaded.id, ?parent, "committed an image");
         Ok(loaded)
     }

@@ -148,6 +148,7 @@ impl ImageStore {
             let mut record = record;
             if let Some(old) = index.images.get(&id) {
                 record.repo_digests = old.repo_digests.clone();
+                record.parent = old.parent.clone();
             }
             if let Some(d) = &image.repo_digest {
                 if !record.repo_digests.contains(d) {
@@ -184,6 +185,22 @@ impl ImageStore {
         let index = self.read_index();
         let id = find_image(&index, reference)?;
         self.describe(&index, &id)
+    }
+
+    /// Records that image `id` was made from image `parent` (by a build step or a commit).
+    pub(crate) fn set_parent(&self, id: &str, parent: &str) -> Result<(), ImageError> {
+        let _writer = self.lock_writer();
+        let mut index = self.read_index().clone();
+        let parent_id = find_image(&index, parent)?;
+        match index.images.get_mut(id) {
+            Some(record)
+                if record.parent.as_deref() != Some(parent_id.as_str()) && id != parent_id =>
+            {
+                record.parent = Some(parent_id);
+            }
+            _ => return Ok(()),
+        }
+        self.commit_index(index)
     }
 
     /// The image's config document as stored (every field, docker's extensions such as
@@ -312,6 +329,7 @@ impl ImageStore {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             repo_digests: Vec::new(),
+            parent: None,
         })
     }
 
@@ -336,6 +354,7 @@ impl ImageStore {
             layer_sizes: record.layers.iter().map(|l| l.size).collect(),
             architecture: config.architecture().to_string(),
             os: config.os().to_string(),
+            parent: record.parent.clone(),
             config,
         })
     }

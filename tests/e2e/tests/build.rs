@@ -64,6 +64,13 @@ fn builds_run_copy_and_metadata() {
     let run = d.docker(&["run", "--rm", "e2e/built:1"]);
     run.ok();
     assert_eq!(run.stdout, "hello world\n", "{run}");
+    // Intermediate step images are hidden unless `-a`, as with dockerd.
+    let images = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(images.stdout.lines().count(), 2, "{images}");
+    let all = d.docker(&["images", "-a", "-q"]);
+    assert!(all.stdout.lines().count() > 2, "{all}");
+    let parent = d.docker(&["image", "inspect", "-f", "{{.Parent}}", "e2e/built:1"]);
+    assert!(parent.stdout.starts_with("sha256:"), "{parent}");
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub(super) fn summary(img: &Image, containers: i64) -> ImageSummary {
         .unwrap_or_default();
     ImageSummary {
         id: img.id.clone(),
-        parent_id: String::new(),
+        parent_id: img.parent.clone().unwrap_or_default(),
         repo_tags: img.repo_tags.clone(),
         repo_digests: img.repo_digests.clone(),
         created: created_unix(img),
@@ -53,11 +53,19 @@ pub(super) fn containers_using(engine: &crate::engine::Engine, image_id: &str) -
         .collect()
 }
 
-/// `GET /images/json`.
-pub async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
+/// `GET /images/json`. Without `all`, untagged images that other images were built
+/// from (a build's intermediate steps) are left out, as dockerd does.
+pub async fn list(
+    State(engine): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let images = engine.images.list()?;
+    let parents: std::collections::HashSet<&str> =
+        images.iter().filter_map(|i| i.parent.as_deref()).collect();
+    let all = query_bool(q.get("all"));
     let out: Vec<ImageSummary> = images
         .iter()
+        .filter(|i| all || !i.repo_tags.is_empty() || !parents.contains(i.id.as_str()))
         .map(|i| summary(i, containers_using(&engine, &i.id).len() as i64))
         .collect();
     Ok(json(&out))
@@ -250,7 +258,7 @@ fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {
         "Id": img.id,
         "RepoTags": img.repo_tags,
         "RepoDigests": img.repo_digests,
-        "Parent": "",
+        "Parent": img.parent.clone().unwrap_or_default(),
         "Comment": "",
         "Created": img.created.clone().unwrap_or_default(),
         "DockerVersion": "",
