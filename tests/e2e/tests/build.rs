@@ -268,3 +268,59 @@ fn options_quiet_iidfile_labels_chmod_and_url() {
         "{out}"
     );
 }
+
+#[test]
+fn vmrun_build_prints_what_docker_build_prints() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nARG WHO\nCOPY . /ctx/\nRUN echo \"hi $WHO\"\nCMD [\"ls\", \"/ctx\"]\n",
+        ),
+        (".dockerignore", "*.tmp\n"),
+        ("keep.txt", "k"),
+        ("drop.tmp", "d"),
+    ]);
+    let path = ctx.path().to_str().unwrap();
+    let ours = d.vmrun(&["build", "--build-arg", "WHO=vmrun", "-t", "e2e/cli", path]);
+    ours.ok();
+    assert!(ours.stdout.contains("hi vmrun"), "{ours}");
+    let docker = build(
+        &d,
+        ctx.path(),
+        &["--build-arg", "WHO=vmrun", "-t", "e2e/cli"],
+    );
+    docker.ok();
+    // The second build is all cache hits; both CLIs print the daemon's text the same way.
+    let steps = |o: &CmdOutput| -> Vec<String> {
+        o.stdout
+            .lines()
+            .filter(|l| l.starts_with("Step ") || l.starts_with("Successfully"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(steps(&ours).len(), 7, "{ours}");
+    assert_eq!(steps(&ours), steps(&docker), "{ours}\n{docker}");
+    let listing = d.docker(&["run", "--rm", "e2e/cli"]);
+    assert_eq!(listing.stdout, "Dockerfile\nkeep.txt\n", "{listing}");
+
+    // A Dockerfile from outside the context, -q and --iidfile, a failing step's code.
+    let elsewhere = context(&[("Other.dockerfile", "FROM busybox\nRUN exit 7\n")]);
+    let file = elsewhere.path().join("Other.dockerfile");
+    let failed = d.vmrun(&["build", "-f", file.to_str().unwrap(), path]);
+    failed.code_is(7);
+    assert!(
+        failed
+            .stderr
+            .contains("The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
+        "{failed}"
+    );
+    let iid = elsewhere.path().join("iid");
+    let quiet = d.vmrun(&["build", "-q", "--iidfile", iid.to_str().unwrap(), path]);
+    quiet.ok();
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert_eq!(quiet.stdout.trim(), id.trim(), "{quiet}");
+}
