@@ -67,9 +67,10 @@ impl ContextDir {
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
         archive.set_overwrite(true);
-        archive
-            .unpack(dest)
-            .map_err(io(dest, "unpacking the build context into"))?;
+        archive.unpack(dest).map_err(|source| BuildFileError::Io {
+            context: "reading the build context (a tar archive, plain or gzip)".into(),
+            source,
+        })?;
         Ok(ContextDir::open(dest))
     }
 

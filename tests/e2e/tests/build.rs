@@ -324,3 +324,39 @@ fn vmrun_build_prints_what_docker_build_prints() {
     let id = std::fs::read_to_string(&iid).unwrap();
     assert_eq!(quiet.stdout.trim(), id.trim(), "{quiet}");
 }
+
+#[test]
+fn bad_requests_are_4xx_and_the_daemon_lives_on() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ping = d.api("GET", "/_ping", None);
+    assert_eq!(
+        ping.header("builder-version"),
+        Some("1"),
+        "{:?}",
+        ping.headers
+    );
+    let cases = [
+        (
+            "/build",
+            "this is not a tar archive, just words",
+            "build context",
+        ),
+        ("/build?buildargs=%7Bnope", "", "invalid buildargs"),
+        ("/build?version=2", "", "BuildKit"),
+        ("/build?t=bad%20tag%21", "", "invalid tag"),
+    ];
+    for (path, body, says) in cases {
+        let r = d.api("POST", path, Some(body));
+        assert!(
+            (400..500).contains(&r.status),
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(r.text().contains(says), "{path}: {}", r.text());
+    }
+    assert_eq!(d.api("GET", "/_ping", None).status, 200);
+}

@@ -223,6 +223,12 @@ impl Build {
         for (index, stage) in stages.iter().enumerate() {
             let mut state = self.begin_stage(&stage.steps[0]).await?;
             for step in &stage.steps[1..] {
+                if self.progress.is_closed() {
+                    // Like dockerd: a client that hangs up cancels the build.
+                    return Err(BuildFailure::new(
+                        "the build was canceled: the client went away",
+                    ));
+                }
                 self.announce(&step.original);
                 self.dispatch(&mut state, step).await?;
             }

@@ -26,6 +26,11 @@ impl Progress {
         (Progress { tx, quiet }, rx)
     }
 
+    /// Whether the client went away (the response stream was dropped).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Step text (`Step 1/3 : FROM busybox\n`), unless quiet.
     pub fn say(&self, text: impl Into<String>) {
         if !self.quiet {
