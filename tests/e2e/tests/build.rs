@@ -360,3 +360,27 @@ fn bad_requests_are_4xx_and_the_daemon_lives_on() {
     }
     assert_eq!(d.api("GET", "/_ping", None).status, 200);
 }
+
+#[test]
+fn docker_compose_builds_through_the_same_endpoint() {
+    if !ready() || !require_tool("docker-compose") {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[
+        (
+            "docker-compose.yml",
+            "version: \"3\"\nservices:\n  app:\n    build:\n      context: ./app\n      args:\n        FLAVOR: compose\n    image: e2e/compose-app:1\n",
+        ),
+        ("app/Dockerfile", "FROM busybox\nARG FLAVOR\nRUN echo \"$FLAVOR\" > /flavor\nCMD [\"cat\", \"/flavor\"]\n"),
+    ]);
+    let mut cmd = std::process::Command::new("docker-compose");
+    cmd.current_dir(ctx.path())
+        .args(["-H", &d.host(), "build"])
+        .env("COMPOSE_DOCKER_CLI_BUILD", "0")
+        .env("DOCKER_BUILDKIT", "0");
+    let out = run_with_timeout(cmd, None, Duration::from_secs(120));
+    out.ok();
+    let run = d.docker(&["run", "--rm", "e2e/compose-app:1"]);
+    assert_eq!(run.stdout, "compose\n", "{out}\n{run}");
+}
