@@ -150,11 +150,12 @@ impl ImageStore {
                 media_type: OCI_LAYER_TAR.to_owned(),
             });
         }
-        let loaded = self.commit_synthesized(names, config, layers)?;
+        let parent_id = match (parent, &record) {
+            (Some(_), Some(r)) => Some(format!("sha256:{}", r.config.hex())),
+            _ => None,
+        };
+        let loaded = self.commit_synthesized(parent_id, names, config, layers)?;
         drop(staging);
-        if let Some(parent) = parent {
-            self.set_parent(&loaded.id, parent)?;
-        }
         tracing::info!(id = %loaded.id, ?parent, "committed an image");
         Ok(loaded)
     }

@@ -164,6 +164,7 @@ impl ImageStore {
             config_digest,
             layers,
             repo_digest: Some(repo_digest),
+            parent: None,
         };
         self.commit_images(std::slice::from_ref(&imported), &mut |e| match e {
             LayerEvent::Unpacking(d) if !existing.contains(d) => {

@@ -150,6 +150,9 @@ impl ImageStore {
                 record.repo_digests = old.repo_digests.clone();
                 record.parent = old.parent.clone();
             }
+            if image.parent.is_some() {
+                record.parent = image.parent.clone();
+            }
             if let Some(d) = &image.repo_digest {
                 if !record.repo_digests.contains(d) {
                     record.repo_digests.push(d.clone());
@@ -185,22 +188,6 @@ impl ImageStore {
         let index = self.read_index();
         let id = find_image(&index, reference)?;
         self.describe(&index, &id)
-    }
-
-    /// Records that image `id` was made from image `parent` (by a build step or a commit).
-    pub(crate) fn set_parent(&self, id: &str, parent: &str) -> Result<(), ImageError> {
-        let _writer = self.lock_writer();
-        let mut index = self.read_index().clone();
-        let parent_id = find_image(&index, parent)?;
-        match index.images.get_mut(id) {
-            Some(record)
-                if record.parent.as_deref() != Some(parent_id.as_str()) && id != parent_id =>
-            {
-                record.parent = Some(parent_id);
-            }
-            _ => return Ok(()),
-        }
-        self.commit_index(index)
     }
 
     /// The image's config document as stored (every field, docker's extensions such as

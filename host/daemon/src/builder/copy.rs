@@ -1,7 +1,9 @@
-//! COPY and ADD into a mounted step file system: files, directories (their contents),
-//! symlinks as links, modes and times kept, owner root or `--chown`, `--chmod`, parent
-//! directories created, local tar archives extracted by ADD. Destinations are resolved
-//! inside the image root, never through a symlink out of it.
+//! COPY and ADD into a step's layer: files, directories (their contents), symlinks as
+//! links, modes and times kept, owner root or `--chown`, `--chmod`, parent directories
+//! created, local tar archives extracted by ADD. Destinations are resolved in the
+//! image's view (`view`), never through a symlink out of it, and written under `out`:
+//! a staging directory (existing parent directories are copied up from the view with
+//! their metadata, as overlayfs would) or the view itself when it is writable.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -29,11 +31,21 @@ fn err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{text}: {e}")
 }
 
-/// Runs `job` against the image root `root` (a mounted overlay).
-pub fn copy_into(root: &Path, job: &CopyJob) -> Result<(), String> {
-    let dest_is_dir = job.dest.ends_with('/')
-        || job.dest.ends_with("/.")
-        || in_scope(root, &job.dest, true).is_dir();
+/// Where `path` (absolute in the image) goes under `out`: resolved in `view`.
+fn target(view: &Path, out: &Path, path: &str) -> PathBuf {
+    let resolved = in_scope(view, path, true);
+    match resolved.strip_prefix(view) {
+        Ok(rel) => out.join(rel),
+        Err(_) => out.to_owned(),
+    }
+}
+
+/// Runs `job`: reads the image in `view`, writes under `out` (see the module docs).
+pub fn copy_into(view: &Path, out: &Path, job: &CopyJob) -> Result<(), String> {
+    let dest = target(view, out, &job.dest);
+    let in_view = in_scope(view, &job.dest, true);
+    let dest_is_dir =
+        job.dest.ends_with('/') || job.dest.ends_with("/.") || dest.is_dir() || in_view.is_dir();
     if job.sources.len() > 1 && !dest_is_dir {
         return Err(
             "When using COPY with more than one source file, the destination must be a directory and end with a /"
@@ -43,21 +55,21 @@ pub fn copy_into(root: &Path, job: &CopyJob) -> Result<(), String> {
     for source in &job.sources {
         let meta = fs::metadata(source).map_err(err("inspecting", source))?;
         if meta.is_dir() {
-            let target = make_dirs(root, &job.dest, job.owner)?;
+            let target = make_dirs(view, out, &job.dest, job.owner)?;
             copy_tree(source, &target, job)?;
         } else if job.extract && is_archive(source) {
-            let target = make_dirs(root, &job.dest, job.owner)?;
+            let target = make_dirs(view, out, &job.dest, job.owner)?;
             extract(source, &target)?;
         } else {
             let target = if dest_is_dir {
-                let dir = make_dirs(root, &job.dest, job.owner)?;
+                let dir = make_dirs(view, out, &job.dest, job.owner)?;
                 dir.join(source.file_name().unwrap_or_default())
             } else {
                 let (parent, name) = match job.dest.trim_end_matches('/').rsplit_once('/') {
                     Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
                     None => ("/", job.dest.as_str()),
                 };
-                make_dirs(root, parent, job.owner)?.join(name)
+                make_dirs(view, out, parent, job.owner)?.join(name)
             };
             copy_entry(source, &target, job)?;
         }
@@ -65,25 +77,44 @@ pub fn copy_into(root: &Path, job: &CopyJob) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates `dir` (absolute in the image) and its missing parents owned by `owner`;
-/// returns its host path.
-pub fn make_dirs(root: &Path, dir: &str, owner: (u32, u32)) -> Result<PathBuf, String> {
-    let mut at = String::new();
-    for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        at.push('/');
-        at.push_str(part);
-        let host = in_scope(root, &at, true);
-        if !host.exists() {
-            // A symlink on the way may point at a path that does not exist yet (still
-            // inside the root): create all of it.
-            fs::create_dir_all(&host).map_err(err("creating", &host))?;
-            fs::set_permissions(&host, fs::Permissions::from_mode(0o755))
-                .map_err(err("setting the mode of", &host))?;
-            std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1))
-                .map_err(err("changing the owner of", &host))?;
+/// Makes `dir` (absolute in the image, resolved in `view`) exist under `out`: a
+/// directory the image has is copied up with its mode, owner and time; a missing one is
+/// created 0755 owned by `owner`. Returns its path under `out`.
+pub fn make_dirs(view: &Path, out: &Path, dir: &str, owner: (u32, u32)) -> Result<PathBuf, String> {
+    let resolved = in_scope(view, dir, true);
+    let rel = resolved
+        .strip_prefix(view)
+        .unwrap_or(Path::new(""))
+        .to_owned();
+    let mut at = PathBuf::new();
+    for part in rel.components() {
+        at.push(part);
+        let host = out.join(&at);
+        if fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if fs::symlink_metadata(&host).is_ok() {
+            fs::remove_file(&host).map_err(err("replacing", &host))?;
+        }
+        fs::create_dir(&host).map_err(err("creating", &host))?;
+        let (mode, uid, gid, mtime) = match fs::symlink_metadata(view.join(&at)) {
+            Ok(m) if m.is_dir() => (
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                Some(filetime::FileTime::from_last_modification_time(&m)),
+            ),
+            _ => (0o755, owner.0, owner.1, None),
+        };
+        fs::set_permissions(&host, fs::Permissions::from_mode(mode))
+            .map_err(err("setting the mode of", &host))?;
+        std::os::unix::fs::lchown(&host, Some(uid), Some(gid))
+            .map_err(err("changing the owner of", &host))?;
+        if let Some(t) = mtime {
+            let _ = filetime::set_file_mtime(&host, t);
         }
     }
-    Ok(in_scope(root, dir, true))
+    Ok(out.join(rel))
 }
 
 /// Copies the contents of directory `source` into the directory `target`.
@@ -234,24 +265,35 @@ mod tests {
         fs::set_permissions(src.path().join("a.sh"), fs::Permissions::from_mode(0o750)).unwrap();
         copy_into(
             root.path(),
+            root.path(),
             &job(vec![src.path().join("a.sh")], "/opt/run.sh"),
         )
         .unwrap();
         let meta = fs::metadata(root.path().join("opt/run.sh")).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o750);
-        copy_into(root.path(), &job(vec![src.path().join("d")], "/app")).unwrap();
+        copy_into(
+            root.path(),
+            root.path(),
+            &job(vec![src.path().join("d")], "/app"),
+        )
+        .unwrap();
         assert!(root.path().join("app/sub/f").is_file());
-        copy_into(root.path(), &job(vec![src.path().join("a.sh")], "/app/")).unwrap();
+        copy_into(
+            root.path(),
+            root.path(),
+            &job(vec![src.path().join("a.sh")], "/app/"),
+        )
+        .unwrap();
         assert!(root.path().join("app/a.sh").is_file());
         let mut j = job(vec![src.path().join("a.sh")], "/m");
         j.chmod = Some(0o600);
-        copy_into(root.path(), &j).unwrap();
+        copy_into(root.path(), root.path(), &j).unwrap();
         assert_eq!(
             fs::metadata(root.path().join("m")).unwrap().mode() & 0o777,
             0o600
         );
         let two = job(vec![src.path().join("a.sh"), src.path().join("d")], "/x");
-        assert!(copy_into(root.path(), &two).is_err());
+        assert!(copy_into(root.path(), root.path(), &two).is_err());
     }
 
     #[test]
@@ -261,8 +303,37 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         fs::write(src.path().join("f"), "x").unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
-        copy_into(root.path(), &job(vec![src.path().join("f")], "/out/")).unwrap();
+        copy_into(
+            root.path(),
+            root.path(),
+            &job(vec![src.path().join("f")], "/out/"),
+        )
+        .unwrap();
         assert!(!outside.path().join("f").exists());
+    }
+
+    #[test]
+    fn staged_copies_up_parents_with_their_metadata() {
+        let src = tempfile::tempdir().unwrap();
+        let view = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), "x").unwrap();
+        fs::create_dir_all(view.path().join("usr/share")).unwrap();
+        fs::set_permissions(view.path().join("usr"), fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::symlink("/usr/share", view.path().join("s")).unwrap();
+        copy_into(
+            view.path(),
+            out.path(),
+            &job(vec![src.path().join("f")], "/s/new/"),
+        )
+        .unwrap();
+        assert!(out.path().join("usr/share/new/f").is_file());
+        let mode = fs::metadata(out.path().join("usr")).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o711);
+        assert!(
+            !view.path().join("usr/share/new").exists(),
+            "the view is not written"
+        );
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! A build step's view of an image's file system: the image's layers under a fresh
-//! overlayfs upper directory, mounted on the host. COPY/ADD and WORKDIR write into it;
-//! the upper directory is then the step's layer (the same form `docker commit` stores).
+//! A build step's view of an image's file system, mounted on the host, and the
+//! directory its changes go to (the step's layer, in the form `docker commit` stores).
+//!
+//! Two kinds: [`Rootfs::staged`] mounts the image read-only and the step writes its
+//! files into a separate staging directory (COPY, WORKDIR: no overlay upper, so no
+//! copy-up and no sync of the host file system at unmount); [`Rootfs::writable`] mounts
+//! the image under a writable upper directory that the step writes through (ADD of an
+//! archive, whose entries must follow the image's symlinks).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,10 +14,14 @@ use vmrun_builder::dockerignore::clean;
 
 use crate::engine::EngineError;
 
-/// A mounted overlay of an image, removed (unmounted and deleted) on drop.
+/// A mounted image and where a step's changes go; unmounted and deleted on drop.
 pub struct Rootfs {
     dir: tempfile::TempDir,
     merged: PathBuf,
+    /// The staging directory (staged), or the merged view itself (writable).
+    out: PathBuf,
+    /// What becomes the layer: the staging directory or the overlay's upper directory.
+    layer: PathBuf,
     mounted: bool,
 }
 
@@ -21,43 +30,81 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> EngineError {
 }
 
 impl Rootfs {
-    /// Mounts `layers` (bottom-most first, as `Image::layer_dirs` lists them) under a new
-    /// writable upper directory in a temporary directory under `tmp`.
-    pub fn mount(tmp: &Path, layers: &[PathBuf]) -> Result<Rootfs, EngineError> {
+    fn prepare(tmp: &Path, names: &[&str]) -> Result<tempfile::TempDir, EngineError> {
         fs::create_dir_all(tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
         let dir = tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(tmp)
             .map_err(io_err(format!("creating a directory in {}", tmp.display())))?;
-        let (upper, work, merged, empty) = (
-            dir.path().join("upper"),
-            dir.path().join("work"),
-            dir.path().join("merged"),
-            dir.path().join("empty"),
-        );
-        for d in [&upper, &work, &merged, &empty] {
-            fs::create_dir(d).map_err(io_err(format!("creating {}", d.display())))?;
+        for name in names {
+            let d = dir.path().join(name);
+            fs::create_dir(&d).map_err(io_err(format!("creating {}", d.display())))?;
         }
-        // overlayfs lists lower directories top-most first; an empty one at the bottom
-        // lets `scratch` (no layers) mount too.
+        Ok(dir)
+    }
+
+    /// overlayfs lists lower directories top-most first; an empty one at the bottom lets
+    /// `scratch` (no layers) and one-layer images mount too.
+    fn lowers(dir: &Path, layers: &[PathBuf]) -> Vec<PathBuf> {
         let mut lowers: Vec<PathBuf> = layers.iter().rev().cloned().collect();
-        lowers.push(empty);
-        vmrun_runtime::mount_overlay(&lowers, &upper, &work, &merged).map_err(|e| {
+        lowers.push(dir.join("empty"));
+        if lowers.len() < 2 {
+            lowers.push(dir.join("empty2"));
+        }
+        lowers
+    }
+
+    /// Mounts `layers` (bottom-most first, as `Image::layer_dirs` lists them) read-only,
+    /// with an empty staging directory for the step's files.
+    pub fn staged(tmp: &Path, layers: &[PathBuf]) -> Result<Rootfs, EngineError> {
+        let dir = Rootfs::prepare(tmp, &["out", "merged", "empty", "empty2"])?;
+        let merged = dir.path().join("merged");
+        let lowers = Rootfs::lowers(dir.path(), layers);
+        vmrun_runtime::mount_overlay_read_only(&lowers, &merged).map_err(|e| {
             EngineError::internal(format!("mounting the image for a build step: {e}"))
         })?;
+        let out = dir.path().join("out");
         Ok(Rootfs {
-            dir,
+            layer: out.clone(),
+            out,
             merged,
+            dir,
             mounted: true,
         })
     }
 
-    /// The merged view.
+    /// Mounts `layers` under a new writable upper directory, written through.
+    pub fn writable(tmp: &Path, layers: &[PathBuf]) -> Result<Rootfs, EngineError> {
+        let dir = Rootfs::prepare(tmp, &["upper", "work", "merged", "empty", "empty2"])?;
+        let (upper, work, merged) = (
+            dir.path().join("upper"),
+            dir.path().join("work"),
+            dir.path().join("merged"),
+        );
+        let lowers = Rootfs::lowers(dir.path(), layers);
+        vmrun_runtime::mount_overlay(&lowers, &upper, &work, &merged).map_err(|e| {
+            EngineError::internal(format!("mounting the image for a build step: {e}"))
+        })?;
+        Ok(Rootfs {
+            out: merged.clone(),
+            layer: upper,
+            merged,
+            dir,
+            mounted: true,
+        })
+    }
+
+    /// The image's files as the step sees them.
     pub fn path(&self) -> &Path {
         &self.merged
     }
 
-    /// Unmounts, leaving the upper directory (the step's changes) to commit.
+    /// Where the step writes.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Unmounts, leaving the step's changes in overlayfs layer form to commit.
     pub fn finish(&mut self) -> Result<PathBuf, EngineError> {
         if self.mounted {
             vmrun_runtime::unmount(&self.merged).map_err(|e| {
@@ -65,7 +112,7 @@ impl Rootfs {
             })?;
             self.mounted = false;
         }
-        Ok(self.dir.path().join("upper"))
+        Ok(self.layer.clone())
     }
 
     /// The host path of `path` (absolute in the image) with every symlink on the way
@@ -81,6 +128,7 @@ impl Drop for Rootfs {
         if self.mounted {
             let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
         }
+        let _ = &self.dir;
     }
 }
 

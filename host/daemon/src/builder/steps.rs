@@ -276,13 +276,18 @@ impl Build {
         Ok(())
     }
 
-    /// The stage's image mounted for a step.
-    fn mount(&self, image: Option<&str>) -> Result<Rootfs, BuildFailure> {
+    /// An image mounted for a step: read-only with a staging directory for the step's
+    /// files, or (`writable`) under an overlay upper directory.
+    fn mount(&self, image: Option<&str>, writable: bool) -> Result<Rootfs, BuildFailure> {
         let layers = match image {
             Some(id) => self.engine.images.resolve(id)?.layer_dirs,
             None => Vec::new(),
         };
-        Ok(Rootfs::mount(&self.tmp, &layers)?)
+        Ok(if writable {
+            Rootfs::writable(&self.tmp, &layers)?
+        } else {
+            Rootfs::staged(&self.tmp, &layers)?
+        })
     }
 
     async fn workdir_step(
@@ -298,14 +303,14 @@ impl Build {
         if self.use_cache(state, &key) {
             return Ok(());
         }
-        let mut rootfs = self.mount(state.image.as_deref())?;
+        let mut rootfs = self.mount(state.image.as_deref(), false)?;
         if rootfs.resolve(dir, true).is_dir() {
             drop(rootfs);
             let id = self.commit(state, None, created_by).await?;
             self.finish_step(state, &key, id);
             return Ok(());
         }
-        super::copy::make_dirs(rootfs.path(), dir, (0, 0)).map_err(failure)?;
+        super::copy::make_dirs(rootfs.path(), rootfs.out(), dir, (0, 0)).map_err(failure)?;
         let upper = rootfs.finish()?;
         let id = self.commit(state, Some(upper), created_by).await?;
         drop(rootfs);
@@ -343,7 +348,7 @@ impl Build {
             Some(from) => {
                 let from = word(from)?;
                 let id = self.image_for(&from, false).await?;
-                let mount = self.mount(Some(&id))?;
+                let mount = self.mount(Some(&id), false)?;
                 (
                     ContextDir::open_image_root(mount.path()),
                     Some(id),
@@ -352,11 +357,18 @@ impl Build {
             }
             None => (self.context.clone(), None, None),
         };
-        let mut paths = Vec::new();
-        for s in &sources {
-            paths.extend(source_root.resolve(s).map_err(failure)?);
-        }
-        let checksum = source_root.checksum(&paths).map_err(failure)?;
+        // Resolving and hashing read every source file: off the async workers.
+        let (paths, checksum) = tokio::task::spawn_blocking(move || {
+            let mut paths = Vec::new();
+            for s in &sources {
+                paths.extend(source_root.resolve(s)?);
+            }
+            let checksum = source_root.checksum(&paths)?;
+            Ok::<_, vmrun_builder::BuildFileError>((paths, checksum))
+        })
+        .await
+        .map_err(failure)?
+        .map_err(failure)?;
         let kind = if paths.len() > 1 {
             "multi"
         } else if paths.first().is_some_and(|p| p.is_dir()) {
@@ -386,7 +398,9 @@ impl Build {
             })?),
             None => None,
         };
-        let mut rootfs = self.mount(state.image.as_deref())?;
+        // ADD extracts archives through the image's own symlinks: write through a
+        // writable overlay there; everything else goes to a staging directory.
+        let mut rootfs = self.mount(state.image.as_deref(), add)?;
         let owner = match args.chown.as_deref() {
             Some(spec) => resolve_owner(rootfs.path(), &word(spec)?).map_err(failure)?,
             None => (0, 0),
@@ -398,8 +412,8 @@ impl Build {
             chmod,
             extract: add,
         };
-        let root = rootfs.path().to_owned();
-        tokio::task::spawn_blocking(move || copy_into(&root, &job))
+        let (view, out) = (rootfs.path().to_owned(), rootfs.out().to_owned());
+        tokio::task::spawn_blocking(move || copy_into(&view, &out, &job))
             .await
             .map_err(failure)?
             .map_err(|e| failure(format!("{verb} failed: {e}")))?;

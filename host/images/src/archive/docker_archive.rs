@@ -93,6 +93,7 @@ fn read_entry(staged: &StagedArchive, entry: &Entry) -> Result<ImportedImage, Im
         config_digest: config_file.digest.clone(),
         layers,
         repo_digest: None,
+        parent: None,
     })
 }
 

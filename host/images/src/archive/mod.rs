@@ -72,6 +72,8 @@ pub(crate) struct ImportedImage {
     pub layers: Vec<ImportedLayer>,
     /// `repo@sha256:…` when the image came from a registry.
     pub repo_digest: Option<String>,
+    /// The image id of the image it was made from (build steps, commits).
+    pub parent: Option<String>,
 }
 
 impl StagedArchive {
