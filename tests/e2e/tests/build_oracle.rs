@@ -247,4 +247,43 @@ RUN touch /extra
         ("docs/drop.md", "drop\n"),
     ]);
     p.compare(".dockerignore", ignored.path(), &[], "e2e/ignored");
+
+    // Globs, numeric --chown, a gzip tar, SHELL, RUN as a non-root USER in its WORKDIR.
+    let more = context(&[
+        (
+            "Dockerfile",
+            r#"FROM busybox
+SHELL ["/bin/sh", "-ec"]
+COPY *.txt /texts/
+COPY --chown=1000:1000 conf/ /etc/app/
+ADD pack.tar.gz /opt/
+RUN mkdir -p /home/worker && chown daemon:daemon /home/worker
+USER daemon
+WORKDIR /home/worker
+RUN echo "made by $(id -un)" > note && mkdir sub && ln -s note sub/link
+USER root
+ENTRYPOINT echo entry
+"#,
+        ),
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("c.md", "not copied\n"),
+        ("conf/app.conf", "key=value\n"),
+        ("conf/nested/more.conf", "more\n"),
+        ("packsrc/p.txt", "packed\n"),
+    ]);
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            more.path().join("packsrc").to_str().unwrap(),
+            "--owner=0",
+            "--group=0",
+            "-czf",
+        ])
+        .arg(more.path().join("pack.tar.gz"))
+        .arg("p.txt")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    p.compare("globs, chown, gzip, user", more.path(), &[], "e2e/more");
 }
