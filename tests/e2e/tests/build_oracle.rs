@@ -1,7 +1,8 @@
 //! The same Dockerfiles built with `docker build` on vmrund and on Debian's dockerd
 //! (the oracle): the images must have the same config (Env, Cmd, Entrypoint,
-//! WorkingDir, User, ExposedPorts, Labels, Volumes, Healthcheck, StopSignal, OnBuild)
-//! and the same file tree (paths, types, modes, owners, contents, link targets).
+//! WorkingDir, User, ExposedPorts, Labels, Volumes, Healthcheck, StopSignal, OnBuild),
+//! the same history (`CREATED BY`, copied files' checksums aside) and the same file
+//! tree (paths, types, modes, owners, contents, link targets).
 
 use std::path::Path;
 use std::process::Command;
@@ -77,6 +78,27 @@ fn config(out: &CmdOutput) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// History lines with the checksums of copied files (`file:<sha256>`, which dockerd
+/// computes its own way) left out.
+fn history(out: &CmdOutput) -> Vec<String> {
+    out.stdout
+        .lines()
+        .map(|line| {
+            let mut text = line.to_owned();
+            for kind in ["file:", "dir:", "multi:"] {
+                if let Some(at) = text.find(kind) {
+                    let start = at + kind.len();
+                    let end = (start + 64).min(text.len());
+                    if text[start..end].chars().all(|c| c.is_ascii_hexdigit()) {
+                        text.replace_range(start..end, "<sum>");
+                    }
+                }
+            }
+            text
+        })
+        .collect()
+}
+
 struct Pair {
     ours: Daemon,
     oracle: ReferenceDaemon,
@@ -97,6 +119,13 @@ impl Pair {
             "{name}: vmrund failed where dockerd built: {ours}"
         );
 
+        let h = ["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag];
+        let h_theirs = history(&self.oracle.docker(&h));
+        assert_eq!(
+            history(&self.ours.docker(&h)),
+            h_theirs,
+            "{name}: histories differ"
+        );
         let inspect = ["image", "inspect", "-f", "{{json .Config}}", tag];
         let c_theirs = config(&self.oracle.docker(&inspect));
         let c_ours = config(&self.ours.docker(&inspect));

@@ -14,6 +14,28 @@ pub fn go_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
+/// Go's `%v` of a duration given in nanoseconds (`30s`, `1m30s`, `1.5s`, `0s`), as
+/// docker's history text shows healthcheck intervals.
+fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    let hours = nanos / 3_600_000_000_000;
+    let minutes = nanos / 60_000_000_000 % 60;
+    let seconds = (nanos % 60_000_000_000) as f64 / 1e9;
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    let mut secs = format!("{seconds:.9}");
+    secs = secs.trim_end_matches('0').trim_end_matches('.').to_owned();
+    out.push_str(&format!("{secs}s"));
+    out
+}
+
 /// The strings in `config[key]` (an array of strings), or empty.
 pub fn strings(config: &Map<String, Value>, key: &str) -> Vec<String> {
     config
@@ -181,14 +203,17 @@ pub fn apply(
         }
         Instruction::Expose(raw) => {
             let mut keys = Vec::new();
-            for w in expand_words(raw, vars, escape).map_err(|e| e.to_string())? {
-                keys.extend(port_keys(&w)?);
+            let mut words = expand_words(raw, vars, escape).map_err(|e| e.to_string())?;
+            for w in &words {
+                keys.extend(port_keys(w)?);
             }
             let ports = object(config, "ExposedPorts");
             for k in &keys {
                 ports.insert(k.clone(), json!({}));
             }
-            format!("EXPOSE {}", keys.join(" "))
+            // docker's history shows the words as given, sorted.
+            words.sort();
+            format!("EXPOSE {}", words.join(" "))
         }
         Instruction::Volume(command) => {
             let list = match command {
@@ -228,11 +253,19 @@ pub fn apply(
                 }
             }
             config.insert("Healthcheck".into(), value);
-            format!("HEALTHCHECK {}", go_list(&h.test))
+            // Go's `%v` of docker's HealthConfig, as dockerd writes it.
+            format!(
+                "HEALTHCHECK &{{{} \"{}\" \"{}\" \"{}\" '\\x{:02x}'}}",
+                go_list(&h.test),
+                go_duration(h.interval),
+                go_duration(h.timeout),
+                go_duration(h.start_period),
+                h.retries
+            )
         }
         Instruction::Shell(list) => {
             config.insert("Shell".into(), json!(list));
-            format!("SHELL {}", go_list(list))
+            format!("SHELL [{}]", list.join(" "))
         }
         Instruction::Onbuild(trigger) => {
             let mut triggers = strings(config, "OnBuild");
@@ -292,5 +325,9 @@ mod tests {
         let c = run("FROM x\nSHELL [\"/bin/ash\", \"-eo\"]\nCMD run\n").unwrap();
         assert_eq!(c["Cmd"], json!(["/bin/ash", "-eo", "run"]));
         assert_eq!(go_list(&["a".into(), "b c".into()]), "[\"a\" \"b c\"]");
+        assert_eq!(go_duration(30_000_000_000), "30s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
     }
 }

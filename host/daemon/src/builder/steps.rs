@@ -339,6 +339,7 @@ impl Build {
             sources.push(s);
         }
         let mut dest = word(&args.dest)?;
+        let dest_as_written = dest.clone();
         if !dest.starts_with('/') {
             let workdir = config::strings_value(&state.config, "WorkingDir").unwrap_or_default();
             dest = format!("{}/{dest}", workdir.trim_end_matches('/'));
@@ -376,8 +377,14 @@ impl Build {
         } else {
             "file"
         };
+        // As dockerd writes it, `--chown` glued to the source kind.
+        let chown_text = args
+            .chown
+            .as_deref()
+            .map(|c| format!("--chown={c}"))
+            .unwrap_or_default();
         let created_by = format!(
-            "{} #(nop) {verb} {kind}:{checksum} in {dest} ",
+            "{} #(nop) {verb} {chown_text}{kind}:{checksum} in {dest_as_written} ",
             config::shell(&state.config).join(" ")
         );
         let key_text = format!(
