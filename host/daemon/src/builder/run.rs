@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerCreateBody, HostConfig};
-use futures::StreamExt;
+use tokio::io::AsyncReadExt;
 
 use super::progress::Progress;
-use crate::engine::logs::LogOptions;
+use crate::backend::AttachOptions;
 use crate::engine::{CreateRequest, Engine, EngineError, WaitCondition};
+
+/// How long output may still arrive after the process exited.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One RUN.
 pub struct RunSpec {
@@ -87,26 +90,50 @@ async fn run_created(
     id: &str,
     progress: &Progress,
 ) -> Result<i32, EngineError> {
+    // Attached before the start, as `docker run` attaches: output streams live and the
+    // stream ends with the process.
+    let attach = engine
+        .attach_container(
+            id,
+            AttachOptions {
+                stdin: false,
+                stdout: true,
+                stderr: true,
+            },
+        )
+        .await?;
     let exited = engine.wait_container(id, WaitCondition::NextExit)?;
     engine.start_container(id).await?;
-    let (tty, logs) = engine.container_logs(
-        id,
-        LogOptions {
-            stdout: true,
-            stderr: true,
-            follow: true,
-            ..Default::default()
-        },
-    )?;
-    let mut logs = Box::pin(logs);
+    let mut io = attach.await?;
+    let tty = engine.container(id)?.tty();
+    let mut exited = Box::pin(exited);
+    let mut code = None;
     let mut pending: Vec<u8> = Vec::new();
-    while let Some(chunk) = logs.next().await {
-        let Ok(chunk) = chunk else { break };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let read = match code {
+            None => tokio::select! {
+                r = io.read(&mut buf) => r,
+                c = &mut exited => {
+                    code = Some(c?);
+                    continue;
+                }
+            },
+            // Exited: drain what is left, but never wait long for an end that does not come.
+            Some(_) => match tokio::time::timeout(DRAIN, io.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
         if tty {
-            progress.say(String::from_utf8_lossy(&chunk).into_owned());
+            progress.say(String::from_utf8_lossy(&buf[..n]).into_owned());
             continue;
         }
-        pending.extend_from_slice(&chunk);
+        pending.extend_from_slice(&buf[..n]);
         // docker's multiplexed frames: [stream, 0, 0, 0, size (u32 BE)] then the payload.
         while pending.len() >= 8 {
             let size =
@@ -118,5 +145,8 @@ async fn run_created(
             progress.say(String::from_utf8_lossy(&payload).into_owned());
         }
     }
-    exited.await
+    match code {
+        Some(c) => Ok(c),
+        None => exited.await,
+    }
 }
