@@ -71,6 +71,10 @@ fn builds_run_copy_and_metadata() {
     assert!(all.stdout.lines().count() > 2, "{all}");
     let parent = d.docker(&["image", "inspect", "-f", "{{.Parent}}", "e2e/built:1"]);
     assert!(parent.stdout.starts_with("sha256:"), "{parent}");
+    // Removing the image removes its step images too, as dockerd does; busybox stays.
+    d.docker(&["rmi", "e2e/built:1"]).ok();
+    let left = d.docker(&["images", "-a", "--format", "{{.Repository}}"]);
+    assert_eq!(left.stdout, "busybox\n", "{left}");
 }
 
 #[test]
