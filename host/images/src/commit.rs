@@ -43,6 +43,10 @@ pub struct CommitOptions {
     pub config: Map<String, Value>,
     /// The history entry's `created_by` (dockerd: the container's command).
     pub created_by: String,
+    /// [`ImageStore::commit_step`] may move the layer directory into the store as the
+    /// unpacked layer instead of unpacking the tar it writes from it (the caller gives
+    /// the directory up: a build step's staging directory).
+    pub take_layer_dir: bool,
 }
 
 impl ImageStore {
@@ -154,7 +158,11 @@ impl ImageStore {
             (Some(_), Some(r)) => Some(format!("sha256:{}", r.config.hex())),
             _ => None,
         };
-        let loaded = self.commit_synthesized(parent_id, names, config, layers)?;
+        let unpacked_top = match (opts.take_layer_dir, layer_dir) {
+            (true, Some(dir)) => Some(dir.to_owned()),
+            _ => None,
+        };
+        let loaded = self.commit_synthesized(parent_id, unpacked_top, names, config, layers)?;
         drop(staging);
         tracing::info!(id = %loaded.id, ?parent, "committed an image");
         Ok(loaded)

@@ -93,7 +93,7 @@ impl ImageStore {
             media_type: compression.oci_layer_media_type().to_owned(),
             blob,
         };
-        let loaded = self.commit_synthesized(None, names, config, vec![layer])?;
+        let loaded = self.commit_synthesized(None, None, names, config, vec![layer])?;
         drop(staging);
         tracing::info!(id = %loaded.id, reference = %loaded.reference, "imported an image");
         Ok(loaded)
@@ -106,6 +106,7 @@ impl ImageStore {
     pub(crate) fn commit_synthesized(
         &self,
         parent: Option<String>,
+        unpacked_top: Option<std::path::PathBuf>,
         names: Vec<Reference>,
         config: Vec<u8>,
         layers: Vec<ImportedLayer>,
@@ -137,6 +138,7 @@ impl ImageStore {
             layers,
             repo_digest: None,
             parent,
+            unpacked_top,
         };
         let loaded = self.commit_images(std::slice::from_ref(&image), &mut |_| {})?;
         loaded

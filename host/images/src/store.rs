@@ -280,9 +280,19 @@ impl ImageStore {
                 let blob = &image.layers[i].blob;
                 let _ = tx.send(LayerEvent::Unpacking(&blob.digest));
                 let parent = i.checked_sub(1).map(|p| &chains[p]);
-                let layer = self
-                    .layers
-                    .prepare(&label, &chains[i], parent, &diff_ids[i], blob)?;
+                let adopt = image
+                    .unpacked_top
+                    .as_deref()
+                    .filter(|_| i + 1 == image.layers.len());
+                let layer = match adopt {
+                    Some(dir) => {
+                        self.layers
+                            .adopt(&label, &chains[i], parent, &diff_ids[i], blob, dir)?
+                    }
+                    None => self
+                        .layers
+                        .prepare(&label, &chains[i], parent, &diff_ids[i], blob)?,
+                };
                 let _ = tx.send(LayerEvent::Unpacked(&blob.digest));
                 Ok::<_, ImageError>((i, layer))
             },

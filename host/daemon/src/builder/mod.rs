@@ -235,7 +235,7 @@ impl Build {
             let id = match state.image.clone() {
                 Some(id) => id,
                 None => {
-                    self.commit(&state, None, "/bin/sh -c #(nop) ".into())
+                    self.commit(&state, None, false, "/bin/sh -c #(nop) ".into())
                         .await?
                 }
             };
@@ -314,11 +314,13 @@ impl Build {
         Ok(meta.and_then(|m| m.get(name).cloned().flatten()))
     }
 
-    /// Commits the stage's config, with `layer` when the step changed files.
+    /// Commits the stage's config, with `layer` when the step changed files
+    /// (`take_layer`: the store may move that directory in as the unpacked layer).
     async fn commit(
         &self,
         state: &StageState,
         layer: Option<PathBuf>,
+        take_layer: bool,
         created_by: String,
     ) -> Result<String, BuildFailure> {
         let images = self.engine.images.clone();
@@ -330,6 +332,7 @@ impl Build {
             changes: Vec::new(),
             config: state.config.clone(),
             created_by,
+            take_layer_dir: take_layer,
         };
         let committed = tokio::task::spawn_blocking(move || {
             images.commit_step(parent.as_deref(), layer.as_deref(), &opts)
@@ -365,7 +368,7 @@ impl Build {
         if self.use_cache(state, &key) {
             return Ok(());
         }
-        let id = self.commit(state, None, created_by).await?;
+        let id = self.commit(state, None, false, created_by).await?;
         self.finish_step(state, &key, id);
         Ok(())
     }

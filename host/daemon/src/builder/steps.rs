@@ -261,7 +261,7 @@ impl Build {
                 "RUN made no layer: this container's backend keeps its files where the daemon cannot commit them",
             ));
         };
-        let committed = self.commit(state, Some(upper), created_by).await;
+        let committed = self.commit(state, Some(upper), false, created_by).await;
         if self.opts.remove {
             self.progress.say(format!(
                 "Removing intermediate container {}\n",
@@ -306,13 +306,13 @@ impl Build {
         let mut rootfs = self.mount(state.image.as_deref(), false)?;
         if rootfs.resolve(dir, true).is_dir() {
             drop(rootfs);
-            let id = self.commit(state, None, created_by).await?;
+            let id = self.commit(state, None, false, created_by).await?;
             self.finish_step(state, &key, id);
             return Ok(());
         }
         super::copy::make_dirs(rootfs.path(), rootfs.out(), dir, (0, 0)).map_err(failure)?;
         let upper = rootfs.finish()?;
-        let id = self.commit(state, Some(upper), created_by).await?;
+        let id = self.commit(state, Some(upper), true, created_by).await?;
         drop(rootfs);
         self.finish_step(state, &key, id);
         Ok(())
@@ -425,7 +425,7 @@ impl Build {
             .map_err(failure)?
             .map_err(|e| failure(format!("{verb} failed: {e}")))?;
         let upper = rootfs.finish()?;
-        let id = self.commit(state, Some(upper), created_by).await?;
+        let id = self.commit(state, Some(upper), true, created_by).await?;
         drop(rootfs);
         self.finish_step(state, &key, id);
         Ok(())

@@ -94,6 +94,7 @@ fn read_entry(staged: &StagedArchive, entry: &Entry) -> Result<ImportedImage, Im
         layers,
         repo_digest: None,
         parent: None,
+        unpacked_top: None,
     })
 }
 

@@ -198,6 +198,7 @@ fn read_manifest(
         layers,
         repo_digest: None,
         parent: None,
+        unpacked_top: None,
     })
 }
 
