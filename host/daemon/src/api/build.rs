@@ -11,11 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::Response;
-use vmrun_builder::ContextDir;
 
 use super::images::{query_values, spool_body};
 use super::{query_bool, AppState};
-use crate::builder::{Build, BuildOptions, Progress};
+use crate::builder::{Build, BuildOptions, ContextError, ContextSpace, Progress};
 use crate::error::{ApiError, ApiResult};
 
 /// A JSON object of strings in a query value (`buildargs`, `labels`).
@@ -85,25 +84,23 @@ pub async fn build(
         .unwrap_or_else(|| "Dockerfile".to_owned());
     let spool = spool_body(&engine, req.into_body(), "the build context").await?;
     let tmp = engine.config.data_root.join("tmp").join("build");
-    let context_dir = tokio::task::spawn_blocking(move || -> ApiResult<tempfile::TempDir> {
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
-        let dir = tempfile::Builder::new()
-            .prefix("context-")
-            .tempdir_in(&tmp)
-            .map_err(|e| ApiError::internal(format!("creating a context directory: {e}")))?;
+    let space = tokio::task::spawn_blocking(move || -> ApiResult<ContextSpace> {
         let file = spool
             .reopen()
             .map_err(|e| ApiError::internal(format!("reopening the spooled context: {e}")))?;
-        ContextDir::unpack(file, dir.path())
-            .map_err(|e| ApiError::bad_request(format!("invalid build context: {e}")))?;
-        Ok(dir)
+        let size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        ContextSpace::unpack(&tmp, file, size).map_err(|e| match e {
+            ContextError::Internal(m) => ApiError::internal(m),
+            ContextError::BadContext(e) => {
+                ApiError::bad_request(format!("invalid build context: {e}"))
+            }
+        })
     })
     .await
     .map_err(|e| ApiError::internal(format!("context task failed: {e}")))??;
 
     let (progress, rx) = Progress::new(quiet);
-    let context = ContextDir::open(context_dir.path());
+    let context = space.context();
     let prepare_engine = engine.clone();
     let prepare_progress = progress.clone();
     let build = tokio::task::spawn_blocking(move || {
@@ -119,7 +116,7 @@ pub async fn build(
             Ok(_) => {}
             Err(failure) => progress.error(&failure.message, failure.code),
         }
-        drop(context_dir);
+        drop(space);
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))

@@ -12,6 +12,7 @@ mod progress;
 mod rootfs;
 mod run;
 mod steps;
+mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use vmrun_images::CommitOptions;
 
 use crate::engine::{Engine, EngineError};
 pub use progress::Progress;
+pub use workspace::{ContextError, ContextSpace};
 
 /// Build arguments docker accepts without an ARG (and keeps out of history).
 const PREDEFINED_ARGS: [&str; 8] = [
@@ -265,7 +267,11 @@ impl Build {
         self.progress
             .say(format!("Successfully built {}\n", short(&id)));
         for tag in &self.opts.tags {
-            self.engine.images.tag(&id, tag)?;
+            // An unchanged tag is not written again (a fully cached build writes nothing).
+            let current = self.engine.images.resolve(tag).ok().map(|i| i.id);
+            if current.as_deref() != Some(id.as_str()) {
+                self.engine.images.tag(&id, tag)?;
+            }
             let shown = vmrun_images::normalize_reference(tag).unwrap_or_else(|_| tag.clone());
             self.engine
                 .events
