@@ -388,3 +388,37 @@ fn docker_compose_builds_through_the_same_endpoint() {
     let run = d.docker(&["run", "--rm", "e2e/compose-app:1"]);
     assert_eq!(run.stdout, "compose\n", "{out}\n{run}");
 }
+
+/// Mount points under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_daemon_killed_mid_build_leaves_nothing_mounted_after_restart() {
+    if !ready() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN sleep 30\n")]);
+    let mut cmd = d.docker_cmd(&["build", ctx.path().to_str().unwrap()]);
+    cmd.env("DOCKER_BUILDKIT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut client = cmd.spawn().unwrap();
+    let work = d.data_root().join("tmp/build");
+    vmrun_e2e::wait_for(Duration::from_secs(30), "the build's context mount", || {
+        (!mounts_under(&work).is_empty()).then_some(())
+    });
+    d.kill9();
+    let _ = client.wait();
+    d.restart();
+    assert_eq!(mounts_under(&work), Vec::<String>::new());
+    assert!(!work.exists(), "{} is left", work.display());
+}

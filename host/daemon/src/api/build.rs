@@ -14,7 +14,7 @@ use axum::response::Response;
 
 use super::images::{query_values, spool_body};
 use super::{query_bool, AppState};
-use crate::builder::{Build, BuildOptions, ContextError, ContextSpace, Progress};
+use crate::builder::{build_tmp, Build, BuildOptions, ContextError, ContextSpace, Progress};
 use crate::error::{ApiError, ApiResult};
 
 /// A JSON object of strings in a query value (`buildargs`, `labels`).
@@ -83,7 +83,7 @@ pub async fn build(
         })
         .unwrap_or_else(|| "Dockerfile".to_owned());
     let spool = spool_body(&engine, req.into_body(), "the build context").await?;
-    let tmp = engine.config.data_root.join("tmp").join("build");
+    let tmp = build_tmp(&engine.config.data_root);
     let space = tokio::task::spawn_blocking(move || -> ApiResult<ContextSpace> {
         let file = spool
             .reopen()

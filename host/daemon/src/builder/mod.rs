@@ -24,7 +24,7 @@ use vmrun_images::CommitOptions;
 
 use crate::engine::{Engine, EngineError};
 pub use progress::Progress;
-pub use workspace::{ContextError, ContextSpace};
+pub use workspace::{build_tmp, remove_leftovers, ContextError, ContextSpace};
 
 /// Build arguments docker accepts without an ARG (and keeps out of history).
 const PREDEFINED_ARGS: [&str; 8] = [
@@ -189,7 +189,7 @@ impl Build {
         }
         opts.target = None;
         let total = file.step_count();
-        let tmp = engine.config.data_root.join("tmp").join("build");
+        let tmp = build_tmp(&engine.config.data_root);
         Ok(Build {
             cache: cache::BuildCache::open(&engine.config.data_root),
             engine,

@@ -91,3 +91,33 @@ impl Drop for ContextSpace {
         }
     }
 }
+
+/// The directory builds work in (contexts, step mounts) under the data root.
+pub fn build_tmp(data_root: &Path) -> std::path::PathBuf {
+    data_root.join("tmp").join("build")
+}
+
+/// Removes what builds of an earlier daemon left (it stopped mid-build): every mount
+/// under [`build_tmp`], deepest first, then the directory.
+pub fn remove_leftovers(data_root: &Path) {
+    let dir = build_tmp(data_root);
+    if !dir.exists() {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<std::path::PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(std::path::PathBuf::from)
+        .filter(|m| m.starts_with(&dir))
+        .collect();
+    mounts.sort();
+    for m in mounts.iter().rev() {
+        if let Err(e) = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(mount = %m.display(), error = %e, "unmounting a build's leftover");
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing builds' leftovers");
+    }
+}
