@@ -327,6 +327,15 @@ fn vmrun_build_prints_what_docker_build_prints() {
     quiet.ok();
     let id = std::fs::read_to_string(&iid).unwrap();
     assert_eq!(quiet.stdout.trim(), id.trim(), "{quiet}");
+
+    // `-`: a Dockerfile on standard input (an empty context).
+    let stdin = d.vmrun_stdin(
+        &["build", "-t", "e2e/stdin", "-"],
+        b"FROM busybox\nRUN echo from-stdin > /out\nCMD [\"cat\", \"/out\"]\n",
+    );
+    stdin.ok();
+    let run = d.docker(&["run", "--rm", "e2e/stdin"]);
+    assert_eq!(run.stdout, "from-stdin\n", "{stdin}\n{run}");
 }
 
 #[test]
