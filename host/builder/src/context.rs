@@ -119,6 +119,19 @@ impl ContextDir {
     /// The host paths a COPY/ADD source names: globs expanded, symlinks on the way
     /// followed inside the context. Refuses escapes; fails when nothing matches.
     pub fn resolve(&self, source: &str) -> Result<Vec<PathBuf>, BuildFileError> {
+        Ok(self
+            .resolve_named(source)?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect())
+    }
+
+    /// [`ContextDir::resolve`] with the name each match had before symlinks were
+    /// followed (a file copied into a directory keeps the name it was given by).
+    pub fn resolve_named(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(PathBuf, std::ffi::OsString)>, BuildFileError> {
         let cleaned = clean(source.trim_start_matches('/'));
         if cleaned == ".." || cleaned.starts_with("../") {
             return Err(BuildFileError::OutsideContext {
@@ -132,7 +145,11 @@ impl ContextDir {
                     path: source.to_owned(),
                 });
             }
-            return Ok(vec![path]);
+            let name = Path::new(&cleaned)
+                .file_name()
+                .unwrap_or_default()
+                .to_owned();
+            return Ok(vec![(path, name)]);
         }
         let pattern = Pattern::new(&cleaned, false, false)?;
         let mut all = Vec::new();
@@ -140,7 +157,8 @@ impl ContextDir {
         let mut found = Vec::new();
         for rel in all {
             if pattern.matches(&rel.to_string_lossy()) {
-                found.push(self.resolve_one(&rel.to_string_lossy())?);
+                let name = rel.file_name().unwrap_or_default().to_owned();
+                found.push((self.resolve_one(&rel.to_string_lossy())?, name));
             }
         }
         if found.is_empty() {

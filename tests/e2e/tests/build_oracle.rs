@@ -315,4 +315,23 @@ ENTRYPOINT echo entry
         .unwrap();
     assert!(tar.success());
     p.compare("globs, chown, gzip, user", more.path(), &[], "e2e/more");
+
+    // Legacy forms, the escape directive, build args in RUN history, symlinks and
+    // plain files through ADD, relative WORKDIRs, ranges, `USER uid:gid`.
+    let forms = context(&[
+        (
+            "Dockerfile",
+            "# escape=`\nFROM busybox\nARG VERSION=1.0\nARG UNUSED_DEFAULT=x\nENV legacy value with spaces\nLABEL legacy.key legacy value\nENV FROM_ARG=$VERSION `\n    SECOND=\"two words\"\nWORKDIR rel\nWORKDIR deeper/../again\nRUN echo \"v=$VERSION\" > version && pwd > where\nADD plain.txt link.txt ./\nCOPY dir/ /copied/\nEXPOSE 7000-7002/udp 9000\nUSER 1234:5678\nCMD echo shell form\n",
+        ),
+        ("plain.txt", "plain\n"),
+        ("dir/inner.txt", "inner\n"),
+    ]);
+    std::os::unix::fs::symlink("plain.txt", forms.path().join("link.txt")).unwrap();
+    std::os::unix::fs::symlink("inner.txt", forms.path().join("dir/alias")).unwrap();
+    p.compare(
+        "legacy forms and escapes",
+        forms.path(),
+        &["--build-arg", "VERSION=2.0"],
+        "e2e/forms",
+    );
 }

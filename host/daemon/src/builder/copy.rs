@@ -14,8 +14,9 @@ use super::rootfs::in_scope;
 
 /// What one COPY/ADD does.
 pub struct CopyJob {
-    /// Host paths of the sources (already resolved, safe to read).
-    pub sources: Vec<PathBuf>,
+    /// Host paths of the sources (already resolved, safe to read), each with the name
+    /// it was given by (a symlink's own name, not its target's).
+    pub sources: Vec<(PathBuf, std::ffi::OsString)>,
     /// Absolute destination in the image (a trailing `/` means a directory).
     pub dest: String,
     /// `--chown`, resolved; root otherwise.
@@ -52,7 +53,7 @@ pub fn copy_into(view: &Path, out: &Path, job: &CopyJob) -> Result<(), String> {
                 .into(),
         );
     }
-    for source in &job.sources {
+    for (source, name) in &job.sources {
         let meta = fs::metadata(source).map_err(err("inspecting", source))?;
         if meta.is_dir() {
             let target = make_dirs(view, out, &job.dest, job.owner)?;
@@ -63,7 +64,7 @@ pub fn copy_into(view: &Path, out: &Path, job: &CopyJob) -> Result<(), String> {
         } else {
             let target = if dest_is_dir {
                 let dir = make_dirs(view, out, &job.dest, job.owner)?;
-                dir.join(source.file_name().unwrap_or_default())
+                dir.join(name)
             } else {
                 let (parent, name) = match job.dest.trim_end_matches('/').rsplit_once('/') {
                     Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
@@ -247,7 +248,13 @@ mod tests {
 
     fn job(sources: Vec<PathBuf>, dest: &str) -> CopyJob {
         CopyJob {
-            sources,
+            sources: sources
+                .into_iter()
+                .map(|p| {
+                    let name = p.file_name().unwrap_or_default().to_owned();
+                    (p, name)
+                })
+                .collect(),
             dest: dest.into(),
             owner: (0, 0),
             chmod: None,

@@ -362,9 +362,10 @@ impl Build {
         let (paths, checksum) = tokio::task::spawn_blocking(move || {
             let mut paths = Vec::new();
             for s in &sources {
-                paths.extend(source_root.resolve(s)?);
+                paths.extend(source_root.resolve_named(s)?);
             }
-            let checksum = source_root.checksum(&paths)?;
+            let plain: Vec<_> = paths.iter().map(|(p, _)| p.clone()).collect();
+            let checksum = source_root.checksum(&plain)?;
             Ok::<_, vmrun_builder::BuildFileError>((paths, checksum))
         })
         .await
@@ -372,7 +373,7 @@ impl Build {
         .map_err(failure)?;
         let kind = if paths.len() > 1 {
             "multi"
-        } else if paths.first().is_some_and(|p| p.is_dir()) {
+        } else if paths.first().is_some_and(|(p, _)| p.is_dir()) {
             "dir"
         } else {
             "file"
