@@ -268,7 +268,10 @@ RUN touch /extra
     // .dockerignore with exceptions.
     let ignored = context(&[
         ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
-        (".dockerignore", "*.log\nsecret/\ndocs\n!docs/keep.md\n"),
+        (
+            ".dockerignore",
+            "*.log\nsecret/\ndocs\n!docs/keep.md\nDockerfile\n.dockerignore\n",
+        ),
         ("app.txt", "app\n"),
         ("debug.log", "noise\n"),
         ("secret/key", "k\n"),

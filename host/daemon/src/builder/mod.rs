@@ -172,8 +172,9 @@ impl Build {
                 .map_err(|e| e.to_string())?,
             None => Default::default(),
         };
+        // Read already: an excluded Dockerfile or .dockerignore is not copied either.
         context
-            .apply_ignore(&ignore, &[dockerfile, ".dockerignore"])
+            .apply_ignore(&ignore, &[])
             .map_err(|e| e.to_string())?;
         if let Some(target) = opts.target.as_deref().filter(|t| !t.is_empty()) {
             let target = target.to_ascii_lowercase();
