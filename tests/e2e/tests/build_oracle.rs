@@ -278,7 +278,12 @@ RUN touch /extra
         ("docs/keep.md", "keep\n"),
         ("docs/drop.md", "drop\n"),
     ]);
-    p.compare(".dockerignore", ignored.path(), &[], "e2e/ignored");
+    p.compare(
+        ".dockerignore, --label",
+        ignored.path(),
+        &["--label", "built.by=e2e test", "--label", "z=1"],
+        "e2e/ignored",
+    );
 
     // Globs, numeric --chown, a gzip tar, SHELL, RUN as a non-root USER in its WORKDIR.
     let more = context(&[

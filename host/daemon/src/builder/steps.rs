@@ -12,7 +12,7 @@ use super::rootfs::Rootfs;
 use super::run::{run, RunSpec};
 use super::{config, short, Build, BuildFailure, StageState, PREDEFINED_ARGS};
 
-/// Adds `--label`s as docker does: one more LABEL step at the end.
+/// Adds `--label`s as dockerd does: one more LABEL step per label at the end.
 pub fn append_labels(file: &mut Dockerfile, labels: &BTreeMap<String, String>) {
     let quote = |s: &str| {
         let escaped = s
@@ -21,15 +21,16 @@ pub fn append_labels(file: &mut Dockerfile, labels: &BTreeMap<String, String>) {
             .replace('$', "\\$");
         format!("\"{escaped}\"")
     };
-    let pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (quote(k), quote(v))).collect();
-    let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if let Some(stage) = file.stages.last_mut() {
         let line = stage.steps.last().map(|s| s.line + 1).unwrap_or(1);
-        stage.steps.push(Step {
-            line,
-            original: format!("LABEL {}", text.join(" ")),
-            instruction: Instruction::Label(pairs),
-        });
+        for (k, v) in labels {
+            let (k, v) = (quote(k), quote(v));
+            stage.steps.push(Step {
+                line,
+                original: format!("LABEL {k}={v}"),
+                instruction: Instruction::Label(vec![(k, v)]),
+            });
+        }
     }
 }
 
