@@ -99,6 +99,19 @@ fn history(out: &CmdOutput) -> Vec<String> {
         .collect()
 }
 
+/// The lines of a build's output that do not name ids: steps, cache hits, tags.
+fn step_text(out: &CmdOutput) -> Vec<String> {
+    out.stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("Step ")
+                || l.starts_with(" ---> Using cache")
+                || l.starts_with("Successfully tagged")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 struct Pair {
     ours: Daemon,
     oracle: ReferenceDaemon,
@@ -117,6 +130,19 @@ impl Pair {
         assert!(
             ours.success(),
             "{name}: vmrund failed where dockerd built: {ours}"
+        );
+
+        // Built again, both hit their cache at the same steps and say so the same way.
+        let again_theirs = build(self.oracle.docker_cmd(&a));
+        let again_ours = build(self.ours.docker_cmd(&a));
+        assert_eq!(
+            step_text(&again_ours),
+            step_text(&again_theirs),
+            "{name}: the cached build's text differs:\n{again_ours}\n{again_theirs}"
+        );
+        assert!(
+            again_ours.stdout.contains(" ---> Using cache"),
+            "{name}: {again_ours}"
         );
 
         let h = ["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag];

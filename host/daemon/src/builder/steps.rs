@@ -24,11 +24,11 @@ pub fn append_labels(file: &mut Dockerfile, labels: &BTreeMap<String, String>) {
     if let Some(stage) = file.stages.last_mut() {
         let line = stage.steps.last().map(|s| s.line + 1).unwrap_or(1);
         for (k, v) in labels {
-            let (k, v) = (quote(k), quote(v));
             stage.steps.push(Step {
                 line,
+                // dockerd shows the label as given; the values are taken literally.
                 original: format!("LABEL {k}={v}"),
-                instruction: Instruction::Label(vec![(k, v)]),
+                instruction: Instruction::Label(vec![(quote(k), quote(v))]),
             });
         }
     }
