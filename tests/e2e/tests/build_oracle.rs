@@ -188,6 +188,24 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// Builds `ctx` once more on both: the same steps hit and miss the cache.
+    fn same_cache_use(&self, name: &str, ctx: &Path, extra: &[&str], tag: &str) {
+        let a = args(extra, tag, ctx);
+        let theirs = build(self.oracle.docker_cmd(&a));
+        let ours = build(self.ours.docker_cmd(&a));
+        assert!(
+            theirs.success() && ours.success(),
+            "{name}: {ours}\n{theirs}"
+        );
+        assert_eq!(
+            step_text(&ours),
+            step_text(&theirs),
+            "{name}: cache use differs:\n{ours}\n{theirs}"
+        );
+    }
+}
+
 fn pair() -> Option<Pair> {
     if !require_root() || !require_tool("docker") {
         return None;
@@ -250,6 +268,9 @@ CMD ["echo hi"]
         .unwrap();
     assert!(tar.success());
     p.compare("basics", basics.path(), &[], "e2e/basics");
+    // A changed file misses the cache from its COPY on, on both.
+    std::fs::write(basics.path().join("single.txt"), "changed\n").unwrap();
+    p.same_cache_use("basics after a change", basics.path(), &[], "e2e/basics");
 
     // Multi-stage: ARG before FROM, per-stage ARG scoping, COPY --from, --target.
     let stages = context(&[(
