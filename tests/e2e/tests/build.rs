@@ -431,3 +431,22 @@ fn a_daemon_killed_mid_build_leaves_nothing_mounted_after_restart() {
     assert_eq!(mounts_under(&work), Vec::<String>::new());
     assert!(!work.exists(), "{} is left", work.display());
 }
+
+#[test]
+fn run_steps_get_the_network_asked_for() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN ls /sys/class/net > /build-nets\nRUN --network=none ls /sys/class/net > /step-nets\nCMD [\"cat\", \"/build-nets\", \"/step-nets\"]\n",
+    )]);
+    build(&d, ctx.path(), &["-t", "e2e/nets"]).ok();
+    let nets = d.docker(&["run", "--rm", "--network", "none", "e2e/nets"]);
+    // The default: a bridge network (eth0); RUN --network=none: loopback only.
+    assert_eq!(nets.stdout, "eth0\nlo\nlo\n", "{nets}");
+    build(&d, ctx.path(), &["--no-cache", "--network", "none", "-t", "e2e/nets"]).ok();
+    let nets = d.docker(&["run", "--rm", "--network", "none", "e2e/nets"]);
+    assert_eq!(nets.stdout, "lo\nlo\n", "{nets}");
+}
