@@ -64,6 +64,12 @@ fn builds_run_copy_and_metadata() {
     let run = d.docker(&["run", "--rm", "e2e/built:1"]);
     run.ok();
     assert_eq!(run.stdout, "hello world\n", "{run}");
+    // Without DOCKER_BUILDKIT the docker CLI picks the classic builder from `/_ping`.
+    let mut plain = d.docker_cmd(&["build", "-q", ctx.path().to_str().unwrap()]);
+    plain.env_remove("DOCKER_BUILDKIT");
+    let plain = run_with_timeout(plain, None, Duration::from_secs(120));
+    plain.ok();
+    assert!(plain.stdout.starts_with("sha256:"), "{plain}");
     // Intermediate step images are hidden unless `-a`, as with dockerd.
     let images = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(images.stdout.lines().count(), 2, "{images}");
