@@ -452,7 +452,12 @@ fn run_steps_get_the_network_asked_for() {
     let nets = d.docker(&["run", "--rm", "--network", "none", "e2e/nets"]);
     // The default: a bridge network (eth0); RUN --network=none: loopback only.
     assert_eq!(nets.stdout, "eth0\nlo\nlo\n", "{nets}");
-    build(&d, ctx.path(), &["--no-cache", "--network", "none", "-t", "e2e/nets"]).ok();
+    build(
+        &d,
+        ctx.path(),
+        &["--no-cache", "--network", "none", "-t", "e2e/nets"],
+    )
+    .ok();
     let nets = d.docker(&["run", "--rm", "--network", "none", "e2e/nets"]);
     assert_eq!(nets.stdout, "lo\nlo\n", "{nets}");
 }

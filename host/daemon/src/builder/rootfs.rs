@@ -125,10 +125,10 @@ impl Rootfs {
 
 impl Drop for Rootfs {
     fn drop(&mut self) {
+        // Unmounted before `dir` (a field, dropped after this) removes the directory.
         if self.mounted {
             let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
         }
-        let _ = &self.dir;
     }
 }
 

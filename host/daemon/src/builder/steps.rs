@@ -63,8 +63,12 @@ impl Build {
         match pulled {
             Ok(_) => Ok(self.engine.images.resolve(name)?.id),
             Err(e) => match present {
+                // Unlike dockerd, a failed `--pull` of an image that is here is not fatal
+                // (hosts without a registry still build), but it is said.
                 Some(image) if self.opts.pull => {
-                    tracing::warn!(image = name, error = %e, "--pull failed; using the local image");
+                    self.progress.say(format!(
+                        "[Warning] --pull of {name} failed, building on the local image: {e}\n"
+                    ));
                     Ok(image.id)
                 }
                 _ => Err(failure(e)),
