@@ -16,7 +16,8 @@ use crate::engine::EngineError;
 
 /// A mounted image and where a step's changes go; unmounted and deleted on drop.
 pub struct Rootfs {
-    dir: tempfile::TempDir,
+    /// Held for its removal on drop (after the unmount in `Drop`).
+    _dir: tempfile::TempDir,
     merged: PathBuf,
     /// The staging directory (staged), or the merged view itself (writable).
     out: PathBuf,
@@ -68,7 +69,7 @@ impl Rootfs {
             layer: out.clone(),
             out,
             merged,
-            dir,
+            _dir: dir,
             mounted: true,
         })
     }
@@ -89,7 +90,7 @@ impl Rootfs {
             out: merged.clone(),
             layer: upper,
             merged,
-            dir,
+            _dir: dir,
             mounted: true,
         })
     }
