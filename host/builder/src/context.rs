@@ -388,6 +388,55 @@ mod tests {
         assert!(!ctx.root().join("src/sub").exists());
     }
 
+    /// A context tar with `entries` (name, kind, link target or contents).
+    fn crafted(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut data = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut data);
+            for (name, kind, extra) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*kind);
+                h.set_mode(0o644);
+                if kind.is_file() {
+                    h.set_size(extra.len() as u64);
+                    b.append_data(&mut h, name, extra.as_bytes()).unwrap();
+                } else {
+                    h.set_size(0);
+                    b.append_link(&mut h, name, extra).unwrap();
+                }
+            }
+            b.finish().unwrap();
+        }
+        data
+    }
+
+    #[test]
+    fn unpack_never_writes_through_links_out_of_the_context() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim");
+        std::fs::write(&target, "original").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("ctx");
+        fs::create_dir(&dest).unwrap();
+        let data = crafted(&[
+            ("out", tar::EntryType::Symlink, outside.path().to_str().unwrap()),
+            ("out/victim", tar::EntryType::Regular, "overwritten"),
+        ]);
+        let _ = ContextDir::unpack(&data[..], &dest);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "original");
+        let data = crafted(&[("hard", tar::EntryType::Link, target.to_str().unwrap())]);
+        let _ = ContextDir::unpack(&data[..], &dest);
+        let hard = dest.join("hard");
+        if hard.exists() {
+            use std::os::unix::fs::MetadataExt;
+            assert_ne!(
+                fs::metadata(&hard).unwrap().ino(),
+                fs::metadata(&target).unwrap().ino(),
+                "a hard link to a file outside the context"
+            );
+        }
+    }
+
     #[test]
     fn unpack_refuses_entries_outside() {
         let mut data = Vec::new();
