@@ -419,7 +419,11 @@ mod tests {
         let dest = dir.path().join("ctx");
         fs::create_dir(&dest).unwrap();
         let data = crafted(&[
-            ("out", tar::EntryType::Symlink, outside.path().to_str().unwrap()),
+            (
+                "out",
+                tar::EntryType::Symlink,
+                outside.path().to_str().unwrap(),
+            ),
             ("out/victim", tar::EntryType::Regular, "overwritten"),
         ]);
         let _ = ContextDir::unpack(&data[..], &dest);

@@ -28,6 +28,8 @@ pub struct CopyArgs {
     pub chown: Option<String>,
     /// `--chmod=octal`.
     pub chmod: Option<String>,
+    /// Here-documents named by `<<NAME` sources: each becomes a file `NAME`.
+    pub heredocs: Vec<crate::heredoc::Heredoc>,
 }
 
 /// `HEALTHCHECK` arguments.
@@ -190,6 +192,24 @@ fn command(args: &str) -> Command {
     }
 }
 
+/// RUN's command; here-documents as BuildKit runs them: `RUN <<EOF` runs the body as a
+/// shell script; otherwise the bodies follow the command, for the shell to read.
+fn run_command(line: &Line) -> Command {
+    if line.heredocs.is_empty() {
+        return command(&line.args);
+    }
+    if crate::heredoc::marker_name(line.args.trim()).is_some() && line.heredocs.len() == 1 {
+        return Command::Shell(line.heredocs[0].content.clone());
+    }
+    let mut text = line.args.clone();
+    for doc in &line.heredocs {
+        text.push('\n');
+        text.push_str(&doc.content);
+        text.push_str(&doc.name);
+    }
+    Command::Shell(text)
+}
+
 fn require_args(line: &Line) -> Result<(), BuildFileError> {
     if line.args.is_empty() {
         return Err(BuildFileError::syntax(
@@ -334,6 +354,7 @@ fn copy_args(line: &Line, escape: char, add: bool) -> Result<CopyArgs, BuildFile
         from: flag(line, "from").map(str::to_owned),
         chown: flag(line, "chown").map(str::to_owned),
         chmod: flag(line, "chmod").map(str::to_owned),
+        heredocs: line.heredocs.clone(),
     })
 }
 
@@ -371,7 +392,7 @@ fn typed(line: &Line, escape: char) -> Result<Instruction, BuildFileError> {
             check_flags(line, &["network", "mount", "security"])?;
             require_args(line)?;
             Instruction::Run {
-                command: command(&line.args),
+                command: run_command(line),
                 network: flag(line, "network").map(str::to_owned),
             }
         }
@@ -505,6 +526,38 @@ mod tests {
             *s[7],
             Instruction::Arg(vec![("X".into(), None), ("Y".into(), Some("2".into()))])
         );
+    }
+
+    #[test]
+    fn heredocs_in_run_and_copy() {
+        let f = Dockerfile::parse(
+            "FROM x\nRUN <<EOF\necho a\necho b\nEOF\nRUN cat <<'X' > /f\n$HOME\nX\nCOPY <<conf /etc/app.conf\nkey=$V\nconf\nCMD [\"true\"]\n",
+        )
+        .unwrap();
+        let s: Vec<_> = f.stages[0].steps.iter().map(|s| &s.instruction).collect();
+        assert_eq!(
+            *s[1],
+            Instruction::Run {
+                command: Command::Shell("echo a\necho b\n".into()),
+                network: None
+            }
+        );
+        assert_eq!(
+            *s[2],
+            Instruction::Run {
+                command: Command::Shell("cat <<'X' > /f\n$HOME\nX".into()),
+                network: None
+            }
+        );
+        match s[3] {
+            Instruction::Copy(c) => {
+                assert_eq!(c.sources, vec!["<<conf"]);
+                assert_eq!(c.heredocs[0].content, "key=$V\n");
+                assert!(c.heredocs[0].expand);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.len(), 5);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod context;
 pub mod dockerignore;
 mod error;
+pub mod heredoc;
 pub mod instruction;
 pub mod pack;
 pub mod parser;
@@ -17,6 +18,7 @@ pub mod shell;
 pub use context::ContextDir;
 pub use dockerignore::DockerIgnore;
 pub use error::BuildFileError;
+pub use heredoc::Heredoc;
 pub use instruction::{Command, CopyArgs, Dockerfile, Healthcheck, Instruction, Stage, Step};
 pub use pack::pack_context;
 pub use shell::{expand_word, expand_words, Vars};

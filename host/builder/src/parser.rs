@@ -6,6 +6,7 @@
 //! them); every rule here has a unit test below.
 
 use crate::error::BuildFileError;
+use crate::heredoc::{read_bodies, Heredoc};
 
 /// One logical line: an instruction with its flags and raw arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct Line {
     pub args: String,
     /// The logical line as written, continuations joined (docker prints it in `Step`).
     pub original: String,
+    /// Here-documents the line opens (RUN, COPY, ADD), in order.
+    pub heredocs: Vec<Heredoc>,
 }
 
 /// A parsed Dockerfile: its escape character and its logical lines.
@@ -119,7 +122,11 @@ pub fn parse(text: &str) -> Result<Parsed, BuildFileError> {
                 }
             }
         }
-        lines.push(split_line(first + 1, &logical)?);
+        let mut line = split_line(first + 1, &logical)?;
+        if matches!(line.instruction.as_str(), "RUN" | "COPY" | "ADD") {
+            line.heredocs = read_bodies(&line.args, &physical, &mut i, line.line)?;
+        }
+        lines.push(line);
     }
     Ok(Parsed { escape, lines })
 }
@@ -177,6 +184,7 @@ fn split_line(line: usize, logical: &str) -> Result<Line, BuildFileError> {
         flags,
         args: args.trim().to_owned(),
         original: logical.to_owned(),
+        heredocs: Vec::new(),
     })
 }
 

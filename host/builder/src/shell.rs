@@ -22,6 +22,14 @@ pub fn expand_word(word: &str, vars: &Vars, escape: char) -> Result<String, Buil
     Ok(words.concat())
 }
 
+/// Expands variables only (`$NAME`, `${...}`, `\$` for a literal `$`): quotes and other
+/// escapes stay as written (the body of an unquoted here-document).
+pub fn expand_variables(text: &str, vars: &Vars, escape: char) -> Result<String, BuildFileError> {
+    let mut lexer = Lexer::new(text, vars, escape, false);
+    lexer.literal_quotes = true;
+    Ok(lexer.run(None)?.concat())
+}
+
 /// Expands and splits on unquoted blanks (EXPOSE, VOLUME words, shell-form COPY).
 pub fn expand_words(text: &str, vars: &Vars, escape: char) -> Result<Vec<String>, BuildFileError> {
     let mut lexer = Lexer::new(text, vars, escape, true);
@@ -70,6 +78,8 @@ struct Lexer<'a> {
     vars: &'a Vars,
     escape: char,
     split: bool,
+    /// Quotes are ordinary characters and only `\$` is an escape (here-documents).
+    literal_quotes: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -80,6 +90,7 @@ impl<'a> Lexer<'a> {
             vars,
             escape,
             split,
+            literal_quotes: false,
         }
     }
 
@@ -107,6 +118,15 @@ impl<'a> Lexer<'a> {
                 continue;
             }
             started = true;
+            if self.literal_quotes && c != '$' {
+                if c == self.escape && self.chars.peek() == Some(&'$') {
+                    word.push('$');
+                    self.chars.next();
+                } else {
+                    word.push(c);
+                }
+                continue;
+            }
             if c == '\'' {
                 self.single_quoted(&mut word)?;
             } else if c == '"' {
@@ -214,6 +234,7 @@ impl<'a> Lexer<'a> {
                     vars: self.vars,
                     escape: self.escape,
                     split: false,
+                    literal_quotes: false,
                 };
                 let mut inner = inner;
                 let word = inner.run(Some('}'))?.concat();
@@ -296,6 +317,12 @@ mod tests {
         assert_eq!(w("a\\ b"), "a b");
         assert_eq!(expand_word("`$A", &vars(), '`').unwrap(), "$A");
         assert!(expand_word("'open", &vars(), '\\').is_err());
+    }
+
+    #[test]
+    fn variables_only_keep_quotes() {
+        let out = expand_variables("k=\"$A\" 'x' \\$A c:\\d ${E:-e}\n", &vars(), '\\').unwrap();
+        assert_eq!(out, "k=\"apple\" 'x' $A c:\\d e\n");
     }
 
     #[test]

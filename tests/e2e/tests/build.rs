@@ -461,3 +461,36 @@ fn run_steps_get_the_network_asked_for() {
     let nets = d.docker(&["run", "--rm", "--network", "none", "e2e/nets"]);
     assert_eq!(nets.stdout, "lo\nlo\n", "{nets}");
 }
+
+#[test]
+fn heredocs_run_scripts_and_make_files() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nARG NAME=world\nRUN <<EOF\nset -e\necho \"hello $NAME\" > /greeting\necho second >> /greeting\nEOF\nRUN cat <<'RAW' > /raw\n$NAME stays\nRAW\nCOPY <<conf /etc/app/\nname=\"$NAME\"\nconf\nCMD [\"cat\", \"/greeting\", \"/raw\", \"/etc/app/conf\"]\n",
+    )]);
+    let out = build(
+        &d,
+        ctx.path(),
+        &["--build-arg", "NAME=vmrun", "-t", "e2e/heredoc"],
+    );
+    out.ok();
+    let run = d.docker(&["run", "--rm", "e2e/heredoc"]);
+    assert_eq!(
+        run.stdout, "hello vmrun\nsecond\n$NAME stays\nname=\"vmrun\"\n",
+        "{out}\n{run}"
+    );
+    let again = build(
+        &d,
+        ctx.path(),
+        &["--build-arg", "NAME=vmrun", "-t", "e2e/heredoc"],
+    );
+    assert_eq!(
+        again.stdout.matches(" ---> Using cache").count(),
+        5,
+        "{again}"
+    );
+}

@@ -363,14 +363,45 @@ impl Build {
             }
             None => (self.context.clone(), None, None),
         };
+        // Here-documents (`COPY <<EOF /dest`) become files of their own directory.
+        let docs = tempfile::Builder::new()
+            .prefix("heredocs-")
+            .tempdir_in(&self.tmp)
+            .map_err(|e| failure(format!("creating a directory for here-documents: {e}")))?;
+        for doc in &args.heredocs {
+            let content = if doc.expand {
+                vmrun_builder::shell::expand_variables(&doc.content, &vars, escape)
+                    .map_err(failure)?
+            } else {
+                doc.content.clone()
+            };
+            std::fs::write(docs.path().join(&doc.name), content)
+                .map_err(|e| failure(format!("writing here-document {}: {e}", doc.name)))?;
+        }
+        let docs_root = ContextDir::open(docs.path());
         // Resolving and hashing read every source file: off the async workers.
         let (paths, checksum) = tokio::task::spawn_blocking(move || {
             let mut paths = Vec::new();
+            let (mut from_root, mut from_docs) = (Vec::new(), Vec::new());
             for s in &sources {
-                paths.extend(source_root.resolve_named(s)?);
+                match vmrun_builder::heredoc::marker_name(s) {
+                    Some(name) => {
+                        let found = docs_root.resolve_named(&name)?;
+                        from_docs.extend(found.iter().map(|(p, _)| p.clone()));
+                        paths.extend(found);
+                    }
+                    None => {
+                        let found = source_root.resolve_named(s)?;
+                        from_root.extend(found.iter().map(|(p, _)| p.clone()));
+                        paths.extend(found);
+                    }
+                }
             }
-            let plain: Vec<_> = paths.iter().map(|(p, _)| p.clone()).collect();
-            let checksum = source_root.checksum(&plain)?;
+            let mut checksum = source_root.checksum(&from_root)?;
+            if !from_docs.is_empty() {
+                let docs_sum = docs_root.checksum(&from_docs)?;
+                checksum = BuildCache::key(Some(&checksum), &docs_sum);
+            }
             Ok::<_, vmrun_builder::BuildFileError>((paths, checksum))
         })
         .await
