@@ -15,7 +15,7 @@
 //! Runtime::kill(&self, id, Signal);  Runtime::delete(&self, id, force)   // delete: cgroup + state dir
 //! Runtime::exec(&self, id, &Process, Stdio) -> ExecProcess  // joins ns (pid too) + cgroup
 //! Runtime::stats(&self, id) -> CgroupStats
-//! mount_overlay(lowers, upper, work, target); unmount(target)
+//! mount_overlay(lowers, upper, work, target); mount_overlay_read_only(lowers, target); unmount(target)
 //! user::resolve_user(rootfs, "name:group") -> ResolvedUser
 //! ```
 //!
@@ -70,7 +70,7 @@ pub mod user;
 
 pub use container::{Container, ExecProcess};
 pub use error::RuntimeError;
-pub use overlay::{mount_overlay, unmount};
+pub use overlay::{mount_overlay, mount_overlay_read_only, unmount};
 pub use runtime::{Runtime, DEFAULT_STATE_ROOT};
 pub use state::{OciState, Status, OCI_VERSION};
 pub use stdio::Stdio;

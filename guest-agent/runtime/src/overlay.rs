@@ -33,6 +33,32 @@ fn overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path) -> String {
     )
 }
 
+/// Mounts a read-only overlay of `lowers` (top-most first, at least two) at `target`:
+/// no upper directory, so nothing can be written and unmounting has nothing to sync.
+pub fn mount_overlay_read_only(lowers: &[PathBuf], target: &Path) -> Result<(), RuntimeError> {
+    if lowers.len() < 2 {
+        return Err(RuntimeError::InvalidSpec(
+            "a read-only overlay needs at least two lower layers".into(),
+        ));
+    }
+    let lower: Vec<String> = lowers.iter().map(|l| escape(l)).collect();
+    let data = format!("lowerdir={}", lower.join(":"));
+    if data.len() > MAX_DATA {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "overlay options are {} bytes (limit {MAX_DATA})",
+            data.len()
+        )));
+    }
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(data.as_str()),
+    )
+    .map_err(|e| RuntimeError::sys(format!("mount overlay on {}", target.display()), e))
+}
+
 /// The longest directory all `paths` are under.
 fn common_parent(paths: &[PathBuf]) -> PathBuf {
     let mut common = paths.first().cloned().unwrap_or_default();

@@ -58,6 +58,8 @@ pub enum Command {
     Stats(commands::stats::StatsArgs),
     /// List images
     Images(commands::images::ImagesArgs),
+    /// Build an image from a Dockerfile
+    Build(commands::build::BuildArgs),
     /// Create a new image from a container's changes
     Commit(commands::commit::CommitArgs),
     /// Show the history of an image

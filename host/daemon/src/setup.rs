@@ -20,6 +20,7 @@ pub async fn open_engine(config: DaemonConfig) -> anyhow::Result<Engine> {
     for dir in [&config.data_root, &config.exec_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    crate::builder::remove_leftovers(&config.data_root);
     let images =
         ImageStore::open(&config.data_root.join("images")).context("opening the image store")?;
     let mut net_config = vmrun_network::ManagerConfig::new(

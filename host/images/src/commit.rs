@@ -43,6 +43,10 @@ pub struct CommitOptions {
     pub config: Map<String, Value>,
     /// The history entry's `created_by` (dockerd: the container's command).
     pub created_by: String,
+    /// [`ImageStore::commit_step`] may move the layer directory into the store as the
+    /// unpacked layer instead of unpacking the tar it writes from it (the caller gives
+    /// the directory up: a build step's staging directory).
+    pub take_layer_dir: bool,
 }
 
 impl ImageStore {
@@ -54,29 +58,56 @@ impl ImageStore {
         upper_dir: &Path,
         opts: &CommitOptions,
     ) -> Result<LoadedImage, ImageError> {
+        self.commit_step(Some(parent), Some(upper_dir), opts)
+    }
+
+    /// A build step's image: `parent` (None: `scratch`, an empty image) with the
+    /// overlayfs-form directory `layer_dir` as a new layer, or with the config alone
+    /// (`layer_dir` None: a history entry marked `empty_layer`, as docker records
+    /// metadata-only instructions).
+    pub fn commit_step(
+        &self,
+        parent: Option<&str>,
+        layer_dir: Option<&Path>,
+        opts: &CommitOptions,
+    ) -> Result<LoadedImage, ImageError> {
         let names = match &opts.reference {
             Some(reference) => vec![tag_reference(reference)?],
             None => Vec::new(),
         };
         let mut container_config = opts.config.clone();
         apply_changes(&mut container_config, &opts.changes)?;
-        let record = {
-            let index = self.read_index();
-            let id = find_image(&index, parent)?;
-            index
-                .images
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| ImageError::NotFound(parent.to_owned()))?
+        let record = match parent {
+            Some(parent) => {
+                let index = self.read_index();
+                let id = find_image(&index, parent)?;
+                Some(
+                    index
+                        .images
+                        .get(&id)
+                        .cloned()
+                        .ok_or_else(|| ImageError::NotFound(parent.to_owned()))?,
+                )
+            }
+            None => None,
         };
-        let parent_config: Value = serde_json::from_slice(&self.blobs.read(&record.config)?)
-            .map_err(|e| ImageError::json("reading the parent image's config", e))?;
-
+        let parent_config: Value = match &record {
+            Some(record) => serde_json::from_slice(&self.blobs.read(&record.config)?)
+                .map_err(|e| ImageError::json("reading the parent image's config", e))?,
+            None => json!({
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": { "type": "layers", "diff_ids": [] },
+            }),
+        };
         let staging = tempfile::Builder::new()
             .prefix("commit-")
             .tempdir_in(&self.tmp)
             .ctx(|| format!("creating a staging directory in {}", self.tmp.display()))?;
-        let blob = write_layer(upper_dir, &staging.path().join("layer.tar"))?;
+        let blob = match layer_dir {
+            Some(dir) => Some(write_layer(dir, &staging.path().join("layer.tar"))?),
+            None => None,
+        };
 
         let created = rfc3339_utc(SystemTime::now());
         let mut config = parent_config;
@@ -93,18 +124,21 @@ impl ImageStore {
         if let Some(message) = opts.message.as_deref().filter(|m| !m.is_empty()) {
             entry["comment"] = json!(message);
         }
-        push_to(
-            &mut config,
-            &["rootfs", "diff_ids"],
-            json!(blob.digest.to_string()),
-        );
+        match &blob {
+            Some(blob) => push_to(
+                &mut config,
+                &["rootfs", "diff_ids"],
+                json!(blob.digest.to_string()),
+            ),
+            None => entry["empty_layer"] = json!(true),
+        }
         push_to(&mut config, &["history"], entry);
         let config = serde_json::to_vec(&config)
             .map_err(|e| ImageError::json("serializing the committed image's config", e))?;
 
         let mut layers: Vec<ImportedLayer> = record
-            .layers
             .iter()
+            .flat_map(|r| r.layers.iter())
             .map(|l| ImportedLayer {
                 blob: StagedFile {
                     path: self.blobs.path(&l.blob),
@@ -114,13 +148,23 @@ impl ImageStore {
                 media_type: l.media_type.clone(),
             })
             .collect();
-        layers.push(ImportedLayer {
-            blob,
-            media_type: OCI_LAYER_TAR.to_owned(),
-        });
-        let loaded = self.commit_synthesized(names, config, layers)?;
+        if let Some(blob) = blob {
+            layers.push(ImportedLayer {
+                blob,
+                media_type: OCI_LAYER_TAR.to_owned(),
+            });
+        }
+        let parent_id = match (parent, &record) {
+            (Some(_), Some(r)) => Some(format!("sha256:{}", r.config.hex())),
+            _ => None,
+        };
+        let unpacked_top = match (opts.take_layer_dir, layer_dir) {
+            (true, Some(dir)) => Some(dir.to_owned()),
+            _ => None,
+        };
+        let loaded = self.commit_synthesized(parent_id, unpacked_top, names, config, layers)?;
         drop(staging);
-        tracing::info!(id = %loaded.id, parent, "committed a container's changes");
+        tracing::info!(id = %loaded.id, ?parent, "committed an image");
         Ok(loaded)
     }
 }

@@ -27,6 +27,8 @@ pub struct Image {
     pub architecture: String,
     /// e.g. `linux`.
     pub os: String,
+    /// The image a build step made this one from (intermediate images of builds).
+    pub parent: Option<String>,
 }
 
 /// One image that `load` stored.

@@ -93,7 +93,7 @@ impl ImageStore {
             media_type: compression.oci_layer_media_type().to_owned(),
             blob,
         };
-        let loaded = self.commit_synthesized(names, config, vec![layer])?;
+        let loaded = self.commit_synthesized(None, None, names, config, vec![layer])?;
         drop(staging);
         tracing::info!(id = %loaded.id, reference = %loaded.reference, "imported an image");
         Ok(loaded)
@@ -105,6 +105,8 @@ impl ImageStore {
     /// `config` and `layers` (bottom-most first), through the shared commit path.
     pub(crate) fn commit_synthesized(
         &self,
+        parent: Option<String>,
+        unpacked_top: Option<std::path::PathBuf>,
         names: Vec<Reference>,
         config: Vec<u8>,
         layers: Vec<ImportedLayer>,
@@ -135,6 +137,8 @@ impl ImageStore {
             config_digest,
             layers,
             repo_digest: None,
+            parent,
+            unpacked_top,
         };
         let loaded = self.commit_images(std::slice::from_ref(&image), &mut |_| {})?;
         loaded

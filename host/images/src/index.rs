@@ -47,6 +47,9 @@ pub(crate) struct ImageRecord {
     /// `repo@sha256:…` references known for this image (set by registry pulls).
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// The image a build step made this one from (docker's `Parent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// One layer of an image.

@@ -149,6 +149,61 @@ impl LayerStore {
         })
     }
 
+    /// Makes the layer `chain_id` from `dir`, a directory already in unpacked overlayfs
+    /// form whose tar is `blob` (written from it by this process): moved into a staging
+    /// directory rather than unpacked again. Falls back to unpacking `blob` when `dir`
+    /// is on another file system.
+    pub(crate) fn adopt(
+        &self,
+        image: &str,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        blob: &StagedFile,
+        dir: &Path,
+    ) -> Result<PreparedLayer, ImageError> {
+        if self.meta(chain_id).is_some_and(|m| m.diff_id == *diff_id) {
+            return self.prepare(image, chain_id, parent, diff_id, blob);
+        }
+        let staging = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(&self.tmp)
+            .ctx(|| {
+                format!(
+                    "creating a layer staging directory in {}",
+                    self.tmp.display()
+                )
+            })?;
+        let diff = staging.path().join(DIFF_DIR);
+        match fs::rename(dir, &diff) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+                return self.prepare(image, chain_id, parent, diff_id, blob);
+            }
+            Err(e) => {
+                return Err(ImageError::io(
+                    format!("moving {} into the layer store", dir.display()),
+                    e,
+                ))
+            }
+        }
+        fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))
+            .ctx(|| format!("setting the mode of {}", diff.display()))?;
+        let size = content_bytes(&diff)?;
+        let meta = LayerMeta {
+            chain_id: chain_id.clone(),
+            diff_id: diff_id.clone(),
+            parent: parent.cloned(),
+            size,
+            blobs: vec![blob.digest.clone()],
+        };
+        let meta_path = staging.path().join(META_FILE);
+        let bytes = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| ImageError::json("serializing layer.json", e))?;
+        fs::write(&meta_path, bytes).ctx(|| format!("writing {}", meta_path.display()))?;
+        Ok(PreparedLayer::New { staging, size })
+    }
+
     /// Renames a staged layer into place.
     pub(crate) fn commit(
         &self,
@@ -204,4 +259,25 @@ fn check_diff_id(image: &str, expected: &Digest, actual: &Digest) -> Result<(), 
             actual: actual.to_string(),
         })
     }
+}
+
+/// `EXDEV`: a rename across file systems.
+fn libc_exdev() -> i32 {
+    rustix::io::Errno::XDEV.raw_os_error()
+}
+
+/// Bytes of regular-file content under `dir` (what unpacking counts as a layer's size).
+fn content_bytes(dir: &Path) -> Result<u64, ImageError> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+        let meta = fs::symlink_metadata(entry.path())
+            .ctx(|| format!("inspecting {}", entry.path().display()))?;
+        if meta.is_dir() {
+            total += content_bytes(&entry.path())?;
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
 }

@@ -398,6 +398,7 @@ mod tests {
                 blob_size: 4,
                 size: 10,
             }],
+            parent: None,
             loaded_at: 0,
             repo_digests: Vec::new(),
         }

@@ -145,8 +145,28 @@ impl ImageStore {
                 }
             }
         }
+        let mut parent = index.images.get(&id).and_then(|r| r.parent.clone());
         let (deleted, _) = self.delete_image(index, &id)?;
         removed.extend(deleted);
+        // Like dockerd: untagged parents left without children (a build's step images)
+        // go with it, up the chain.
+        while let Some(p) = parent {
+            let index = self.read_index().clone();
+            let Some(record) = index.images.get(&p) else {
+                break;
+            };
+            let has_child = index
+                .images
+                .values()
+                .any(|r| r.parent.as_deref() == Some(p.as_str()));
+            let used = containers.iter().any(|c| c.image_id == p);
+            if has_child || used || !references_of(&index, &p).is_empty() {
+                break;
+            }
+            parent = record.parent.clone();
+            let (deleted, _) = self.delete_image(index, &p)?;
+            removed.extend(deleted);
+        }
         Ok(removed)
     }
 

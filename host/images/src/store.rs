@@ -148,6 +148,10 @@ impl ImageStore {
             let mut record = record;
             if let Some(old) = index.images.get(&id) {
                 record.repo_digests = old.repo_digests.clone();
+                record.parent = old.parent.clone();
+            }
+            if image.parent.is_some() {
+                record.parent = image.parent.clone();
             }
             if let Some(d) = &image.repo_digest {
                 if !record.repo_digests.contains(d) {
@@ -184,6 +188,22 @@ impl ImageStore {
         let index = self.read_index();
         let id = find_image(&index, reference)?;
         self.describe(&index, &id)
+    }
+
+    /// The image's config document as stored (every field, docker's extensions such as
+    /// `Healthcheck`, `OnBuild` and `Shell` included).
+    pub fn raw_config(&self, reference: &str) -> Result<serde_json::Value, ImageError> {
+        let config = {
+            let index = self.read_index();
+            let id = find_image(&index, reference)?;
+            index
+                .images
+                .get(&id)
+                .map(|r| r.config.clone())
+                .ok_or_else(|| ImageError::NotFound(reference.to_owned()))?
+        };
+        serde_json::from_slice(&self.blobs.read(&config)?)
+            .map_err(|e| ImageError::json("reading an image config", e))
     }
 
     /// Every image, most recently loaded first.
@@ -260,9 +280,19 @@ impl ImageStore {
                 let blob = &image.layers[i].blob;
                 let _ = tx.send(LayerEvent::Unpacking(&blob.digest));
                 let parent = i.checked_sub(1).map(|p| &chains[p]);
-                let layer = self
-                    .layers
-                    .prepare(&label, &chains[i], parent, &diff_ids[i], blob)?;
+                let adopt = image
+                    .unpacked_top
+                    .as_deref()
+                    .filter(|_| i + 1 == image.layers.len());
+                let layer = match adopt {
+                    Some(dir) => {
+                        self.layers
+                            .adopt(&label, &chains[i], parent, &diff_ids[i], blob, dir)?
+                    }
+                    None => self
+                        .layers
+                        .prepare(&label, &chains[i], parent, &diff_ids[i], blob)?,
+                };
                 let _ = tx.send(LayerEvent::Unpacked(&blob.digest));
                 Ok::<_, ImageError>((i, layer))
             },
@@ -296,6 +326,7 @@ impl ImageStore {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             repo_digests: Vec::new(),
+            parent: None,
         })
     }
 
@@ -320,6 +351,7 @@ impl ImageStore {
             layer_sizes: record.layers.iter().map(|l| l.size).collect(),
             architecture: config.architecture().to_string(),
             os: config.os().to_string(),
+            parent: record.parent.clone(),
             config,
         })
     }

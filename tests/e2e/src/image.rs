@@ -21,32 +21,44 @@ fn is_fresh(tar: &Path, script: &Path) -> bool {
     }
 }
 
+/// Where the docker-archive form of the image is cached (for dockerd 20.10's `docker load`).
+pub const BUSYBOX_DOCKER_TAR: &str = "/tmp/vmrun-e2e-busybox-docker.tar";
+
 /// Path of an OCI image tar holding `busybox:latest`, built if missing or older than the
 /// script. Concurrent builders write private files and rename them into place.
 pub fn busybox_tar() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| built(BUSYBOX_TAR, "oci")).clone()
+}
+
+/// The same image as a docker-archive (`manifest.json`), which dockerd 20.10 loads.
+pub fn busybox_docker_tar() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let tar = PathBuf::from(BUSYBOX_TAR);
-            let script = script();
-            if is_fresh(&tar, &script) {
-                return tar;
-            }
-            let tmp = PathBuf::from(format!("{BUSYBOX_TAR}.{}.tmp", std::process::id()));
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg(&tmp)
-                .output()
-                .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-            assert!(
-                out.status.success(),
-                "{} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::rename(&tmp, &tar)
-                .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", tmp.display(), tar.display()));
-            tar
-        })
+        .get_or_init(|| built(BUSYBOX_DOCKER_TAR, "docker"))
         .clone()
+}
+
+fn built(path: &str, format: &str) -> PathBuf {
+    let tar = PathBuf::from(path);
+    let script = script();
+    if is_fresh(&tar, &script) {
+        return tar;
+    }
+    let tmp = PathBuf::from(format!("{path}.{}.tmp", std::process::id()));
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&tmp)
+        .args(["--format", format])
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &tar)
+        .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", tmp.display(), tar.display()));
+    tar
 }

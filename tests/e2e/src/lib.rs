@@ -21,13 +21,15 @@ pub mod daemon;
 pub mod env;
 pub mod http;
 pub mod image;
+pub mod reference;
 pub mod terminal;
 
 pub use command::{run_with_timeout, CmdOutput};
 pub use daemon::{Daemon, DaemonOptions, GLOBAL_LOCK};
 pub use env::{bin_dir, has_tool, require_root, require_tool};
 pub use http::{api_request, try_api_request, ApiResponse, PendingResponse};
-pub use image::busybox_tar;
+pub use image::{busybox_docker_tar, busybox_tar};
+pub use reference::ReferenceDaemon;
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! One module per command group; [`dispatch`] routes a parsed command line.
 
+pub mod build;
 pub mod commit;
 pub mod disk_usage;
 mod disk_usage_verbose;
@@ -74,6 +75,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
             images::images(&connect().await?, &args, &format).await
         }
         Command::Commit(args) => commit::commit(&connect().await?, &args).await,
+        Command::Build(args) => build::build(&connect().await?, &args).await,
         Command::History(args) => {
             let format = history::prepare(&args)?;
             history::history(&connect().await?, &args, &format).await

@@ -69,6 +69,7 @@ pub async fn commit(
         changes,
         config,
         created_by,
+        take_layer_dir: false,
     };
     let upper = engine
         .container_files(&rec)?

@@ -82,6 +82,7 @@ mod tests {
             layer_sizes: vec![100, 200],
             architecture: "amd64".into(),
             os: "linux".into(),
+            parent: None,
         };
         let e = entries(&image);
         assert_eq!(e.len(), 3);

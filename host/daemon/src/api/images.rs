@@ -30,7 +30,7 @@ pub(super) fn summary(img: &Image, containers: i64) -> ImageSummary {
         .unwrap_or_default();
     ImageSummary {
         id: img.id.clone(),
-        parent_id: String::new(),
+        parent_id: img.parent.clone().unwrap_or_default(),
         repo_tags: img.repo_tags.clone(),
         repo_digests: img.repo_digests.clone(),
         created: created_unix(img),
@@ -53,11 +53,19 @@ pub(super) fn containers_using(engine: &crate::engine::Engine, image_id: &str) -
         .collect()
 }
 
-/// `GET /images/json`.
-pub async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
+/// `GET /images/json`. Without `all`, untagged images that other images were built
+/// from (a build's intermediate steps) are left out, as dockerd does.
+pub async fn list(
+    State(engine): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let images = engine.images.list()?;
+    let parents: std::collections::HashSet<&str> =
+        images.iter().filter_map(|i| i.parent.as_deref()).collect();
+    let all = query_bool(q.get("all"));
     let out: Vec<ImageSummary> = images
         .iter()
+        .filter(|i| all || !i.repo_tags.is_empty() || !parents.contains(i.id.as_str()))
         .map(|i| summary(i, containers_using(&engine, &i.id).len() as i64))
         .collect();
     Ok(json(&out))
@@ -250,12 +258,12 @@ fn inspect(engine: &crate::engine::Engine, name: &str) -> ApiResult<Response> {
         "Id": img.id,
         "RepoTags": img.repo_tags,
         "RepoDigests": img.repo_digests,
-        "Parent": "",
+        "Parent": img.parent.clone().unwrap_or_default(),
         "Comment": "",
         "Created": img.created.clone().unwrap_or_default(),
         "DockerVersion": "",
         "Author": img.config.author().clone().unwrap_or_default(),
-        "Config": image_config(&cfg),
+        "Config": with_docker_fields(image_config(&cfg), engine.images.raw_config(&img.id).ok()),
         "Architecture": img.architecture,
         "Os": img.os,
         "Size": img.size,
@@ -286,6 +294,21 @@ fn image_config(cfg: &oci_spec::image::Config) -> serde_json::Value {
     }
     if let Some(signal) = cfg.stop_signal() {
         config["StopSignal"] = j!(signal);
+    }
+    config
+}
+
+/// Adds the config fields docker keeps beyond OCI's (`Healthcheck`, `OnBuild`, `Shell`)
+/// from the stored config document.
+fn with_docker_fields(
+    mut config: serde_json::Value,
+    raw: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let Some(raw) = raw else { return config };
+    for key in ["Healthcheck", "OnBuild", "Shell"] {
+        if let Some(v) = raw["config"].get(key).filter(|v| !v.is_null()) {
+            config[key] = v.clone();
+        }
     }
     config
 }

@@ -4,6 +4,7 @@
 //! behaviour for every version from [`MIN_API_VERSION`] to [`API_VERSION`]). Errors are
 //! docker-shaped JSON (`{"message": ...}`) with docker's status codes.
 
+mod build;
 mod commit;
 mod containers;
 mod convert;
@@ -99,6 +100,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/system/df", get(usage::disk_usage))
         .route("/auth", post(system::auth))
         .route("/commit", post(commit::commit))
+        .route("/build", post(build::build))
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(networks::routes())

@@ -18,6 +18,8 @@ pub async fn ping() -> Response {
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+            // The classic builder (`POST /build`): clients pick it without guessing.
+            (header::HeaderName::from_static("builder-version"), "1"),
         ],
         "OK",
     )

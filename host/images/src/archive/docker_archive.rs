@@ -93,6 +93,8 @@ fn read_entry(staged: &StagedArchive, entry: &Entry) -> Result<ImportedImage, Im
         config_digest: config_file.digest.clone(),
         layers,
         repo_digest: None,
+        parent: None,
+        unpacked_top: None,
     })
 }
 

@@ -72,6 +72,11 @@ pub(crate) struct ImportedImage {
     pub layers: Vec<ImportedLayer>,
     /// `repo@sha256:…` when the image came from a registry.
     pub repo_digest: Option<String>,
+    /// The image id of the image it was made from (build steps, commits).
+    pub parent: Option<String>,
+    /// The top layer already unpacked in overlayfs form (the directory its blob was
+    /// written from, on the store's file system): adopted instead of unpacked again.
+    pub unpacked_top: Option<PathBuf>,
 }
 
 impl StagedArchive {

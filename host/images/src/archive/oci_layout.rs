@@ -197,6 +197,8 @@ fn read_manifest(
         config_digest: manifest.config.digest.clone(),
         layers,
         repo_digest: None,
+        parent: None,
+        unpacked_top: None,
     })
 }
 
