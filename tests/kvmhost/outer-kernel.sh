@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The nested-KVM test host's outer kernel: Debian's linux-image-amd64 (the versioned package it
-# depends on), unpacked once into ~/.cache/vmrun/kvmhost/<version>/ with apt (idempotent; a
-# flock keeps concurrent callers from fetching twice). Prints that directory.
+# depends on), unpacked once into ~/.cache/vmrun/kvmhost/<version>-r<recipe>/ with apt
+# (idempotent; a flock keeps concurrent callers from fetching twice). Prints that directory.
+#
+# Modules, in load order: KVM (irqbypass, ccp, kvm, kvm-amd) and the bridge (llc, stp,
+# bridge), which a vmrund started inside needs for its default network.
 #
 # Offline or unreachable mirror: falls back to the newest version already in the cache.
 set -euo pipefail
@@ -26,7 +29,9 @@ if [ -z "${pkg:-}" ]; then
     echo "$dir"; exit 0
 fi
 version=${pkg#linux-image-}
-dir="$cache/$version"
+# Bump when the set of modules changes: an older cache entry then no longer matches.
+recipe=2
+dir="$cache/$version-r$recipe"
 if [ -f "$dir/.complete" ]; then
     echo "$dir"; exit 0
 fi
@@ -46,12 +51,14 @@ dpkg-deb -x "$work"/*.deb "$work/x"
 mkdir -p "$work/out"
 cp "$work"/x/boot/vmlinuz-* "$work/out/vmlinuz"
 mods="$work/x/lib/modules/$version/kernel"
-for m in virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
+modules=(virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko
+    net/llc/llc.ko net/802/stp.ko net/bridge/bridge.ko)
+for m in "${modules[@]}"; do
     [ -f "$mods/$m" ] || { echo "outer-kernel.sh: $pkg has no $m" >&2; exit 1; }
     cp "$mods/$m" "$work/out/"
 done
 # Load order, one module a line.
-printf '%s\n' irqbypass.ko ccp.ko kvm.ko kvm-amd.ko >"$work/out/modules.order"
+printf '%s\n' "${modules[@]##*/}" >"$work/out/modules.order"
 touch "$work/out/.complete"
 rm -rf "$dir"
 mv "$work/out" "$dir"

@@ -28,8 +28,10 @@
 
 pub mod bundle;
 pub mod clock;
+pub mod data_files;
 pub mod init;
 pub mod inspect;
+pub mod loop_device;
 pub mod mounts;
 pub mod power;
 pub mod procs;
@@ -206,6 +208,10 @@ impl Agent {
             Op::MountDataDisk { device } => {
                 let (path, already) = mounts::mount_data_disk(&device)?;
                 Reply::Mounted { path, already }
+            }
+            Op::RemoveData { path } => {
+                data_files::remove(&path).await?;
+                Reply::Done
             }
             Op::Create(req) => Reply::Created {
                 shim_pid: self.procs.create(*req).await?,

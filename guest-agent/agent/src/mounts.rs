@@ -41,15 +41,29 @@ fn mount_ext4(
     if is_mount_point(&target_str) {
         return Ok((target.to_owned(), true));
     }
-    match std::fs::metadata(device) {
-        Ok(_) => {}
+    let is_file = match std::fs::metadata(device) {
+        Ok(m) => m.is_file(),
         Err(e) => {
             return Err(AgentError::new(
                 ErrorKind::NotFound,
                 format!("device {}: {e}", device.display()),
             ))
         }
-    }
+    };
+    // An image file (a layer the host stored on the data disk) goes through a loop device.
+    // Held open until the mount below holds the device (it auto-clears on last close).
+    let loop_device;
+    let device = if is_file {
+        loop_device = crate::loop_device::attach_read_only(device).map_err(|e| {
+            AgentError::new(
+                ErrorKind::Internal,
+                format!("attaching {} to a loop device: {e}", device.display()),
+            )
+        })?;
+        loop_device.path.as_path()
+    } else {
+        device
+    };
     std::fs::create_dir_all(target).map_err(|e| {
         AgentError::new(
             ErrorKind::Internal,

@@ -277,6 +277,16 @@ where
                 }
             }
         }
+        StreamTarget::PutFile { path, size } => match crate::data_files::target(&path) {
+            Ok(target) => {
+                if send_ready(&mut stream, id).await {
+                    crate::data_files::receive(&mut stream, &target, size).await;
+                }
+            }
+            Err(e) => {
+                let _ = write_frame(&mut stream, &fail(e)).await;
+            }
+        },
         StreamTarget::Logs { id: cid, follow } => {
             let found = agent.procs.container(&cid).and_then(|e| {
                 let path = crate::inspect::log_path(&e)?.to_owned();

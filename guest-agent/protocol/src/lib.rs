@@ -35,11 +35,12 @@
 //! `shutdown` (sync, unmount, reboot: the VM ends), `mount_layer` (read-only ext4 layer disk
 //! at [`layer_path`]), `mount_data_disk` (at [`DATA_DIR`]), `create` (OCI spec + overlay of
 //! layer dirs + writable dir, user, tty, stdin, log path), `exec`, `start`, `wait`, `kill`,
-//! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `open_stream`.
+//! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
+//! `open_stream` (attach, logs, put_file: a file stored on the data disk).
 //!
 //! ```text
-//! → [len]{"version":1,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
-//! ← [len]{"type":"welcome","version":1,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
+//! → [len]{"version":2,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
+//! ← [len]{"type":"welcome","version":2,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
 //! → [len]{"id":7,"op":{"type":"start","id":"c1"}}
 //! ← [len]{"id":7,"result":{"Ok":{"type":"started","pid":42}}}
 //! ```
@@ -51,7 +52,7 @@ pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;
@@ -80,6 +81,15 @@ pub fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `path` under [`DATA_DIR`] when it is relative and made of plain names only (no `..`,
+/// no `.`, no root): what [`Op::RemoveData`] and [`StreamTarget::PutFile`] accept.
+pub fn data_path(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let plain = path.components().next().is_some()
+        && path.components().all(|c| matches!(c, Component::Normal(_)));
+    plain.then(|| std::path::Path::new(DATA_DIR).join(path))
 }
 
 /// A refused hello, as the client sees it.

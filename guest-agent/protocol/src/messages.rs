@@ -82,10 +82,12 @@ pub enum Op {
         #[serde(default)]
         action: ShutdownAction,
     },
-    /// Mount a read-only ext4 layer disk at [`crate::layer_path`]`(id)`.
-    /// Reply: [`Reply::Mounted`] (also when it was mounted already).
+    /// Mount a read-only ext4 layer at [`crate::layer_path`]`(id)`: a layer disk, or an
+    /// ext4 image file the host stored on the data disk ([`StreamTarget::PutFile`]), which
+    /// the agent attaches to a loop device. Reply: [`Reply::Mounted`] (also when it was
+    /// mounted already); [`ErrorKind::NotFound`] when `device` does not exist.
     MountLayer {
-        /// Block device in the guest (`/dev/vdb`).
+        /// Block device (`/dev/vdb`) or ext4 image file in the guest.
         device: PathBuf,
         /// Layer id (`[A-Za-z0-9_.-]`, at most 128 characters; a digest's hex works).
         id: String,
@@ -95,6 +97,13 @@ pub enum Op {
     MountDataDisk {
         /// Block device in the guest.
         device: PathBuf,
+    },
+    /// Remove a file or directory tree under [`crate::DATA_DIR`] (a stopped container's
+    /// writable layer, a layer image no longer wanted). Reply: [`Reply::Done`], also when
+    /// nothing was there.
+    RemoveData {
+        /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
+        path: PathBuf,
     },
     /// Create a container (created, not started). Reply: [`Reply::Created`].
     Create(Box<CreateContainer>),
@@ -247,6 +256,16 @@ pub enum StreamTarget {
         stdout: bool,
         /// Send stderr.
         stderr: bool,
+    },
+    /// A file to store under [`crate::DATA_DIR`]: after [`Reply::StreamReady`] the host
+    /// sends exactly `size` bytes; the agent writes them under a temporary name, syncs,
+    /// renames the file to `path` (parents made) and answers one line, `ok\n` or
+    /// `error: <why>\n`, then closes. A short stream leaves nothing behind.
+    PutFile {
+        /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
+        path: PathBuf,
+        /// Exact length in bytes.
+        size: u64,
     },
     /// The container's json-file log lines as stored (one JSON object per line, with
     /// timestamps); with `follow`, new lines as they come until the container has exited.

@@ -330,3 +330,15 @@ async fn async_framing_matches_blocking() {
         .unwrap()
     );
 }
+
+#[test]
+fn data_paths_stay_under_the_data_dir() {
+    use std::path::Path;
+    assert_eq!(
+        data_path(Path::new("layers/abc.ext4")),
+        Some(Path::new(DATA_DIR).join("layers/abc.ext4"))
+    );
+    for bad in ["", "/etc/passwd", "../x", "a/../../b", "./a", "a/./b"] {
+        assert_eq!(data_path(Path::new(bad)), None, "{bad:?}");
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 use vmrun_agent_protocol::frame::encode;
@@ -304,6 +304,53 @@ impl AgentClient {
             device: device.into(),
         };
         expect!(self.call(op).await?, Reply::Mounted { path, already } => (path, already))
+    }
+
+    /// Removes a file or tree under the guest's data directory (`path` relative to it).
+    pub async fn remove_data(&self, path: impl Into<PathBuf>) -> Result<(), ClientError> {
+        let op = Op::RemoveData { path: path.into() };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
+    /// Stores `size` bytes read from `source` as `path` under the guest's data directory
+    /// (atomically: the file appears whole or not at all).
+    pub async fn put_file<R: AsyncRead + Unpin>(
+        &self,
+        path: impl Into<PathBuf>,
+        size: u64,
+        source: &mut R,
+    ) -> Result<(), ClientError> {
+        let path = path.into();
+        let target = StreamTarget::PutFile {
+            path: path.clone(),
+            size,
+        };
+        let mut stream = self.open_stream(target).await?;
+        let sent = tokio::io::copy(&mut source.take(size), &mut stream)
+            .await
+            .map_err(FrameError::Io)?;
+        if sent != size {
+            return Err(ClientError::Unexpected(format!(
+                "{}: the source ended after {sent} of {size} bytes",
+                path.display()
+            )));
+        }
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .await
+            .map_err(FrameError::Io)?;
+        match answer.trim_end().strip_prefix("error: ") {
+            None if answer == "ok\n" => Ok(()),
+            Some(why) => Err(ClientError::Agent(AgentError::new(
+                vmrun_agent_protocol::ErrorKind::Internal,
+                format!("storing {}: {why}", path.display()),
+            ))),
+            None => Err(ClientError::Unexpected(format!(
+                "storing {}: the agent answered {answer:?}",
+                path.display()
+            ))),
+        }
     }
 
     /// Creates a container; returns the shim's pid in the guest.

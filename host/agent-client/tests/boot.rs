@@ -20,35 +20,6 @@ use vmrun_agent_protocol::{
 };
 use vmrun_vm::{select_backend, BackendChoice, DiskSpec, HostCaps, VmExit, VmInstance, VmSpec};
 
-const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// `target/x86_64-unknown-linux-gnu/release/{vmrun-agent,vmrun-shim}` (or
-/// `$VMRUN_AGENT_BIN_DIR`), as `installer/agent-initramfs.sh` builds them.
-fn static_binaries() -> Result<(PathBuf, PathBuf), String> {
-    let dir = match std::env::var_os("VMRUN_AGENT_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            // Test binaries live in <target>/debug/deps.
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let target = exe
-                .ancestors()
-                .nth(3)
-                .ok_or("cannot find the target directory")?;
-            target.join(STATIC_TARGET).join("release")
-        }
-    };
-    let (agent, shim) = (dir.join("vmrun-agent"), dir.join("vmrun-shim"));
-    if agent.is_file() && shim.is_file() {
-        Ok((agent, shim))
-    } else {
-        Err(format!(
-            "no static vmrun-agent + vmrun-shim in {}: run installer/agent-initramfs.sh",
-            dir.display()
-        ))
-    }
-}
-
-/// A busybox root in `dir/rootfs`, packed into the ext4 image `dir/layer.img`.
 fn layer_image(dir: &Path) -> Result<PathBuf, String> {
     if !Path::new("/bin/busybox").is_file() {
         return Err("/bin/busybox is missing (apt-get install busybox-static)".into());
@@ -181,9 +152,7 @@ async fn agent_boots_under_qemu_and_runs_containers() {
         let kernel = vmrun_vmtest::guest_kernel().map_err(|s| s.0)?;
         let backend = select_backend(BackendChoice::Qemu, &HostCaps::detect(None))
             .map_err(|e| format!("no QEMU backend: {e}"))?;
-        let (agent_bin, shim_bin) = static_binaries()?;
-        let initrd = vmrun_agent_client::initramfs::build(&agent_bin, &shim_bin, None)
-            .map_err(|e| e.to_string())?;
+        let initrd = vmrun_vmtest::agent_initramfs().map_err(|s| s.0)?;
         let dir = tempfile::Builder::new()
             .prefix("agb")
             .tempdir_in("/tmp")

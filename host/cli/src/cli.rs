@@ -94,6 +94,9 @@ pub enum Command {
     /// Manage the engine: disk usage, information
     #[command(subcommand)]
     System(commands::disk_usage::SystemCommand),
+    /// Manage the shared Linux VM (`vmrund --mode vm`): status, start, stop
+    #[command(subcommand)]
+    Vm(commands::vm::VmCommand),
     /// Show the vmrun version information
     Version,
     /// Display system-wide information

@@ -29,6 +29,52 @@ pub struct DaemonConfig {
     /// The agent initramfs of containers in microVMs (`--vm-initrd`; default: the newest
     /// one `installer/agent-initramfs.sh` left in the cache).
     pub vm_initrd: Option<PathBuf>,
+    /// Where containers run unless they ask (`--mode`).
+    pub mode: DaemonMode,
+    /// Size of the shared VM (`--vm-cpus`, `--vm-memory`, `--vm-disk-size`).
+    pub shared_vm: SharedVmSize,
+}
+
+/// Where a daemon runs containers that do not ask for an isolation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DaemonMode {
+    /// On this host's kernel (Linux only).
+    #[default]
+    Native,
+    /// All in one shared Linux VM, as Docker Desktop, OrbStack and Colima do.
+    Vm,
+}
+
+impl std::str::FromStr for DaemonMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(DaemonMode::Native),
+            "vm" => Ok(DaemonMode::Vm),
+            other => Err(format!("unknown mode {other:?}: expected native or vm")),
+        }
+    }
+}
+
+/// The shared VM's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedVmSize {
+    /// vCPUs.
+    pub cpus: u8,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Data disk in GiB (a sparse file: only what is written takes space).
+    pub disk_gib: u32,
+}
+
+impl Default for SharedVmSize {
+    fn default() -> Self {
+        SharedVmSize {
+            cpus: 2,
+            memory_mib: 1024,
+            disk_gib: 64,
+        }
+    }
 }
 
 impl DaemonConfig {
@@ -46,6 +92,8 @@ impl DaemonConfig {
             vmm_binary: None,
             vm_kernel: None,
             vm_initrd: None,
+            mode: DaemonMode::default(),
+            shared_vm: SharedVmSize::default(),
         }
     }
 

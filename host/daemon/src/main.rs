@@ -55,6 +55,20 @@ struct Args {
         value_name = "auto|vmm|qemu"
     )]
     vm_backend: String,
+    /// Where containers run unless they ask: `native` (this host's kernel) or `vm` (all
+    /// in one shared Linux VM, booted on the first container that needs it, as Docker
+    /// Desktop does). `--isolation vm` always gives a container a microVM of its own.
+    #[arg(long, default_value = "native", value_name = "native|vm")]
+    mode: String,
+    /// vCPUs of the shared VM.
+    #[arg(long = "vm-cpus", default_value_t = 2, value_name = "N")]
+    vm_cpus: u8,
+    /// Memory of the shared VM, in MiB.
+    #[arg(long = "vm-memory", default_value_t = 1024, value_name = "MIB")]
+    vm_memory: u32,
+    /// Size of the shared VM's data disk (a sparse file), in GiB.
+    #[arg(long = "vm-disk-size", default_value_t = 64, value_name = "GIB")]
+    vm_disk_size: u32,
     /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
     #[arg(long = "vmm", value_name = "PATH")]
     vmm: Option<PathBuf>,
@@ -117,6 +131,18 @@ fn main() -> anyhow::Result<()> {
     config.vmm_binary = args.vmm;
     config.vm_kernel = args.vm_kernel;
     config.vm_initrd = args.vm_initrd;
+    config.mode = args
+        .mode
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+    if args.vm_cpus == 0 || args.vm_memory < 128 || args.vm_disk_size == 0 {
+        anyhow::bail!("--vm-cpus must be at least 1, --vm-memory at least 128 (MiB) and --vm-disk-size at least 1 (GiB)");
+    }
+    config.shared_vm = vmrun_daemon::config::SharedVmSize {
+        cpus: args.vm_cpus,
+        memory_mib: args.vm_memory,
+        disk_gib: args.vm_disk_size,
+    };
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("vmrund needs root to create namespaces, cgroups and mounts");
     }
@@ -125,5 +151,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(vmrun_daemon::run(config))
+    let result = rt.block_on(vmrun_daemon::run(config));
+    // Blocking tasks that wait for VM monitors (`waitpid`) never end while their VMs run:
+    // do not wait for them. The VMs die with this process (PR_SET_PDEATHSIG).
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

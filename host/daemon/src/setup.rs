@@ -36,13 +36,20 @@ pub async fn open_engine(config: DaemonConfig) -> anyhow::Result<Engine> {
         .context("network setup panicked")?
         .context("opening the network manager")?;
     let network = Arc::new(network);
-    let backends = backend::host_backends(&config, network.clone(), &vm);
+    let (backends, shared_vm) = backend::host_backends(&config, network.clone(), &vm);
+    if config.mode == crate::config::DaemonMode::Vm {
+        // `--mode vm` is an explicit choice: a host that cannot run the VM says why now.
+        if let Err(e) = backends.get(crate::backend::Isolation::SharedVm) {
+            anyhow::bail!("--mode vm: {}", e.reason);
+        }
+    }
     let engine = Engine::new(EngineParts {
         config,
         images: Arc::new(images),
         network: Some(network),
         vm,
         backends,
+        shared_vm,
     })
     .context("opening the container state")?;
     Ok(engine)

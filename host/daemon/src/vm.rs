@@ -57,6 +57,16 @@ impl VmSupport {
         self.backend.as_ref()
     }
 
+    /// How the backend's guests run here: `kvm` (our VMM always; QEMU on hardware KVM) or
+    /// `tcg` (QEMU emulating, where `/dev/kvm` cannot boot Linux).
+    pub fn accelerator(&self) -> &'static str {
+        match (&self.backend, &self.kvm) {
+            (Some(b), _) if b.name() == "vmm" => "kvm",
+            (_, KvmStatus::Hardware) => "kvm",
+            _ => "tcg",
+        }
+    }
+
     /// Why there is no backend (only with `auto`).
     pub fn unavailable(&self) -> Option<&str> {
         self.unavailable.as_deref()
@@ -67,6 +77,7 @@ impl VmSupport {
         serde_json::json!({
             "Choice": choice_text(self.choice),
             "Backend": self.backend.as_ref().map(|b| b.name()),
+            "Accelerator": self.backend.as_ref().map(|_| self.accelerator()),
             "Kvm": kvm_text(&self.kvm),
             "Unavailable": self.unavailable,
         })

@@ -3,7 +3,8 @@
 //!
 //! Each run launches the `kernel-config/` kernel with the echo initramfs of `tests/vmtest`
 //! through the chosen [`VmBackend`] and times from just before `launch` to the first completed
-//! round trip over hybrid vsock (connect to the guest's port, write bytes, read them back);
+//! round trip over hybrid vsock (once the init's "listening" line is on the serial console:
+//! connect to the guest's port, write bytes, read them back);
 //! then stops the VM and waits for it. Each run's time goes to stderr, the summary to stdout:
 //! `median X ms, p90 Y ms, min Z ms over N runs (backend B, kvm|tcg)`.
 //!
@@ -27,6 +28,8 @@ use vmrun_vmtest::ECHO_PORT;
 
 /// What the host writes to the echo init and expects back.
 const PROBE: &[u8] = b"vmrun boot-to-ready probe";
+/// What the echo init prints on the console once it listens.
+const READY_LINE: &[u8] = b"listening on vsock port";
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -191,6 +194,25 @@ fn boot_once(backend: &dyn VmBackend, spec: &VmSpec, args: &Args) -> Result<Boot
     let started = Instant::now();
     let vm = backend.launch(spec).context("launching the VM")?;
     let launched = started.elapsed();
+    // A CONNECT sent while the guest's vsock driver comes up can go unanswered for good
+    // under QEMU's vhost-device-vsock (seen in the nested host): for both backends alike,
+    // connect once the init says on the console that it listens (polled every 2 ms).
+    if let Some(serial) = &spec.serial_log {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read(serial).unwrap_or_default();
+            if text.windows(READY_LINE.len()).any(|w| w == READY_LINE) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the guest did not say it listens within {timeout:?}");
+            }
+            if let Some(exit) = vm.try_wait().context("checking the VM")? {
+                bail!("the VM ended while booting: {exit}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     let mut stream = vm
         .connect(ECHO_PORT, timeout)
         .with_context(|| format!("connecting to guest vsock port {ECHO_PORT}"))?;

@@ -257,6 +257,14 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Stops the daemon and starts it again on the same roots with `extra_args` instead
+    /// of the ones it had.
+    pub fn restart_with(&mut self, extra_args: &[&str]) {
+        self.stop();
+        self.extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        self.spawn();
+    }
+
     /// `vmrun -H <socket>` with `args`, not run yet. The environment points an
     /// auto-started daemon (should ours be gone) at our directory, never at the host's.
     pub fn vmrun_cmd(&self, args: &[&str]) -> Command {

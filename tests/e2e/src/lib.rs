@@ -22,6 +22,7 @@ pub mod env;
 pub mod http;
 pub mod image;
 pub mod reference;
+pub mod terminal;
 
 pub use command::{run_with_timeout, CmdOutput};
 pub use daemon::{Daemon, DaemonOptions, GLOBAL_LOCK};

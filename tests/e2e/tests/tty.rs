@@ -1,30 +1,19 @@
 //! Terminals: `run -it` under a pseudo-terminal made by util-linux `script`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use vmrun_e2e::{bin_dir, require_root, require_tool, run_with_timeout, Daemon};
+use vmrun_e2e::terminal::{shell_quote, stty_size};
+use vmrun_e2e::{bin_dir, require_root, require_tool, Daemon};
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
+/// `client run --rm -it busybox sh -c inner` in a 30x100 terminal.
 fn under_script(d: &Daemon, client: &str, inner: &str) -> vmrun_e2e::CmdOutput {
-    // script's pty starts at 0x0 when our stdin is not a terminal: give it a size
-    // the container must see.
     let line = format!(
-        "stty rows 30 cols 100; {} -H {} run --rm -it busybox sh -c {}",
+        "{} -H {} run --rm -it busybox sh -c {}",
         shell_quote(client),
         shell_quote(&d.host()),
         shell_quote(inner)
     );
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &line, "/dev/null"]);
-    cmd.env("DOCKER_CONFIG", d.dir().join("docker-config"))
-        .env("VMRUN_DATA_ROOT", d.data_root())
-        .env("VMRUN_EXEC_ROOT", d.exec_root())
-        .env("DOCKER_CLI_HINTS", "false");
-    run_with_timeout(cmd, None, Duration::from_secs(30))
+    vmrun_e2e::terminal::under_script(d, &line, Duration::from_secs(30))
 }
 
 #[test]
@@ -38,12 +27,7 @@ fn vmrun_run_it_gets_a_pts() {
     assert!(out.stdout.contains("/dev/pts/"), "{out}");
     assert!(!out.stdout.contains("not a tty"), "{out}");
     // `stty size` prints "rows cols" from the terminal the client passed on.
-    let size = out
-        .stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
-        .unwrap_or_else(|| panic!("no `stty size` line:\n{out}"));
+    let size = stty_size(&out).unwrap_or_else(|| panic!("no `stty size` line:\n{out}"));
     assert_eq!(
         size, "30 100",
         "the terminal size was not passed on:\n{out}"

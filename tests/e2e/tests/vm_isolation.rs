@@ -85,6 +85,22 @@ fn vm_run_output_exit_codes_and_its_own_kernel() {
         ],
     )
     .code_is(127);
+    // An OOM kill by the container's limit inside the VM: 137, as natively.
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "-m",
+            "32m",
+            "busybox",
+            "tail",
+            "/dev/zero",
+        ],
+    )
+    .code_is(137);
 
     let out = docker(
         &d,

@@ -15,7 +15,8 @@ use crate::job::{write_initramfs, Job, Outcome, BUSYBOX};
 pub(crate) struct OuterKernel {
     /// The cache directory.
     pub dir: PathBuf,
-    /// Module file names in load order (irqbypass, ccp, kvm, kvm-amd).
+    /// Module file names in load order (KVM: irqbypass, ccp, kvm, kvm-amd; then llc, stp,
+    /// bridge for a vmrund run inside).
     pub module_order: Vec<String>,
 }
 

@@ -24,6 +24,39 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The static `vmrun-agent` + `vmrun-shim` as `installer/agent-initramfs.sh` builds them:
+/// `$VMRUN_AGENT_BIN_DIR`, else `<target>/x86_64-unknown-linux-gnu/release` next to the
+/// calling test binary (`<target>/debug/deps/…`).
+pub fn agent_binaries() -> Result<(PathBuf, PathBuf), Skip> {
+    let dir = match std::env::var_os("VMRUN_AGENT_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| Skip(e.to_string()))?;
+            let target = exe
+                .ancestors()
+                .nth(3)
+                .ok_or_else(|| Skip("cannot find the target directory".into()))?;
+            target.join("x86_64-unknown-linux-gnu").join("release")
+        }
+    };
+    let (agent, shim) = (dir.join("vmrun-agent"), dir.join("vmrun-shim"));
+    if agent.is_file() && shim.is_file() {
+        Ok((agent, shim))
+    } else {
+        Err(Skip(format!(
+            "no static vmrun-agent + vmrun-shim in {}: run installer/agent-initramfs.sh",
+            dir.display()
+        )))
+    }
+}
+
+/// The agent initramfs of [`agent_binaries`] (built by our own code, cached by content).
+pub fn agent_initramfs() -> Result<PathBuf, Skip> {
+    let (agent, shim) = agent_binaries()?;
+    vmrun_agent_client::initramfs::build(&agent, &shim, None)
+        .map_err(|e| Skip(format!("building the agent initramfs: {e}")))
+}
+
 /// The guest kernel: `$VMRUN_TEST_KERNEL` if set, else the one `kernel-config/build.sh` left
 /// in its cache for the current `vmrun.config`. Never builds one.
 pub fn guest_kernel() -> Result<PathBuf, Skip> {

@@ -98,6 +98,11 @@ impl Api {
         raw::get_json(&self.socket, &format!("{}{path}", self.version_prefix())).await
     }
 
+    /// `POST /vX.Y{path}` with no body, the answer as JSON.
+    pub async fn post_json(&self, path: &str) -> Result<serde_json::Value, bollard::errors::Error> {
+        raw::post_json(&self.socket, &format!("{}{path}", self.version_prefix())).await
+    }
+
     /// `GET /vX.Y{path}`: the JSON text as sent and parsed.
     pub async fn get_raw_json(
         &self,

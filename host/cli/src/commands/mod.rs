@@ -22,6 +22,7 @@ pub mod save;
 pub mod stats;
 pub mod system;
 pub mod top;
+pub mod vm;
 pub mod volume;
 
 use crate::api;
@@ -93,6 +94,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         }
         Command::Network(cmd) => network::network(&connect().await?, cmd).await,
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
+        Command::Vm(cmd) => vm::vm(&connect().await?, cmd).await,
         Command::Version => system::version(&host).await,
         Command::Info => system::info(&connect().await?, debug).await,
         Command::Image(image::ImageCommand::Prune(args)) => {

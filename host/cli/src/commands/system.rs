@@ -153,7 +153,10 @@ fn vm_backend_text(vm: &Value) -> String {
     let choice = text(vm, "Choice");
     let kvm = text(vm, "Kvm");
     match vm.get("Backend").and_then(Value::as_str) {
-        Some(backend) => format!("{backend} ({choice}; KVM: {kvm})"),
+        Some(backend) => match vm.get("Accelerator").and_then(Value::as_str) {
+            Some(accel) => format!("{backend} ({choice}; accelerator {accel}; KVM: {kvm})"),
+            None => format!("{backend} ({choice}; KVM: {kvm})"),
+        },
         None => format!("none ({})", text(vm, "Unavailable")),
     }
 }
@@ -208,6 +211,7 @@ pub fn info_text(v: &Value) -> String {
     if let Some(vm) = v.get("VmBackend").filter(|vm| vm.is_object()) {
         out.kv(" VM Backend:", vm_backend_text(vm));
     }
+    out.kv_non_empty(" Mode:", text(v, "VmrunMode"));
     if text(v, "OSType") == "linux" {
         out.kv(" Init Binary:", text(v, "InitBinary"));
         for (name, key) in [
@@ -320,6 +324,13 @@ mod tests {
         assert!(
             vm.contains(" VM Backend: qemu (auto; KVM: pvm: PVM here)\n"),
             "{vm}"
+        );
+        let named = info_text(
+            &json!({"VmBackend": {"Choice": "auto", "Backend": "qemu", "Accelerator": "tcg", "Kvm": "pvm: PVM here"}}),
+        );
+        assert!(
+            named.contains(" VM Backend: qemu (auto; accelerator tcg; KVM: pvm: PVM here)\n"),
+            "{named}"
         );
         let none = info_text(
             &json!({"VmBackend": {"Choice": "auto", "Backend": null, "Kvm": "unusable: no /dev/kvm", "Unavailable": "neither backend works"}}),

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigIsolationEnum, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 
 use super::env::{parse_env, parse_env_file_text, parse_labels};
@@ -73,6 +74,13 @@ pub struct ContainerFlags {
     /// Restart policy to apply when a container exits (no, always, unless-stopped, on-failure[:N])
     #[arg(long)]
     pub restart: Option<String>,
+    /// Where the container runs: default (the daemon's mode), process (the host's
+    /// kernel), vm (a microVM of its own; also hyperv) or shared-vm (the daemon's shared VM)
+    #[arg(long)]
+    pub isolation: Option<String>,
+    /// Runtime to use for this container (vmrun, runc, vmrun-vm or vm, vmrun-shared-vm)
+    #[arg(long)]
+    pub runtime: Option<String>,
     /// Set meta data on a container
     #[arg(short = 'l', long = "label", value_name = "K=V")]
     pub label: Vec<String>,
@@ -142,6 +150,39 @@ pub fn parse_restart(value: &str) -> Result<RestartPolicy, String> {
         name: Some(name_enum),
         maximum_retry_count,
     })
+}
+
+/// `--isolation` and `--runtime` as the API's `HostConfig.Isolation` and `Runtime`. The
+/// API model knows only docker's isolation names, so the VM kinds travel as vmrund's
+/// runtime names (which the daemon records as the isolation).
+pub fn parse_isolation(
+    isolation: Option<&str>,
+    runtime: Option<&str>,
+) -> Result<(Option<HostConfigIsolationEnum>, Option<String>), OptError> {
+    let runtime = runtime.map(str::to_string);
+    let Some(value) = isolation else {
+        return Ok((None, runtime));
+    };
+    let vm_runtime = |name: &str| match &runtime {
+        None => Ok((None, Some(name.to_string()))),
+        Some(r) if r == name => Ok((None, runtime.clone())),
+        Some(r) => Err(OptError::new(
+            "--isolation",
+            value,
+            format!("conflicts with --runtime {r}"),
+        )),
+    };
+    match value {
+        "" | "default" => Ok((Some(HostConfigIsolationEnum::DEFAULT), runtime)),
+        "process" | "native" => Ok((Some(HostConfigIsolationEnum::PROCESS), runtime)),
+        "vm" | "hyperv" => vm_runtime("vmrun-vm"),
+        "shared-vm" => vm_runtime("vmrun-shared-vm"),
+        other => Err(OptError::new(
+            "--isolation",
+            other,
+            "expected default, process, vm (or hyperv) or shared-vm",
+        )),
+    }
 }
 
 /// Translates the flags into a create request. `lookup` reads the CLI's own
@@ -236,8 +277,12 @@ pub fn build_create_request(
         }
     }
 
+    let (isolation, runtime) =
+        parse_isolation(flags.isolation.as_deref(), flags.runtime.as_deref())?;
     let attach = !flags.detach;
     let host_config = HostConfig {
+        isolation,
+        runtime,
         binds: (!binds.is_empty()).then_some(binds),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         memory,
@@ -456,5 +501,30 @@ mod tests {
         assert!(parse_restart("sometimes").is_err());
         assert!(parse_restart("always:3").is_err());
         assert!(parse_restart("on-failure:x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod isolation_tests {
+    use super::*;
+
+    #[test]
+    fn vm_isolations_travel_as_runtimes() {
+        let p = |i, r| parse_isolation(i, r).map_err(|e| e.to_string());
+        assert_eq!(p(Some("vm"), None), Ok((None, Some("vmrun-vm".into()))));
+        assert_eq!(p(Some("hyperv"), None), Ok((None, Some("vmrun-vm".into()))));
+        assert_eq!(
+            p(Some("shared-vm"), None),
+            Ok((None, Some("vmrun-shared-vm".into())))
+        );
+        assert_eq!(
+            p(Some("process"), Some("runc")),
+            Ok((Some(HostConfigIsolationEnum::PROCESS), Some("runc".into())))
+        );
+        assert_eq!(p(None, Some("vm")), Ok((None, Some("vm".into()))));
+        let e = p(Some("vm"), Some("runc")).unwrap_err();
+        assert!(e.contains("conflicts with --runtime runc"), "{e}");
+        let e = p(Some("sandbox"), None).unwrap_err();
+        assert!(e.contains("sandbox"), "{e}");
     }
 }

@@ -20,6 +20,7 @@ mod push;
 mod streams;
 mod system;
 mod usage;
+mod vm;
 mod volumes;
 
 use std::path::Path;
@@ -105,6 +106,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(distribution::routes())
+        .merge(vm::routes())
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .fallback(push::dispatch) // POST /images/{name}/push, else images::dispatch

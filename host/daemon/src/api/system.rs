@@ -141,6 +141,10 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
         "Runtimes": { "vmrun": { "path": "vmrun-shim" } },
         "DefaultRuntime": "vmrun",
         "VmBackend": engine.vm.info(),
+        "VmrunMode": match engine.config.mode {
+            crate::config::DaemonMode::Native => "native",
+            crate::config::DaemonMode::Vm => "vm",
+        },
         "Swarm": { "LocalNodeState": "inactive", "ControlAvailable": false, "NodeID": "", "NodeAddr": "" },
         "LiveRestoreEnabled": true,
         "Isolation": "",

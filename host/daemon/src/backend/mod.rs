@@ -4,9 +4,10 @@
 //! through [`ProcessHandle`], and tells a backend about a container with a
 //! backend-neutral [`ContainerSpec`]. A daemon holds its backends in [`Backends`], keyed
 //! by [`Isolation`]; the engine picks one per container. Only this module names an
-//! implementation: [`host_backends`] registers them. Today: `native`, the runtime
-//! library on this host, one `vmrun-shim` per process. A VM backend implements the same
-//! traits over the guest agent and is registered there with one line.
+//! implementation: [`host_backends`] registers them: `native` (the runtime library on this
+//! host, one `vmrun-shim` per process), `vm` (a microVM per container) and `shared-vm`
+//! (the daemon's one shared VM, controlled through [`SharedVmControl`]), the last two
+//! over the guest agent.
 
 mod container;
 mod exec;
@@ -25,6 +26,7 @@ pub use container::{
     ResourceStats, Resources, Security, TopProcess,
 };
 pub use registry::{Backends, Isolation, Unavailable};
+pub use vm::SharedVmStatus;
 pub use vmrun_shim::ExitStatus;
 
 /// Errors of a backend.
@@ -120,20 +122,35 @@ pub trait ContainerBackend: Send + Sync {
     fn files(&self, c: &ContainerSpec) -> ContainerFiles;
 }
 
+/// `vmrun vm status|start|stop`: the daemon's shared VM.
+#[async_trait]
+pub trait SharedVmControl: Send + Sync {
+    /// Where it stands.
+    async fn status(&self) -> SharedVmStatus;
+    /// Boots it unless it runs.
+    async fn start(&self) -> Result<SharedVmStatus, BackendError>;
+    /// Shuts it down cleanly (its containers stopped first); false when it was not running.
+    async fn stop(&self) -> bool;
+}
+
 /// The backends of a daemon on this host: native containers, and containers in microVMs
-/// when the daemon has a VM backend, a guest kernel and an agent initramfs (else why not).
+/// (one each, or the shared VM) when the daemon has a VM backend, a guest kernel and an
+/// agent initramfs (else why not), with the shared VM's control.
 pub fn host_backends(
     config: &crate::config::DaemonConfig,
     network: Arc<vmrun_network::NetworkManager>,
     vm: &crate::vm::VmSupport,
-) -> Backends {
+) -> (Backends, Option<Arc<dyn SharedVmControl>>) {
     let backends = Backends::new().with(
         Isolation::Native,
         Arc::new(native::NativeBackend::new(config.clone(), network)),
     );
     let Some(monitor) = vm.backend() else {
         let reason = vm.unavailable().unwrap_or("no VM backend on this host");
-        return backends.without(Isolation::Vm, reason);
+        let backends = backends
+            .without(Isolation::Vm, reason)
+            .without(Isolation::SharedVm, reason);
+        return (backends, None);
     };
     match vm::GuestAssets::find(config) {
         Ok(assets) => {
@@ -143,18 +160,19 @@ pub fn host_backends(
                 "containers in microVMs available ({})",
                 monitor.name()
             );
-            backends.with(
-                Isolation::Vm,
-                Arc::new(vm::VmContainerBackend::new(
-                    config.clone(),
-                    monitor.clone(),
-                    assets,
-                )),
-            )
+            let (per_container, shared) =
+                vm::vm_backends(config, monitor.clone(), vm.accelerator(), assets);
+            let backends = backends
+                .with(Isolation::Vm, per_container)
+                .with(Isolation::SharedVm, shared.clone());
+            (backends, Some(shared))
         }
         Err(why) => {
             tracing::warn!("containers in microVMs unavailable: {why}");
-            backends.without(Isolation::Vm, why)
+            let backends = backends
+                .without(Isolation::Vm, why.clone())
+                .without(Isolation::SharedVm, why);
+            (backends, None)
         }
     }
 }

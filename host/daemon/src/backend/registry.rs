@@ -15,19 +15,23 @@ pub enum Isolation {
     /// Namespaces and cgroups on this host's kernel.
     #[default]
     Native,
-    /// Inside a microVM, with its own kernel.
+    /// Inside a microVM of its own, with its own kernel (Kata's model).
     Vm,
+    /// Inside the daemon's one shared VM (Docker Desktop's model).
+    #[serde(rename = "shared-vm")]
+    SharedVm,
 }
 
 impl Isolation {
     /// Every kind.
-    pub const ALL: [Isolation; 2] = [Isolation::Native, Isolation::Vm];
+    pub const ALL: [Isolation; 3] = [Isolation::Native, Isolation::Vm, Isolation::SharedVm];
 
     /// Lower-case name, as saved and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Isolation::Native => "native",
             Isolation::Vm => "vm",
+            Isolation::SharedVm => "shared-vm",
         }
     }
 }

@@ -50,8 +50,11 @@ impl Engine {
         };
         let host_config = body.host_config.clone().unwrap_or_default();
         validate_resources(&host_config)?;
-        let isolation =
-            requested_isolation(req.isolation.as_deref(), host_config.runtime.as_deref())?;
+        let isolation = requested_isolation(
+            req.isolation.as_deref(),
+            host_config.runtime.as_deref(),
+            self.default_isolation(),
+        )?;
         self.backends.get(isolation)?;
         let mut config: ContainerConfig = serde_json::to_value(&body)
             .and_then(serde_json::from_value)
@@ -123,7 +126,11 @@ impl Engine {
         fill_defaults(&mut config, &mut host_config, &id, &network_mode);
         let config: DockerConfig = saved(&config)?;
         let mut host_config: DockerHostConfig = saved(&host_config)?;
-        if req.isolation.is_some() {
+        let asked_nothing = matches!(req.isolation.as_deref(), None | Some("" | "default"));
+        if asked_nothing && isolation != crate::backend::Isolation::Native {
+            // Where it runs shows in `inspect` even when the daemon's mode chose it.
+            host_config.isolation = Some(isolation.as_str().to_string());
+        } else if req.isolation.is_some() {
             host_config.isolation = req.isolation;
         }
         let rec = ContainerRecord {

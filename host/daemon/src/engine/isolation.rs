@@ -6,11 +6,13 @@ use crate::backend::Isolation;
 
 /// Runtime names (`--runtime`) of each isolation; the first is the one `docker info`
 /// shows.
-pub const RUNTIMES: [(&str, Isolation); 4] = [
+pub const RUNTIMES: [(&str, Isolation); 6] = [
     ("vmrun", Isolation::Native),
     ("runc", Isolation::Native),
     ("native", Isolation::Native),
     ("vmrun-vm", Isolation::Vm),
+    ("vm", Isolation::Vm),
+    ("vmrun-shared-vm", Isolation::SharedVm),
 ];
 
 fn from_isolation(isolation: &str) -> Result<Option<Isolation>, EngineError> {
@@ -18,8 +20,9 @@ fn from_isolation(isolation: &str) -> Result<Option<Isolation>, EngineError> {
         "" | "default" => Ok(None),
         "process" | "native" => Ok(Some(Isolation::Native)),
         "vm" | "hyperv" => Ok(Some(Isolation::Vm)),
+        "shared-vm" => Ok(Some(Isolation::SharedVm)),
         other => Err(EngineError::bad_request(format!(
-            "invalid isolation \"{other}\": vmrund supports default, process and vm (or hyperv)"
+            "invalid isolation \"{other}\": vmrund supports default, process, vm (or hyperv) and shared-vm"
         ))),
     }
 }
@@ -37,11 +40,13 @@ fn from_runtime(runtime: &str) -> Result<Option<Isolation>, EngineError> {
         })
 }
 
-/// The isolation `--isolation` and `--runtime` ask for together (native when neither
-/// does). Unknown names and a contradiction between the two are errors naming them.
+/// The isolation `--isolation` and `--runtime` ask for together (`default`, the daemon
+/// mode's, when neither does). Unknown names and a contradiction between the two are
+/// errors naming them.
 pub fn requested_isolation(
     isolation: Option<&str>,
     runtime: Option<&str>,
+    default: Isolation,
 ) -> Result<Isolation, EngineError> {
     let by_isolation = from_isolation(isolation.unwrap_or(""))?;
     let by_runtime = from_runtime(runtime.unwrap_or(""))?;
@@ -51,13 +56,35 @@ pub fn requested_isolation(
             isolation.unwrap_or(""),
             runtime.unwrap_or("")
         ))),
-        (a, b) => Ok(a.or(b).unwrap_or_default()),
+        (a, b) => Ok(a.or(b).unwrap_or(default)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn requested_isolation(i: Option<&str>, r: Option<&str>) -> Result<Isolation, EngineError> {
+        super::requested_isolation(i, r, Isolation::Native)
+    }
+
+    #[test]
+    fn the_mode_decides_when_nothing_is_asked() {
+        let shared = Isolation::SharedVm;
+        assert_eq!(super::requested_isolation(None, None, shared), Ok(shared));
+        assert_eq!(
+            super::requested_isolation(Some("process"), None, shared),
+            Ok(Isolation::Native)
+        );
+        assert_eq!(
+            super::requested_isolation(None, Some("vm"), shared),
+            Ok(Isolation::Vm)
+        );
+        assert_eq!(
+            requested_isolation(Some("shared-vm"), Some("vmrun-shared-vm")),
+            Ok(shared)
+        );
+    }
 
     #[test]
     fn isolation_and_runtime_choose_together() {

@@ -15,6 +15,7 @@ mod lifecycle;
 pub mod logs;
 mod names;
 pub mod procfs;
+mod shared_vm;
 mod spec;
 mod stats;
 pub mod volumes;
@@ -60,6 +61,8 @@ pub struct EngineParts {
     pub vm: crate::vm::VmSupport,
     /// Where containers run, by isolation.
     pub backends: Backends,
+    /// The shared VM, where the host can run one.
+    pub shared_vm: Option<Arc<dyn crate::backend::SharedVmControl>>,
 }
 
 /// The daemon's core: every API handler is a thin call into this.
@@ -78,6 +81,7 @@ pub struct Engine {
     pub vm: crate::vm::VmSupport,
     network: Option<Arc<NetworkManager>>,
     backends: Backends,
+    shared_vm: Option<Arc<dyn crate::backend::SharedVmControl>>,
     processes: Mutex<HashMap<String, Arc<dyn ProcessHandle>>>,
     pending_attach: Mutex<HashMap<String, Vec<PendingAttach>>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
@@ -101,11 +105,20 @@ impl Engine {
             vm: parts.vm,
             network: parts.network,
             backends: parts.backends,
+            shared_vm: parts.shared_vm,
             processes: Mutex::new(HashMap::new()),
             pending_attach: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             op_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where containers that ask for no isolation run: the daemon's mode.
+    pub fn default_isolation(&self) -> crate::backend::Isolation {
+        match self.config.mode {
+            crate::config::DaemonMode::Native => crate::backend::Isolation::Native,
+            crate::config::DaemonMode::Vm => crate::backend::Isolation::SharedVm,
+        }
     }
 
     /// The network manager.

@@ -5,6 +5,7 @@ mod fake;
 mod lifecycle;
 mod requests;
 mod restart;
+mod shared_vm;
 mod stdio;
 
 use std::collections::HashMap;
@@ -63,7 +64,16 @@ fn engine(root: &Path, fake: &Arc<FakeBackend>) -> Arc<Engine> {
 
 /// An engine over `root` with `backends`.
 fn engine_with(root: &Path, backends: Backends) -> Arc<Engine> {
-    let mut config = DaemonConfig::with_defaults();
+    engine_in_mode(root, backends, DaemonConfig::with_defaults(), None)
+}
+
+/// An engine over `root` with `backends`, `config` (paths replaced) and a shared VM.
+fn engine_in_mode(
+    root: &Path,
+    backends: Backends,
+    mut config: DaemonConfig,
+    shared_vm: Option<Arc<dyn vmrun_daemon::backend::SharedVmControl>>,
+) -> Arc<Engine> {
     config.data_root = root.join("data");
     config.exec_root = root.join("run");
     config.socket = root.join("d.sock");
@@ -82,6 +92,7 @@ fn engine_with(root: &Path, backends: Backends) -> Arc<Engine> {
             network: None,
             vm,
             backends,
+            shared_vm,
         })
         .unwrap(),
     )

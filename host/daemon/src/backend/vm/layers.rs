@@ -43,7 +43,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DiskError {
 }
 
 /// Size of the per-container data disk (sparse: only what is written takes space).
-pub const DATA_DISK_BYTES: u64 = 2 << 30;
+pub const CONTAINER_DATA_DISK_BYTES: u64 = 2 << 30;
 /// Room left free on a layer disk beyond its content.
 const LAYER_HEADROOM_BYTES: u64 = 8 << 20;
 /// Bytes a file or directory costs on ext4 beyond its data (inode, directory entry).
@@ -160,9 +160,10 @@ fn usage(dir: &Path) -> Result<(u64, u64), DiskError> {
     Ok((bytes, entries))
 }
 
-/// Makes the container's data disk at `path` unless it exists: a sparse ext4 image the
-/// guest mounts for the writable layer, kept across runs. Blocking.
-pub fn ensure_data_disk(path: &Path) -> Result<(), DiskError> {
+/// Makes a data disk of `bytes` at `path` unless it exists: a sparse ext4 image the guest
+/// mounts for writable layers (and, in the shared VM, layer images), kept across runs.
+/// Blocking.
+pub fn ensure_data_disk(path: &Path, bytes: u64) -> Result<(), DiskError> {
     if path.is_file() {
         return Ok(());
     }
@@ -177,7 +178,7 @@ pub fn ensure_data_disk(path: &Path) -> Result<(), DiskError> {
         )))?;
     mkfs(
         tmp.path(),
-        DATA_DISK_BYTES,
+        bytes,
         &[
             "-L",
             "vmrun-data",

@@ -1,14 +1,16 @@
-//! One container's microVM: the [`VmInstance`], the [`AgentClient`] over its hybrid
-//! vsock, a watch on the monitor process, and the host-side copy of the container's log.
+//! A running microVM (one container's, or the shared VM): the [`VmInstance`], the
+//! [`AgentClient`] over its hybrid vsock, a watch on the monitor process, and the
+//! host-side copies of its containers' logs.
 //!
 //! Every agent call but `wait` has a deadline ([`CALL_TIMEOUT`]) and every call ends
 //! early, with the VM's exit reason, when the VM stops: a dead or hung guest gives the
 //! CLI an error instead of a hang.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -36,7 +38,9 @@ pub struct Machine {
     vm: Arc<dyn VmInstance>,
     agent: AgentClient,
     exited: watch::Receiver<Option<String>>,
-    log_copy: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Per container: the task copying its guest log into the host's.
+    log_copies: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    booted: Instant,
 }
 
 impl std::fmt::Debug for Machine {
@@ -101,7 +105,8 @@ impl Machine {
                     vm,
                     agent,
                     exited,
-                    log_copy: Mutex::new(None),
+                    log_copies: Mutex::new(HashMap::new()),
+                    booted: Instant::now(),
                 })
             }
             Err(why) => {
@@ -120,6 +125,17 @@ impl Machine {
     /// The monitor's pid.
     pub fn pid(&self) -> u32 {
         self.vm.pid()
+    }
+
+    /// Keeps the guest clock in step with the host's while the VM runs
+    /// ([`super::clock`]).
+    pub fn keep_clock(self: &Arc<Self>) {
+        tokio::spawn(super::clock::keep_in_sync(Arc::downgrade(self)));
+    }
+
+    /// How long the VM has been up (since its agent answered).
+    pub fn uptime(&self) -> Duration {
+        self.booted.elapsed()
     }
 
     /// The agent, for calls that go through [`Machine::call`].
@@ -207,35 +223,50 @@ impl Machine {
             let _ = file.flush().await;
         });
         if let Some(old) = self
-            .log_copy
+            .log_copies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .replace(task)
+            .insert(id.to_string(), task)
         {
             old.abort();
         }
         Ok(())
     }
 
-    /// Lets the log copy catch up with what the container wrote (it ends at the exit).
-    pub async fn drain_log(&self) {
+    /// Lets the copy of container `id`'s log catch up with what the container wrote (it
+    /// ends at the exit).
+    pub async fn drain_log(&self, id: &str) {
         let copy = self
-            .log_copy
+            .log_copies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
+            .remove(id);
         if let Some(mut copy) = copy {
             if tokio::time::timeout(LOG_DRAIN, &mut copy).await.is_err() {
                 copy.abort();
             }
         }
-        tracing::debug!(pid = self.vm.pid(), "log copied");
+        tracing::debug!(pid = self.vm.pid(), container = id, "log copied");
+    }
+
+    /// [`Machine::drain_log`] for every container.
+    async fn drain_logs(&self) {
+        let ids: Vec<String> = self
+            .log_copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.drain_log(&id).await;
+        }
     }
 
     /// Ends the VM: asks the agent to shut the guest down (sync, unmount: the data disk
     /// stays consistent) and waits for the monitor, killing it after a grace period.
     pub async fn shutdown(&self) {
-        self.drain_log().await;
+        self.drain_logs().await;
         if self.exit_reason().is_some() {
             return;
         }

@@ -16,9 +16,12 @@
 //! volumes, `commit` of the writable layer.
 
 mod assets;
+mod clock;
+mod guest;
 mod layers;
 mod machine;
 mod process;
+mod shared;
 mod spec;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use oci_spec::runtime::Spec;
-use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec, DATA_DIR};
+use vmrun_agent_protocol::DATA_DIR;
 use vmrun_vm::{DiskSpec, VmBackend, VmSpec};
 
 use super::{
@@ -36,9 +39,11 @@ use super::{
 };
 use crate::config::DaemonConfig;
 pub use assets::GuestAssets;
+use guest::GuestContainers;
 use layers::LayerDisks;
 use machine::Machine;
-use process::VmProcess;
+pub use shared::SharedVmStatus;
+use shared::{SharedVm, SharedVmBackend};
 
 /// Memory of a VM whose container has no limit.
 const DEFAULT_MEMORY_MIB: u32 = 256;
@@ -48,12 +53,6 @@ const GUEST_OVERHEAD_MIB: u32 = 64;
 const MAX_VCPUS: u8 = 2;
 /// Most layer disks (virtio-mmio slots are few).
 const MAX_LAYERS: usize = 20;
-
-/// A container's VM while it runs.
-struct Running {
-    machine: Arc<Machine>,
-    spec: Spec,
-}
 
 /// A container's VM shutting down after its container exited.
 struct Stopping {
@@ -67,7 +66,7 @@ pub struct VmContainerBackend {
     vm: Arc<dyn VmBackend>,
     assets: GuestAssets,
     layers: Arc<LayerDisks>,
-    running: Mutex<HashMap<String, Running>>,
+    running: GuestContainers,
     stopping: Mutex<HashMap<String, Stopping>>,
 }
 
@@ -80,7 +79,7 @@ impl VmContainerBackend {
             vm,
             assets,
             layers,
-            running: Mutex::new(HashMap::new()),
+            running: GuestContainers::default(),
             stopping: Mutex::new(HashMap::new()),
         }
     }
@@ -117,15 +116,6 @@ impl VmContainerBackend {
             .join(format!("{}.vsock", id.get(..16).unwrap_or(id)))
     }
 
-    fn machine(&self, id: &str) -> Result<Arc<Machine>, BackendError> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .map(|r| r.machine.clone())
-            .ok_or_else(|| BackendError::Gone(format!("container {id} is not running")))
-    }
-
     /// Layer disks and the data disk, made now where missing.
     async fn disks(&self, c: &ContainerSpec) -> Result<Vec<DiskSpec>, BackendError> {
         if c.layers.len() > MAX_LAYERS {
@@ -145,7 +135,7 @@ impl VmContainerBackend {
                     read_only: true,
                 });
             }
-            layers::ensure_data_disk(&data)?;
+            layers::ensure_data_disk(&data, layers::CONTAINER_DATA_DISK_BYTES)?;
             disks.push(DiskSpec {
                 path: data,
                 read_only: false,
@@ -203,27 +193,42 @@ impl VmContainerBackend {
             )
             .await?;
         debug_assert_eq!(data, Path::new(DATA_DIR));
-        let spec = serde_json::to_value(oci)
-            .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
-        let req = CreateContainer {
-            id: c.id.clone(),
-            spec,
-            rootfs: RootfsSpec {
-                layers: guest_layers,
-                writable: Some(data.join("rw")),
-            },
-            user: c.process.user.clone(),
-            tty: c.process.tty,
-            open_stdin: c.process.open_stdin,
-            stdin_once: c.process.stdin_once,
-            console_size: c.process.console_size,
-            log_path: None,
-        };
-        machine
-            .call("creating the container", agent.create(req))
-            .await?;
-        machine.follow_log(&c.id, &self.log_path(&c.id)).await
+        guest::create_container(
+            machine,
+            c,
+            oci,
+            guest_layers,
+            data.join("rw"),
+            &self.log_path(&c.id),
+        )
+        .await
     }
+}
+
+/// The per-container and shared VM backends over one monitor and one layer-image cache;
+/// the second is also the shared VM's control.
+pub fn vm_backends(
+    config: &DaemonConfig,
+    monitor: Arc<dyn VmBackend>,
+    accelerator: &str,
+    assets: GuestAssets,
+) -> (Arc<VmContainerBackend>, Arc<SharedVmBackend>) {
+    let per_container = Arc::new(VmContainerBackend::new(
+        config.clone(),
+        monitor.clone(),
+        assets.clone(),
+    ));
+    let shared = Arc::new(SharedVm::new(
+        config,
+        monitor,
+        accelerator,
+        assets,
+        per_container.layers.clone(),
+    ));
+    (
+        per_container,
+        Arc::new(SharedVmBackend::new(config.clone(), shared)),
+    )
 }
 
 /// The guest's block device of disk `i` (`/dev/vda`, `/dev/vdb`, ...).
@@ -258,6 +263,7 @@ impl ContainerBackend for VmContainerBackend {
             }
         }
         let machine = Arc::new(Machine::boot(self.vm.clone(), self.vm_spec(c, disks)).await?);
+        machine.keep_clock();
         if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
             machine.shutdown().await;
             return Err(e);
@@ -268,27 +274,10 @@ impl ContainerBackend for VmContainerBackend {
             pid = machine.pid(),
             "container VM ready"
         );
-        let monitor_pid = i32::try_from(machine.pid()).unwrap_or(0);
-        let old = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                c.id.clone(),
-                Running {
-                    machine: machine.clone(),
-                    spec: oci,
-                },
-            );
-        if let Some(old) = old {
-            old.machine.shutdown().await;
+        if let Some(old) = self.running.insert(&c.id, machine.clone(), oci) {
+            old.shutdown().await;
         }
-        Ok(CreatedContainer {
-            process: Arc::new(VmProcess::new(machine, c.id.clone())),
-            monitor_pid,
-            endpoint: None,
-            ports: Vec::new(),
-        })
+        Ok(guest::created(machine, &c.id))
     }
 
     async fn create_exec(
@@ -296,27 +285,7 @@ impl ContainerBackend for VmContainerBackend {
         c: &ContainerSpec,
         exec: &ExecSpec,
     ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
-        let (machine, oci) = {
-            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let r = running.get(&c.id).ok_or_else(|| {
-                BackendError::Gone(format!("container {} is not running", c.short_id()))
-            })?;
-            (r.machine.clone(), r.spec.clone())
-        };
-        let process = spec::exec_process(&oci, exec, &c.layers)?;
-        let process = serde_json::to_value(&process)
-            .map_err(|e| BackendError::Failed(format!("encoding the exec's process: {e}")))?;
-        let req = CreateExec {
-            container_id: c.id.clone(),
-            exec_id: exec.id.clone(),
-            process,
-            open_stdin: exec.open_stdin,
-            console_size: exec.console_size,
-        };
-        machine
-            .call("creating the exec", machine.agent().exec(req))
-            .await?;
-        Ok(Arc::new(VmProcess::new(machine, exec.id.clone())))
+        self.running.create_exec(c, exec).await
     }
 
     async fn reconnect(&self, _c: &ContainerSpec) -> Result<Reconnected, BackendError> {
@@ -327,28 +296,21 @@ impl ContainerBackend for VmContainerBackend {
     }
 
     async fn release(&self, c: &ContainerSpec) {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&c.id);
-        let Some(r) = running else { return };
+        let Some(machine) = self.running.remove(&c.id) else {
+            return;
+        };
         // The exit is recorded once the log is complete; the guest's shutdown (a clean
         // unmount of the data disk, seconds under TCG) goes on meanwhile.
-        r.machine.drain_log().await;
-        let machine = r.machine.clone();
-        let task = tokio::spawn(async move { machine.shutdown().await });
+        machine.drain_log(&c.id).await;
+        let task = tokio::spawn({
+            let machine = machine.clone();
+            async move { machine.shutdown().await }
+        });
         let old = self
             .stopping
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                c.id.clone(),
-                Stopping {
-                    machine: r.machine,
-                    task,
-                },
-            );
+            .insert(c.id.clone(), Stopping { machine, task });
         if let Some(old) = old {
             old.machine.kill().await;
         }
@@ -373,51 +335,20 @@ impl ContainerBackend for VmContainerBackend {
     }
 
     async fn kill(&self, c: &ContainerSpec, signal: i32) -> Result<(), BackendError> {
-        let machine = self.machine(&c.id)?;
-        machine
-            .call("signalling", machine.agent().kill(&c.id, signal))
-            .await
+        self.running.kill(&c.id, signal).await
     }
 
     async fn stats(&self, c: &ContainerSpec) -> Result<ResourceStats, BackendError> {
-        let machine = self.machine(&c.id)?;
-        let s = machine
-            .call("reading stats", machine.agent().stats(&c.id))
-            .await?;
-        Ok(ResourceStats {
-            memory_usage: s.memory_usage,
-            memory_max_usage: s.memory_max_usage,
-            memory_limit: s.memory_limit,
-            memory_cache: s.memory_cache,
-            cpu_usage_ns: s.cpu_usage_ns,
-            cpu_user_ns: s.cpu_user_ns,
-            cpu_system_ns: s.cpu_system_ns,
-            pids_current: s.pids_current,
-            pids_limit: s.pids_limit,
-        })
+        self.running.stats(&c.id).await
     }
 
     async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError> {
-        let top = self.top(c).await?.unwrap_or_default();
+        let top = self.running.top(&c.id).await?;
         Ok(top.into_iter().map(|p| p.pid).collect())
     }
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<super::TopProcess>>, BackendError> {
-        let machine = self.machine(&c.id)?;
-        let processes = machine
-            .call("listing processes", machine.agent().top(&c.id))
-            .await?;
-        Ok(Some(
-            processes
-                .into_iter()
-                .map(|p| super::TopProcess {
-                    pid: p.pid,
-                    ppid: p.ppid,
-                    uid: p.uid,
-                    cmd: p.cmd,
-                })
-                .collect(),
-        ))
+        Ok(Some(self.running.top(&c.id).await?))
     }
 
     fn files(&self, c: &ContainerSpec) -> ContainerFiles {
@@ -437,8 +368,9 @@ impl ContainerBackend for VmContainerBackend {
             "SerialLog".into(),
             self.serial_log(&c.id).display().to_string(),
         );
+        data.insert("Vm".into(), format!("container-{}", c.short_id()));
         data.insert("VmBackend".into(), self.vm.name().to_string());
-        if let Ok(m) = self.machine(&c.id) {
+        if let Ok(m) = self.running.machine(&c.id) {
             data.insert("VmPid".into(), m.pid().to_string());
         }
         ContainerFiles {

@@ -1,0 +1,180 @@
+//! What both VM backends do the same way once a container's VM runs: create the container
+//! through the agent over its mounted layers, and serve execs, signals, stats and `top`
+//! for the containers that run, each in its [`Machine`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use oci_spec::runtime::Spec;
+use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
+
+use super::machine::Machine;
+use super::process::VmProcess;
+use super::spec;
+use crate::backend::{
+    BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, ResourceStats,
+    TopProcess,
+};
+
+/// A running container: its VM and the runtime spec it was created with (execs start
+/// from it).
+struct Running {
+    machine: Arc<Machine>,
+    spec: Spec,
+}
+
+/// The containers of one backend that run, by id.
+#[derive(Default)]
+pub struct GuestContainers {
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl GuestContainers {
+    /// Records that `id` runs in `machine`; returns the VM of its previous run, if any.
+    pub fn insert(&self, id: &str, machine: Arc<Machine>, spec: Spec) -> Option<Arc<Machine>> {
+        self.lock()
+            .insert(id.to_string(), Running { machine, spec })
+            .map(|r| r.machine)
+    }
+
+    /// Forgets `id`; returns its VM.
+    pub fn remove(&self, id: &str) -> Option<Arc<Machine>> {
+        self.lock().remove(id).map(|r| r.machine)
+    }
+
+    /// How many containers run in `machine`.
+    pub fn count_in(&self, machine: &Arc<Machine>) -> usize {
+        self.lock()
+            .values()
+            .filter(|r| Arc::ptr_eq(&r.machine, machine))
+            .count()
+    }
+
+    /// The VM `id` runs in.
+    pub fn machine(&self, id: &str) -> Result<Arc<Machine>, BackendError> {
+        self.lock()
+            .get(id)
+            .map(|r| r.machine.clone())
+            .ok_or_else(|| BackendError::Gone(format!("container {id} is not running")))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An exec in running container `c`.
+    pub async fn create_exec(
+        &self,
+        c: &ContainerSpec,
+        exec: &ExecSpec,
+    ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
+        let (machine, oci) = {
+            let running = self.lock();
+            let r = running.get(&c.id).ok_or_else(|| {
+                BackendError::Gone(format!("container {} is not running", c.short_id()))
+            })?;
+            (r.machine.clone(), r.spec.clone())
+        };
+        let process = spec::exec_process(&oci, exec, &c.layers)?;
+        let process = serde_json::to_value(&process)
+            .map_err(|e| BackendError::Failed(format!("encoding the exec's process: {e}")))?;
+        let req = CreateExec {
+            container_id: c.id.clone(),
+            exec_id: exec.id.clone(),
+            process,
+            open_stdin: exec.open_stdin,
+            console_size: exec.console_size,
+        };
+        machine
+            .call("creating the exec", machine.agent().exec(req))
+            .await?;
+        Ok(Arc::new(VmProcess::new(machine, exec.id.clone())))
+    }
+
+    /// Signals container `id`'s init.
+    pub async fn kill(&self, id: &str, signal: i32) -> Result<(), BackendError> {
+        let machine = self.machine(id)?;
+        machine
+            .call("signalling", machine.agent().kill(id, signal))
+            .await
+    }
+
+    /// cgroup figures of container `id`.
+    pub async fn stats(&self, id: &str) -> Result<ResourceStats, BackendError> {
+        let machine = self.machine(id)?;
+        let s = machine
+            .call("reading stats", machine.agent().stats(id))
+            .await?;
+        Ok(ResourceStats {
+            memory_usage: s.memory_usage,
+            memory_max_usage: s.memory_max_usage,
+            memory_limit: s.memory_limit,
+            memory_cache: s.memory_cache,
+            cpu_usage_ns: s.cpu_usage_ns,
+            cpu_user_ns: s.cpu_user_ns,
+            cpu_system_ns: s.cpu_system_ns,
+            pids_current: s.pids_current,
+            pids_limit: s.pids_limit,
+        })
+    }
+
+    /// Processes of container `id`.
+    pub async fn top(&self, id: &str) -> Result<Vec<TopProcess>, BackendError> {
+        let machine = self.machine(id)?;
+        let processes = machine
+            .call("listing processes", machine.agent().top(id))
+            .await?;
+        Ok(processes
+            .into_iter()
+            .map(|p| TopProcess {
+                pid: p.pid,
+                ppid: p.ppid,
+                uid: p.uid,
+                cmd: p.cmd,
+            })
+            .collect())
+    }
+}
+
+/// What `create` hands the engine for container `id` running in `machine`.
+pub fn created(machine: Arc<Machine>, id: &str) -> CreatedContainer {
+    CreatedContainer {
+        monitor_pid: i32::try_from(machine.pid()).unwrap_or(0),
+        process: Arc::new(VmProcess::new(machine, id.to_string())),
+        endpoint: None,
+        ports: Vec::new(),
+    }
+}
+
+/// Creates container `c` in `machine` over the guest's layer directories `layers` (bottom
+/// first) with its writable layer in `writable`, and starts copying its log to `host_log`.
+pub async fn create_container(
+    machine: &Machine,
+    c: &ContainerSpec,
+    oci: &Spec,
+    layers: Vec<PathBuf>,
+    writable: PathBuf,
+    host_log: &Path,
+) -> Result<(), BackendError> {
+    let spec = serde_json::to_value(oci)
+        .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
+    let req = CreateContainer {
+        id: c.id.clone(),
+        spec,
+        rootfs: RootfsSpec {
+            layers,
+            writable: Some(writable),
+        },
+        user: c.process.user.clone(),
+        tty: c.process.tty,
+        open_stdin: c.process.open_stdin,
+        stdin_once: c.process.stdin_once,
+        console_size: c.process.console_size,
+        log_path: None,
+    };
+    machine
+        .call("creating the container", machine.agent().create(req))
+        .await?;
+    machine.follow_log(&c.id, host_log).await
+}

@@ -1,0 +1,49 @@
+//! `vmrun vm status|start|stop`: the daemon's shared VM, as the engine sees it.
+
+use super::{Engine, EngineError};
+use crate::backend::{Isolation, SharedVmControl, SharedVmStatus};
+
+impl Engine {
+    fn shared_vm(&self) -> Result<&dyn SharedVmControl, EngineError> {
+        match &self.shared_vm {
+            Some(vm) => Ok(vm.as_ref()),
+            None => Err(EngineError::bad_request(
+                match self.backends.get(Isolation::SharedVm) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "this daemon has no shared VM".into(),
+                },
+            )),
+        }
+    }
+
+    /// Where the shared VM stands.
+    pub async fn shared_vm_status(&self) -> Result<SharedVmStatus, EngineError> {
+        Ok(self.shared_vm()?.status().await)
+    }
+
+    /// Boots the shared VM unless it runs.
+    pub async fn shared_vm_start(&self) -> Result<SharedVmStatus, EngineError> {
+        Ok(self.shared_vm()?.start().await?)
+    }
+
+    /// Stops the containers running in the shared VM (as `docker stop` does, `timeout`
+    /// seconds each before SIGKILL), then shuts the VM down cleanly. `Ok(false)` when it
+    /// was not running.
+    pub async fn shared_vm_stop(&self, timeout: Option<i64>) -> Result<bool, EngineError> {
+        let vm = self.shared_vm()?;
+        let running: Vec<String> = self
+            .store
+            .list()
+            .into_iter()
+            .filter(|r| r.isolation == Isolation::SharedVm && r.is_running())
+            .map(|r| r.id)
+            .collect();
+        let stops = running.iter().map(|id| self.stop_container(id, timeout));
+        for (id, stopped) in running.iter().zip(futures::future::join_all(stops).await) {
+            if let Err(e) = stopped {
+                tracing::warn!(container = %id, "stopping before the VM stops: {e}");
+            }
+        }
+        Ok(vm.stop().await)
+    }
+}

@@ -1,0 +1,35 @@
+//! Commands under a pseudo-terminal made by util-linux `script`, for `-it` tests.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::command::{run_with_timeout, CmdOutput};
+use crate::daemon::Daemon;
+
+/// `s` single-quoted for `sh`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Runs the shell command line `line` under `script`, in a 30x100 terminal (script's pty
+/// starts at 0x0 when our stdin is not a terminal), with the client environment pointed
+/// at `d`.
+pub fn under_script(d: &Daemon, line: &str, timeout: Duration) -> CmdOutput {
+    let line = format!("stty rows 30 cols 100; {line}");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    cmd.env("DOCKER_CONFIG", d.dir().join("docker-config"))
+        .env("VMRUN_DATA_ROOT", d.data_root())
+        .env("VMRUN_EXEC_ROOT", d.exec_root())
+        .env("DOCKER_CLI_HINTS", "false");
+    run_with_timeout(cmd, None, timeout)
+}
+
+/// The `rows cols` line `stty size` printed in `out`.
+pub fn stty_size(out: &CmdOutput) -> Option<String> {
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
+        .map(str::to_string)
+}
