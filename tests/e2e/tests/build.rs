@@ -295,7 +295,16 @@ fn vmrun_build_prints_what_docker_build_prints() {
         ("drop.tmp", "d"),
     ]);
     let path = ctx.path().to_str().unwrap();
-    let ours = d.vmrun(&["build", "--build-arg", "WHO=vmrun", "-t", "e2e/cli", path]);
+    let ours = d.vmrun(&[
+        "build",
+        "--isolation",
+        "process",
+        "--build-arg",
+        "WHO=vmrun",
+        "-t",
+        "e2e/cli",
+        path,
+    ]);
     ours.ok();
     assert!(ours.stdout.contains("hi vmrun"), "{ours}");
     let docker = build(
@@ -366,6 +375,7 @@ fn bad_requests_are_4xx_and_the_daemon_lives_on() {
         ("/build?buildargs=%7Bnope", "", "invalid buildargs"),
         ("/build?version=2", "", "BuildKit"),
         ("/build?t=bad%20tag%21", "", "invalid tag"),
+        ("/build?isolation=nonsense", "", "invalid isolation"),
     ];
     for (path, body, says) in cases {
         let r = d.api("POST", path, Some(body));

@@ -59,6 +59,8 @@ pub struct BuildOptions {
     pub force_remove: bool,
     /// `--network` for RUN.
     pub network: Option<String>,
+    /// `--isolation` for RUN (`process`, `vm`, ...; the daemon's default when None).
+    pub isolation: Option<String>,
 }
 
 /// Why a build stopped: docker's CLI prints `message` and exits with `code` (1 if 0).
