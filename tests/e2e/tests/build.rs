@@ -504,3 +504,28 @@ fn heredocs_run_scripts_and_make_files() {
         "{again}"
     );
 }
+
+#[test]
+fn run_in_a_vm_isolation_fails_saying_why_and_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo in-a-vm\n")]);
+    let out = build(&d, ctx.path(), &["--isolation", "vm"]);
+    if out.stderr.contains("is not available on this daemon") {
+        vmrun_test_skip::report(format_args!(
+            "VM isolation unavailable: {}",
+            out.stderr.trim()
+        ));
+        return;
+    }
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stdout.contains("in-a-vm"),
+        "the RUN ran in its VM: {out}"
+    );
+    assert!(out.stderr.contains("--isolation process"), "{out}");
+    let ps = d.docker(&["ps", "-aq"]);
+    assert_eq!(ps.stdout, "", "{ps}");
+}
