@@ -135,8 +135,6 @@ pub struct Build {
     used_args: BTreeSet<String>,
     /// Built stages: name or index → image id.
     stages: HashMap<String, String>,
-    /// Intermediate containers left by `--rm=false`.
-    kept_containers: Vec<String>,
 }
 
 /// The short form of an image id (`sha256:` dropped, 12 digits).
@@ -152,7 +150,7 @@ impl Build {
         engine: Arc<Engine>,
         context: ContextDir,
         dockerfile: &str,
-        mut opts: BuildOptions,
+        opts: BuildOptions,
         progress: Progress,
     ) -> Result<Build, String> {
         let text = context
@@ -190,7 +188,6 @@ impl Build {
         if !opts.labels.is_empty() {
             steps::append_labels(&mut file, &opts.labels);
         }
-        opts.target = None;
         let total = file.step_count();
         let tmp = build_tmp(&engine.config.data_root);
         Ok(Build {
@@ -206,7 +203,6 @@ impl Build {
             meta: BTreeMap::new(),
             used_args: BTreeSet::new(),
             stages: HashMap::new(),
-            kept_containers: Vec::new(),
         })
     }
 

@@ -275,8 +275,6 @@ impl Build {
                 &ran.id[..12]
             ));
             remove(self, ran.id.clone()).await;
-        } else {
-            self.kept_containers.push(ran.id.clone());
         }
         let id = committed?;
         self.finish_step(state, &key, id);
