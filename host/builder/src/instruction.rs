@@ -345,7 +345,7 @@ fn healthcheck(line: &Line) -> Result<Healthcheck, BuildFileError> {
     })
 }
 
-fn copy_args(line: &Line, escape: char, add: bool) -> Result<CopyArgs, BuildFileError> {
+fn copy_args(line: &Line, escape: char) -> Result<CopyArgs, BuildFileError> {
     // `--link` only changes how BuildKit stores the layer: accepted, same result here.
     check_flags(line, &["chown", "chmod", "from", "link"])?;
     let mut words = match json_list(&line.args) {
@@ -409,8 +409,8 @@ fn typed(line: &Line, escape: char) -> Result<Instruction, BuildFileError> {
         }
         "CMD" => Instruction::Cmd(command(&line.args)),
         "ENTRYPOINT" => Instruction::Entrypoint(command(&line.args)),
-        "COPY" => Instruction::Copy(copy_args(line, escape, false)?),
-        "ADD" => Instruction::Add(copy_args(line, escape, true)?),
+        "COPY" => Instruction::Copy(copy_args(line, escape)?),
+        "ADD" => Instruction::Add(copy_args(line, escape)?),
         "ENV" => Instruction::Env(name_values(line, escape)?),
         "LABEL" => Instruction::Label(name_values(line, escape)?),
         "ARG" => {
