@@ -1,6 +1,7 @@
 //! Files the host keeps on the guest's data disk ([`vmrun_agent_protocol::DATA_DIR`]):
 //! stored whole from a stream ([`receive`], e.g. a layer's ext4 image) and removed
-//! ([`remove`], e.g. a removed container's writable layer).
+//! ([`remove`], e.g. a removed container's writable layer), and directories made
+//! ([`make_dir`], a named volume's data).
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,17 @@ pub async fn remove(relative: &Path) -> Result<(), AgentError> {
         AgentError::new(
             ErrorKind::Internal,
             format!("removing {}: {e}", relative.display()),
+        )
+    })
+}
+
+/// Makes a directory (and its parents) under the data directory.
+pub async fn make_dir(relative: &Path) -> Result<(), AgentError> {
+    let path = target(relative)?;
+    tokio::fs::create_dir_all(&path).await.map_err(|e| {
+        AgentError::new(
+            ErrorKind::Internal,
+            format!("making {}: {e}", relative.display()),
         )
     })
 }

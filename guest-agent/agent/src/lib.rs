@@ -213,6 +213,10 @@ impl Agent {
                 data_files::remove(&path).await?;
                 Reply::Done
             }
+            Op::MakeDataDir { path } => {
+                data_files::make_dir(&path).await?;
+                Reply::Done
+            }
             Op::Create(req) => Reply::Created {
                 shim_pid: self.procs.create(*req).await?,
             },

@@ -36,6 +36,7 @@
 //! at [`layer_path`]), `mount_data_disk` (at [`DATA_DIR`]), `create` (OCI spec + overlay of
 //! layer dirs + writable dir, user, tty, stdin, log path), `exec`, `start`, `wait`, `kill`,
 //! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
+//! `make_data_dir`,
 //! `open_stream` (attach, logs, put_file: a file stored on the data disk).
 //!
 //! ```text
@@ -84,12 +85,15 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// `path` under [`DATA_DIR`] when it is relative and made of plain names only (no `..`,
-/// no `.`, no root): what [`Op::RemoveData`] and [`StreamTarget::PutFile`] accept.
+/// no `.`, no root): what [`Op::RemoveData`], [`Op::MakeDataDir`] and [`StreamTarget::PutFile`] accept.
 pub fn data_path(path: &std::path::Path) -> Option<std::path::PathBuf> {
     use std::path::Component;
     let plain = path.components().next().is_some()
         && path.components().all(|c| matches!(c, Component::Normal(_)));
-    plain.then(|| std::path::Path::new(DATA_DIR).join(path))
+    // Rebuilt from the components: `a/./b` becomes `a/b`.
+    plain.then(|| {
+        std::path::Path::new(DATA_DIR).join(path.components().collect::<std::path::PathBuf>())
+    })
 }
 
 /// A refused hello, as the client sees it.

@@ -105,6 +105,12 @@ pub enum Op {
         /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
         path: PathBuf,
     },
+    /// Make a directory (and its parents) under [`crate::DATA_DIR`] (a named volume's
+    /// data directory). Reply: [`Reply::Done`], also when it exists.
+    MakeDataDir {
+        /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
+        path: PathBuf,
+    },
     /// Create a container (created, not started). Reply: [`Reply::Created`].
     Create(Box<CreateContainer>),
     /// Create an exec process in a running container. Reply: [`Reply::Created`].

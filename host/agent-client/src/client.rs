@@ -312,6 +312,12 @@ impl AgentClient {
         expect!(self.call(op).await?, Reply::Done => ())
     }
 
+    /// Makes a directory (and parents) under the guest's data directory.
+    pub async fn make_data_dir(&self, path: impl Into<PathBuf>) -> Result<(), ClientError> {
+        let op = Op::MakeDataDir { path: path.into() };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
     /// Stores `size` bytes read from `source` as `path` under the guest's data directory
     /// (atomically: the file appears whole or not at all).
     pub async fn put_file<R: AsyncRead + Unpin>(

@@ -47,6 +47,15 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Waits until process `pid` is gone (or a zombie waiting for its reaper), or panics with
+/// `what` after `timeout`.
+pub fn wait_process_gone(pid: impl std::fmt::Display, timeout: Duration, what: &str) {
+    wait_for(timeout, what, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    })
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");

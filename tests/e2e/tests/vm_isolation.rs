@@ -355,14 +355,10 @@ fn a_daemon_that_dies_leaves_no_vm_and_finds_its_container_exited() {
         .unwrap_or_else(|| panic!("no VmPid: {info}"))
         .to_string();
     d.kill9();
-    vmrun_e2e::wait_for(
+    vmrun_e2e::wait_process_gone(
+        vm_pid,
         Duration::from_secs(10),
         "the VM to die with the daemon",
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{vm_pid}/stat")).unwrap_or_default();
-            // Gone, or a zombie waiting for its reaper.
-            (stat.is_empty() || stat.contains(") Z ")).then_some(())
-        },
     );
     d.restart();
     let info = d.inspect("orphan");

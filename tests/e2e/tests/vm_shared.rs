@@ -215,13 +215,10 @@ fn a_restarted_daemon_finds_shared_vm_containers_and_their_files() {
     .ok();
     let vm_pid = status(&d)["Pid"].as_u64().expect("a running VM has a pid");
     d.kill9();
-    vmrun_e2e::wait_for(
+    vmrun_e2e::wait_process_gone(
+        vm_pid,
         Duration::from_secs(10),
         "the VM to die with the daemon",
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{vm_pid}/stat")).unwrap_or_default();
-            (stat.is_empty() || stat.contains(") Z ")).then_some(())
-        },
     );
     d.restart();
     assert_eq!(status(&d)["State"], "stopped");
@@ -243,13 +240,10 @@ fn a_restarted_daemon_finds_shared_vm_containers_and_their_files() {
         "SIGTERM took {:?} (the harness kills after 10 s)",
         asked.elapsed()
     );
-    vmrun_e2e::wait_for(
+    vmrun_e2e::wait_process_gone(
+        vm_pid,
         Duration::from_secs(10),
         "the VM to end with the daemon",
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{vm_pid}/stat")).unwrap_or_default();
-            (stat.is_empty() || stat.contains(") Z ")).then_some(())
-        },
     );
 }
 
@@ -360,4 +354,77 @@ fn shared_vm_exec_it_gets_a_pty_of_the_clients_size() {
     );
     out.code_is(3);
     docker(&d, &["rm", "-f", "term"]).ok();
+}
+
+#[test]
+fn shared_vm_named_volumes_live_on_its_data_disk() {
+    let Some(d) = shared_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ],
+    )
+    .ok();
+    // Shared by another container, and across a VM restart.
+    vmrun(&d, &["vm", "stop"]).ok();
+    let read = docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data:ro",
+            "busybox",
+            "cat",
+            "/data/f",
+        ],
+    );
+    read.ok();
+    assert_eq!(read.stdout, "kept\n", "{read}");
+    docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data:ro",
+            "busybox",
+            "touch",
+            "/data/g",
+        ],
+    )
+    .code_is(1);
+    // Host directories need the file share: refused, naming the path.
+    let host = docker(
+        &d,
+        &["run", "--rm", "-v", "/etc:/host-etc", "busybox", "true"],
+    );
+    assert!(!host.success(), "{host}");
+    assert!(host.stderr.contains("/etc"), "{host}");
+    // `volume rm` removes the data in the VM too.
+    docker(&d, &["volume", "rm", "data"]).ok();
+    let fresh = docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /data | wc -l",
+        ],
+    );
+    fresh.ok();
+    assert_eq!(fresh.stdout.trim(), "0", "{fresh}");
+    docker(&d, &["volume", "rm", "data"]).ok();
 }

@@ -92,7 +92,7 @@ async fn remove(
             users.join(", ")
         )));
     }
-    engine.volumes.remove(&name)?;
+    engine.remove_volume(&name).await?;
     engine.events.emit("volume", "destroy", &name, &[]);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -131,6 +131,8 @@ pub trait SharedVmControl: Send + Sync {
     async fn start(&self) -> Result<SharedVmStatus, BackendError>;
     /// Shuts it down cleanly (its containers stopped first); false when it was not running.
     async fn stop(&self) -> bool;
+    /// Removes named volume `name`'s data from the VM's disk (now, or at its next boot).
+    async fn remove_volume(&self, name: &str) -> Result<(), BackendError>;
 }
 
 /// The backends of a daemon on this host: native containers, and containers in microVMs

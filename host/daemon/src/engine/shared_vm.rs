@@ -16,6 +16,16 @@ impl Engine {
         }
     }
 
+    /// Removes named volume `name`: its host directory, and its data in the shared VM
+    /// (now, or at the VM's next boot).
+    pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.volumes.remove(name)?;
+        if let Some(vm) = &self.shared_vm {
+            vm.remove_volume(name).await?;
+        }
+        Ok(())
+    }
+
     /// Where the shared VM stands.
     pub async fn shared_vm_status(&self) -> Result<SharedVmStatus, EngineError> {
         Ok(self.shared_vm()?.status().await)

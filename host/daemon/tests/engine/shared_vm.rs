@@ -47,6 +47,9 @@ impl SharedVmControl for FakeSharedVm {
         *self.running.lock().unwrap() = true;
         Ok(self.status_now())
     }
+    async fn remove_volume(&self, _name: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
     async fn stop(&self) -> bool {
         let engine = self
             .engine

@@ -344,7 +344,8 @@ fn resize_shm(mounts: &mut [Mount], shm_size: Option<i64>) {
     }
 }
 
-fn bind(source: &Path, destination: &str, read_only: bool) -> Mount {
+/// An OCI bind mount of `source` at `destination`.
+pub(crate) fn bind(source: &Path, destination: &str, read_only: bool) -> Mount {
     let mut m = Mount::default();
     m.set_destination(PathBuf::from(destination));
     m.set_typ(Some("bind".into()));

@@ -9,7 +9,10 @@
 //!   layer (`layers/<key>.ext4`, streamed over vsock) and mounted through loop devices:
 //!   a second run of an image copies nothing, and a layer two images share is stored once;
 //! - each container's writable layer (`containers/<id>`), so a stopped container keeps its
-//!   files across a VM restart and a daemon restart.
+//!   files across a VM restart and a daemon restart;
+//! - named volumes (`volumes/<name>/_data`, bind-mounted into the containers that use
+//!   them), removed with `docker volume rm`. Host directories (`-v /path:…`) need the file
+//!   share of the next issue and are refused with a message.
 //!
 //! When the VM stops (asked, crashed, or its agent died) its containers exit with the
 //! reason, and the next container that needs it boots it again. Containers removed while
@@ -31,11 +34,12 @@ use super::machine::Machine;
 use super::spec;
 use crate::backend::{
     BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
-    GraphDriver, ProcessHandle, Reconnected, ResourceStats, TopProcess,
+    GraphDriver, MountSpec, ProcessHandle, Reconnected, ResourceStats, TopProcess,
 };
 use crate::config::{DaemonConfig, SharedVmSize};
 
-/// File (under the shared VM's directory) listing writable layers to remove at next boot.
+/// File (under the shared VM's directory) listing data (relative paths: writable layers,
+/// volumes) to remove at the next boot.
 const PENDING_REMOVALS: &str = "pending-removals";
 
 /// What `vmrun vm status` shows.
@@ -198,22 +202,22 @@ impl SharedVm {
         Ok(machine)
     }
 
-    /// Removes the writable layers of containers removed while the VM was down.
+    /// Removes what was removed while the VM was down (writable layers, volumes).
     async fn remove_pending(&self, machine: &Machine) {
         let list = self.dir.join(PENDING_REMOVALS);
         let Ok(text) = std::fs::read_to_string(&list) else {
             return;
         };
-        for id in text.lines().filter(|l| vmrun_agent_protocol::valid_id(l)) {
-            let path = container_dir(id);
+        let paths = text
+            .lines()
+            .map(Path::new)
+            .filter(|p| vmrun_agent_protocol::data_path(p).is_some());
+        for path in paths {
             if let Err(e) = machine
-                .call(
-                    "removing a writable layer",
-                    machine.agent().remove_data(&path),
-                )
+                .call("removing data", machine.agent().remove_data(path))
                 .await
             {
-                tracing::warn!(container = id, "{e}");
+                tracing::warn!(path = %path.display(), "{e}");
                 return;
             }
         }
@@ -222,15 +226,12 @@ impl SharedVm {
         }
     }
 
-    /// Removes container `id`'s writable layer now, or at the next boot.
-    async fn remove_writable(&self, id: &str) -> Result<(), BackendError> {
+    /// Removes `path` (relative to the data directory) from the data disk now, or at the
+    /// next boot.
+    async fn remove_data(&self, path: &Path) -> Result<(), BackendError> {
         if let Some(machine) = self.running().await {
-            let path = container_dir(id);
             return machine
-                .call(
-                    "removing the writable layer",
-                    machine.agent().remove_data(&path),
-                )
+                .call("removing data in the VM", machine.agent().remove_data(path))
                 .await;
         }
         if !self.data_disk().exists() {
@@ -242,7 +243,7 @@ impl SharedVm {
             .create(true)
             .append(true)
             .open(&list)
-            .and_then(|mut f| writeln!(f, "{id}"))
+            .and_then(|mut f| writeln!(f, "{}", path.display()))
             .map_err(|e| BackendError::Failed(format!("writing {}: {e}", list.display())))
     }
 
@@ -378,12 +379,56 @@ impl SharedVmBackend {
     fn log_path(&self, id: &str) -> PathBuf {
         self.config.container_dir(id).join(format!("{id}-json.log"))
     }
+
+    /// `c`'s mounts in the guest: named volumes (`<data-root>/volumes/<name>/_data`) live
+    /// on the VM's data disk; host directories need the file-share channel, not here yet.
+    fn guest_volumes(&self, c: &ContainerSpec) -> Result<Vec<(String, MountSpec)>, BackendError> {
+        let root = self.config.data_root.join("volumes");
+        c.mounts
+            .iter()
+            .map(|m| {
+                let name = m
+                    .source
+                    .strip_prefix(&root)
+                    .ok()
+                    .and_then(|rest| {
+                        let mut parts = rest.iter();
+                        let name = parts.next()?.to_str()?.to_string();
+                        (parts.next()? == "_data" && parts.next().is_none()).then_some(name)
+                    })
+                    .filter(|n| vmrun_agent_protocol::valid_id(n))
+                    .ok_or_else(|| {
+                        BackendError::BadRequest(format!(
+                            "{}: host directories cannot be mounted into the shared VM yet \
+                             (named volumes can)",
+                            m.source.display()
+                        ))
+                    })?;
+                let source = Path::new(DATA_DIR).join(volume_data_dir(&name));
+                Ok((
+                    name,
+                    MountSpec {
+                        source,
+                        destination: m.destination.clone(),
+                        read_only: m.read_only,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A named volume's data on the data disk (relative to [`DATA_DIR`]).
+fn volume_data_dir(name: &str) -> PathBuf {
+    PathBuf::from("volumes").join(name).join("_data")
 }
 
 #[async_trait]
 impl ContainerBackend for SharedVmBackend {
     async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
-        let oci = spec::container_spec(c)?;
+        let volumes = self.guest_volumes(c)?;
+        let guest_mounts: Vec<MountSpec> = volumes.iter().map(|(_, m)| m.clone()).collect();
+        let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
         let dir = self.config.container_dir(&c.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| BackendError::Failed(format!("creating {}: {e}", dir.display())))?;
@@ -391,6 +436,14 @@ impl ContainerBackend for SharedVmBackend {
         // The agent forgets a container when it exits; one left from a run the daemon did
         // not see end (a daemon restart) goes now.
         let _ = machine.agent().delete(&c.id, true).await;
+        for (name, _) in &volumes {
+            machine
+                .call(
+                    "making the volume's directory",
+                    machine.agent().make_data_dir(volume_data_dir(name)),
+                )
+                .await?;
+        }
         let mut guest_layers = Vec::with_capacity(c.layers.len());
         for layer in &c.layers {
             guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
@@ -450,7 +503,7 @@ impl ContainerBackend for SharedVmBackend {
 
     async fn remove(&self, c: &ContainerSpec) -> Result<(), BackendError> {
         self.release(c).await;
-        self.shared.remove_writable(&c.id).await?;
+        self.shared.remove_data(&container_dir(&c.id)).await?;
         let dir = self.config.container_dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -529,5 +582,14 @@ impl crate::backend::SharedVmControl for SharedVmBackend {
 
     async fn stop(&self) -> bool {
         self.shared.stop().await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), BackendError> {
+        if !vmrun_agent_protocol::valid_id(name) {
+            return Ok(());
+        }
+        self.shared
+            .remove_data(&PathBuf::from("volumes").join(name))
+            .await
     }
 }

@@ -18,6 +18,10 @@ pub fn check_supported(c: &ContainerSpec) -> Result<(), BackendError> {
                 .into(),
         ));
     }
+    check_ports(c)
+}
+
+fn check_ports(c: &ContainerSpec) -> Result<(), BackendError> {
     if !c.ports.is_empty() {
         return Err(BackendError::BadRequest(
             "published ports are not supported for containers in microVMs yet (--isolation vm)"
@@ -27,9 +31,31 @@ pub fn check_supported(c: &ContainerSpec) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// The guest spec of `c`.
+/// The guest spec of `c` (no mounts: they name host paths).
 pub fn container_spec(c: &ContainerSpec) -> Result<Spec, BackendError> {
     check_supported(c)?;
+    guest_spec(c)
+}
+
+/// The guest spec of `c` with `guest_mounts` (sources in the guest) in place of its
+/// mounts, which the caller has translated.
+pub fn container_spec_with_mounts(
+    c: &ContainerSpec,
+    guest_mounts: &[crate::backend::MountSpec],
+) -> Result<Spec, BackendError> {
+    check_ports(c)?;
+    let mut without = c.clone();
+    without.mounts.clear();
+    let mut spec = guest_spec(&without)?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in guest_mounts {
+        mounts.push(native_spec::bind(&m.source, &m.destination, m.read_only));
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}
+
+fn guest_spec(c: &ContainerSpec) -> Result<Spec, BackendError> {
     // Placeholders: the etc files are host paths and their binds are dropped below.
     let none = PathBuf::new();
     let files = EtcFiles {
