@@ -239,6 +239,14 @@ fn options_quiet_iidfile_labels_chmod_and_url() {
         ),
         ("f.txt", "scratch file\n"),
     ]);
+    let warned = build(&d, ctx.path(), &["--cache-from", "busybox"]);
+    warned.ok();
+    assert!(
+        warned
+            .stdout
+            .contains("[Warning] --cache-from busybox ignored"),
+        "{warned}"
+    );
     let iid = ctx.path().join("iid");
     let iid_arg = iid.to_str().unwrap().to_owned();
     let out = build(

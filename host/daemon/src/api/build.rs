@@ -45,6 +45,11 @@ fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOpt
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
+    let cache_from: Vec<String> = match q.get("cachefrom").filter(|c| !c.is_empty()) {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
+        None => Vec::new(),
+    };
     let isolation = q.get("isolation").filter(|i| !i.is_empty()).cloned();
     if let Some(i) = &isolation {
         crate::engine::requested_isolation(Some(i), None, crate::backend::Isolation::Native)?;
@@ -64,6 +69,7 @@ fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOpt
         force_remove: query_bool(q.get("forcerm")),
         network,
         isolation,
+        cache_from,
     })
 }
 

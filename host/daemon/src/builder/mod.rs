@@ -61,6 +61,8 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `--isolation` for RUN (`process`, `vm`, ...; the daemon's default when None).
     pub isolation: Option<String>,
+    /// `--cache-from` images (not used as cache sources yet: the build says so).
+    pub cache_from: Vec<String>,
 }
 
 /// Why a build stopped: docker's CLI prints `message` and exits with `code` (1 if 0).
@@ -208,6 +210,12 @@ impl Build {
 
     /// Runs every step; returns the final image id.
     pub async fn execute(mut self) -> Result<String, BuildFailure> {
+        if !self.opts.cache_from.is_empty() {
+            self.progress.say(format!(
+                "[Warning] --cache-from {} ignored: this builder uses its local cache only\n",
+                self.opts.cache_from.join(", ")
+            ));
+        }
         let meta_args = std::mem::take(&mut self.file.meta_args);
         for step in &meta_args {
             self.announce(&step.original);
