@@ -165,12 +165,27 @@ fn flag<'a>(line: &'a Line, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Refuses flags not in `allowed`, as dockerd does (`Unknown flag: mount`), saying when
+/// the flag is one of BuildKit's.
 fn check_flags(line: &Line, allowed: &[&str]) -> Result<(), BuildFileError> {
+    const BUILDKIT: [&str; 6] = [
+        "mount",
+        "security",
+        "parents",
+        "exclude",
+        "checksum",
+        "keep-git-dir",
+    ];
     for (name, _) in &line.flags {
         if !allowed.contains(&name.as_str()) {
+            let hint = if BUILDKIT.contains(&name.as_str()) {
+                format!(" ({} --{name} is a BuildKit feature)", line.instruction)
+            } else {
+                String::new()
+            };
             return Err(BuildFileError::syntax(
                 line.line,
-                format!("unknown flag: {name}"),
+                format!("Unknown flag: {name}{hint}"),
             ));
         }
     }
@@ -330,13 +345,9 @@ fn healthcheck(line: &Line) -> Result<Healthcheck, BuildFileError> {
     })
 }
 
-fn copy_args(line: &Line, escape: char, add: bool) -> Result<CopyArgs, BuildFileError> {
-    let allowed: &[&str] = if add {
-        &["chown", "chmod", "from", "link", "checksum", "keep-git-dir"]
-    } else {
-        &["chown", "chmod", "from", "link", "parents", "exclude"]
-    };
-    check_flags(line, allowed)?;
+fn copy_args(line: &Line, escape: char) -> Result<CopyArgs, BuildFileError> {
+    // `--link` only changes how BuildKit stores the layer: accepted, same result here.
+    check_flags(line, &["chown", "chmod", "from", "link"])?;
     let mut words = match json_list(&line.args) {
         Some(list) => list,
         None => split_raw_words(&line.args, escape),
@@ -389,7 +400,7 @@ fn typed(line: &Line, escape: char) -> Result<Instruction, BuildFileError> {
             }
         }
         "RUN" => {
-            check_flags(line, &["network", "mount", "security"])?;
+            check_flags(line, &["network"])?;
             require_args(line)?;
             Instruction::Run {
                 command: run_command(line),
@@ -398,8 +409,8 @@ fn typed(line: &Line, escape: char) -> Result<Instruction, BuildFileError> {
         }
         "CMD" => Instruction::Cmd(command(&line.args)),
         "ENTRYPOINT" => Instruction::Entrypoint(command(&line.args)),
-        "COPY" => Instruction::Copy(copy_args(line, escape, false)?),
-        "ADD" => Instruction::Add(copy_args(line, escape, true)?),
+        "COPY" => Instruction::Copy(copy_args(line, escape)?),
+        "ADD" => Instruction::Add(copy_args(line, escape)?),
         "ENV" => Instruction::Env(name_values(line, escape)?),
         "LABEL" => Instruction::Label(name_values(line, escape)?),
         "ARG" => {
@@ -585,6 +596,8 @@ mod tests {
             ("FROM x\nONBUILD ONBUILD RUN true\n", 2),
             ("FROM x y\n", 1),
             ("FROM x\nENV\n", 2),
+            ("FROM x\nRUN --mount=type=cache,target=/c true\n", 2),
+            ("FROM x\n\nCOPY --parents a/ /b\n", 3),
         ] {
             let e = Dockerfile::parse(text).unwrap_err();
             assert!(

@@ -239,6 +239,14 @@ fn options_quiet_iidfile_labels_chmod_and_url() {
         ),
         ("f.txt", "scratch file\n"),
     ]);
+    let warned = build(&d, ctx.path(), &["--cache-from", "busybox"]);
+    warned.ok();
+    assert!(
+        warned
+            .stdout
+            .contains("[Warning] --cache-from busybox ignored"),
+        "{warned}"
+    );
     let iid = ctx.path().join("iid");
     let iid_arg = iid.to_str().unwrap().to_owned();
     let out = build(
@@ -295,7 +303,16 @@ fn vmrun_build_prints_what_docker_build_prints() {
         ("drop.tmp", "d"),
     ]);
     let path = ctx.path().to_str().unwrap();
-    let ours = d.vmrun(&["build", "--build-arg", "WHO=vmrun", "-t", "e2e/cli", path]);
+    let ours = d.vmrun(&[
+        "build",
+        "--isolation",
+        "process",
+        "--build-arg",
+        "WHO=vmrun",
+        "-t",
+        "e2e/cli",
+        path,
+    ]);
     ours.ok();
     assert!(ours.stdout.contains("hi vmrun"), "{ours}");
     let docker = build(
@@ -366,6 +383,7 @@ fn bad_requests_are_4xx_and_the_daemon_lives_on() {
         ("/build?buildargs=%7Bnope", "", "invalid buildargs"),
         ("/build?version=2", "", "BuildKit"),
         ("/build?t=bad%20tag%21", "", "invalid tag"),
+        ("/build?isolation=nonsense", "", "invalid isolation"),
     ];
     for (path, body, says) in cases {
         let r = d.api("POST", path, Some(body));
@@ -493,4 +511,29 @@ fn heredocs_run_scripts_and_make_files() {
         5,
         "{again}"
     );
+}
+
+#[test]
+fn run_in_a_vm_isolation_fails_saying_why_and_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo in-a-vm\n")]);
+    let out = build(&d, ctx.path(), &["--isolation", "vm"]);
+    if out.stderr.contains("is not available on this daemon") {
+        vmrun_test_skip::report(format_args!(
+            "VM isolation unavailable: {}",
+            out.stderr.trim()
+        ));
+        return;
+    }
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stdout.contains("in-a-vm"),
+        "the RUN ran in its VM: {out}"
+    );
+    assert!(out.stderr.contains("--isolation process"), "{out}");
+    let ps = d.docker(&["ps", "-aq"]);
+    assert_eq!(ps.stdout, "", "{ps}");
 }

@@ -79,12 +79,14 @@ fn config(out: &CmdOutput) -> Vec<(String, Value)> {
 }
 
 /// History lines with the checksums of copied files (`file:<sha256>`, which dockerd
-/// computes its own way) left out.
+/// computes its own way) left out, and image ids only told apart from `<missing>`.
 fn history(out: &CmdOutput) -> Vec<String> {
     out.stdout
         .lines()
         .map(|line| {
-            let mut text = line.to_owned();
+            let (id, created_by) = line.split_once('|').unwrap_or(("", line));
+            let id = if id == "<missing>" { id } else { "<id>" };
+            let mut text = format!("{id}|{created_by}");
             for kind in ["file:", "dir:", "multi:"] {
                 if let Some(at) = text.find(kind) {
                     let start = at + kind.len();
@@ -145,7 +147,13 @@ impl Pair {
             "{name}: {again_ours}"
         );
 
-        let h = ["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag];
+        let h = [
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}",
+            tag,
+        ];
         let h_theirs = history(&self.oracle.docker(&h));
         assert_eq!(
             history(&self.ours.docker(&h)),

@@ -52,6 +52,9 @@ pub struct BuildArgs {
     /// Set the networking mode for the RUN instructions during build
     #[arg(long, default_value = "default")]
     pub network: String,
+    /// Container isolation technology for RUN (default, process, vm, shared-vm)
+    #[arg(long)]
+    pub isolation: Option<String>,
     /// Remove intermediate containers after a successful build
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub rm: bool,
@@ -249,6 +252,9 @@ pub async fn build(api: &Api, args: &BuildArgs) -> CliResult<i32> {
         query.push(format!("target={}", raw::encode(target)));
     }
     query.push(format!("networkmode={}", raw::encode(&args.network)));
+    if let Some(isolation) = &args.isolation {
+        query.push(format!("isolation={}", raw::encode(isolation)));
+    }
     let path = format!("{}/build?{}", api.version_prefix(), query.join("&"));
     let body = std::io::Cursor::new(packed);
     let response = raw::request_streaming(

@@ -2,7 +2,7 @@
 //! BuildKit), `docker-compose build` and `vmrun build` speak it. The body is the build
 //! context as a tar (plain or gzip); the query carries the options (`t`, `dockerfile`,
 //! `buildargs`, `labels`, `target`, `nocache`, `pull`, `rm`, `forcerm`, `q`,
-//! `networkmode`). Problems found before the first step (a bad query, a bad context
+//! `networkmode`, `isolation`). Problems found before the first step (a bad query, a bad context
 //! tar, a Dockerfile syntax error) are 4xx answers; once steps run, the response is the
 //! JSON-lines progress stream and a failure is its last line.
 
@@ -45,6 +45,15 @@ fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOpt
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
+    let cache_from: Vec<String> = match q.get("cachefrom").filter(|c| !c.is_empty()) {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
+        None => Vec::new(),
+    };
+    let isolation = q.get("isolation").filter(|i| !i.is_empty()).cloned();
+    if let Some(i) = &isolation {
+        crate::engine::requested_isolation(Some(i), None, crate::backend::Isolation::Native)?;
+    }
     let network = q
         .get("networkmode")
         .filter(|n| !n.is_empty() && n.as_str() != "default")
@@ -59,6 +68,8 @@ fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOpt
         remove: q.get("rm").is_none_or(|v| query_bool(Some(v))),
         force_remove: query_bool(q.get("forcerm")),
         network,
+        isolation,
+        cache_from,
     })
 }
 

@@ -1,7 +1,9 @@
 //! `GET /images/{name}/history`: the image config's history, newest first, as
 //! dockerd answers it: each entry with the size of the layer it made (0 for
-//! `empty_layer` entries), the newest one with the image id and its tags, the
-//! others `<missing>` (an image from a registry or an archive has no parents).
+//! `empty_layer` entries), the newest one with the image id and its tags, and the
+//! next ones with the ids and tags of the image's parents while there are any (a
+//! build's step images); the rest `<missing>` (an image from a registry or an archive
+//! has no parents).
 
 use serde_json::json as j;
 use vmrun_images::{Image, ImageError};
@@ -17,7 +19,23 @@ pub(super) fn history(
         ImageError::NotFound(_) => ApiError::not_found(format!("No such image: {name}")),
         other => other.into(),
     })?;
-    Ok(json(&entries(&image)))
+    let mut out = entries(&image);
+    // One history entry per parent, as dockerd walks `Parent`.
+    let mut parent = image.parent.clone();
+    for entry in out.iter_mut().skip(1) {
+        let Some(id) = parent.take() else { break };
+        let Ok(p) = engine.images.resolve(&id) else {
+            break;
+        };
+        entry["Id"] = j!(p.id);
+        entry["Tags"] = if p.repo_tags.is_empty() {
+            serde_json::Value::Null
+        } else {
+            j!(p.repo_tags)
+        };
+        parent = p.parent.clone();
+    }
+    Ok(json(&out))
 }
 
 /// The history entries of `image`, newest first.

@@ -59,6 +59,10 @@ pub struct BuildOptions {
     pub force_remove: bool,
     /// `--network` for RUN.
     pub network: Option<String>,
+    /// `--isolation` for RUN (`process`, `vm`, ...; the daemon's default when None).
+    pub isolation: Option<String>,
+    /// `--cache-from` images (not used as cache sources yet: the build says so).
+    pub cache_from: Vec<String>,
 }
 
 /// Why a build stopped: docker's CLI prints `message` and exits with `code` (1 if 0).
@@ -133,8 +137,6 @@ pub struct Build {
     used_args: BTreeSet<String>,
     /// Built stages: name or index → image id.
     stages: HashMap<String, String>,
-    /// Intermediate containers left by `--rm=false`.
-    kept_containers: Vec<String>,
 }
 
 /// The short form of an image id (`sha256:` dropped, 12 digits).
@@ -150,7 +152,7 @@ impl Build {
         engine: Arc<Engine>,
         context: ContextDir,
         dockerfile: &str,
-        mut opts: BuildOptions,
+        opts: BuildOptions,
         progress: Progress,
     ) -> Result<Build, String> {
         let text = context
@@ -188,7 +190,6 @@ impl Build {
         if !opts.labels.is_empty() {
             steps::append_labels(&mut file, &opts.labels);
         }
-        opts.target = None;
         let total = file.step_count();
         let tmp = build_tmp(&engine.config.data_root);
         Ok(Build {
@@ -204,12 +205,17 @@ impl Build {
             meta: BTreeMap::new(),
             used_args: BTreeSet::new(),
             stages: HashMap::new(),
-            kept_containers: Vec::new(),
         })
     }
 
     /// Runs every step; returns the final image id.
     pub async fn execute(mut self) -> Result<String, BuildFailure> {
+        if !self.opts.cache_from.is_empty() {
+            self.progress.say(format!(
+                "[Warning] --cache-from {} ignored: this builder uses its local cache only\n",
+                self.opts.cache_from.join(", ")
+            ));
+        }
         let meta_args = std::mem::take(&mut self.file.meta_args);
         for step in &meta_args {
             self.announce(&step.original);

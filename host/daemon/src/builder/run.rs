@@ -27,6 +27,8 @@ pub struct RunSpec {
     pub workdir: Option<String>,
     /// `--network` of the build or of the RUN (`default`, `none`, `host`, a network).
     pub network: Option<String>,
+    /// `--isolation` of the build.
+    pub isolation: Option<String>,
 }
 
 /// A finished RUN container.
@@ -37,6 +39,8 @@ pub struct Ran {
     pub exit_code: i32,
     /// The container's writable layer on this host, if its backend has one here.
     pub upper: Option<PathBuf>,
+    /// Where it ran (`native`, `vm`, ...), for messages.
+    pub isolation: String,
 }
 
 /// Creates, starts and waits for the container of a RUN, streaming its output.
@@ -63,7 +67,7 @@ pub async fn run(
         .create_container(CreateRequest {
             name: None,
             body,
-            isolation: None,
+            isolation: spec.isolation,
         })
         .await?;
     progress.say(format!(" ---> Running in {}\n", &id[..12]));
@@ -72,10 +76,12 @@ pub async fn run(
         Ok(exit_code) => {
             let rec = engine.container(&id)?;
             let upper = engine.container_files(&rec)?.writable_layer;
+            let isolation = rec.isolation.to_string();
             Ok(Ran {
                 id,
                 exit_code,
                 upper,
+                isolation,
             })
         }
         Err(e) => {

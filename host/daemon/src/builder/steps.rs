@@ -239,6 +239,7 @@ impl Build {
             user: config::strings_value(&state.config, "User"),
             workdir: config::strings_value(&state.config, "WorkingDir"),
             network: network.or_else(|| self.opts.network.clone()),
+            isolation: self.opts.isolation.clone(),
         };
         let ran = run(&self.engine, spec, &self.progress).await?;
         let remove = |this: &Build, id: String| {
@@ -262,9 +263,10 @@ impl Build {
         }
         let Some(upper) = ran.upper.clone() else {
             remove(self, ran.id.clone()).await;
-            return Err(failure(
-                "RUN made no layer: this container's backend keeps its files where the daemon cannot commit them",
-            ));
+            return Err(failure(format!(
+                "RUN ran with isolation {}, whose writable layer is inside a VM where this daemon cannot commit it yet: build with --isolation process",
+                ran.isolation
+            )));
         };
         let committed = self.commit(state, Some(upper), false, created_by).await;
         if self.opts.remove {
@@ -273,8 +275,6 @@ impl Build {
                 &ran.id[..12]
             ));
             remove(self, ran.id.clone()).await;
-        } else {
-            self.kept_containers.push(ran.id.clone());
         }
         let id = committed?;
         self.finish_step(state, &key, id);
