@@ -25,11 +25,29 @@ pub fn under_script(d: &Daemon, line: &str, timeout: Duration) -> CmdOutput {
     run_with_timeout(cmd, None, timeout)
 }
 
-/// The `rows cols` line `stty size` printed in `out`.
+/// The `rows cols` line `stty size` printed in `out`. The terminal's echo of a NUL byte
+/// (`^@`, which the docker CLI sends on `-it`, moby#53701) may precede it on its line.
 pub fn stty_size(out: &CmdOutput) -> Option<String> {
     out.stdout
         .lines()
-        .map(str::trim)
+        .map(|l| l.trim().trim_start_matches("^@").trim())
         .find(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_line_is_found_behind_an_echoed_nul() {
+        let out = CmdOutput {
+            cmdline: "script".into(),
+            code: 0,
+            stdout: "/dev/pts/0\r\n^@30 100\r\n".into(),
+            stderr: String::new(),
+            timed_out: false,
+        };
+        assert_eq!(stty_size(&out).as_deref(), Some("30 100"));
+    }
 }
