@@ -22,6 +22,7 @@ mod layers;
 mod machine;
 mod process;
 mod shared;
+mod shared_backend;
 mod spec;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,8 +43,9 @@ pub use assets::GuestAssets;
 use guest::GuestContainers;
 use layers::LayerDisks;
 use machine::Machine;
+use shared::SharedVm;
 pub use shared::SharedVmStatus;
-use shared::{SharedVm, SharedVmBackend};
+use shared_backend::SharedVmBackend;
 
 /// Memory of a VM whose container has no limit.
 const DEFAULT_MEMORY_MIB: u32 = 256;

@@ -16,26 +16,21 @@
 //!
 //! When the VM stops (asked, crashed, or its agent died) its containers exit with the
 //! reason, and the next container that needs it boots it again. Containers removed while
-//! the VM is down have their writable layers removed at its next boot.
+//! the VM is down have their writable layers removed at its next boot. Its containers are
+//! served by [`super::shared_backend::SharedVmBackend`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use vmrun_agent_client::ClientError;
 use vmrun_agent_protocol::{ErrorKind, DATA_DIR};
 use vmrun_vm::{DiskSpec, VmBackend, VmSpec};
 
 use super::assets::GuestAssets;
-use super::guest::{self, GuestContainers};
 use super::layers::{self, LayerDisks};
 use super::machine::Machine;
-use super::spec;
-use crate::backend::{
-    BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
-    GraphDriver, MountSpec, ProcessHandle, Reconnected, ResourceStats, TopProcess,
-};
+use crate::backend::BackendError;
 use crate::config::{DaemonConfig, SharedVmSize};
 
 /// File (under the shared VM's directory) listing data (relative paths: writable layers,
@@ -76,7 +71,7 @@ pub struct SharedVmStatus {
 
 /// The one shared VM of a daemon, booted on demand.
 pub struct SharedVm {
-    vm: Arc<dyn VmBackend>,
+    pub(super) vm: Arc<dyn VmBackend>,
     assets: GuestAssets,
     size: SharedVmSize,
     accelerator: String,
@@ -110,11 +105,11 @@ impl SharedVm {
         }
     }
 
-    fn data_disk(&self) -> PathBuf {
+    pub(super) fn data_disk(&self) -> PathBuf {
         self.dir.join("data.ext4")
     }
 
-    fn serial_log(&self) -> PathBuf {
+    pub(super) fn serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
     }
 
@@ -228,7 +223,7 @@ impl SharedVm {
 
     /// Removes `path` (relative to the data directory) from the data disk now, or at the
     /// next boot.
-    async fn remove_data(&self, path: &Path) -> Result<(), BackendError> {
+    pub(super) async fn remove_data(&self, path: &Path) -> Result<(), BackendError> {
         if let Some(machine) = self.running().await {
             return machine
                 .call("removing data in the VM", machine.agent().remove_data(path))
@@ -249,7 +244,11 @@ impl SharedVm {
 
     /// Layer `layer` mounted in `machine`: copied onto the data disk first if it is not
     /// there yet. Returns the guest directory.
-    async fn mount_layer(&self, machine: &Machine, layer: &Path) -> Result<PathBuf, BackendError> {
+    pub(super) async fn mount_layer(
+        &self,
+        machine: &Machine,
+        layer: &Path,
+    ) -> Result<PathBuf, BackendError> {
         let key = layers::layer_key(layer);
         let relative = PathBuf::from("layers").join(format!("{key}.ext4"));
         let image = Path::new(DATA_DIR).join(&relative);
@@ -351,245 +350,5 @@ impl SharedVm {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         }
-    }
-}
-
-/// A container's writable layer on the data disk (relative to [`DATA_DIR`]).
-fn container_dir(id: &str) -> PathBuf {
-    PathBuf::from("containers").join(id)
-}
-
-/// Runs containers in the [`SharedVm`].
-pub struct SharedVmBackend {
-    config: DaemonConfig,
-    shared: Arc<SharedVm>,
-    running: GuestContainers,
-}
-
-impl SharedVmBackend {
-    /// A backend over `shared`.
-    pub fn new(config: DaemonConfig, shared: Arc<SharedVm>) -> Self {
-        SharedVmBackend {
-            config,
-            shared,
-            running: GuestContainers::default(),
-        }
-    }
-
-    fn log_path(&self, id: &str) -> PathBuf {
-        self.config.container_dir(id).join(format!("{id}-json.log"))
-    }
-
-    /// `c`'s mounts in the guest: named volumes (`<data-root>/volumes/<name>/_data`) live
-    /// on the VM's data disk; host directories need the file-share channel, not here yet.
-    fn guest_volumes(&self, c: &ContainerSpec) -> Result<Vec<(String, MountSpec)>, BackendError> {
-        let root = self.config.data_root.join("volumes");
-        c.mounts
-            .iter()
-            .map(|m| {
-                let name = m
-                    .source
-                    .strip_prefix(&root)
-                    .ok()
-                    .and_then(|rest| {
-                        let mut parts = rest.iter();
-                        let name = parts.next()?.to_str()?.to_string();
-                        (parts.next()? == "_data" && parts.next().is_none()).then_some(name)
-                    })
-                    .filter(|n| vmrun_agent_protocol::valid_id(n))
-                    .ok_or_else(|| {
-                        BackendError::BadRequest(format!(
-                            "{}: host directories cannot be mounted into the shared VM yet \
-                             (named volumes can)",
-                            m.source.display()
-                        ))
-                    })?;
-                let source = Path::new(DATA_DIR).join(volume_data_dir(&name));
-                Ok((
-                    name,
-                    MountSpec {
-                        source,
-                        destination: m.destination.clone(),
-                        read_only: m.read_only,
-                    },
-                ))
-            })
-            .collect()
-    }
-}
-
-/// A named volume's data on the data disk (relative to [`DATA_DIR`]).
-fn volume_data_dir(name: &str) -> PathBuf {
-    PathBuf::from("volumes").join(name).join("_data")
-}
-
-#[async_trait]
-impl ContainerBackend for SharedVmBackend {
-    async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
-        let volumes = self.guest_volumes(c)?;
-        let guest_mounts: Vec<MountSpec> = volumes.iter().map(|(_, m)| m.clone()).collect();
-        let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
-        let dir = self.config.container_dir(&c.id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| BackendError::Failed(format!("creating {}: {e}", dir.display())))?;
-        let machine = self.shared.ensure().await?;
-        // The agent forgets a container when it exits; one left from a run the daemon did
-        // not see end (a daemon restart) goes now.
-        let _ = machine.agent().delete(&c.id, true).await;
-        for (name, _) in &volumes {
-            machine
-                .call(
-                    "making the volume's directory",
-                    machine.agent().make_data_dir(volume_data_dir(name)),
-                )
-                .await?;
-        }
-        let mut guest_layers = Vec::with_capacity(c.layers.len());
-        for layer in &c.layers {
-            guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
-        }
-        let writable = Path::new(DATA_DIR).join(container_dir(&c.id));
-        guest::create_container(
-            &machine,
-            c,
-            &oci,
-            guest_layers,
-            writable,
-            &self.log_path(&c.id),
-        )
-        .await?;
-        tracing::info!(
-            container = c.short_id(),
-            pid = machine.pid(),
-            "container created in the shared VM"
-        );
-        self.running.insert(&c.id, machine.clone(), oci);
-        Ok(guest::created(machine, &c.id))
-    }
-
-    async fn create_exec(
-        &self,
-        c: &ContainerSpec,
-        exec: &ExecSpec,
-    ) -> Result<Arc<dyn ProcessHandle>, BackendError> {
-        self.running.create_exec(c, exec).await
-    }
-
-    async fn reconnect(&self, _c: &ContainerSpec) -> Result<Reconnected, BackendError> {
-        // The VM dies with the daemon that ran it (PR_SET_PDEATHSIG); the container's
-        // files stay on the data disk for its next start.
-        Err(BackendError::Gone(
-            "the shared VM stopped with the daemon that ran it".into(),
-        ))
-    }
-
-    async fn release(&self, c: &ContainerSpec) {
-        let Some(machine) = self.running.remove(&c.id) else {
-            return;
-        };
-        machine.drain_log(&c.id).await;
-        if machine.exit_reason().is_none() {
-            if let Err(e) = machine
-                .call(
-                    "forgetting the container",
-                    machine.agent().delete(&c.id, true),
-                )
-                .await
-            {
-                tracing::debug!(container = c.short_id(), "{e}");
-            }
-        }
-    }
-
-    async fn remove(&self, c: &ContainerSpec) -> Result<(), BackendError> {
-        self.release(c).await;
-        self.shared.remove_data(&container_dir(&c.id)).await?;
-        let dir = self.config.container_dir(&c.id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BackendError::Failed(format!(
-                "removing {}: {e}",
-                dir.display()
-            ))),
-        }
-    }
-
-    async fn kill(&self, c: &ContainerSpec, signal: i32) -> Result<(), BackendError> {
-        self.running.kill(&c.id, signal).await
-    }
-
-    async fn stats(&self, c: &ContainerSpec) -> Result<ResourceStats, BackendError> {
-        self.running.stats(&c.id).await
-    }
-
-    async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError> {
-        let top = self.running.top(&c.id).await?;
-        Ok(top.into_iter().map(|p| p.pid).collect())
-    }
-
-    async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<TopProcess>>, BackendError> {
-        Ok(Some(self.running.top(&c.id).await?))
-    }
-
-    fn files(&self, c: &ContainerSpec) -> ContainerFiles {
-        let mut data = std::collections::BTreeMap::new();
-        data.insert("Vm".into(), "shared".into());
-        data.insert("VmBackend".into(), self.shared.vm.name().to_string());
-        data.insert(
-            "DataDisk".into(),
-            self.shared.data_disk().display().to_string(),
-        );
-        data.insert(
-            "WritableLayer".into(),
-            format!(
-                "{}:{}",
-                self.shared.data_disk().display(),
-                container_dir(&c.id).display()
-            ),
-        );
-        if let Ok(m) = self.running.machine(&c.id) {
-            data.insert("VmPid".into(), m.pid().to_string());
-        }
-        ContainerFiles {
-            log: self.log_path(&c.id),
-            hosts: None,
-            hostname: None,
-            resolv_conf: None,
-            sandbox: None,
-            writable_layer: None,
-            graph_driver: Some(GraphDriver {
-                name: "vmrun-vm".into(),
-                data,
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl crate::backend::SharedVmControl for SharedVmBackend {
-    async fn status(&self) -> SharedVmStatus {
-        let running = match self.shared.running().await {
-            Some(m) => self.running.count_in(&m),
-            None => 0,
-        };
-        self.shared.status(running).await
-    }
-
-    async fn start(&self) -> Result<SharedVmStatus, BackendError> {
-        self.shared.start().await
-    }
-
-    async fn stop(&self) -> bool {
-        self.shared.stop().await
-    }
-
-    async fn remove_volume(&self, name: &str) -> Result<(), BackendError> {
-        if !vmrun_agent_protocol::valid_id(name) {
-            return Ok(());
-        }
-        self.shared
-            .remove_data(&PathBuf::from("volumes").join(name))
-            .await
     }
 }
