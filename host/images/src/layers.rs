@@ -112,15 +112,7 @@ impl LayerStore {
                 return Ok(PreparedLayer::Existing { size: meta.size });
             }
         }
-        let staging = tempfile::Builder::new()
-            .prefix("layer-")
-            .tempdir_in(&self.tmp)
-            .ctx(|| {
-                format!(
-                    "creating a layer staging directory in {}",
-                    self.tmp.display()
-                )
-            })?;
+        let staging = self.staging_dir()?;
         let diff = staging.path().join(DIFF_DIR);
         fs::create_dir(&diff)
             .and_then(|()| fs::set_permissions(&diff, fs::Permissions::from_mode(0o755)))
@@ -139,10 +131,7 @@ impl LayerStore {
             size: stats.bytes,
             blobs: vec![blob.digest.clone()],
         };
-        let meta_path = staging.path().join(META_FILE);
-        let bytes = serde_json::to_vec_pretty(&meta)
-            .map_err(|e| ImageError::json("serializing layer.json", e))?;
-        fs::write(&meta_path, bytes).ctx(|| format!("writing {}", meta_path.display()))?;
+        write_meta(staging.path(), &meta)?;
         Ok(PreparedLayer::New {
             staging,
             size: stats.bytes,
@@ -165,15 +154,7 @@ impl LayerStore {
         if self.meta(chain_id).is_some_and(|m| m.diff_id == *diff_id) {
             return self.prepare(image, chain_id, parent, diff_id, blob);
         }
-        let staging = tempfile::Builder::new()
-            .prefix("layer-")
-            .tempdir_in(&self.tmp)
-            .ctx(|| {
-                format!(
-                    "creating a layer staging directory in {}",
-                    self.tmp.display()
-                )
-            })?;
+        let staging = self.staging_dir()?;
         let diff = staging.path().join(DIFF_DIR);
         match fs::rename(dir, &diff) {
             Ok(()) => {}
@@ -197,11 +178,21 @@ impl LayerStore {
             size,
             blobs: vec![blob.digest.clone()],
         };
-        let meta_path = staging.path().join(META_FILE);
-        let bytes = serde_json::to_vec_pretty(&meta)
-            .map_err(|e| ImageError::json("serializing layer.json", e))?;
-        fs::write(&meta_path, bytes).ctx(|| format!("writing {}", meta_path.display()))?;
+        write_meta(staging.path(), &meta)?;
         Ok(PreparedLayer::New { staging, size })
+    }
+
+    /// A fresh staging directory for a layer, in the store's temporary directory.
+    fn staging_dir(&self) -> Result<tempfile::TempDir, ImageError> {
+        tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(&self.tmp)
+            .ctx(|| {
+                format!(
+                    "creating a layer staging directory in {}",
+                    self.tmp.display()
+                )
+            })
     }
 
     /// Renames a staged layer into place.
@@ -280,4 +271,12 @@ fn content_bytes(dir: &Path) -> Result<u64, ImageError> {
         }
     }
     Ok(total)
+}
+
+/// Writes a layer's `layer.json` into its staging directory.
+fn write_meta(staging: &Path, meta: &LayerMeta) -> Result<(), ImageError> {
+    let meta_path = staging.join(META_FILE);
+    let bytes = serde_json::to_vec_pretty(meta)
+        .map_err(|e| ImageError::json("serializing layer.json", e))?;
+    fs::write(&meta_path, bytes).ctx(|| format!("writing {}", meta_path.display()))
 }
