@@ -103,18 +103,9 @@ done
 [ ${#missing[@]} -eq 0 ] || die "missing tools; install them with: apt-get install -y ${missing[*]}"
 
 # --- binaries --------------------------------------------------------------
-if [ -z "$BIN_DIR" ]; then
-    target_dir=${CARGO_TARGET_DIR:-$ROOT_DIR/target}
-    BIN_DIR=$target_dir/release
-    if [ ! -x "$BIN_DIR/vmrund" ] || [ ! -x "$BIN_DIR/vmrun-shim" ] || [ ! -x "$BIN_DIR/vmrun" ]; then
-        log "building vmrund, vmrun-shim, vmrun (release) into $target_dir..."
-        CARGO_TARGET_DIR=$target_dir cargo build --release -q --manifest-path "$ROOT_DIR/Cargo.toml" \
-            -p vmrun-daemon -p vmrun-shim -p vmrun
-    fi
-fi
-for b in vmrund vmrun-shim vmrun; do
-    [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b not found (build it, or pass --bin-dir)"
-done
+# shellcheck source=bench/lib/binaries.sh
+. "$ROOT_DIR/bench/lib/binaries.sh"
+ensure_binaries vmrund vmrun-shim vmrun
 
 # --- state and cleanup -----------------------------------------------------
 # Short paths: vmrund's exec root holds Unix sockets (at most 107 bytes).

@@ -40,15 +40,9 @@ done
 die() { echo "vm.sh: $*" >&2; exit 1; }
 [ "$EUID" -eq 0 ] || die "needs root"
 
-if [ -z "$BIN_DIR" ]; then
-    target_dir=${CARGO_TARGET_DIR:-$ROOT_DIR/target}
-    BIN_DIR=$target_dir/release
-    cargo build --release -q --manifest-path "$ROOT_DIR/Cargo.toml" \
-        -p vmrun-daemon -p vmrun-shim -p vmrun -p vmrun-vmm
-fi
-for b in vmrund vmrun-shim vmrun vmrun-vmm; do
-    [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b not found (build it, or pass --bin-dir)"
-done
+# shellcheck source=bench/lib/binaries.sh
+. "$ROOT_DIR/bench/lib/binaries.sh"
+ensure_binaries vmrund vmrun-shim vmrun vmrun-vmm
 
 # shellcheck source=bench/lib/processes.sh
 . "$ROOT_DIR/bench/lib/processes.sh"
