@@ -51,7 +51,7 @@ pub struct SharedVmStatus {
     pub cpus: u8,
     /// Memory in MiB.
     pub memory_mib: u32,
-    /// Data disk size in GiB, and where it is.
+    /// Data disk size in GiB.
     pub disk_gib: u32,
     /// The data disk on the host.
     pub data_disk: String,
@@ -288,12 +288,6 @@ impl SharedVm {
             )
             .await?;
         Ok(path)
-    }
-
-    /// Boots the VM if it is not running.
-    pub async fn start(&self) -> Result<SharedVmStatus, BackendError> {
-        self.ensure().await?;
-        Ok(self.status(0).await)
     }
 
     /// Shuts the VM down cleanly (its containers must be stopped first); false when it was

@@ -97,7 +97,9 @@ impl ContainerBackend for SharedVmBackend {
         let machine = self.shared.ensure().await?;
         // The agent forgets a container when it exits; one left from a run the daemon did
         // not see end (a daemon restart) goes now.
-        let _ = machine.agent().delete(&c.id, true).await;
+        let _ = machine
+            .call("forgetting an old run", machine.agent().delete(&c.id, true))
+            .await;
         for (name, _) in &volumes {
             machine
                 .call(
@@ -239,7 +241,8 @@ impl crate::backend::SharedVmControl for SharedVmBackend {
     }
 
     async fn start(&self) -> Result<SharedVmStatus, BackendError> {
-        self.shared.start().await
+        self.shared.ensure().await?;
+        Ok(crate::backend::SharedVmControl::status(self).await)
     }
 
     async fn stop(&self) -> bool {
