@@ -102,7 +102,7 @@ pub fn setup() -> Result<(), InitError> {
     )?;
     mount_fs("cgroup2", "/sys/fs/cgroup", nosuid_nodev_noexec, None)?;
     enable_controllers(Path::new("/sys/fs/cgroup"));
-    if let Err(e) = bring_up_loopback() {
+    if let Err(e) = crate::netns::bring_up_loopback() {
         tracing::warn!("bringing up lo: {e}");
     }
     Ok(())
@@ -170,35 +170,4 @@ fn enable_controllers(root: &Path) {
             tracing::warn!("enabling the {c} controller: {e}");
         }
     }
-}
-
-/// `ip link set lo up` through `SIOCSIFFLAGS`.
-fn bring_up_loopback() -> Result<(), InitError> {
-    use std::os::fd::AsRawFd;
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(sys("opening a socket for ioctls"))?;
-    // SAFETY: `ifreq` is a plain C struct for which all-zero bytes are a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into `req`, which is a
-    // valid, writable `ifreq` for the duration of the call; the fd is an open socket.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(sys("SIOCGIFFLAGS lo")(nix::Error::last()));
-    }
-    // SAFETY: the kernel filled `ifru_flags` of the union just above.
-    unsafe {
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    }
-    // SAFETY: as above: `req` is a valid `ifreq` naming `lo` with the new flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(sys("SIOCSIFFLAGS lo")(nix::Error::last()));
-    }
-    Ok(())
 }

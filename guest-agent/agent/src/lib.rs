@@ -24,15 +24,18 @@
 //! [`init`] (boot set-up), [`reaper`], [`clock`], [`power`] (shutdown), [`mounts`] (layer
 //! and data disks), [`procs`] (the process table), [`bundle`] (the OCI bundle), [`spawn`] (running a shim),
 //! [`shim_client`], [`streams`]
-//! (attach and log streams), [`inspect`] (stats, top, logs), [`server`] (connections).
+//! (attach and log streams), [`forward`] (published ports' connections), [`netns`] (containers' network
+//! namespaces), [`inspect`] (stats, top, logs), [`server`] (connections).
 
 pub mod bundle;
 pub mod clock;
 pub mod data_files;
+pub mod forward;
 pub mod init;
 pub mod inspect;
 pub mod loop_device;
 pub mod mounts;
+pub mod netns;
 pub mod power;
 pub mod procs;
 pub mod reaper;

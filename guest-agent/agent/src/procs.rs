@@ -274,7 +274,14 @@ impl Procs {
             log_path,
             rootfs,
         };
-        self.spawn_shim(dir, config, kind).await
+        let shim_pid = self.spawn_shim(dir, config, kind).await?;
+        // Its own network namespace starts with `lo` down.
+        if let Some(pid) = self.created_init_pid(&req.id) {
+            if let Err(e) = crate::netns::in_netns(pid, crate::netns::bring_up_loopback).await {
+                tracing::warn!(container = %req.id, "bringing up the container's lo: {e}");
+            }
+        }
+        Ok(shim_pid)
     }
 
     /// Creates an exec process in a running container.
@@ -449,6 +456,26 @@ impl Procs {
             remove_dir(&x);
         }
         Ok(())
+    }
+
+    /// The pid of container `id`'s init, created or started (its namespaces are the
+    /// container's); `Conflict` once it has exited.
+    pub fn container_pid(&self, id: &str) -> Result<i32, AgentError> {
+        let e = self.container(id)?;
+        if e.exited() {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("container {id} is not running"),
+            ));
+        }
+        e.pid()
+            .or_else(|| self.created_init_pid(id))
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::Conflict,
+                    format!("container {id} has no process"),
+                )
+            })
     }
 
     fn created_init_pid(&self, id: &str) -> Option<i32> {

@@ -287,6 +287,26 @@ where
                 let _ = write_frame(&mut stream, &fail(e)).await;
             }
         },
+        StreamTarget::Forward {
+            id: cid,
+            port,
+            protocol,
+        } => {
+            let opened = match agent.procs.container_pid(&cid) {
+                Ok(pid) => crate::forward::open(pid, port, protocol).await,
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(upstream) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::forward::relay(&mut stream, upstream).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
         StreamTarget::Logs { id: cid, follow } => {
             let found = agent.procs.container(&cid).and_then(|e| {
                 let path = crate::inspect::log_path(&e)?.to_owned();

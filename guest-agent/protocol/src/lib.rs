@@ -37,15 +37,18 @@
 //! layer dirs + writable dir, user, tty, stdin, log path), `exec`, `start`, `wait`, `kill`,
 //! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
 //! `make_data_dir`,
-//! `open_stream` (attach, logs, put_file: a file stored on the data disk).
+//! `open_stream` (attach, logs, put_file: a file stored on the data disk, forward: a
+//! published port's connection into a container, see [`forward`]).
 //!
 //! ```text
-//! → [len]{"version":2,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
-//! ← [len]{"type":"welcome","version":2,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
+//! → [len]{"version":3,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
+//! ← [len]{"type":"welcome","version":3,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
 //! → [len]{"id":7,"op":{"type":"start","id":"c1"}}
 //! ← [len]{"id":7,"result":{"Ok":{"type":"started","pid":42}}}
 //! ```
 
+#[cfg(feature = "tokio")]
+pub mod forward;
 pub mod frame;
 mod messages;
 
@@ -53,7 +56,7 @@ pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;

@@ -273,6 +273,19 @@ pub enum StreamTarget {
         /// Exact length in bytes.
         size: u64,
     },
+    /// A connection to port `port` inside container `id`'s network namespace (its
+    /// loopback, or its `::1` when nothing listens on `127.0.0.1`): a published port's
+    /// TCP connection or one UDP client's flow, framed as [`crate::forward`] says. The
+    /// agent answers `StreamReady` once it has connected (TCP) or made the socket (UDP),
+    /// an error (`not_found`, `io`) otherwise.
+    Forward {
+        /// Container id.
+        id: String,
+        /// Port in the container.
+        port: u16,
+        /// TCP or UDP.
+        protocol: ForwardProtocol,
+    },
     /// The container's json-file log lines as stored (one JSON object per line, with
     /// timestamps); with `follow`, new lines as they come until the container has exited.
     Logs {
@@ -281,6 +294,16 @@ pub enum StreamTarget {
         /// Keep sending.
         follow: bool,
     },
+}
+
+/// The transport of a [`StreamTarget::Forward`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardProtocol {
+    /// A byte stream with half-closes.
+    Tcp,
+    /// Datagrams.
+    Udp,
 }
 
 /// Successful replies.

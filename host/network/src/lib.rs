@@ -20,6 +20,7 @@
 //! endpoint(container_id) -> Option<Endpoint>
 //! netns_path(container_id) -> PathBuf;  teardown() -> Result<()>
 //! PortForwarder::publish(PortSpec, target: SocketAddr).await -> Result<PublishedPort>
+//! PortForwarder::publish_to(PortSpec, Arc<dyn ForwardTarget>).await -> Result<PublishedPort>
 //! ```
 //!
 //! # Networks
@@ -69,6 +70,7 @@
 
 mod error;
 mod firewall;
+mod forward_target;
 mod hosts;
 mod ipam;
 mod manager;
@@ -83,6 +85,7 @@ mod types;
 
 pub use error::NetworkError;
 pub use firewall::{bridge_rules, rule_exists, Rule};
+pub use forward_target::{DatagramReceiver, DatagramSender, ForwardTarget, SocketTarget, UdpFlow};
 pub use ipam::candidate_subnets;
 pub use ipnet::Ipv4Net;
 pub use manager::{ManagerConfig, NetworkManager};

@@ -1,29 +1,32 @@
 //! Published ports: a userland proxy in the spirit of `docker-proxy`.
 //!
-//! Each [`PublishedPort`] owns a listening socket on the host and relays
-//! every TCP connection, or every UDP client's datagrams, to the container.
-//! Dropping it, or [`PublishedPort::close`], stops listening and ends the
-//! connections it relays.
+//! Each [`PublishedPort`] owns a listening socket on the host and relays every TCP
+//! connection, or every UDP client's datagrams, to a [`ForwardTarget`]: the container's
+//! address in native mode, the guest agent for containers in microVMs. Dropping it, or
+//! [`PublishedPort::close`], stops listening and ends the connections it relays.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::NetworkError;
+use crate::forward_target::{ForwardTarget, SocketTarget, UdpFlow};
 use crate::types::{PortSpec, Protocol};
 
 /// How long a UDP flow lives without a reply from the container (as docker-proxy).
 const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Largest UDP datagram relayed.
 const UDP_BUFFER: usize = 65_535;
-/// How long to wait for the container to accept a relayed TCP connection.
-const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Datagrams queued for one flow while its far side is slow (or still opening); more are
+/// dropped, as a full socket buffer would.
+const UDP_QUEUE: usize = 256;
 
 /// Starts userland proxies for published ports.
 pub struct PortForwarder;
@@ -33,7 +36,7 @@ pub struct PortForwarder;
 pub struct PublishedPort {
     spec: PortSpec,
     host_addr: SocketAddr,
-    target: SocketAddr,
+    target: String,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -54,9 +57,9 @@ impl PublishedPort {
         self.host_addr.port()
     }
 
-    /// Where traffic goes.
-    pub fn target(&self) -> SocketAddr {
-        self.target
+    /// Where traffic goes, in words.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Stops listening, ends every relayed connection, and waits until the
@@ -76,15 +79,24 @@ impl Drop for PublishedPort {
 }
 
 impl PortForwarder {
-    /// Listens on `spec.host_ip:spec.host_port` and relays to `target`.
+    /// Listens on `spec.host_ip:spec.host_port` and relays to `target` directly.
     /// Must be called inside a tokio runtime.
     pub async fn publish(
         spec: PortSpec,
         target: SocketAddr,
     ) -> Result<PublishedPort, NetworkError> {
+        Self::publish_to(spec, Arc::new(SocketTarget(target))).await
+    }
+
+    /// Listens on `spec.host_ip:spec.host_port` and relays through `target`.
+    pub async fn publish_to(
+        spec: PortSpec,
+        target: Arc<dyn ForwardTarget>,
+    ) -> Result<PublishedPort, NetworkError> {
         let bind = SocketAddr::new(spec.host_ip, spec.host_port);
+        let described = target.describe();
         let context = |e: io::Error| {
-            NetworkError::io(format!("publish {bind}/{:?} -> {target}", spec.proto), e)
+            NetworkError::io(format!("publish {bind}/{:?} -> {described}", spec.proto), e)
         };
         let cancel = CancellationToken::new();
         let (host_addr, task) = match spec.proto {
@@ -101,24 +113,35 @@ impl PortForwarder {
                 (host_addr, task)
             }
         };
-        tracing::debug!(%host_addr, %target, proto = ?spec.proto, "published port");
+        tracing::debug!(%host_addr, target = %described, proto = ?spec.proto, "published port");
         Ok(PublishedPort {
             spec,
             host_addr,
-            target,
+            target: described,
             cancel,
             task: Some(task),
         })
     }
 }
 
-async fn serve_tcp(listener: TcpListener, target: SocketAddr, cancel: CancellationToken) {
+async fn serve_tcp(
+    listener: TcpListener,
+    target: Arc<dyn ForwardTarget>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    tokio::spawn(relay_tcp(client, target, cancel.child_token()));
+                    let _ = client.set_nodelay(true);
+                    let (target, cancel) = (target.clone(), cancel.child_token());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            () = target.relay_tcp(client) => {}
+                        }
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -130,44 +153,19 @@ async fn serve_tcp(listener: TcpListener, target: SocketAddr, cancel: Cancellati
     }
 }
 
-async fn relay_tcp(mut client: TcpStream, target: SocketAddr, cancel: CancellationToken) {
-    let connect = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(target));
-    let mut upstream = tokio::select! {
-        _ = cancel.cancelled() => return,
-        connected = connect => match connected {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(%target, error = %e, "connecting to container");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%target, "connecting to container timed out");
-                return;
-            }
-        },
-    };
-    let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = result {
-                tracing::debug!(%target, error = %e, "relaying TCP");
-            }
-        }
-    }
+type UdpFlows = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+fn flows_of(
+    flows: &UdpFlows,
+) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+    flows.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type UdpFlows = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
-
-fn unspecified_like(target: &SocketAddr) -> SocketAddr {
-    match target.ip() {
-        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-    }
-}
-
-async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddr, cancel: CancellationToken) {
+async fn serve_udp(
+    listener: Arc<UdpSocket>,
+    target: Arc<dyn ForwardTarget>,
+    cancel: CancellationToken,
+) {
     let flows: UdpFlows = Arc::default();
     let mut buffer = vec![0u8; UDP_BUFFER];
     loop {
@@ -181,71 +179,102 @@ async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddr, cancel: Cancell
                 }
             },
         };
-        let existing = flows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&client)
-            .cloned();
-        let upstream = match existing {
-            Some(upstream) => upstream,
-            None => match open_udp_flow(&listener, &flows, client, target, &cancel).await {
-                Ok(upstream) => upstream,
-                Err(e) => {
-                    tracing::debug!(%target, error = %e, "opening UDP flow");
-                    continue;
-                }
-            },
+        let datagram = buffer[..length].to_vec();
+        let existing = flows_of(&flows).get(&client).cloned();
+        let queue = match existing {
+            Some(queue) if !queue.is_closed() => queue,
+            _ => {
+                let (tx, rx) = mpsc::channel(UDP_QUEUE);
+                flows_of(&flows).insert(client, tx.clone());
+                let flow = Flow {
+                    listener: listener.clone(),
+                    client,
+                    flows: flows.clone(),
+                };
+                tokio::spawn(flow.run(target.clone(), rx, cancel.child_token()));
+                tx
+            }
         };
-        if let Err(e) = upstream.send(&buffer[..length]).await {
-            tracing::debug!(%target, error = %e, "sending UDP to container");
+        if queue.try_send(datagram).is_err() {
+            tracing::debug!(%client, "UDP flow queue full: datagram dropped");
         }
     }
 }
 
-/// A connected socket towards the container for one client, and a task that
-/// sends the container's replies back to that client until the flow idles.
-async fn open_udp_flow(
-    listener: &Arc<UdpSocket>,
-    flows: &UdpFlows,
+/// One UDP client's flow: its datagrams go to the container, the container's replies come
+/// back to it from the published port, until the container stays silent for
+/// [`UDP_IDLE_TIMEOUT`].
+struct Flow {
+    listener: Arc<UdpSocket>,
     client: SocketAddr,
-    target: SocketAddr,
-    cancel: &CancellationToken,
-) -> io::Result<Arc<UdpSocket>> {
-    let upstream = UdpSocket::bind(unspecified_like(&target)).await?;
-    upstream.connect(target).await?;
-    let upstream = Arc::new(upstream);
-    flows
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(client, upstream.clone());
-    let (listener, flows, reply_socket, cancel) = (
-        listener.clone(),
-        flows.clone(),
-        upstream.clone(),
-        cancel.clone(),
-    );
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; UDP_BUFFER];
-        loop {
-            let received = tokio::select! {
-                _ = cancel.cancelled() => break,
-                received = tokio::time::timeout(UDP_IDLE_TIMEOUT, reply_socket.recv(&mut buffer)) => received,
-            };
-            match received {
-                Ok(Ok(length)) => {
-                    if let Err(e) = listener.send_to(&buffer[..length], client).await {
-                        tracing::debug!(%client, error = %e, "sending UDP reply");
+    flows: UdpFlows,
+}
+
+impl Flow {
+    async fn run(
+        self,
+        target: Arc<dyn ForwardTarget>,
+        mut from_client: mpsc::Receiver<Vec<u8>>,
+        cancel: CancellationToken,
+    ) {
+        let client = self.client;
+        let opened = tokio::select! {
+            _ = cancel.cancelled() => return self.forget(from_client),
+            opened = target.open_udp() => opened,
+        };
+        let UdpFlow {
+            mut sender,
+            mut receiver,
+        } = match opened {
+            Ok(flow) => flow,
+            Err(e) => {
+                tracing::debug!(%client, target = %target.describe(), error = %e, "opening UDP flow");
+                return self.forget(from_client);
+            }
+        };
+        {
+            let queue = &mut from_client;
+            let outbound = async {
+                while let Some(datagram) = queue.recv().await {
+                    if let Err(e) = sender.send(&datagram).await {
+                        tracing::debug!(%client, error = %e, "sending UDP to the container");
+                        if e.kind() != io::ErrorKind::ConnectionRefused {
+                            return;
+                        }
                     }
                 }
-                // ECONNREFUSED from an ICMP port-unreachable: keep the flow.
-                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                Ok(Err(_)) | Err(_) => break,
+            };
+            let listener = self.listener.clone();
+            let inbound = async {
+                let mut buffer = vec![0u8; UDP_BUFFER];
+                loop {
+                    match tokio::time::timeout(UDP_IDLE_TIMEOUT, receiver.recv(&mut buffer)).await {
+                        Ok(Ok(Some(length))) => {
+                            if let Err(e) = listener.send_to(&buffer[..length], client).await {
+                                tracing::debug!(%client, error = %e, "sending UDP reply");
+                            }
+                        }
+                        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                        Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return,
+                    }
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                () = outbound => {}
+                () = inbound => {}
             }
         }
-        flows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&client);
-    });
-    Ok(upstream)
+        self.forget(from_client);
+    }
+
+    /// Takes this flow out of the table, unless a newer flow of the same client replaced
+    /// it: a later datagram opens a new one.
+    fn forget(self, queue: mpsc::Receiver<Vec<u8>>) {
+        drop(queue);
+        let mut flows = flows_of(&self.flows);
+        if flows.get(&self.client).is_some_and(|q| q.is_closed()) {
+            flows.remove(&self.client);
+        }
+    }
 }

@@ -182,7 +182,11 @@ impl Daemon {
             .arg(self.exec_root())
             .arg("--shim")
             .arg(self.bin.join("vmrun-shim"))
-            .env("VMRUN_LOG", "info")
+            // VMRUN_TEST_DAEMON_LOG: another level for the daemons of a test run.
+            .env(
+                "VMRUN_LOG",
+                std::env::var("VMRUN_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

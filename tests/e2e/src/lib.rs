@@ -21,8 +21,10 @@ pub mod daemon;
 pub mod env;
 pub mod http;
 pub mod image;
+pub mod netecho;
 pub mod reference;
 pub mod terminal;
+pub mod vm;
 
 pub use command::{run_with_timeout, CmdOutput};
 pub use daemon::{Daemon, DaemonOptions, GLOBAL_LOCK};

@@ -8,33 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon};
-
-/// Deadline of a command that boots a VM: TCG on a loaded host can be slow.
-const VM_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// `docker args...` with [`VM_COMMAND_TIMEOUT`].
-fn docker(d: &Daemon, args: &[&str]) -> CmdOutput {
-    run_with_timeout(d.docker_cmd(args), None, VM_COMMAND_TIMEOUT)
-}
-
-/// A daemon that runs VM containers, or `None` after reporting why not.
-fn vm_daemon() -> Option<Daemon> {
-    if !require_root() || !require_tool("docker") {
-        return None;
-    }
-    let d = Daemon::start();
-    let out = docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]);
-    if out.stderr.contains("is not available on this daemon") {
-        vmrun_test_skip::report(format_args!(
-            "VM isolation unavailable: {}",
-            out.stderr.trim()
-        ));
-        return None;
-    }
-    out.ok();
-    Some(d)
-}
+use vmrun_e2e::run_with_timeout;
+use vmrun_e2e::vm::{docker, isolation_daemon, VM_COMMAND_TIMEOUT};
 
 fn host_file(path: &str) -> String {
     std::fs::read_to_string(path)
@@ -45,7 +20,7 @@ fn host_file(path: &str) -> String {
 
 #[test]
 fn vm_run_output_exit_codes_and_its_own_kernel() {
-    let Some(d) = vm_daemon() else { return };
+    let Some(d) = isolation_daemon() else { return };
     let started = Instant::now();
     docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]).ok();
     eprintln!(
@@ -128,7 +103,7 @@ fn vm_run_output_exit_codes_and_its_own_kernel() {
 
 #[test]
 fn vm_layer_disks_keep_whiteouts_and_are_built_once_per_layer() {
-    let Some(d) = vm_daemon() else { return };
+    let Some(d) = isolation_daemon() else { return };
     // A second layer made natively: a deleted file, a deleted directory, a new file.
     docker(
         &d,
@@ -169,7 +144,7 @@ fn vm_layer_disks_keep_whiteouts_and_are_built_once_per_layer() {
 
 #[test]
 fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
-    let Some(d) = vm_daemon() else { return };
+    let Some(d) = isolation_daemon() else { return };
     docker(
         &d,
         &[
@@ -248,7 +223,7 @@ fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
 
 #[test]
 fn vm_containers_and_a_native_one_side_by_side() {
-    let Some(d) = vm_daemon() else { return };
+    let Some(d) = isolation_daemon() else { return };
     for name in ["va", "vb"] {
         docker(
             &d,
@@ -294,7 +269,7 @@ fn vm_containers_and_a_native_one_side_by_side() {
 
 #[test]
 fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
-    let Some(d) = vm_daemon() else { return };
+    let Some(d) = isolation_daemon() else { return };
     docker(
         &d,
         &[
@@ -333,7 +308,9 @@ fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
 
 #[test]
 fn a_daemon_that_dies_leaves_no_vm_and_finds_its_container_exited() {
-    let Some(mut d) = vm_daemon() else { return };
+    let Some(mut d) = isolation_daemon() else {
+        return;
+    };
     docker(
         &d,
         &[

@@ -7,36 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon};
-
-/// Deadline of a command that may boot the VM: TCG on a loaded host can be slow.
-const VM_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-/// The shared VM's flags in these tests (a small VM: TCG guests are slow to fill).
-const VM_MODE: [&str; 6] = ["--mode", "vm", "--vm-memory", "512", "--vm-disk-size", "4"];
-
-fn docker(d: &Daemon, args: &[&str]) -> CmdOutput {
-    run_with_timeout(d.docker_cmd(args), None, VM_COMMAND_TIMEOUT)
-}
-
-fn vmrun(d: &Daemon, args: &[&str]) -> CmdOutput {
-    run_with_timeout(d.vmrun_cmd(args), None, VM_COMMAND_TIMEOUT)
-}
-
-/// A daemon in VM mode, or `None` after reporting why there is none.
-fn shared_daemon() -> Option<Daemon> {
-    if !require_root() || !require_tool("docker") {
-        return None;
-    }
-    // Ask a native-mode daemon first: a `--mode vm` daemon without a VM will not start.
-    let mut d = Daemon::start();
-    let status = vmrun(&d, &["vm", "status"]);
-    if !status.success() {
-        vmrun_test_skip::report(format_args!("no shared VM: {}", status.stderr.trim()));
-        return None;
-    }
-    d.restart_with(&VM_MODE);
-    Some(d)
-}
+use vmrun_e2e::vm::{docker, shared_vm_daemon, vmrun, VM_COMMAND_TIMEOUT};
+use vmrun_e2e::{require_tool, run_with_timeout, Daemon};
 
 fn status(d: &Daemon) -> serde_json::Value {
     let out = vmrun(d, &["vm", "status", "--json"]);
@@ -61,7 +33,7 @@ fn layer_copies(d: &Daemon) -> usize {
 
 #[test]
 fn shared_vm_runs_containers_in_one_guest_and_keeps_their_files_across_restarts() {
-    let Some(d) = shared_daemon() else { return };
+    let Some(d) = shared_vm_daemon() else { return };
     assert_eq!(status(&d)["State"], "stopped", "it boots on demand");
     let started = Instant::now();
     let out = docker(&d, &["run", "--rm", "busybox", "echo", "hi"]);
@@ -143,7 +115,7 @@ fn shared_vm_runs_containers_in_one_guest_and_keeps_their_files_across_restarts(
 
 #[test]
 fn shared_vm_detached_logs_exec_stop_start_rm() {
-    let Some(d) = shared_daemon() else { return };
+    let Some(d) = shared_vm_daemon() else { return };
     docker(
         &d,
         &[
@@ -194,7 +166,9 @@ fn shared_vm_detached_logs_exec_stop_start_rm() {
 
 #[test]
 fn a_restarted_daemon_finds_shared_vm_containers_and_their_files() {
-    let Some(mut d) = shared_daemon() else { return };
+    let Some(mut d) = shared_vm_daemon() else {
+        return;
+    };
     docker(
         &d,
         &[
@@ -249,7 +223,7 @@ fn a_restarted_daemon_finds_shared_vm_containers_and_their_files() {
 
 #[test]
 fn shared_vm_faults_oom_garbage_and_a_dead_vm() {
-    let Some(d) = shared_daemon() else { return };
+    let Some(d) = shared_vm_daemon() else { return };
     // OOM inside the VM: the container's cgroup limit, not the VM's memory.
     let oom = docker(
         &d,
@@ -335,7 +309,7 @@ fn shared_vm_exec_it_gets_a_pty_of_the_clients_size() {
     if !require_tool("script") {
         return;
     }
-    let Some(d) = shared_daemon() else { return };
+    let Some(d) = shared_vm_daemon() else { return };
     docker(
         &d,
         &["run", "-d", "--name", "term", "busybox", "sleep", "300"],
@@ -358,7 +332,7 @@ fn shared_vm_exec_it_gets_a_pty_of_the_clients_size() {
 
 #[test]
 fn shared_vm_named_volumes_live_on_its_data_disk() {
-    let Some(d) = shared_daemon() else { return };
+    let Some(d) = shared_vm_daemon() else { return };
     docker(
         &d,
         &[

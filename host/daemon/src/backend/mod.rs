@@ -12,6 +12,7 @@
 mod container;
 mod exec;
 mod native;
+mod ports;
 mod registry;
 mod vm;
 

@@ -2,7 +2,6 @@
 //! `vmrun-shim` per process, networked by the network manager.
 
 mod files;
-mod ports;
 mod shim_client;
 pub mod spec;
 
@@ -11,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use vmrun_network::{AttachRequest, NetworkManager, PublishedPort};
+use vmrun_network::{AttachRequest, Endpoint, NetworkManager, PublishedPort, SocketTarget};
+
+use super::ports;
 use vmrun_shim::{OverlayRootfs, ShimConfig, ShimMode};
 
 use super::{
@@ -142,6 +143,24 @@ fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<NetworkEndpoint> {
     })
 }
 
+/// Publishes `c`'s ports towards its address on its bridge (none on the host network or
+/// without a network: nothing to reach).
+async fn publish_ports(
+    c: &ContainerSpec,
+    endpoint: Option<&Endpoint>,
+) -> Result<(ports::Listeners, Vec<super::PublishedPort>), BackendError> {
+    let Some(ip) = endpoint.and_then(|e| e.ip) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    ports::publish(c, |b| {
+        Arc::new(SocketTarget(std::net::SocketAddr::new(
+            ip.into(),
+            b.container_port,
+        )))
+    })
+    .await
+}
+
 #[async_trait]
 impl ContainerBackend for NativeBackend {
     async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
@@ -155,7 +174,7 @@ impl ContainerBackend for NativeBackend {
             self.attach_network(c, &paths).await?
         };
         let netns = endpoint.as_ref().and_then(|e| e.netns_path.clone());
-        let (published, ports) = match ports::publish(c, endpoint.as_ref()).await {
+        let (published, ports) = match publish_ports(c, endpoint.as_ref()).await {
             Ok(p) => p,
             Err(e) => {
                 if endpoint.is_some() {
@@ -233,7 +252,7 @@ impl ContainerBackend for NativeBackend {
         let paths = self.paths(&c.id);
         if tokio::net::UnixStream::connect(&paths.socket).await.is_ok() {
             let endpoint = self.network.endpoint(&c.id);
-            match ports::publish(c, endpoint.as_ref()).await {
+            match publish_ports(c, endpoint.as_ref()).await {
                 Ok((published, _)) => {
                     if let Ok(mut map) = self.published.lock() {
                         map.insert(c.id.clone(), published);

@@ -12,16 +12,18 @@ use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
 use super::machine::Machine;
 use super::process::VmProcess;
 use super::spec;
+use crate::backend::ports::{self, Listeners};
 use crate::backend::{
-    BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, ResourceStats,
-    TopProcess,
+    BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, PublishedPort,
+    ResourceStats, TopProcess,
 };
 
-/// A running container: its VM and the runtime spec it was created with (execs start
-/// from it).
+/// A running container: its VM, the runtime spec it was created with (execs start
+/// from it) and the listeners of its published ports.
 struct Running {
     machine: Arc<Machine>,
     spec: Spec,
+    ports: Listeners,
 }
 
 /// The containers of one backend that run, by id.
@@ -31,16 +33,32 @@ pub struct GuestContainers {
 }
 
 impl GuestContainers {
-    /// Records that `id` runs in `machine`; returns the VM of its previous run, if any.
-    pub fn insert(&self, id: &str, machine: Arc<Machine>, spec: Spec) -> Option<Arc<Machine>> {
+    /// Records that `id` runs in `machine` with its ports published on `ports`; returns
+    /// the VM of its previous run, if any.
+    pub fn insert(
+        &self,
+        id: &str,
+        machine: Arc<Machine>,
+        spec: Spec,
+        ports: Listeners,
+    ) -> Option<Arc<Machine>> {
         self.lock()
-            .insert(id.to_string(), Running { machine, spec })
+            .insert(
+                id.to_string(),
+                Running {
+                    machine,
+                    spec,
+                    ports,
+                },
+            )
             .map(|r| r.machine)
     }
 
-    /// Forgets `id`; returns its VM.
-    pub fn remove(&self, id: &str) -> Option<Arc<Machine>> {
-        self.lock().remove(id).map(|r| r.machine)
+    /// Forgets `id` and closes its published ports; returns its VM.
+    pub async fn remove(&self, id: &str) -> Option<Arc<Machine>> {
+        let running = self.lock().remove(id)?;
+        ports::close(running.ports).await;
+        Some(running.machine)
     }
 
     /// How many containers run in `machine`.
@@ -137,13 +155,14 @@ impl GuestContainers {
     }
 }
 
-/// What `create` hands the engine for container `id` running in `machine`.
-pub fn created(machine: Arc<Machine>, id: &str) -> CreatedContainer {
+/// What `create` hands the engine for container `id` running in `machine` with its
+/// ports published as `ports`.
+pub fn created(machine: Arc<Machine>, id: &str, ports: Vec<PublishedPort>) -> CreatedContainer {
     CreatedContainer {
         monitor_pid: i32::try_from(machine.pid()).unwrap_or(0),
         process: Arc::new(VmProcess::new(machine, id.to_string())),
         endpoint: None,
-        ports: Vec::new(),
+        ports,
     }
 }
 

@@ -12,7 +12,8 @@
 //! fresh one. Monitors die with the daemon (`PR_SET_PDEATHSIG`), so after a daemon
 //! restart a VM container is found exited.
 //!
-//! Not yet: networking (the container has loopback only), published ports, binds and
+//! Published ports listen on the host and reach the container through the agent
+//! ([`ports`]). Not yet: networking (the container has loopback only), binds and
 //! volumes, `commit` of the writable layer.
 
 mod assets;
@@ -20,6 +21,7 @@ mod clock;
 mod guest;
 mod layers;
 mod machine;
+mod ports;
 mod process;
 mod shared;
 mod shared_backend;
@@ -270,16 +272,23 @@ impl ContainerBackend for VmContainerBackend {
             machine.shutdown().await;
             return Err(e);
         }
+        let (listeners, ports) = match ports::publish(&machine, c).await {
+            Ok(p) => p,
+            Err(e) => {
+                machine.shutdown().await;
+                return Err(e);
+            }
+        };
         tracing::info!(
             container = c.short_id(),
             backend = machine.backend(),
             pid = machine.pid(),
             "container VM ready"
         );
-        if let Some(old) = self.running.insert(&c.id, machine.clone(), oci) {
+        if let Some(old) = self.running.insert(&c.id, machine.clone(), oci, listeners) {
             old.shutdown().await;
         }
-        Ok(guest::created(machine, &c.id))
+        Ok(guest::created(machine, &c.id, ports))
     }
 
     async fn create_exec(
@@ -298,7 +307,7 @@ impl ContainerBackend for VmContainerBackend {
     }
 
     async fn release(&self, c: &ContainerSpec) {
-        let Some(machine) = self.running.remove(&c.id) else {
+        let Some(machine) = self.running.remove(&c.id).await else {
             return;
         };
         // The exit is recorded once the log is complete; the guest's shutdown (a clean

@@ -9,7 +9,7 @@ use vmrun_agent_protocol::DATA_DIR;
 
 use super::guest::{self, GuestContainers};
 use super::shared::{SharedVm, SharedVmStatus};
-use super::spec;
+use super::{ports, spec};
 use crate::backend::{
     BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
     GraphDriver, MountSpec, ProcessHandle, Reconnected, ResourceStats, TopProcess,
@@ -127,8 +127,20 @@ impl ContainerBackend for SharedVmBackend {
             pid = machine.pid(),
             "container created in the shared VM"
         );
-        self.running.insert(&c.id, machine.clone(), oci);
-        Ok(guest::created(machine, &c.id))
+        let (listeners, ports) = match ports::publish(&machine, c).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = machine
+                    .call(
+                        "forgetting the container",
+                        machine.agent().delete(&c.id, true),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
+        self.running.insert(&c.id, machine.clone(), oci, listeners);
+        Ok(guest::created(machine, &c.id, ports))
     }
 
     async fn create_exec(
@@ -148,7 +160,7 @@ impl ContainerBackend for SharedVmBackend {
     }
 
     async fn release(&self, c: &ContainerSpec) {
-        let Some(machine) = self.running.remove(&c.id) else {
+        let Some(machine) = self.running.remove(&c.id).await else {
             return;
         };
         machine.drain_log(&c.id).await;

@@ -1,7 +1,8 @@
 //! The OCI spec of a container in a microVM: the native backend's spec (command,
 //! environment, capabilities, seccomp, limits), less what names the host. The agent
 //! replaces `root.path`; the container gets a network namespace of its own with loopback
-//! only (networking across the VM boundary is a later issue); host binds are refused.
+//! only (published ports reach it through the agent; other networking across the VM
+//! boundary is a later issue); host binds are refused.
 
 use std::path::{Path, PathBuf};
 
@@ -15,16 +16,6 @@ pub fn check_supported(c: &ContainerSpec) -> Result<(), BackendError> {
     if !c.mounts.is_empty() {
         return Err(BackendError::BadRequest(
             "bind mounts and volumes are not supported for containers in microVMs yet (--isolation vm)"
-                .into(),
-        ));
-    }
-    check_ports(c)
-}
-
-fn check_ports(c: &ContainerSpec) -> Result<(), BackendError> {
-    if !c.ports.is_empty() {
-        return Err(BackendError::BadRequest(
-            "published ports are not supported for containers in microVMs yet (--isolation vm)"
                 .into(),
         ));
     }
@@ -43,7 +34,6 @@ pub fn container_spec_with_mounts(
     c: &ContainerSpec,
     guest_mounts: &[crate::backend::MountSpec],
 ) -> Result<Spec, BackendError> {
-    check_ports(c)?;
     let mut without = c.clone();
     without.mounts.clear();
     let mut spec = guest_spec(&without)?;
@@ -149,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn binds_and_ports_are_refused_clearly() {
+    fn binds_are_refused_clearly() {
         let mut c = container();
         c.mounts.push(MountSpec {
             source: "/tmp".into(),

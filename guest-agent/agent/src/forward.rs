@@ -1,0 +1,154 @@
+//! Published ports' connections ([`StreamTarget::Forward`]): the agent opens a socket
+//! inside the container's network namespace, towards its loopback, and relays the host's
+//! framed connection to it ([`vmrun_agent_protocol::forward`]).
+//!
+//! The socket is made on a short-lived thread that has joined the container's network
+//! namespace (`setns` changes only the calling thread's namespace, and the agent's runtime
+//! thread must stay in the guest's); once made, a socket keeps its namespace wherever it
+//! is used, so the relay runs on the agent's runtime like any other stream.
+//!
+//! [`StreamTarget::Forward`]: vmrun_agent_protocol::StreamTarget::Forward
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use vmrun_agent_protocol::forward::{self, Ending, MAX_CHUNK};
+use vmrun_agent_protocol::{AgentError, ErrorKind, ForwardProtocol};
+
+/// How long connecting to the container's port may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A socket made inside a container's network namespace, ready for the relay.
+pub enum Upstream {
+    /// Connected to the container's TCP port.
+    Tcp(tokio::net::TcpStream),
+    /// Connected to the container's UDP port.
+    Udp(tokio::net::UdpSocket),
+}
+
+/// Connects to `port` in the network namespace of process `pid`.
+pub async fn open(pid: i32, port: u16, protocol: ForwardProtocol) -> Result<Upstream, AgentError> {
+    let made = crate::netns::in_netns(pid, move || match protocol {
+        ForwardProtocol::Tcp => connect_tcp(port).map(StdUpstream::Tcp),
+        ForwardProtocol::Udp => connect_udp(port).map(StdUpstream::Udp),
+    })
+    .await
+    .map_err(|e| {
+        let kind = match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ErrorKind::NotFound,
+            _ => ErrorKind::Internal,
+        };
+        AgentError::new(
+            kind,
+            format!("connecting to port {port} in the container: {e}"),
+        )
+    })?;
+    let tokio_err = |e: io::Error| AgentError::new(ErrorKind::Internal, e.to_string());
+    match made {
+        StdUpstream::Tcp(s) => {
+            s.set_nonblocking(true).map_err(tokio_err)?;
+            let _ = s.set_nodelay(true);
+            Ok(Upstream::Tcp(
+                tokio::net::TcpStream::from_std(s).map_err(tokio_err)?,
+            ))
+        }
+        StdUpstream::Udp(s) => {
+            s.set_nonblocking(true).map_err(tokio_err)?;
+            Ok(Upstream::Udp(
+                tokio::net::UdpSocket::from_std(s).map_err(tokio_err)?,
+            ))
+        }
+    }
+}
+
+/// Relays the host's connection `host` to `upstream` until either ends.
+pub async fn relay<S>(host: &mut S, upstream: Upstream)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match upstream {
+        Upstream::Tcp(mut tcp) => {
+            let ending = {
+                let (mut tcp_rd, mut tcp_wr) = tcp.split();
+                let (mut host_rd, mut host_wr) = tokio::io::split(&mut *host);
+                forward::relay(&mut tcp_rd, &mut tcp_wr, &mut host_rd, &mut host_wr).await
+            };
+            if ending == Ending::Reset {
+                // Dropped with a zero linger: the container sees a reset, as it would
+                // had the client's connection reached it directly.
+                let _ = tcp.set_zero_linger();
+            } else {
+                let _ = host.shutdown().await;
+            }
+        }
+        Upstream::Udp(udp) => relay_udp(host, &udp).await,
+    }
+}
+
+/// Datagrams both ways until the host closes the flow.
+async fn relay_udp<S>(host: &mut S, udp: &tokio::net::UdpSocket)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut host_rd, mut host_wr) = tokio::io::split(host);
+    let to_container = async {
+        let mut buf = vec![0u8; MAX_CHUNK];
+        while let Ok(Some(n)) = forward::read_datagram(&mut host_rd, &mut buf).await {
+            if let Err(e) = udp.send(&buf[..n]).await {
+                tracing::debug!("forwarding a datagram into the container: {e}");
+            }
+        }
+    };
+    let to_host = async {
+        let mut buf = vec![0u8; MAX_CHUNK];
+        loop {
+            match udp.recv(&mut buf).await {
+                Ok(n) => {
+                    if forward::write_datagram(&mut host_wr, &buf[..n])
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                // An ICMP port-unreachable for an earlier datagram: the flow goes on.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => {
+                    tracing::debug!("receiving from the container: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = to_container => {}
+        () = to_host => {}
+    }
+}
+
+enum StdUpstream {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// The container's port on its IPv4 loopback, else on its IPv6 one (a server that
+/// listens only on `::1`).
+fn connect_tcp(port: u16) -> io::Result<TcpStream> {
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    match TcpStream::connect_timeout(&v4, CONNECT_TIMEOUT) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            // Where IPv6 is off, the IPv4 refusal is the answer.
+            TcpStream::connect_timeout(&v6, CONNECT_TIMEOUT).map_err(|_| e)
+        }
+        other => other,
+    }
+}
+
+fn connect_udp(port: u16) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    s.connect((Ipv4Addr::LOCALHOST, port))?;
+    Ok(s)
+}

@@ -1,0 +1,58 @@
+//! Daemons whose containers run in microVMs, for the VM tests: one that runs per-container
+//! VMs (`--isolation vm`) and one in shared-VM mode (`--mode vm`), each `None` after
+//! reporting, as a visible skip, why this host cannot run it; and commands with a deadline
+//! long enough for a VM to boot under TCG on a loaded host.
+
+use std::time::Duration;
+
+use crate::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon};
+
+/// Deadline of a command that may boot a VM.
+pub const VM_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The shared VM's flags in tests (a small VM: TCG guests are slow to fill).
+pub const SHARED_VM_MODE: [&str; 6] = ["--mode", "vm", "--vm-memory", "512", "--vm-disk-size", "4"];
+
+/// `docker args...` with [`VM_COMMAND_TIMEOUT`].
+pub fn docker(d: &Daemon, args: &[&str]) -> CmdOutput {
+    run_with_timeout(d.docker_cmd(args), None, VM_COMMAND_TIMEOUT)
+}
+
+/// `vmrun args...` with [`VM_COMMAND_TIMEOUT`].
+pub fn vmrun(d: &Daemon, args: &[&str]) -> CmdOutput {
+    run_with_timeout(d.vmrun_cmd(args), None, VM_COMMAND_TIMEOUT)
+}
+
+/// A native-mode daemon that can also run containers in their own VMs, or `None`.
+pub fn isolation_daemon() -> Option<Daemon> {
+    if !require_root() || !require_tool("docker") {
+        return None;
+    }
+    let d = Daemon::start();
+    let out = docker(&d, &["run", "--rm", "--isolation", "vm", "busybox", "true"]);
+    if out.stderr.contains("is not available on this daemon") {
+        vmrun_test_skip::report(format_args!(
+            "VM isolation unavailable: {}",
+            out.stderr.trim()
+        ));
+        return None;
+    }
+    out.ok();
+    Some(d)
+}
+
+/// A daemon in shared-VM mode ([`SHARED_VM_MODE`]), or `None`.
+pub fn shared_vm_daemon() -> Option<Daemon> {
+    if !require_root() || !require_tool("docker") {
+        return None;
+    }
+    // Ask a native-mode daemon first: a `--mode vm` daemon without a VM will not start.
+    let mut d = Daemon::start();
+    let status = vmrun(&d, &["vm", "status"]);
+    if !status.success() {
+        vmrun_test_skip::report(format_args!("no shared VM: {}", status.stderr.trim()));
+        return None;
+    }
+    d.restart_with(&SHARED_VM_MODE);
+    Some(d)
+}
