@@ -4,8 +4,8 @@
 //! vmrun-vmm, mkfs.ext4, the guest kernel, the agent initramfs and the busybox image.
 //!
 //! Through the vmrun CLI (the docker CLI is not carried into the nested host): `run --rm`
-//! with an exit code and output, `-d` + `logs` + `exec` + `rm`, in a microVM of its own and
-//! in the shared VM.
+//! with an exit code and output, `-d` + `logs` + `exec` + a published port + `rm`, in a
+//! microVM of its own and in the shared VM.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +18,19 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn vmrun(d: &Daemon, args: &[&str]) -> CmdOutput {
     run_with_timeout(d.vmrun_cmd(args), None, COMMAND_TIMEOUT)
+}
+
+/// Sends `payload` to `addr`, half-closes and reads the answer to the end; `None` while
+/// the server is not answering yet (the connection is reset or the answer is empty).
+fn echo_over(addr: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(COMMAND_TIMEOUT)).ok()?;
+    s.write_all(payload).ok()?;
+    s.shutdown(std::net::Shutdown::Write).ok()?;
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).ok()?;
+    (!back.is_empty()).then_some(back)
 }
 
 fn inputs() -> Result<NestedInputs, Skip> {
@@ -117,10 +130,12 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
                 "vm",
                 "--name",
                 "svc",
+                "-p",
+                "127.0.0.1:18080:8080",
                 "busybox",
                 "sh",
                 "-c",
-                "echo started; sleep 300",
+                "echo started; exec nc -ll -p 8080 -e cat",
             ],
         )
         .ok();
@@ -132,7 +147,16 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
         let exec = vmrun(&d, &["exec", "svc", "sh", "-c", "echo inside; exit 4"]);
         exec.code_is(4);
         assert_eq!(exec.stdout, "inside\n", "{exec}");
+        // A published port: the host's listener relays over vsock into the container.
+        let echoed = vmrun_e2e::wait_for(Duration::from_secs(60), "the echo server", || {
+            echo_over("127.0.0.1:18080", b"through our VMM's vsock")
+        });
+        assert_eq!(echoed, b"through our VMM's vsock");
         vmrun(&d, &["rm", "-f", "svc"]).ok();
+        assert!(
+            std::net::TcpListener::bind("127.0.0.1:18080").is_ok(),
+            "the port is free once the container is gone"
+        );
 
         // The shared VM through our VMM too: a layer copied in and loop-mounted.
         let out = vmrun(
