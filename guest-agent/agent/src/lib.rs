@@ -25,7 +25,7 @@
 //! and data disks), [`procs`] (the process table), [`bundle`] (the OCI bundle), [`spawn`] (running a shim),
 //! [`shim_client`], [`streams`]
 //! (attach and log streams), [`forward`] (published ports' connections), [`netns`] (containers' network
-//! namespaces), [`inspect`] (stats, top, logs), [`server`] (connections).
+//! namespaces), [`listeners`] (ports containers listen on), [`inspect`] (stats, top, logs), [`server`] (connections).
 
 pub mod bundle;
 pub mod clock;
@@ -33,6 +33,7 @@ pub mod data_files;
 pub mod forward;
 pub mod init;
 pub mod inspect;
+pub mod listeners;
 pub mod loop_device;
 pub mod mounts;
 pub mod netns;

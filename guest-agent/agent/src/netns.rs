@@ -26,7 +26,7 @@ where
 }
 
 /// Moves the calling thread into process `pid`'s network namespace.
-fn join_netns(pid: i32) -> io::Result<()> {
+pub fn join_netns(pid: i32) -> io::Result<()> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }

@@ -307,6 +307,22 @@ where
                 }
             }
         }
+        StreamTarget::Listeners { id: cid } => {
+            let found = agent
+                .procs
+                .container_pid(&cid)
+                .and_then(|pid| Ok((pid, agent.procs.container(&cid)?)));
+            match found {
+                Ok((pid, entry)) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::listeners::watch(&mut stream, pid, entry).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
         StreamTarget::Logs { id: cid, follow } => {
             let found = agent.procs.container(&cid).and_then(|e| {
                 let path = crate::inspect::log_path(&e)?.to_owned();

@@ -38,7 +38,8 @@
 //! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
 //! `make_data_dir`,
 //! `open_stream` (attach, logs, put_file: a file stored on the data disk, forward: a
-//! published port's connection into a container, see [`forward`]).
+//! published port's connection into a container, see [`forward`]; listeners: the ports a
+//! container listens on, as they change).
 //!
 //! ```text
 //! → [len]{"version":3,"client":"vmrund","host_time_unix_nanos":1764855000000000000}

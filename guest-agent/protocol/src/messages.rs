@@ -286,6 +286,14 @@ pub enum StreamTarget {
         /// TCP or UDP.
         protocol: ForwardProtocol,
     },
+    /// The TCP ports container `id` listens on (any address, IPv4 or IPv6), as they
+    /// change: one JSON line now, `{"tcp":[80,8080]}`, and one more each time the set
+    /// changes (`{"error":"..."}` if watching fails), until the container exits. The host
+    /// forwards them (automatic port forwarding, `-P` on a VM container).
+    Listeners {
+        /// Container id.
+        id: String,
+    },
     /// The container's json-file log lines as stored (one JSON object per line, with
     /// timestamps); with `follow`, new lines as they come until the container has exited.
     Logs {

@@ -33,6 +33,9 @@ pub struct DaemonConfig {
     pub mode: DaemonMode,
     /// Size of the shared VM (`--vm-cpus`, `--vm-memory`, `--vm-disk-size`).
     pub shared_vm: SharedVmSize,
+    /// Forward every TCP port a container in a VM listens on to the same port on the
+    /// host's `127.0.0.1` as it appears (`--auto-forward`; per container: `-P`).
+    pub auto_forward: bool,
 }
 
 /// Where a daemon runs containers that do not ask for an isolation.
@@ -94,6 +97,7 @@ impl DaemonConfig {
             vm_initrd: None,
             mode: DaemonMode::default(),
             shared_vm: SharedVmSize::default(),
+            auto_forward: false,
         }
     }
 

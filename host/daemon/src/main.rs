@@ -69,6 +69,10 @@ struct Args {
     /// Size of the shared VM's data disk (a sparse file), in GiB.
     #[arg(long = "vm-disk-size", default_value_t = 64, value_name = "GIB")]
     vm_disk_size: u32,
+    /// Forward every TCP port a container in a VM listens on to the same port on the
+    /// host's 127.0.0.1, as it appears and until it closes (per container: `run -P`).
+    #[arg(long = "auto-forward")]
+    auto_forward: bool,
     /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
     #[arg(long = "vmm", value_name = "PATH")]
     vmm: Option<PathBuf>,
@@ -131,6 +135,7 @@ fn main() -> anyhow::Result<()> {
     config.vmm_binary = args.vmm;
     config.vm_kernel = args.vm_kernel;
     config.vm_initrd = args.vm_initrd;
+    config.auto_forward = args.auto_forward;
     config.mode = args
         .mode
         .parse()

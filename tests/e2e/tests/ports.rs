@@ -272,3 +272,100 @@ fn microvm_published_ports() {
     let Some(d) = isolation_daemon() else { return };
     check_published_ports(&d, &["--isolation", "vm"], 64);
 }
+
+#[test]
+fn publish_all_publishes_exposed_ports_on_any_free_port() {
+    if !require_root() || !require_tool("docker") {
+        return;
+    }
+    let d = Daemon::start();
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "exposer",
+            "--expose",
+            "7000",
+            "--expose",
+            "7001/udp",
+            "-P",
+            "-p",
+            "127.0.0.1::7002",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
+    .ok();
+    let tcp = host_addr(&d, "exposer", "7000/tcp", false);
+    assert!(tcp.ip().is_unspecified() && tcp.port() != 0, "{tcp}");
+    let udp = host_addr(&d, "exposer", "7001/udp", false);
+    assert!(udp.port() != 0, "{udp}");
+    // An explicit binding keeps its address.
+    let explicit = host_addr(&d, "exposer", "7002/tcp", false);
+    assert_eq!(explicit.ip().to_string(), "127.0.0.1");
+    let info = d.inspect("exposer");
+    assert_eq!(info["HostConfig"]["PublishAllPorts"], true, "{info}");
+    docker(&d, &["rm", "-f", "exposer"]).ok();
+
+    // The same through the vmrun CLI.
+    d.vmrun(&[
+        "run", "-d", "--name", "exposer2", "--expose", "7003/udp", "-P", "busybox", "sleep", "300",
+    ])
+    .ok();
+    let tcp = host_addr(&d, "exposer2", "7003/udp", false);
+    assert!(tcp.port() != 0, "{tcp}");
+    let bad = d.vmrun(&["run", "--expose", "http", "busybox", "true"]);
+    assert!(!bad.success() && bad.stderr.contains("--expose"), "{bad}");
+    docker(&d, &["rm", "-f", "exposer2"]).ok();
+}
+
+/// A port nobody on this host listens on now.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn shared_vm_forwards_listeners_as_they_come_and_go() {
+    let Some(d) = shared_vm_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run", "-d", "--name", "auto", "-P", "busybox", "sleep", "600",
+        ],
+    )
+    .ok();
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listen = format!("exec nc -ll -p {port} -e cat");
+    docker(&d, &["exec", "-d", "auto", "sh", "-c", &listen]).ok();
+    let started = Instant::now();
+    let echoed = wait_for(IO_TIMEOUT, "the new listener to be forwarded", || {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+        let mut w = s.try_clone().ok()?;
+        w.write_all(b"auto").ok()?;
+        w.shutdown(Shutdown::Write).ok()?;
+        let mut back = Vec::new();
+        (&s).read_to_end(&mut back).ok()?;
+        (!back.is_empty()).then_some(back)
+    });
+    assert_eq!(echoed, b"auto");
+    eprintln!(
+        "listener forwarded {:?} after `docker exec -d` returned",
+        started.elapsed()
+    );
+    docker(&d, &["exec", "auto", "pkill", "-f", "nc -ll"]).ok();
+    let started = Instant::now();
+    wait_for(IO_TIMEOUT, "the forward to stop", || {
+        TcpListener::bind(addr).ok().map(drop)
+    });
+    eprintln!(
+        "forward gone {:?} after the server was killed",
+        started.elapsed()
+    );
+    docker(&d, &["rm", "-f", "auto"]).ok();
+}

@@ -68,6 +68,18 @@ pub fn parse_port_spec(raw: &str) -> Result<Vec<PortMapping>, String> {
     Ok(out)
 }
 
+/// Parses one `--expose` value (`80`, `80/udp`, `8000-8002/tcp`) into `ExposedPorts` keys.
+pub fn parse_expose(raw: &str) -> Result<Vec<String>, String> {
+    let (proto, port) = split_proto_port(raw);
+    let proto = proto.to_ascii_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    let (start, end) =
+        parse_port_range(&port).map_err(|_| format!("invalid range format for --expose: {raw}"))?;
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
 /// `ExposedPorts` keys (in order) and the bindings of each.
 pub type Published = (Vec<String>, BTreeMap<String, Vec<PortMapping>>);
 
@@ -222,6 +234,20 @@ mod tests {
             Err("no port specified: 8080:<empty>".to_string())
         );
         assert!(parse_port_spec("90-80").is_err());
+    }
+
+    #[test]
+    fn expose_takes_ports_ranges_and_protocols() {
+        assert_eq!(parse_expose("80").unwrap(), vec!["80/tcp"]);
+        assert_eq!(parse_expose("53/UDP").unwrap(), vec!["53/udp"]);
+        assert_eq!(
+            parse_expose("8000-8002").unwrap(),
+            vec!["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert!(parse_expose("http").unwrap_err().contains("--expose"));
+        assert!(parse_expose("80/icmp")
+            .unwrap_err()
+            .contains("invalid proto"));
     }
 
     #[test]

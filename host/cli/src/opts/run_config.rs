@@ -9,7 +9,7 @@ use bollard::models::{
 };
 
 use super::env::{parse_env, parse_env_file_text, parse_labels};
-use super::ports::parse_publish;
+use super::ports::{parse_expose, parse_publish};
 use super::size::{parse_nano_cpus, parse_ram_in_bytes};
 use super::volumes::{parse_volume, VolumeSpec};
 use super::OptError;
@@ -44,6 +44,13 @@ pub struct ContainerFlags {
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports (in a VM, also every port a process in
+    /// the container listens on, forwarded as it appears)
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long = "expose", value_name = "PORT[/PROTO]")]
+    pub expose: Vec<String>,
     /// Memory limit (e.g. 512m, 1g)
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
@@ -209,8 +216,15 @@ pub fn build_create_request(
         env.push(parse_env(value, lookup).map_err(|e| OptError::new("-e, --env", value, e))?);
     }
 
-    let (exposed, bindings) = parse_publish(&flags.publish)
+    let (mut exposed, bindings) = parse_publish(&flags.publish)
         .map_err(|(spec, e)| OptError::new("-p, --publish", &spec, e))?;
+    for spec in &flags.expose {
+        for port in parse_expose(spec).map_err(|e| OptError::new("--expose", spec, e))? {
+            if !exposed.contains(&port) {
+                exposed.push(port);
+            }
+        }
+    }
     let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = bindings
         .into_iter()
         .map(|(port, maps)| {
@@ -285,6 +299,7 @@ pub fn build_create_request(
         runtime,
         binds: (!binds.is_empty()).then_some(binds),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        publish_all_ports: flags.publish_all.then_some(true),
         memory,
         nano_cpus,
         pids_limit: flags.pids_limit,

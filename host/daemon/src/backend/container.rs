@@ -27,6 +27,9 @@ pub struct ContainerSpec {
     pub network: NetworkSpec,
     /// Ports to publish on the host.
     pub ports: Vec<PortBinding>,
+    /// `-P`: every exposed port is in [`Self::ports`] already; a container in a VM also
+    /// has every port it listens on forwarded as it appears.
+    pub publish_all: bool,
     /// Binds and volumes (host paths).
     pub mounts: Vec<MountSpec>,
     /// Resource limits.

@@ -113,6 +113,19 @@ impl Engine {
         if config.labels.is_none() {
             config.labels = image_config.labels().clone();
         }
+        // The image's EXPOSE joins the container's (`-P` publishes them all).
+        let mut exposed = config.exposed_ports.clone().unwrap_or_default();
+        for port in image_config.exposed_ports().clone().unwrap_or_default() {
+            if !exposed.contains(&port) {
+                exposed.push(port);
+            }
+        }
+        for key in &exposed {
+            super::parse_port_key(key)?;
+        }
+        if !exposed.is_empty() {
+            config.exposed_ports = Some(exposed);
+        }
         config.image = Some(image_ref.clone());
 
         let (network_mode, aliases) = self.network_choice(&body, &host_config)?;

@@ -1,6 +1,7 @@
 //! From the saved record to what a backend is told ([`ContainerSpec`]), and from what a
 //! backend reports back to the saved record.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::EngineError;
@@ -39,10 +40,12 @@ pub fn hostname(rec: &ContainerRecord) -> String {
         .unwrap_or_else(|| rec.short_id().to_string())
 }
 
-fn port_bindings(hc: &DockerHostConfig) -> Result<Vec<PortBinding>, EngineError> {
-    let Some(bindings) = hc.port_bindings.as_ref() else {
-        return Ok(Vec::new());
-    };
+/// The container's published ports: its `PortBindings`, and with `PublishAllPorts` (`-P`)
+/// every exposed port without a binding, on any free host port (as docker).
+fn port_bindings(rec: &ContainerRecord) -> Result<Vec<PortBinding>, EngineError> {
+    let hc = &rec.host_config;
+    let empty = HashMap::new();
+    let bindings = hc.port_bindings.as_ref().unwrap_or(&empty);
     let mut keys: Vec<_> = bindings.keys().collect();
     keys.sort();
     let mut out = Vec::new();
@@ -57,7 +60,33 @@ fn port_bindings(hc: &DockerHostConfig) -> Result<Vec<PortBinding>, EngineError>
             });
         }
     }
+    if publish_all(hc) {
+        let mut exposed = rec.config.exposed_ports();
+        exposed.sort();
+        for key in exposed {
+            let (container_port, proto) = parse_port_key(&key)?;
+            let bound = out
+                .iter()
+                .any(|b| b.container_port == container_port && b.proto == proto);
+            if !bound {
+                out.push(PortBinding {
+                    container_port,
+                    proto,
+                    host_ip: None,
+                    host_port: None,
+                });
+            }
+        }
+    }
     Ok(out)
+}
+
+/// `HostConfig.PublishAllPorts` (`docker run -P`).
+pub fn publish_all(hc: &DockerHostConfig) -> bool {
+    hc.rest
+        .get("PublishAllPorts")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
 }
 
 /// What the container's backend is told about it.
@@ -86,7 +115,8 @@ pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineErro
             mode: rec.network_mode.clone(),
             aliases: rec.aliases.clone(),
         },
-        ports: port_bindings(hc)?,
+        ports: port_bindings(rec)?,
+        publish_all: publish_all(hc),
         mounts: rec
             .mounts
             .iter()

@@ -10,20 +10,20 @@ use oci_spec::runtime::Spec;
 use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
 
 use super::machine::Machine;
+use super::ports::Forwards;
 use super::process::VmProcess;
 use super::spec;
-use crate::backend::ports::{self, Listeners};
 use crate::backend::{
     BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, PublishedPort,
     ResourceStats, TopProcess,
 };
 
 /// A running container: its VM, the runtime spec it was created with (execs start
-/// from it) and the listeners of its published ports.
+/// from it) and what forwards its ports.
 struct Running {
     machine: Arc<Machine>,
     spec: Spec,
-    ports: Listeners,
+    ports: Forwards,
 }
 
 /// The containers of one backend that run, by id.
@@ -33,14 +33,14 @@ pub struct GuestContainers {
 }
 
 impl GuestContainers {
-    /// Records that `id` runs in `machine` with its ports published on `ports`; returns
+    /// Records that `id` runs in `machine` with its ports forwarded by `ports`; returns
     /// the VM of its previous run, if any.
     pub fn insert(
         &self,
         id: &str,
         machine: Arc<Machine>,
         spec: Spec,
-        ports: Listeners,
+        ports: Forwards,
     ) -> Option<Arc<Machine>> {
         self.lock()
             .insert(
@@ -57,7 +57,7 @@ impl GuestContainers {
     /// Forgets `id` and closes its published ports; returns its VM.
     pub async fn remove(&self, id: &str) -> Option<Arc<Machine>> {
         let running = self.lock().remove(id)?;
-        ports::close(running.ports).await;
+        running.ports.close().await;
         Some(running.machine)
     }
 

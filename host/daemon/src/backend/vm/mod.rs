@@ -272,7 +272,7 @@ impl ContainerBackend for VmContainerBackend {
             machine.shutdown().await;
             return Err(e);
         }
-        let (listeners, ports) = match ports::publish(&machine, c).await {
+        let (listeners, ports) = match ports::publish(&machine, c, self.config.auto_forward).await {
             Ok(p) => p,
             Err(e) => {
                 machine.shutdown().await;

@@ -4,20 +4,31 @@
 //! ([`StreamTarget::Forward`]), which connects inside the container's network namespace.
 //! The bytes are framed as `vmrun_agent_protocol::forward` says, so half-closes and
 //! resets cross the VM boundary whichever vsock path carries them.
+//!
+//! Automatic forwarding (`vmrund --auto-forward`, or `-P` on the container): the agent
+//! reports the TCP ports the container listens on as they change
+//! ([`StreamTarget::Listeners`]) and the host listens on the same port of `127.0.0.1`
+//! while the container does (a port the host already uses is left alone, with a warning).
 
+use std::collections::{HashMap, HashSet};
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::io::AsyncBufReadExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use vmrun_agent_protocol::forward::{self, Ending};
 use vmrun_agent_protocol::{ForwardProtocol, StreamTarget};
-use vmrun_network::{DatagramReceiver, DatagramSender, ForwardTarget, UdpFlow};
+use vmrun_network::{
+    DatagramReceiver, DatagramSender, ForwardTarget, PortForwarder, PortSpec,
+    Protocol as NetProtocol, UdpFlow,
+};
 
 use super::machine::{Machine, CALL_TIMEOUT};
 use crate::backend::ports::{self, Listeners};
-use crate::backend::{BackendError, ContainerSpec, PublishedPort};
+use crate::backend::{BackendError, ContainerSpec, Protocol, PublishedPort};
 
 /// Port `port` of container `id`, in `machine`.
 struct AgentForward {
@@ -95,17 +106,131 @@ impl DatagramReceiver for FramedReceiver {
     }
 }
 
-/// Listens on `c`'s published ports and relays them into `machine`.
+/// What a container in a VM holds on the host for its ports: the listeners of its
+/// published ports and, with automatic forwarding, the task that follows its listeners.
+pub struct Forwards {
+    listeners: Listeners,
+    auto: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Forwards {
+    /// Stops listening on every port (the automatic ones too).
+    pub async fn close(self) {
+        if let Some(task) = self.auto {
+            task.abort();
+            let _ = task.await;
+        }
+        ports::close(self.listeners).await;
+    }
+}
+
+/// Listens on `c`'s published ports and relays them into `machine`; with `auto` (or `-P`)
+/// also forwards every TCP port the container comes to listen on.
 pub async fn publish(
     machine: &Arc<Machine>,
     c: &ContainerSpec,
-) -> Result<(Listeners, Vec<PublishedPort>), BackendError> {
-    ports::publish(c, |b| {
+    auto: bool,
+) -> Result<(Forwards, Vec<PublishedPort>), BackendError> {
+    let (listeners, published) = ports::publish(c, |b| {
         Arc::new(AgentForward {
             machine: machine.clone(),
             id: c.id.clone(),
             port: b.container_port,
         })
     })
-    .await
+    .await?;
+    let auto = (auto || c.publish_all).then(|| {
+        let explicit: Vec<u16> = c
+            .ports
+            .iter()
+            .filter(|b| b.proto == Protocol::Tcp)
+            .map(|b| b.container_port)
+            .collect();
+        tokio::spawn(follow_listeners(machine.clone(), c.id.clone(), explicit))
+    });
+    Ok((Forwards { listeners, auto }, published))
+}
+
+/// One report of the agent's listener watch.
+#[derive(serde::Deserialize)]
+struct ListenerReport {
+    #[serde(default)]
+    tcp: Vec<u16>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Forwards `127.0.0.1:PORT` on the host to each TCP port container `id` listens on
+/// (but those `-p` publishes already), while it listens.
+async fn follow_listeners(machine: Arc<Machine>, id: String, explicit: Vec<u16>) {
+    let short = id.get(..12).unwrap_or(&id).to_string();
+    let stream = match machine
+        .agent()
+        .open_stream(StreamTarget::Listeners { id: id.clone() })
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(container = %short, "automatic port forwarding: {e}");
+            return;
+        }
+    };
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut open: HashMap<u16, vmrun_network::PublishedPort> = HashMap::new();
+    let mut refused: HashSet<u16> = HashSet::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let report: ListenerReport = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(container = %short, "a bad listener report {line:?}: {e}");
+                break;
+            }
+        };
+        if let Some(e) = report.error {
+            tracing::warn!(container = %short, "automatic port forwarding stopped: {e}");
+            break;
+        }
+        let now: HashSet<u16> = report
+            .tcp
+            .into_iter()
+            .filter(|p| !explicit.contains(p))
+            .collect();
+        let gone: Vec<u16> = open.keys().filter(|p| !now.contains(p)).copied().collect();
+        for port in gone {
+            if let Some(listener) = open.remove(&port) {
+                listener.close().await;
+                tracing::info!(container = %short, port, "stopped forwarding 127.0.0.1:{port}");
+            }
+        }
+        refused.retain(|p| now.contains(p));
+        for &port in &now {
+            if open.contains_key(&port) || refused.contains(&port) {
+                continue;
+            }
+            let spec = PortSpec {
+                host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                host_port: port,
+                container_port: port,
+                proto: NetProtocol::Tcp,
+            };
+            let target = Arc::new(AgentForward {
+                machine: machine.clone(),
+                id: id.clone(),
+                port,
+            });
+            match PortForwarder::publish_to(spec, target).await {
+                Ok(listener) => {
+                    tracing::info!(container = %short, port, "forwarding 127.0.0.1:{port} to the container's port {port}");
+                    open.insert(port, listener);
+                }
+                Err(e) => {
+                    tracing::warn!(container = %short, port, "not forwarding port {port}: {e}");
+                    refused.insert(port);
+                }
+            }
+        }
+    }
+    for (_, listener) in open.drain() {
+        listener.close().await;
+    }
 }

@@ -127,7 +127,7 @@ impl ContainerBackend for SharedVmBackend {
             pid = machine.pid(),
             "container created in the shared VM"
         );
-        let (listeners, ports) = match ports::publish(&machine, c).await {
+        let (listeners, ports) = match ports::publish(&machine, c, self.config.auto_forward).await {
             Ok(p) => p,
             Err(e) => {
                 let _ = machine
