@@ -47,6 +47,28 @@ pub async fn remove(relative: &Path) -> Result<(), AgentError> {
     })
 }
 
+/// The names in a directory under the data directory, sorted; none when it is missing.
+pub async fn list(relative: &Path) -> Result<Vec<String>, AgentError> {
+    let path = target(relative)?;
+    let failed = |e: std::io::Error| {
+        AgentError::new(
+            ErrorKind::Internal,
+            format!("listing {}: {e}", relative.display()),
+        )
+    };
+    let mut dir = match tokio::fs::read_dir(&path).await {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(failed(e)),
+    };
+    let mut names = Vec::new();
+    while let Some(entry) = dir.next_entry().await.map_err(failed)? {
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Makes a directory (and its parents) under the data directory.
 pub async fn make_dir(relative: &Path) -> Result<(), AgentError> {
     let path = target(relative)?;

@@ -217,6 +217,15 @@ impl Agent {
                 data_files::remove(&path).await?;
                 Reply::Done
             }
+            Op::ListData { path } => Reply::Names {
+                names: data_files::list(&path).await?,
+            },
+            Op::RemoveLayer { id } => {
+                mounts::unmount_layer(&id)?;
+                let image = std::path::Path::new("layers").join(format!("{id}.ext4"));
+                data_files::remove(&image).await?;
+                Reply::Done
+            }
             Op::MakeDataDir { path } => {
                 data_files::make_dir(&path).await?;
                 Reply::Done

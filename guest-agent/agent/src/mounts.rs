@@ -21,6 +21,35 @@ pub fn mount_layer(device: &Path, id: &str) -> Result<(PathBuf, bool), AgentErro
     mount_ext4(device, &target, flags, Some("noload"))
 }
 
+/// Unmounts layer `id` from [`layer_path`]`(id)` when it is mounted; `Conflict` while a
+/// container's overlay still uses it.
+pub fn unmount_layer(id: &str) -> Result<(), AgentError> {
+    if !valid_id(id) {
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            format!("invalid layer id {id:?}"),
+        ));
+    }
+    let target = layer_path(id);
+    if !is_mount_point(&target.to_string_lossy()) {
+        return Ok(());
+    }
+    match nix::mount::umount(&target) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&target);
+            Ok(())
+        }
+        Err(nix::errno::Errno::EBUSY) => Err(AgentError::new(
+            ErrorKind::Conflict,
+            format!("layer {id} is in use"),
+        )),
+        Err(e) => Err(AgentError::new(
+            ErrorKind::Internal,
+            format!("unmounting {}: {e}", target.display()),
+        )),
+    }
+}
+
 /// Mounts the ext4 data disk at [`DATA_DIR`].
 pub fn mount_data_disk(device: &Path) -> Result<(PathBuf, bool), AgentError> {
     mount_ext4(

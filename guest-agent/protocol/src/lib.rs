@@ -36,7 +36,7 @@
 //! at [`layer_path`]), `mount_data_disk` (at [`DATA_DIR`]), `create` (OCI spec + overlay of
 //! layer dirs + writable dir, user, tty, stdin, log path), `exec`, `start`, `wait`, `kill`,
 //! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
-//! `make_data_dir`,
+//! `make_data_dir`, `list_data`, `remove_layer`,
 //! `open_stream` (attach, logs, put_file: a file stored on the data disk, forward: a
 //! published port's connection into a container, see [`forward`]; listeners: the ports a
 //! container listens on, as they change).

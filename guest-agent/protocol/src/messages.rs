@@ -111,6 +111,20 @@ pub enum Op {
         /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
         path: PathBuf,
     },
+    /// Names in a directory under [`crate::DATA_DIR`] (the layer images stored on the data
+    /// disk). Reply: [`Reply::Names`], empty when the directory does not exist.
+    ListData {
+        /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
+        path: PathBuf,
+    },
+    /// Forget a layer stored on the data disk: unmount it from [`crate::layer_path`]`(id)`
+    /// if mounted (its loop device goes with the last mount) and remove
+    /// `layers/<id>.ext4`. Reply: [`Reply::Done`], also when neither was there;
+    /// [`ErrorKind::Conflict`] while a container still uses it.
+    RemoveLayer {
+        /// Layer id, as for [`Op::MountLayer`].
+        id: String,
+    },
     /// Create a container (created, not started). Reply: [`Reply::Created`].
     Create(Box<CreateContainer>),
     /// Create an exec process in a running container. Reply: [`Reply::Created`].
@@ -341,6 +355,11 @@ pub enum Reply {
     },
     /// The request was carried out.
     Done,
+    /// [`Op::ListData`]: file names, sorted.
+    Names {
+        /// The names.
+        names: Vec<String>,
+    },
     /// [`Op::MountLayer`], [`Op::MountDataDisk`].
     Mounted {
         /// Where it is mounted in the guest.

@@ -312,6 +312,18 @@ impl AgentClient {
         expect!(self.call(op).await?, Reply::Done => ())
     }
 
+    /// Names in a directory under the guest's data directory (none when it is missing).
+    pub async fn list_data(&self, path: impl Into<PathBuf>) -> Result<Vec<String>, ClientError> {
+        let op = Op::ListData { path: path.into() };
+        expect!(self.call(op).await?, Reply::Names { names } => names)
+    }
+
+    /// Unmounts layer `id` (if mounted) and removes its image from the data disk.
+    pub async fn remove_layer(&self, id: &str) -> Result<(), ClientError> {
+        let op = Op::RemoveLayer { id: id.to_string() };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
     /// Makes a directory (and parents) under the guest's data directory.
     pub async fn make_data_dir(&self, path: impl Into<PathBuf>) -> Result<(), ClientError> {
         let op = Op::MakeDataDir { path: path.into() };

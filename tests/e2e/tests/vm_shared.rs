@@ -402,3 +402,66 @@ fn shared_vm_named_volumes_live_on_its_data_disk() {
     assert_eq!(fresh.stdout.trim(), "0", "{fresh}");
     docker(&d, &["volume", "rm", "data"]).ok();
 }
+
+/// Host layer disks of the daemon (`<data-root>/vm/layers/*.ext4`).
+fn layer_disks(d: &Daemon) -> Vec<String> {
+    let dir = d.data_root().join("vm").join("layers");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".ext4"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn removed_images_take_their_layers_off_the_shared_vm_disk() {
+    let Some(d) = shared_vm_daemon() else { return };
+    if !require_tool("tar") {
+        return;
+    }
+    // A one-layer image of its own: a static busybox as /bin/busybox.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("bin/busybox")).unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let packed = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["--owner=0", "--group=0", "--mtime=@0", "-cf"])
+        .arg(&tar)
+        .arg("bin")
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let import = || {
+        docker(&d, &["import", tar.to_str().unwrap(), "lonely:1"]).ok();
+    };
+    import();
+    docker(&d, &["run", "--rm", "busybox", "true"]).ok();
+    let before = layer_disks(&d);
+    let copies = layer_copies(&d);
+    docker(&d, &["run", "--rm", "lonely:1", "/bin/busybox", "true"]).ok();
+    assert_eq!(layer_copies(&d), copies + 1, "its layer copied in");
+    assert_eq!(layer_disks(&d).len(), before.len() + 1);
+
+    docker(&d, &["rmi", "lonely:1"]).ok();
+    vmrun_e2e::wait_for(Duration::from_secs(60), "the layer's removal", || {
+        let log = std::fs::read_to_string(d.log_path()).unwrap_or_default();
+        (layer_disks(&d) == before && log.contains("removed an unused layer from the shared VM"))
+            .then_some(())
+    });
+    // busybox's layer stays, in use or not; the lonely one is copied again when wanted.
+    docker(&d, &["run", "--rm", "busybox", "true"]).ok();
+    import();
+    docker(&d, &["run", "--rm", "lonely:1", "/bin/busybox", "true"]).ok();
+    assert_eq!(
+        layer_copies(&d),
+        copies + 2,
+        "copied again after its removal"
+    );
+}

@@ -121,7 +121,11 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
             super::pull::create(&engine, &q, req.headers()).await
         }
         Some("get") if method == Method::GET => save(&engine, query_values(req.uri(), "names"), &q),
-        Some("prune") if method == Method::POST => prune(&engine, &q).await,
+        Some("prune") if method == Method::POST => {
+            let pruned = prune(&engine, &q).await;
+            prune_vm_layers(&engine);
+            pruned
+        }
         Some(rest) => match (method, rest) {
             (Method::GET, r) if r.ends_with("/json") => inspect(&engine, &r[..r.len() - 5]),
             (Method::GET, r) if r.ends_with("/history") => {
@@ -131,7 +135,11 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
                 save(&engine, vec![r[..r.len() - 4].to_owned()], &q)
             }
             (Method::POST, r) if r.ends_with("/tag") => tag(&engine, &r[..r.len() - 4], &q),
-            (Method::DELETE, name) => remove(&engine, name, &q),
+            (Method::DELETE, name) => {
+                let removed = remove(&engine, name, &q);
+                prune_vm_layers(&engine);
+                removed
+            }
             _ => Err(not_found(&path)),
         },
         None => Err(not_found(&path)),
@@ -329,6 +337,12 @@ fn layer_dirs(dirs: &[std::path::PathBuf]) -> serde_json::Value {
         data["LowerDir"] = j!(lower.join(":"));
     }
     data
+}
+
+/// After images went: the VMs' copies of layers nobody holds go too, in the background.
+fn prune_vm_layers(engine: &AppState) {
+    let engine = engine.clone();
+    tokio::spawn(async move { engine.prune_vm_layers().await });
 }
 
 fn tag(

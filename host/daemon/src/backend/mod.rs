@@ -134,6 +134,9 @@ pub trait SharedVmControl: Send + Sync {
     async fn stop(&self) -> bool;
     /// Removes named volume `name`'s data from the VM's disk (now, or at its next boot).
     async fn remove_volume(&self, name: &str) -> Result<(), BackendError>;
+    /// Removes the layer images (host cache and the VM's disk) of layers the image store
+    /// no longer has.
+    async fn prune_layers(&self);
 }
 
 /// The backends of a daemon on this host: native containers, and containers in microVMs

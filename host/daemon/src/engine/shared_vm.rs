@@ -26,6 +26,14 @@ impl Engine {
         Ok(())
     }
 
+    /// After images were removed: the VMs' copies of layers no image or container holds
+    /// any more go too (host layer disks, the shared VM's data disk).
+    pub async fn prune_vm_layers(&self) {
+        if let Some(vm) = &self.shared_vm {
+            vm.prune_layers().await;
+        }
+    }
+
     /// Where the shared VM stands.
     pub async fn shared_vm_status(&self) -> Result<SharedVmStatus, EngineError> {
         Ok(self.shared_vm()?.status().await)

@@ -50,6 +50,7 @@ impl SharedVmControl for FakeSharedVm {
     async fn remove_volume(&self, _name: &str) -> Result<(), BackendError> {
         Ok(())
     }
+    async fn prune_layers(&self) {}
     async fn stop(&self) -> bool {
         let engine = self
             .engine

@@ -56,6 +56,28 @@ pub struct LayerDisks {
 }
 
 impl LayerDisks {
+    /// Removes the disks of layers for which `live(key)` is false; returns their keys.
+    pub fn prune(&self, live: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".ext4") else {
+                continue;
+            };
+            if live(key) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed.push(key.to_string()),
+                Err(e) => tracing::warn!("removing {}: {e}", entry.path().display()),
+            }
+        }
+        removed
+    }
+
     /// Disks kept in `dir` (created on first use).
     pub fn new(dir: PathBuf) -> Self {
         LayerDisks {
@@ -117,6 +139,13 @@ impl LayerDisks {
         tracing::info!(layer = %layer.display(), disk = %disk.display(), size, "built a layer disk");
         Ok(disk)
     }
+}
+
+/// Whether layer `key` is still in the image store under `store_layers`
+/// (`<data-root>/images/layers`): the store deletes a layer once no image or container
+/// holds it. A key not named after a store layer (`path-…`) is taken as live.
+pub fn in_store(store_layers: &Path, key: &str) -> bool {
+    key.starts_with("path-") || store_layers.join(key).exists()
 }
 
 /// The cache key of a layer: the image store names unpacked layers

@@ -78,6 +78,8 @@ pub struct SharedVm {
     dir: PathBuf,
     vsock: PathBuf,
     layers: Arc<LayerDisks>,
+    /// The image store's unpacked layers (`<data-root>/images/layers`).
+    store_layers: PathBuf,
     machine: tokio::sync::Mutex<Option<Arc<Machine>>>,
     last_exit: std::sync::Mutex<Option<String>>,
 }
@@ -100,6 +102,7 @@ impl SharedVm {
             dir: config.data_root.join("vm").join("shared"),
             vsock: config.exec_root.join("vm").join("shared.vsock"),
             layers,
+            store_layers: config.data_root.join("images").join("layers"),
             machine: tokio::sync::Mutex::new(None),
             last_exit: std::sync::Mutex::new(None),
         }
@@ -187,6 +190,7 @@ impl SharedVm {
             return Err(e);
         }
         self.remove_pending(&machine).await;
+        self.prune_guest_layers(&machine).await;
         tracing::info!(
             backend = machine.backend(),
             pid = machine.pid(),
@@ -218,6 +222,52 @@ impl SharedVm {
         }
         if let Err(e) = std::fs::remove_file(&list) {
             tracing::warn!("removing {}: {e}", list.display());
+        }
+    }
+
+    /// Removes the layer images no image or container holds any more (the store deleted
+    /// their layers): from the host's layer-disk cache, and from the data disk when the VM
+    /// runs (else at its next boot).
+    pub async fn prune_layers(&self) {
+        let (layers, store) = (self.layers.clone(), self.store_layers.clone());
+        let removed =
+            tokio::task::spawn_blocking(move || layers.prune(&|key| layers::in_store(&store, key)))
+                .await
+                .unwrap_or_default();
+        if !removed.is_empty() {
+            tracing::info!(layers = ?removed, "removed unused layer disks");
+        }
+        if let Some(machine) = self.running().await {
+            self.prune_guest_layers(&machine).await;
+        }
+    }
+
+    /// Unmounts and removes the layer images on the data disk that the store no longer has.
+    async fn prune_guest_layers(&self, machine: &Machine) {
+        let names = match machine
+            .call("listing layers", machine.agent().list_data("layers"))
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("listing the shared VM's layers: {e}");
+                return;
+            }
+        };
+        for name in names {
+            let Some(key) = name.strip_suffix(".ext4") else {
+                continue;
+            };
+            if layers::in_store(&self.store_layers, key) {
+                continue;
+            }
+            match machine
+                .call("removing a layer", machine.agent().remove_layer(key))
+                .await
+            {
+                Ok(()) => tracing::info!(layer = key, "removed an unused layer from the shared VM"),
+                Err(e) => tracing::warn!(layer = key, "keeping a layer in the shared VM: {e}"),
+            }
         }
     }
 

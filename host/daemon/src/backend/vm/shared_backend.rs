@@ -261,6 +261,10 @@ impl crate::backend::SharedVmControl for SharedVmBackend {
         self.shared.stop().await
     }
 
+    async fn prune_layers(&self) {
+        self.shared.prune_layers().await;
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<(), BackendError> {
         if !vmrun_agent_protocol::valid_id(name) {
             return Ok(());
