@@ -323,6 +323,23 @@ where
                 }
             }
         }
+        StreamTarget::DataTar { path } => match crate::data_files::target(&path) {
+            Ok(dir) if dir.is_dir() => {
+                if send_ready(&mut stream, id).await {
+                    crate::data_tar::send(&mut stream, dir).await;
+                }
+            }
+            Ok(dir) => {
+                let e = AgentError::new(
+                    ErrorKind::NotFound,
+                    format!("{} is not a directory", dir.display()),
+                );
+                let _ = write_frame(&mut stream, &fail(e)).await;
+            }
+            Err(e) => {
+                let _ = write_frame(&mut stream, &fail(e)).await;
+            }
+        },
         StreamTarget::Logs { id: cid, follow } => {
             let found = agent.procs.container(&cid).and_then(|e| {
                 let path = crate::inspect::log_path(&e)?.to_owned();

@@ -71,6 +71,10 @@ pub const LAYERS_DIR: &str = "/run/vmrun/layers";
 /// Where [`Op::MountDataDisk`] mounts the data disk.
 pub const DATA_DIR: &str = "/run/vmrun/data";
 
+/// What follows a complete [`StreamTarget::DataTar`] archive (a tar reader cannot tell a
+/// truncated archive that ends between entries from a whole one).
+pub const DATA_TAR_END: &[u8] = b"\nvmrun: end of archive\n";
+
 /// The guest path of a mounted layer.
 pub fn layer_path(id: &str) -> std::path::PathBuf {
     std::path::Path::new(LAYERS_DIR).join(id)

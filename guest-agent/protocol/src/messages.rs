@@ -308,6 +308,15 @@ pub enum StreamTarget {
         /// Container id.
         id: String,
     },
+    /// A directory under [`crate::DATA_DIR`] as an uncompressed tar in overlayfs form
+    /// (whiteouts as 0:0 character devices, `trusted.overlay.opaque` and
+    /// `security.capability` as `SCHILY.xattr.*` PAX records): a container's upper
+    /// directory for `commit`, `diff` and build steps. After the archive comes
+    /// [`crate::DATA_TAR_END`]; a stream that ends without it failed.
+    DataTar {
+        /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
+        path: PathBuf,
+    },
     /// The container's json-file log lines as stored (one JSON object per line, with
     /// timestamps); with `follow`, new lines as they come until the container has exited.
     Logs {

@@ -514,13 +514,16 @@ fn heredocs_run_scripts_and_make_files() {
 }
 
 #[test]
-fn run_in_a_vm_isolation_fails_saying_why_and_leaves_nothing() {
+fn run_in_a_vm_isolation_commits_the_vms_layer() {
     if !ready() {
         return;
     }
     let d = Daemon::start();
-    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo in-a-vm\n")]);
-    let out = build(&d, ctx.path(), &["--isolation", "vm"]);
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo in-a-vm > /made-in-vm && rm /bin/vi && mkdir -p /etc/vm.d && uname -r > /etc/vm.d/kernel\n",
+    )]);
+    let out = build(&d, ctx.path(), &["--isolation", "vm", "-t", "e2e/in-vm"]);
     if out.stderr.contains("is not available on this daemon") {
         vmrun_test_skip::report(format_args!(
             "VM isolation unavailable: {}",
@@ -528,12 +531,25 @@ fn run_in_a_vm_isolation_fails_saying_why_and_leaves_nothing() {
         ));
         return;
     }
-    assert!(!out.success(), "{out}");
+    out.ok();
+    // The layer made in the VM, run natively: the file, the deletion, the guest's kernel.
+    let run = d.docker(&[
+        "run",
+        "--rm",
+        "e2e/in-vm",
+        "sh",
+        "-c",
+        "cat /made-in-vm; test -e /bin/vi && echo vi-still-there; cat /etc/vm.d/kernel; uname -r",
+    ]);
+    run.ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"in-a-vm"), "{run}");
     assert!(
-        out.stdout.contains("in-a-vm"),
-        "the RUN ran in its VM: {out}"
+        !run.stdout.contains("vi-still-there"),
+        "the whiteout kept: {run}"
     );
-    assert!(out.stderr.contains("--isolation process"), "{out}");
+    assert_eq!(lines.len(), 3, "{run}");
+    assert_ne!(lines[1], lines[2], "built in the guest's kernel: {run}");
     let ps = d.docker(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "", "{ps}");
 }

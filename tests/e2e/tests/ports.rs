@@ -358,7 +358,7 @@ fn shared_vm_forwards_listeners_as_they_come_and_go() {
         "listener forwarded {:?} after `docker exec -d` returned",
         started.elapsed()
     );
-    docker(&d, &["exec", "auto", "pkill", "-f", "nc -ll"]).ok();
+    docker(&d, &["exec", "auto", "sh", "-c", "kill $(pidof nc)"]).ok();
     let started = Instant::now();
     wait_for(IO_TIMEOUT, "the forward to stop", || {
         TcpListener::bind(addr).ok().map(drop)

@@ -465,3 +465,58 @@ fn removed_images_take_their_layers_off_the_shared_vm_disk() {
         "copied again after its removal"
     );
 }
+
+#[test]
+fn shared_vm_containers_commit_running_and_stopped() {
+    let Some(d) = shared_vm_daemon() else { return };
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "maker",
+            "busybox",
+            "sh",
+            "-c",
+            "echo made > /made && rm /bin/vi && mkdir /d && touch /d/f && sleep 600",
+        ],
+    )
+    .ok();
+    vmrun_e2e::wait_for(Duration::from_secs(60), "the container's files", || {
+        docker(&d, &["exec", "maker", "test", "-e", "/d/f"])
+            .success()
+            .then_some(())
+    });
+    docker(&d, &["commit", "maker", "e2e/running"]).ok();
+    docker(&d, &["stop", "-t", "1", "maker"]).ok();
+    docker(
+        &d,
+        &[
+            "commit",
+            "-c",
+            "CMD [\"cat\", \"/made\"]",
+            "maker",
+            "e2e/stopped",
+        ],
+    )
+    .ok();
+    for image in ["e2e/running", "e2e/stopped"] {
+        let out = docker(
+            &d,
+            &[
+                "run",
+                "--rm",
+                image,
+                "sh",
+                "-c",
+                "cat /made; ls /d; test -e /bin/vi || echo no-vi",
+            ],
+        );
+        out.ok();
+        assert_eq!(out.stdout, "made\nf\nno-vi\n", "{image}: {out}");
+    }
+    let out = docker(&d, &["run", "--rm", "e2e/stopped"]);
+    assert_eq!(out.stdout, "made\n", "{out}");
+    docker(&d, &["rm", "maker"]).ok();
+}

@@ -71,18 +71,15 @@ pub async fn commit(
         created_by,
         take_layer_dir: false,
     };
-    let upper = engine
-        .container_files(&rec)?
-        .writable_layer
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "cannot commit container {}: its isolation ({}) has no writable layer on this host",
-                rec.name, rec.isolation
-            ))
-        })?;
+    let layer = engine.writable_layer(&rec).await?.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "cannot commit container {}: its isolation ({}) has no writable layer on this host",
+            rec.name, rec.isolation
+        ))
+    })?;
     let images = engine.images.clone();
     let parent = rec.image_id.clone();
-    let committed = tokio::task::spawn_blocking(move || images.commit(&parent, &upper, &opts))
+    let committed = tokio::task::spawn_blocking(move || images.commit(&parent, &layer.path, &opts))
         .await
         .map_err(|e| ApiError::internal(format!("commit task failed: {e}")))??;
     engine.events.emit(

@@ -243,6 +243,39 @@ pub struct ResourceStats {
     pub pids_limit: Option<u64>,
 }
 
+/// A container's writable layer in overlayfs form on this host (whiteouts as 0:0
+/// character devices, opaque directories marked with `trusted.overlay.opaque`), for
+/// `commit` and build steps: the backend's own directory, or a copy fetched from a VM,
+/// which goes when this is dropped.
+pub struct WritableLayer {
+    /// The directory.
+    pub path: PathBuf,
+    _keep: Option<Box<dyn Send + Sync>>,
+}
+
+impl WritableLayer {
+    /// The backend's own directory.
+    pub fn at(path: PathBuf) -> Self {
+        WritableLayer { path, _keep: None }
+    }
+
+    /// A directory that lasts as long as `keep` (a temporary directory, a mount).
+    pub fn kept_by(path: PathBuf, keep: impl Send + Sync + 'static) -> Self {
+        WritableLayer {
+            path,
+            _keep: Some(Box::new(keep)),
+        }
+    }
+}
+
+impl std::fmt::Debug for WritableLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WritableLayer")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
 /// Where a container's files are on this host, for `inspect`, logs, `commit` and disk
 /// usage. `None`: the backend has no such file on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use container::{
     ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec, GraphDriver, MountSpec,
     NetworkEndpoint, NetworkSpec, PortBinding, ProcessSpec, Protocol, PublishedPort, Reconnected,
-    ResourceStats, Resources, Security, TopProcess,
+    ResourceStats, Resources, Security, TopProcess, WritableLayer,
 };
 pub use registry::{Backends, Isolation, Unavailable};
 pub use vm::SharedVmStatus;
@@ -121,6 +121,14 @@ pub trait ContainerBackend: Send + Sync {
     }
     /// Where the container's files are (no I/O): for inspect, logs, commit, disk usage.
     fn files(&self, c: &ContainerSpec) -> ContainerFiles;
+    /// The writable layer in overlayfs form on this host, for `commit` and build steps:
+    /// by default the directory [`Self::files`] names; a copy for containers in VMs.
+    async fn writable_layer(
+        &self,
+        c: &ContainerSpec,
+    ) -> Result<Option<WritableLayer>, BackendError> {
+        Ok(self.files(c).writable_layer.map(WritableLayer::at))
+    }
 }
 
 /// `vmrun vm status|start|stop`: the daemon's shared VM.

@@ -2,7 +2,6 @@
 //! would run it (same backend, network as asked), its output relayed to the build
 //! stream; its writable layer becomes the step's layer.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerCreateBody, HostConfig};
@@ -37,8 +36,8 @@ pub struct Ran {
     pub id: String,
     /// The command's exit code.
     pub exit_code: i32,
-    /// The container's writable layer on this host, if its backend has one here.
-    pub upper: Option<PathBuf>,
+    /// The container's writable layer on this host (a copy for a container in a VM).
+    pub upper: Option<crate::backend::WritableLayer>,
     /// Where it ran (`native`, `vm`, ...), for messages.
     pub isolation: String,
 }
@@ -75,7 +74,7 @@ pub async fn run(
     match ran {
         Ok(exit_code) => {
             let rec = engine.container(&id)?;
-            let upper = engine.container_files(&rec)?.writable_layer;
+            let upper = engine.writable_layer(&rec).await?;
             let isolation = rec.isolation.to_string();
             Ok(Ran {
                 id,

@@ -261,10 +261,10 @@ impl Build {
                 code: i64::from(ran.exit_code),
             });
         }
-        let Some(upper) = ran.upper.clone() else {
+        let Some(upper) = ran.upper.as_ref().map(|u| u.path.clone()) else {
             remove(self, ran.id.clone()).await;
             return Err(failure(format!(
-                "RUN ran with isolation {}, whose writable layer is inside a VM where this daemon cannot commit it yet: build with --isolation process",
+                "RUN ran with isolation {}, which has no writable layer this daemon can commit",
                 ran.isolation
             )));
         };

@@ -148,6 +148,16 @@ impl Engine {
         Ok(backend.files(&spec))
     }
 
+    /// The container's writable layer in overlayfs form on this host (a copy for a
+    /// container in a VM), for `commit` and build steps.
+    pub async fn writable_layer(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<Option<crate::backend::WritableLayer>, EngineError> {
+        let (backend, spec) = self.backend_of(rec)?;
+        Ok(backend.writable_layer(&spec).await?)
+    }
+
     /// Serialise operations on one container (start against stop, remove against start).
     async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {

@@ -26,6 +26,7 @@ mod process;
 mod shared;
 mod shared_backend;
 mod spec;
+mod writable;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -360,6 +361,27 @@ impl ContainerBackend for VmContainerBackend {
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<super::TopProcess>>, BackendError> {
         Ok(Some(self.running.top(&c.id).await?))
+    }
+
+    async fn writable_layer(
+        &self,
+        c: &ContainerSpec,
+    ) -> Result<Option<super::WritableLayer>, BackendError> {
+        let tmp = self.config.data_root.join("vm").join("tmp");
+        if let Ok(machine) = self.running.machine(&c.id) {
+            return writable::fetch(&machine, PathBuf::from("rw").join("upper"), &tmp)
+                .await
+                .map(Some);
+        }
+        // Its VM is gone, or shutting down: wait until it has let go of the disk.
+        if let Some(last) = self.take_stopping(&c.id) {
+            let _ = last.task.await;
+        }
+        let disk = self.data_disk(&c.id);
+        tokio::task::spawn_blocking(move || writable::mount_stopped(&disk, "rw/upper", &tmp))
+            .await
+            .map_err(|e| BackendError::Failed(format!("mounting the data disk: {e}")))?
+            .map(Some)
     }
 
     fn files(&self, c: &ContainerSpec) -> ContainerFiles {

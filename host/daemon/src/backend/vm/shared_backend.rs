@@ -208,6 +208,18 @@ impl ContainerBackend for SharedVmBackend {
         Ok(Some(self.running.top(&c.id).await?))
     }
 
+    async fn writable_layer(
+        &self,
+        c: &ContainerSpec,
+    ) -> Result<Option<crate::backend::WritableLayer>, BackendError> {
+        // A stopped container's layer is on the data disk: the VM boots to read it.
+        let machine = self.shared.ensure().await?;
+        let tmp = self.config.data_root.join("vm").join("tmp");
+        super::writable::fetch(&machine, container_dir(&c.id).join("upper"), &tmp)
+            .await
+            .map(Some)
+    }
+
     fn files(&self, c: &ContainerSpec) -> ContainerFiles {
         let mut data = std::collections::BTreeMap::new();
         data.insert("Vm".into(), "shared".into());
