@@ -71,6 +71,25 @@ impl ImageStore {
         layer_dir: Option<&Path>,
         opts: &CommitOptions,
     ) -> Result<LoadedImage, ImageError> {
+        let layer = match layer_dir {
+            Some(dir) => StepLayer::Dir(dir),
+            None => StepLayer::Empty,
+        };
+        self.commit_layer(parent, layer, opts)
+    }
+
+    /// A build step's image made of `parent` and `layer`: [`Self::commit_step`], or a
+    /// step another image already made ([`StepLayer::Reused`], `--cache-from`).
+    pub fn commit_layer(
+        &self,
+        parent: Option<&str>,
+        layer: StepLayer<'_>,
+        opts: &CommitOptions,
+    ) -> Result<LoadedImage, ImageError> {
+        let layer_dir = match layer {
+            StepLayer::Dir(dir) => Some(dir),
+            _ => None,
+        };
         let names = match &opts.reference {
             Some(reference) => vec![tag_reference(reference)?],
             None => Vec::new(),
@@ -104,19 +123,40 @@ impl ImageStore {
             .prefix("commit-")
             .tempdir_in(&self.tmp)
             .ctx(|| format!("creating a staging directory in {}", self.tmp.display()))?;
-        let blob = match layer_dir {
-            Some(dir) => Some(write_layer(dir, &staging.path().join("layer.tar"))?),
-            None => None,
+        let (new_layer, diff_id, reused_entry) = match layer {
+            StepLayer::Empty => (None, None, None),
+            StepLayer::Dir(dir) => {
+                let blob = write_layer(dir, &staging.path().join("layer.tar"))?;
+                let diff_id = blob.digest.to_string();
+                let layer = ImportedLayer {
+                    blob,
+                    media_type: OCI_LAYER_TAR.to_owned(),
+                };
+                (Some(layer), Some(diff_id), None)
+            }
+            StepLayer::Reused {
+                source,
+                history_index,
+            } => {
+                let (layer, diff_id, entry) = self.reused_step(source, history_index)?;
+                (layer, diff_id, Some(entry))
+            }
         };
 
-        let created = rfc3339_utc(SystemTime::now());
+        let created = match reused_entry.as_ref().and_then(|e| e.get("created")) {
+            Some(Value::String(c)) => c.clone(),
+            _ => rfc3339_utc(SystemTime::now()),
+        };
         let mut config = parent_config;
         config["created"] = json!(created);
         config["config"] = Value::Object(container_config);
         if let Some(c) = config.as_object_mut() {
             c.remove("container_config");
         }
-        let mut entry = json!({ "created": created, "created_by": opts.created_by });
+        let mut entry = match &reused_entry {
+            Some(e) => e.clone(),
+            None => json!({ "created": created, "created_by": opts.created_by }),
+        };
         if let Some(author) = opts.author.as_deref().filter(|a| !a.is_empty()) {
             config["author"] = json!(author);
             entry["author"] = json!(author);
@@ -124,12 +164,8 @@ impl ImageStore {
         if let Some(message) = opts.message.as_deref().filter(|m| !m.is_empty()) {
             entry["comment"] = json!(message);
         }
-        match &blob {
-            Some(blob) => push_to(
-                &mut config,
-                &["rootfs", "diff_ids"],
-                json!(blob.digest.to_string()),
-            ),
+        match &diff_id {
+            Some(diff_id) => push_to(&mut config, &["rootfs", "diff_ids"], json!(diff_id)),
             None => entry["empty_layer"] = json!(true),
         }
         push_to(&mut config, &["history"], entry);
@@ -148,12 +184,7 @@ impl ImageStore {
                 media_type: l.media_type.clone(),
             })
             .collect();
-        if let Some(blob) = blob {
-            layers.push(ImportedLayer {
-                blob,
-                media_type: OCI_LAYER_TAR.to_owned(),
-            });
-        }
+        layers.extend(new_layer);
         let parent_id = match (parent, &record) {
             (Some(_), Some(r)) => Some(format!("sha256:{}", r.config.hex())),
             _ => None,
@@ -166,6 +197,73 @@ impl ImageStore {
         drop(staging);
         tracing::info!(id = %loaded.id, ?parent, "committed an image");
         Ok(loaded)
+    }
+}
+
+/// The layer a build step's image adds to its parent.
+#[derive(Clone, Copy, Debug)]
+pub enum StepLayer<'a> {
+    /// None: a metadata-only step (`empty_layer` in its history entry).
+    Empty,
+    /// A directory in overlayfs form (a container's upper directory, a staging dir).
+    Dir(&'a Path),
+    /// What history entry `history_index` of image `source` added (its layer, if any,
+    /// and the entry itself): a `--cache-from` hit.
+    Reused {
+        /// The image that made the step.
+        source: &'a str,
+        /// Its history entry for the step.
+        history_index: usize,
+    },
+}
+
+impl ImageStore {
+    /// History entry `index` of image `source` and the layer it added (with its diff id),
+    /// none for an `empty_layer` entry.
+    fn reused_step(
+        &self,
+        source: &str,
+        index: usize,
+    ) -> Result<(Option<ImportedLayer>, Option<String>, Value), ImageError> {
+        let index_file = self.read_index();
+        let id = find_image(&index_file, source)?;
+        let record = index_file
+            .images
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ImageError::NotFound(source.to_owned()))?;
+        let config: Value = serde_json::from_slice(&self.blobs.read(&record.config)?)
+            .map_err(|e| ImageError::json("reading a cache source's config", e))?;
+        let history = config["history"].as_array().cloned().unwrap_or_default();
+        let bad = |what: &str| ImageError::NotFound(format!("{source}: {what}"));
+        let entry = history
+            .get(index)
+            .cloned()
+            .ok_or_else(|| bad("no such history entry"))?;
+        if entry["empty_layer"] == json!(true) {
+            return Ok((None, None, entry));
+        }
+        let position = history[..index]
+            .iter()
+            .filter(|h| h["empty_layer"] != json!(true))
+            .count();
+        let diff_id = config["rootfs"]["diff_ids"][position]
+            .as_str()
+            .ok_or_else(|| bad("history and layers disagree"))?
+            .to_owned();
+        let l = record
+            .layers
+            .get(position)
+            .ok_or_else(|| bad("history and layers disagree"))?;
+        let layer = ImportedLayer {
+            blob: StagedFile {
+                path: self.blobs.path(&l.blob),
+                digest: l.blob.clone(),
+                size: l.blob_size,
+            },
+            media_type: l.media_type.clone(),
+        };
+        Ok((Some(layer), Some(diff_id), entry))
     }
 }
 

@@ -96,7 +96,7 @@ pub mod unpack;
 mod workers;
 
 pub use archive::save::SaveFormat;
-pub use commit::CommitOptions;
+pub use commit::{CommitOptions, StepLayer};
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::ImageError;

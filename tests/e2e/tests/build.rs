@@ -553,3 +553,68 @@ fn run_in_a_vm_isolation_commits_the_vms_layer() {
     let ps = d.docker(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "", "{ps}");
 }
+
+fn image_id(d: &Daemon, name: &str) -> String {
+    let r = d.api("GET", &format!("/images/{name}/json"), None);
+    r.json()["Id"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn cache_from_images_in_the_store_replace_the_local_cache() {
+    if !ready() {
+        return;
+    }
+    let d = Daemon::start();
+    let dockerfile = "FROM busybox\nRUN echo one > /one\nCOPY f /f\nENV X=1\nRUN echo two > /two\n";
+    let ctx = context(&[("Dockerfile", dockerfile), ("f", "file\n")]);
+    build(&d, ctx.path(), &["-t", "e2e/source"]).ok();
+    let source_id = image_id(&d, "e2e/source");
+    // As if the image came from elsewhere: saved, removed with its build cache, loaded.
+    let tar = ctx.path().join("source.tar");
+    d.docker(&["save", "-o", tar.to_str().unwrap(), "e2e/source"])
+        .ok();
+    d.docker(&["rmi", "e2e/source"]).ok();
+    d.docker(&["load", "-i", tar.to_str().unwrap()]).ok();
+    std::fs::remove_file(tar).unwrap();
+
+    let out = build(
+        &d,
+        ctx.path(),
+        &["--cache-from", "e2e/source", "-t", "e2e/again"],
+    );
+    out.ok();
+    assert_eq!(out.stdout.matches(" ---> Using cache").count(), 4, "{out}");
+    assert!(!out.stdout.contains("Running in"), "no RUN ran: {out}");
+    assert_eq!(
+        image_id(&d, "e2e/again"),
+        source_id,
+        "the last step is the source image itself"
+    );
+
+    // A changed last step: the steps before it still come from the source.
+    let changed = context(&[
+        ("Dockerfile", &dockerfile.replace("two", "three")),
+        ("f", "file\n"),
+    ]);
+    let out = build(
+        &d,
+        changed.path(),
+        &["--cache-from", "e2e/source", "-t", "e2e/changed"],
+    );
+    out.ok();
+    assert_eq!(out.stdout.matches(" ---> Using cache").count(), 3, "{out}");
+    let run = d.docker(&["run", "--rm", "e2e/changed", "cat", "/one", "/f", "/three"]);
+    assert_eq!(run.stdout, "one\nfile\nthree\n", "{run}");
+    // Without --cache-from nothing is cached any more (the local cache went with the
+    // removed images), and an unknown source is a warning, not an error.
+    let out = build(
+        &d,
+        changed.path(),
+        &["--no-cache", "--cache-from", "e2e/source"],
+    );
+    out.ok();
+    assert_eq!(out.stdout.matches(" ---> Using cache").count(), 0, "{out}");
+    let out = build(&d, ctx.path(), &["--cache-from", "no/such:image"]);
+    out.ok();
+    assert!(out.all().contains("no/such:image"), "{out}");
+}

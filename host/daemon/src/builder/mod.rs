@@ -6,6 +6,7 @@
 //! `Successfully built ...`).
 
 mod cache;
+mod cache_from;
 mod config;
 mod copy;
 mod progress;
@@ -61,7 +62,7 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `--isolation` for RUN (`process`, `vm`, ...; the daemon's default when None).
     pub isolation: Option<String>,
-    /// `--cache-from` images (not used as cache sources yet: the build says so).
+    /// `--cache-from` images: cache sources besides the local cache.
     pub cache_from: Vec<String>,
 }
 
@@ -128,6 +129,7 @@ pub struct Build {
     opts: BuildOptions,
     progress: Progress,
     cache: cache::BuildCache,
+    cache_from: cache_from::CacheSources,
     tmp: PathBuf,
     step: usize,
     total: usize,
@@ -194,6 +196,7 @@ impl Build {
         let tmp = build_tmp(&engine.config.data_root);
         Ok(Build {
             cache: cache::BuildCache::open(&engine.config.data_root),
+            cache_from: cache_from::CacheSources::default(),
             engine,
             context,
             file,
@@ -210,12 +213,21 @@ impl Build {
 
     /// Runs every step; returns the final image id.
     pub async fn execute(mut self) -> Result<String, BuildFailure> {
-        if !self.opts.cache_from.is_empty() {
-            self.progress.say(format!(
-                "[Warning] --cache-from {} ignored: this builder uses its local cache only\n",
-                self.opts.cache_from.join(", ")
-            ));
+        let mut sources = Vec::new();
+        for name in &self.opts.cache_from {
+            let raw = self
+                .engine
+                .images
+                .resolve(name)
+                .and_then(|i| Ok((i.id.clone(), self.engine.images.raw_config(&i.id)?)));
+            match raw {
+                Ok(source) => sources.push(source),
+                Err(e) => self
+                    .progress
+                    .say(format!("[Warning] --cache-from {name}: not used ({e})\n")),
+            }
         }
+        self.cache_from = cache_from::CacheSources::new(sources);
         let meta_args = std::mem::take(&mut self.file.meta_args);
         for step in &meta_args {
             self.announce(&step.original);
@@ -378,7 +390,7 @@ impl Build {
             config::shell(&state.config).join(" ")
         );
         let key = cache::BuildCache::key(state.image.as_deref(), &created_by);
-        if self.use_cache(state, &key) {
+        if self.use_cache(state, &key, &created_by).await? {
             return Ok(());
         }
         let id = self.commit(state, None, false, created_by).await?;
@@ -386,22 +398,71 @@ impl Build {
         Ok(())
     }
 
-    /// On a cache hit, prints it and moves the stage to the cached image.
-    fn use_cache(&self, state: &mut StageState, key: &str) -> bool {
-        match self.cached(key) {
-            Some(id) => {
-                self.progress.say(" ---> Using cache\n");
-                self.progress.say(format!(" ---> {}\n", short(&id)));
-                if let Ok(raw) = self.engine.images.raw_config(&id) {
-                    if let Some(c) = raw.get("config").and_then(Value::as_object) {
-                        state.config = c.clone();
-                    }
+    /// On a cache hit (the local cache, else a `--cache-from` image that made step
+    /// `created_by`), prints it and moves the stage to the cached image.
+    async fn use_cache(
+        &self,
+        state: &mut StageState,
+        key: &str,
+        created_by: &str,
+    ) -> Result<bool, BuildFailure> {
+        let id = match self.cached(key) {
+            Some(id) => id,
+            None => match self.from_cache_sources(state, created_by).await? {
+                Some(id) => {
+                    self.cache.put(key, &id);
+                    id
                 }
-                state.image = Some(id);
-                true
+                None => return Ok(false),
+            },
+        };
+        self.progress.say(" ---> Using cache\n");
+        self.progress.say(format!(" ---> {}\n", short(&id)));
+        if let Ok(raw) = self.engine.images.raw_config(&id) {
+            if let Some(c) = raw.get("config").and_then(Value::as_object) {
+                state.config = c.clone();
             }
-            None => false,
         }
+        state.image = Some(id);
+        Ok(true)
+    }
+
+    /// The image of step `created_by` from a `--cache-from` source: the source itself,
+    /// or the stage's image plus what the source's step added.
+    async fn from_cache_sources(
+        &self,
+        state: &StageState,
+        created_by: &str,
+    ) -> Result<Option<String>, BuildFailure> {
+        if self.opts.no_cache || self.cache_from.is_empty() {
+            return Ok(None);
+        }
+        let parent = match state.image.as_deref() {
+            Some(id) => Some(self.engine.images.raw_config(id)?),
+            None => None,
+        };
+        let Some(hit) = self.cache_from.find(parent.as_ref(), created_by) else {
+            return Ok(None);
+        };
+        if hit.last {
+            return Ok(Some(hit.source));
+        }
+        let images = self.engine.images.clone();
+        let parent = state.image.clone();
+        let opts = CommitOptions {
+            config: state.config.clone(),
+            ..CommitOptions::default()
+        };
+        let made = tokio::task::spawn_blocking(move || {
+            let layer = vmrun_images::StepLayer::Reused {
+                source: &hit.source,
+                history_index: hit.history_index,
+            };
+            images.commit_layer(parent.as_deref(), layer, &opts)
+        })
+        .await
+        .map_err(|e| BuildFailure::new(format!("commit task failed: {e}")))??;
+        Ok(Some(made.id))
     }
 
     /// The default stage config: the base image's, with PATH added when missing.

@@ -225,7 +225,7 @@ impl Build {
             )
         };
         let key = BuildCache::key(state.image.as_deref(), &format!("RUN {created_by}"));
-        if self.use_cache(state, &key) {
+        if self.use_cache(state, &key, &created_by).await? {
             return Ok(());
         }
         let image = state
@@ -305,7 +305,7 @@ impl Build {
             config::shell(&state.config).join(" ")
         );
         let key = BuildCache::key(state.image.as_deref(), &created_by);
-        if self.use_cache(state, &key) {
+        if self.use_cache(state, &key, &created_by).await? {
             return Ok(());
         }
         let mut rootfs = self.mount(state.image.as_deref(), false)?;
@@ -431,7 +431,7 @@ impl Build {
             args.chmod.as_deref().unwrap_or("")
         );
         let key = BuildCache::key(state.image.as_deref(), &key_text);
-        if self.use_cache(state, &key) {
+        if self.use_cache(state, &key, &created_by).await? {
             return Ok(());
         }
         let chmod = match args.chmod.as_deref() {
