@@ -1,6 +1,7 @@
 //! Published ports' connections ([`StreamTarget::Forward`]): the agent opens a socket
 //! inside the container's network namespace, towards its loopback, and relays the host's
-//! framed connection to it ([`vmrun_agent_protocol::forward`]).
+//! framed connection to it ([`vmrun_agent_protocol::forward`]); a TCP connection's
+//! bytes come back on a second connection of the host's ([`PendingReturns`]).
 //!
 //! The socket is made on a short-lived thread that has joined the container's network
 //! namespace (`setns` changes only the calling thread's namespace, and the agent's runtime
@@ -9,11 +10,14 @@
 //!
 //! [`StreamTarget::Forward`]: vmrun_agent_protocol::StreamTarget::Forward
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use vmrun_agent_protocol::forward::{self, Ending, MAX_CHUNK};
 use vmrun_agent_protocol::{AgentError, ErrorKind, ForwardProtocol};
 
@@ -63,27 +67,102 @@ pub async fn open(pid: i32, port: u16, protocol: ForwardProtocol) -> Result<Upst
     }
 }
 
-/// Relays the host's connection `host` to `upstream` until either ends.
-pub async fn relay<S>(host: &mut S, upstream: Upstream)
-where
+/// Where the container-to-host halves of TCP forwards wait to be picked up, by token.
+#[derive(Default)]
+pub struct PendingReturns {
+    waiting: Mutex<HashMap<u64, oneshot::Sender<ReturnStream>>>,
+}
+
+/// A return connection (the agent only writes to it).
+pub type ReturnStream = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How long a TCP forward waits for its return connection.
+const RETURN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl PendingReturns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<ReturnStream>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the return connection `token` names (registered before `StreamReady`
+    /// goes out, so the host's return connection always finds it).
+    fn expect(&self, token: u64) -> oneshot::Receiver<ReturnStream> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(token, tx);
+        rx
+    }
+
+    /// Drops the wait for `token` (its forward failed before the ready reply).
+    pub fn forget(&self, token: u64) {
+        self.lock().remove(&token);
+    }
+
+    /// Hands return connection `stream` to the forward waiting for `token`; gives the
+    /// stream back when none waits.
+    pub fn deliver(&self, token: u64, stream: ReturnStream) -> Result<(), ReturnStream> {
+        match self.lock().remove(&token) {
+            Some(tx) => tx.send(stream),
+            None => Err(stream),
+        }
+    }
+}
+
+/// Serves a forward connection `host` whose `StreamReady` has gone out: UDP both ways on
+/// it; TCP from it into the container and back on the return connection `token` names
+/// (`pending`: registered before the ready reply).
+pub async fn relay<S>(
+    host: &mut S,
+    upstream: Upstream,
+    returns: &PendingReturns,
+    pending: Option<(u64, oneshot::Receiver<ReturnStream>)>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match upstream {
         Upstream::Tcp(mut tcp) => {
+            let Some((token, waiting)) = pending else {
+                let _ = tcp.set_zero_linger();
+                return;
+            };
+            let back = match tokio::time::timeout(RETURN_TIMEOUT, waiting).await {
+                Ok(Ok(back)) => back,
+                _ => {
+                    returns.lock().remove(&token);
+                    tracing::debug!(token, "no return connection came for a forward");
+                    let _ = tcp.set_zero_linger();
+                    return;
+                }
+            };
+            let mut back = back;
             let ending = {
                 let (mut tcp_rd, mut tcp_wr) = tcp.split();
-                let (mut host_rd, mut host_wr) = tokio::io::split(&mut *host);
-                forward::relay(&mut tcp_rd, &mut tcp_wr, &mut host_rd, &mut host_wr).await
+                forward::relay(&mut tcp_rd, &mut tcp_wr, host, &mut back).await
             };
             if ending == Ending::Reset {
                 // Dropped with a zero linger: the container sees a reset, as it would
                 // had the client's connection reached it directly.
                 let _ = tcp.set_zero_linger();
             } else {
-                let _ = host.shutdown().await;
+                let _ = back.shutdown().await;
             }
         }
         Upstream::Udp(udp) => relay_udp(host, &udp).await,
+    }
+}
+
+/// Registers the return connection of a TCP forward (`token`) before its ready reply.
+pub fn prepare(
+    returns: &PendingReturns,
+    protocol: ForwardProtocol,
+    token: Option<u64>,
+) -> Result<Option<(u64, oneshot::Receiver<ReturnStream>)>, AgentError> {
+    match (protocol, token) {
+        (ForwardProtocol::Udp, _) => Ok(None),
+        (ForwardProtocol::Tcp, Some(token)) => Ok(Some((token, returns.expect(token)))),
+        (ForwardProtocol::Tcp, None) => Err(AgentError::new(
+            ErrorKind::BadRequest,
+            "a TCP forward needs a return_token",
+        )),
     }
 }
 

@@ -78,6 +78,8 @@ pub struct Agent {
     pub procs: procs::Procs,
     /// Whether hellos and `SetTime` may move the clock (true only as PID 1).
     pub owns_clock: bool,
+    /// TCP forwards waiting for their return connections.
+    pub forward_returns: forward::PendingReturns,
     init: bool,
     stop: watch::Sender<bool>,
 }
@@ -151,6 +153,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 reaper,
             ),
             owns_clock: config.init,
+            forward_returns: forward::PendingReturns::default(),
             init: config.init,
             stop: watch::channel(false).0,
         });

@@ -291,20 +291,36 @@ where
             id: cid,
             port,
             protocol,
+            return_token,
         } => {
-            let opened = match agent.procs.container_pid(&cid) {
-                Ok(pid) => crate::forward::open(pid, port, protocol).await,
-                Err(e) => Err(e),
+            let returns = &agent.forward_returns;
+            let opened = async {
+                let pending = crate::forward::prepare(returns, protocol, return_token)?;
+                let pid = agent.procs.container_pid(&cid)?;
+                Ok((crate::forward::open(pid, port, protocol).await?, pending))
             };
-            match opened {
-                Ok(upstream) => {
+            match opened.await {
+                Ok((upstream, pending)) => {
                     if send_ready(&mut stream, id).await {
-                        crate::forward::relay(&mut stream, upstream).await;
+                        crate::forward::relay(&mut stream, upstream, returns, pending).await;
                     }
                 }
                 Err(e) => {
+                    if let Some(token) = return_token {
+                        returns.forget(token);
+                    }
                     let _ = write_frame(&mut stream, &fail(e)).await;
                 }
+            }
+        }
+        StreamTarget::ForwardReturn { token } => {
+            if send_ready(&mut stream, id).await
+                && agent
+                    .forward_returns
+                    .deliver(token, Box::new(stream))
+                    .is_err()
+            {
+                tracing::debug!(token, "a return connection nobody waits for");
             }
         }
         StreamTarget::Listeners { id: cid } => {

@@ -3,7 +3,9 @@
 //! connection, or every UDP client's flow, is its own stream to the guest agent
 //! ([`StreamTarget::Forward`]), which connects inside the container's network namespace.
 //! The bytes are framed as `vmrun_agent_protocol::forward` says, so half-closes and
-//! resets cross the VM boundary whichever vsock path carries them.
+//! resets cross the VM boundary whichever vsock path carries them, and a TCP
+//! connection's two directions travel on two vsock connections (see
+//! `StreamTarget::Forward`).
 //!
 //! Automatic forwarding (`vmrund --auto-forward`, or `-P` on the container): the agent
 //! reports the TCP ports the container listens on as they change
@@ -38,12 +40,21 @@ struct AgentForward {
 }
 
 impl AgentForward {
-    async fn open(&self, protocol: ForwardProtocol) -> io::Result<tokio::net::UnixStream> {
+    async fn open(
+        &self,
+        protocol: ForwardProtocol,
+        return_token: Option<u64>,
+    ) -> io::Result<tokio::net::UnixStream> {
         let target = StreamTarget::Forward {
             id: self.id.clone(),
             port: self.port,
             protocol,
+            return_token,
         };
+        self.open_target(target).await
+    }
+
+    async fn open_target(&self, target: StreamTarget) -> io::Result<tokio::net::UnixStream> {
         match tokio::time::timeout(CALL_TIMEOUT, self.machine.agent().open_stream(target)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(io::Error::other(e.to_string())),
@@ -60,8 +71,18 @@ impl ForwardTarget for AgentForward {
     }
 
     async fn relay_tcp(&self, mut client: TcpStream) {
-        let stream = match self.open(ForwardProtocol::Tcp).await {
-            Ok(s) => s,
+        // The client's bytes go out on one connection and the container's come back on
+        // another: each vsock connection carries data one way only.
+        let token: u64 = rand::random();
+        let opened = async {
+            let out = self.open(ForwardProtocol::Tcp, Some(token)).await?;
+            let back = self
+                .open_target(StreamTarget::ForwardReturn { token })
+                .await?;
+            io::Result::Ok((out, back))
+        };
+        let (mut out, mut back) = match opened.await {
+            Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(target = %self.describe(), error = %e, "forwarding a connection");
                 // As a direct connection to a closed port: a reset.
@@ -69,10 +90,9 @@ impl ForwardTarget for AgentForward {
                 return;
             }
         };
-        let (mut guest_rd, mut guest_wr) = stream.into_split();
         let ending = {
             let (mut client_rd, mut client_wr) = client.split();
-            forward::relay(&mut client_rd, &mut client_wr, &mut guest_rd, &mut guest_wr).await
+            forward::relay(&mut client_rd, &mut client_wr, &mut back, &mut out).await
         };
         if ending == Ending::Reset {
             let _ = client.set_zero_linger();
@@ -80,7 +100,7 @@ impl ForwardTarget for AgentForward {
     }
 
     async fn open_udp(&self) -> io::Result<UdpFlow> {
-        let (rd, wr) = self.open(ForwardProtocol::Udp).await?.into_split();
+        let (rd, wr) = self.open(ForwardProtocol::Udp, None).await?.into_split();
         Ok(UdpFlow {
             sender: Box::new(FramedSender(wr)),
             receiver: Box::new(FramedReceiver(rd)),
