@@ -520,3 +520,38 @@ fn shared_vm_containers_commit_running_and_stopped() {
     assert_eq!(out.stdout, "made\n", "{out}");
     docker(&d, &["rm", "maker"]).ok();
 }
+
+#[test]
+fn builds_in_vm_mode_run_their_steps_in_the_shared_vm() {
+    let Some(d) = shared_vm_daemon() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN uname -r > /built-on && rm /bin/vi\nCOPY note /note\nCMD [\"cat\", \"/built-on\", \"/note\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.path().join("note"), "noted\n").unwrap();
+    let mut cmd = d.docker_cmd(&["build", "-t", "e2e/vm-built", ctx.path().to_str().unwrap()]);
+    cmd.env("DOCKER_BUILDKIT", "0");
+    let out = run_with_timeout(cmd, None, VM_COMMAND_TIMEOUT);
+    out.ok();
+    // The RUN step ran in the shared VM: its kernel, not the host's.
+    let run = docker(&d, &["run", "--rm", "e2e/vm-built"]);
+    run.ok();
+    let guest_kernel = docker(&d, &["run", "--rm", "busybox", "uname", "-r"]);
+    assert_eq!(
+        run.stdout,
+        format!("{}noted\n", guest_kernel.stdout),
+        "{run}"
+    );
+    assert_ne!(
+        guest_kernel.stdout.trim(),
+        host_file("/proc/sys/kernel/osrelease")
+    );
+    let vi = docker(
+        &d,
+        &["run", "--rm", "e2e/vm-built", "test", "-e", "/bin/vi"],
+    );
+    assert_eq!(vi.code, 1, "the deletion is in the layer: {vi}");
+    assert_eq!(docker(&d, &["ps", "-aq"]).stdout, "", "no container left");
+}
