@@ -36,7 +36,13 @@ pub struct DaemonConfig {
     /// Forward every TCP port a container in a VM listens on to the same port on the
     /// host's `127.0.0.1` as it appears (`--auto-forward`; per container: `-P`).
     pub auto_forward: bool,
+    /// Deadline of one call to a guest agent (`--vm-agent-timeout`): a hung guest fails
+    /// the command after it instead of hanging it.
+    pub vm_agent_timeout: std::time::Duration,
 }
+
+/// Deadline of one guest-agent call unless `--vm-agent-timeout` says otherwise.
+pub const DEFAULT_VM_AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where a daemon runs containers that do not ask for an isolation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,6 +104,7 @@ impl DaemonConfig {
             mode: DaemonMode::default(),
             shared_vm: SharedVmSize::default(),
             auto_forward: false,
+            vm_agent_timeout: DEFAULT_VM_AGENT_TIMEOUT,
         }
     }
 

@@ -73,6 +73,14 @@ struct Args {
     /// host's 127.0.0.1, as it appears and until it closes (per container: `run -P`).
     #[arg(long = "auto-forward")]
     auto_forward: bool,
+    /// Seconds a guest agent may take to answer one call before the command fails
+    /// saying the agent did not answer (a hung guest).
+    #[arg(
+        long = "vm-agent-timeout",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    vm_agent_timeout: u64,
     /// The `vmrun-vmm` binary (default: next to vmrund, then PATH).
     #[arg(long = "vmm", value_name = "PATH")]
     vmm: Option<PathBuf>,
@@ -136,6 +144,10 @@ fn main() -> anyhow::Result<()> {
     config.vm_kernel = args.vm_kernel;
     config.vm_initrd = args.vm_initrd;
     config.auto_forward = args.auto_forward;
+    if args.vm_agent_timeout == 0 {
+        anyhow::bail!("--vm-agent-timeout must be at least 1 (second)");
+    }
+    config.vm_agent_timeout = std::time::Duration::from_secs(args.vm_agent_timeout);
     config.mode = args
         .mode
         .parse()

@@ -350,3 +350,47 @@ fn a_daemon_that_dies_leaves_no_vm_and_finds_its_container_exited() {
     docker(&d, &["start", "orphan"]).ok();
     docker(&d, &["rm", "-f", "orphan"]).ok();
 }
+
+#[test]
+fn a_hung_guest_fails_commands_at_the_agent_deadline() {
+    let Some(mut d) = isolation_daemon() else {
+        return;
+    };
+    d.restart_with(&["--vm-agent-timeout", "3"]);
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "frozen",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
+    .ok();
+    let info = d.inspect("frozen");
+    let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no VmPid: {info}"));
+    let monitor = nix::unistd::Pid::from_raw(vm_pid);
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGSTOP).expect("stopping the VM");
+    let started = Instant::now();
+    let top = docker(&d, &["top", "frozen"]);
+    let waited = started.elapsed();
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGCONT).expect("resuming the VM");
+    assert!(!top.success(), "{top}");
+    assert!(
+        top.stderr.contains("did not answer within 3s"),
+        "the reason names the deadline: {top}"
+    );
+    eprintln!("docker top of a hung guest failed after {waited:?}");
+    // Resumed, it answers again.
+    let top = docker(&d, &["top", "frozen"]);
+    assert!(top.success() && top.stdout.contains("sleep"), "{top}");
+    docker(&d, &["rm", "-f", "frozen"]).ok();
+}

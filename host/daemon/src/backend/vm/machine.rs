@@ -2,7 +2,7 @@
 //! [`AgentClient`] over its hybrid vsock, a watch on the monitor process, and the
 //! host-side copies of its containers' logs.
 //!
-//! Every agent call but `wait` has a deadline ([`CALL_TIMEOUT`]) and every call ends
+//! Every agent call but `wait` has a deadline (`vmrund --vm-agent-timeout`, 30 s) and every call ends
 //! early, with the VM's exit reason, when the VM stops: a dead or hung guest gives the
 //! CLI an error instead of a hang.
 
@@ -20,8 +20,6 @@ use vmrun_vm::{VmBackend, VmInstance, VmSpec};
 
 use crate::backend::BackendError;
 
-/// Deadline of one agent call (all but `wait`).
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline from launch to the agent's welcome.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// One attempt to connect and say hello (also the connect deadline of later streams).
@@ -41,6 +39,7 @@ pub struct Machine {
     /// Per container: the task copying its guest log into the host's.
     log_copies: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     booted: Instant,
+    call_timeout: Duration,
 }
 
 impl std::fmt::Debug for Machine {
@@ -73,7 +72,11 @@ pub fn agent_error(what: &str, e: ClientError) -> BackendError {
 impl Machine {
     /// Launches the VM of `spec` and connects to its agent; on any error nothing is left
     /// running.
-    pub async fn boot(backend: Arc<dyn VmBackend>, spec: VmSpec) -> Result<Self, BackendError> {
+    pub async fn boot(
+        backend: Arc<dyn VmBackend>,
+        spec: VmSpec,
+        call_timeout: Duration,
+    ) -> Result<Self, BackendError> {
         let serial = spec.serial_log.clone();
         let vm: Arc<dyn VmInstance> = tokio::task::spawn_blocking(move || backend.launch(&spec))
             .await
@@ -107,6 +110,7 @@ impl Machine {
                     exited,
                     log_copies: Mutex::new(HashMap::new()),
                     booted: Instant::now(),
+                    call_timeout,
                 })
             }
             Err(why) => {
@@ -154,13 +158,19 @@ impl Machine {
         wait_exit(&mut watch).await
     }
 
-    /// Runs one agent call with [`CALL_TIMEOUT`], failing early when the VM stops.
+    /// Runs one agent call with the daemon's call deadline, failing early when the VM
+    /// stops.
     pub async fn call<T>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, BackendError> {
-        self.call_until(what, Some(CALL_TIMEOUT), fut).await
+        self.call_until(what, Some(self.call_timeout), fut).await
+    }
+
+    /// The deadline of one agent call.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// [`Machine::call`] with any deadline, or none (`wait`).

@@ -267,7 +267,14 @@ impl ContainerBackend for VmContainerBackend {
                 )));
             }
         }
-        let machine = Arc::new(Machine::boot(self.vm.clone(), self.vm_spec(c, disks)).await?);
+        let machine = Arc::new(
+            Machine::boot(
+                self.vm.clone(),
+                self.vm_spec(c, disks),
+                self.config.vm_agent_timeout,
+            )
+            .await?,
+        );
         machine.keep_clock();
         if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
             machine.shutdown().await;

@@ -28,7 +28,7 @@ use vmrun_network::{
     Protocol as NetProtocol, UdpFlow,
 };
 
-use super::machine::{Machine, CALL_TIMEOUT};
+use super::machine::Machine;
 use crate::backend::ports::{self, Listeners};
 use crate::backend::{BackendError, ContainerSpec, Protocol, PublishedPort};
 
@@ -55,7 +55,8 @@ impl AgentForward {
     }
 
     async fn open_target(&self, target: StreamTarget) -> io::Result<tokio::net::UnixStream> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.machine.agent().open_stream(target)).await {
+        let deadline = self.machine.call_timeout();
+        match tokio::time::timeout(deadline, self.machine.agent().open_stream(target)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(io::Error::other(e.to_string())),
             Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),

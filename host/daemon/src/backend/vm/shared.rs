@@ -80,6 +80,8 @@ pub struct SharedVm {
     layers: Arc<LayerDisks>,
     /// The image store's unpacked layers (`<data-root>/images/layers`).
     store_layers: PathBuf,
+    /// Deadline of one agent call.
+    agent_timeout: Duration,
     machine: tokio::sync::Mutex<Option<Arc<Machine>>>,
     last_exit: std::sync::Mutex<Option<String>>,
 }
@@ -103,6 +105,7 @@ impl SharedVm {
             vsock: config.exec_root.join("vm").join("shared.vsock"),
             layers,
             store_layers: config.data_root.join("images").join("layers"),
+            agent_timeout: config.vm_agent_timeout,
             machine: tokio::sync::Mutex::new(None),
             last_exit: std::sync::Mutex::new(None),
         }
@@ -178,7 +181,7 @@ impl SharedVm {
             read_only: false,
         }];
         spec.serial_log = Some(self.serial_log());
-        let machine = Machine::boot(self.vm.clone(), spec).await?;
+        let machine = Machine::boot(self.vm.clone(), spec, self.agent_timeout).await?;
         let mounted = machine
             .call(
                 "mounting the data disk",
