@@ -65,8 +65,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# shellcheck source=bench/lib/numbers.sh
+. "$ROOT_DIR/bench/lib/numbers.sh"
 vmrun() { "$BIN_DIR/vmrun" -H "unix://$SOCK" "$@"; }
 # free_port: a TCP port nobody listens on now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -59,7 +59,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=bench/lib/numbers.sh
+. "$ROOT_DIR/bench/lib/numbers.sh"
 # Milliseconds `"$@"` takes, which must succeed.
 ms() {
     local t0 t1

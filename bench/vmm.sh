@@ -21,7 +21,8 @@ trap 'rm -rf "$WORK"' EXIT
 printf '\xf4' > "$WORK/hlt.bin"
 printf '\xeb\xfe' > "$WORK/spin.bin"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=bench/lib/numbers.sh
+. bench/lib/numbers.sh
 
 if [ ! -r /dev/kvm ]; then echo "no /dev/kvm: nothing to measure"; exit 0; fi
 [ -d /sys/module/kvm_pvm ] && echo "note: /dev/kvm is PVM (nested, emulated); numbers are not hardware-KVM numbers"

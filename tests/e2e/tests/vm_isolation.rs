@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 use vmrun_e2e::run_with_timeout;
 use vmrun_e2e::vm::{docker, isolation_daemon, VM_COMMAND_TIMEOUT};
 
+/// The VM monitor's pid from a container's inspect.
+fn vm_pid(info: &serde_json::Value) -> i32 {
+    info["GraphDriver"]["Data"]["VmPid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no VmPid: {info}"))
+}
+
 fn host_file(path: &str) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -185,10 +193,7 @@ fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
     let info = d.inspect("v1");
     assert_eq!(info["HostConfig"]["Isolation"], "vm", "{info}");
     assert_eq!(info["GraphDriver"]["Name"], "vmrun-vm", "{info}");
-    let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no VmPid: {info}"));
+    let vm_pid: i32 = vm_pid(&info);
     assert!(
         std::path::Path::new(&format!("/proc/{vm_pid}")).exists(),
         "the VM's monitor runs"
@@ -286,10 +291,7 @@ fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
     )
     .ok();
     let info = d.inspect("doomed");
-    let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no VmPid: {info}"));
+    let vm_pid: i32 = vm_pid(&info);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(vm_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -373,10 +375,7 @@ fn a_hung_guest_fails_commands_at_the_agent_deadline() {
     )
     .ok();
     let info = d.inspect("frozen");
-    let vm_pid: i32 = info["GraphDriver"]["Data"]["VmPid"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no VmPid: {info}"));
+    let vm_pid: i32 = vm_pid(&info);
     let monitor = nix::unistd::Pid::from_raw(vm_pid);
     nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGSTOP).expect("stopping the VM");
     let started = Instant::now();
