@@ -245,7 +245,7 @@ mod tests {
             );
         tcp_peer.write_all(b"ping").await.unwrap();
         tcp_peer.shutdown().await.unwrap();
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         // "ping" as a chunk, then the end marker.
         framed_peer.read_exact(&mut buf[..8]).await.unwrap();
         assert_eq!(&buf[4..8], b"ping");

@@ -408,7 +408,7 @@ impl Build {
     ) -> Result<bool, BuildFailure> {
         let id = match self.cached(key) {
             Some(id) => id,
-            None => match self.from_cache_sources(state, created_by).await? {
+            None => match self.step_from_cache_sources(state, created_by).await? {
                 Some(id) => {
                     self.cache.put(key, &id);
                     id
@@ -429,7 +429,7 @@ impl Build {
 
     /// The image of step `created_by` from a `--cache-from` source: the source itself,
     /// or the stage's image plus what the source's step added.
-    async fn from_cache_sources(
+    async fn step_from_cache_sources(
         &self,
         state: &StageState,
         created_by: &str,
