@@ -107,33 +107,31 @@ impl PendingReturns {
     }
 }
 
-/// Serves a forward connection `host` whose `StreamReady` has gone out: UDP both ways on
-/// it; TCP from it into the container and back on the return connection `token` names
-/// (`pending`: registered before the ready reply).
+/// Serves a forward connection `host` whose `StreamReady` has gone out: bytes or
+/// datagrams from it go into the container, and the container's go back on the return
+/// connection `pending` waits for (registered before the ready reply).
 pub async fn relay<S>(
     host: &mut S,
     upstream: Upstream,
     returns: &PendingReturns,
-    pending: Option<(u64, oneshot::Receiver<ReturnStream>)>,
+    pending: (u64, oneshot::Receiver<ReturnStream>),
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (token, waiting) = pending;
+    let mut back = match tokio::time::timeout(RETURN_TIMEOUT, waiting).await {
+        Ok(Ok(back)) => back,
+        _ => {
+            returns.forget(token);
+            tracing::debug!(token, "no return connection came for a forward");
+            if let Upstream::Tcp(tcp) = &upstream {
+                let _ = tcp.set_zero_linger();
+            }
+            return;
+        }
+    };
     match upstream {
         Upstream::Tcp(mut tcp) => {
-            let Some((token, waiting)) = pending else {
-                let _ = tcp.set_zero_linger();
-                return;
-            };
-            let back = match tokio::time::timeout(RETURN_TIMEOUT, waiting).await {
-                Ok(Ok(back)) => back,
-                _ => {
-                    returns.lock().remove(&token);
-                    tracing::debug!(token, "no return connection came for a forward");
-                    let _ = tcp.set_zero_linger();
-                    return;
-                }
-            };
-            let mut back = back;
             let ending = {
                 let (mut tcp_rd, mut tcp_wr) = tcp.split();
                 forward::relay(&mut tcp_rd, &mut tcp_wr, host, &mut back).await
@@ -146,35 +144,33 @@ pub async fn relay<S>(
                 let _ = back.shutdown().await;
             }
         }
-        Upstream::Udp(udp) => relay_udp(host, &udp).await,
+        Upstream::Udp(udp) => relay_udp(host, &mut back, &udp).await,
     }
 }
 
-/// Registers the return connection of a TCP forward (`token`) before its ready reply.
+/// Registers the return connection (`token`) of a forward before its ready reply.
 pub fn prepare(
     returns: &PendingReturns,
-    protocol: ForwardProtocol,
     token: Option<u64>,
-) -> Result<Option<(u64, oneshot::Receiver<ReturnStream>)>, AgentError> {
-    match (protocol, token) {
-        (ForwardProtocol::Udp, _) => Ok(None),
-        (ForwardProtocol::Tcp, Some(token)) => Ok(Some((token, returns.expect(token)))),
-        (ForwardProtocol::Tcp, None) => Err(AgentError::new(
+) -> Result<(u64, oneshot::Receiver<ReturnStream>), AgentError> {
+    match token {
+        Some(token) => Ok((token, returns.expect(token))),
+        None => Err(AgentError::new(
             ErrorKind::BadRequest,
-            "a TCP forward needs a return_token",
+            "a forward needs a return_token",
         )),
     }
 }
 
-/// Datagrams both ways until the host closes the flow.
-async fn relay_udp<S>(host: &mut S, udp: &tokio::net::UdpSocket)
+/// Datagrams from `host` into the container and back on `back`, until the host closes
+/// the flow.
+async fn relay_udp<S>(host: &mut S, back: &mut ReturnStream, udp: &tokio::net::UdpSocket)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + Unpin,
 {
-    let (mut host_rd, mut host_wr) = tokio::io::split(host);
     let to_container = async {
         let mut buf = vec![0u8; MAX_CHUNK];
-        while let Ok(Some(n)) = forward::read_datagram(&mut host_rd, &mut buf).await {
+        while let Ok(Some(n)) = forward::read_datagram(host, &mut buf).await {
             if let Err(e) = udp.send(&buf[..n]).await {
                 tracing::debug!("forwarding a datagram into the container: {e}");
             }
@@ -185,10 +181,7 @@ where
         loop {
             match udp.recv(&mut buf).await {
                 Ok(n) => {
-                    if forward::write_datagram(&mut host_wr, &buf[..n])
-                        .await
-                        .is_err()
-                    {
+                    if forward::write_datagram(back, &buf[..n]).await.is_err() {
                         return;
                     }
                 }

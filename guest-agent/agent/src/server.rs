@@ -295,7 +295,7 @@ where
         } => {
             let returns = &agent.forward_returns;
             let opened = async {
-                let pending = crate::forward::prepare(returns, protocol, return_token)?;
+                let pending = crate::forward::prepare(returns, return_token)?;
                 let pid = agent.procs.container_pid(&cid)?;
                 Ok((crate::forward::open(pid, port, protocol).await?, pending))
             };

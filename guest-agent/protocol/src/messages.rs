@@ -291,12 +291,12 @@ pub enum StreamTarget {
     /// loopback, or its `::1` when nothing listens on `127.0.0.1`): a published port's
     /// TCP connection or one UDP client's flow, framed as [`crate::forward`] says. The
     /// agent answers `StreamReady` once it has connected (TCP) or made the socket (UDP),
-    /// an error (`not_found`, `io`) otherwise. A UDP flow's datagrams go both ways on this
-    /// connection; a TCP connection's bytes go one way on each of two connections: this
-    /// one carries the host's bytes to the container, and the container's come back on
-    /// the [`StreamTarget::ForwardReturn`] connection the host opens next with the same
-    /// `return_token` (a vsock connection saturated both ways can stall for good in
-    /// `vhost-device-vsock`'s credit accounting; one direction each never does).
+    /// an error (`not_found`, `io`) otherwise. Bytes (TCP) or datagrams (UDP) go one way
+    /// on each of two connections: this one carries the host's to the container, and the
+    /// container's come back on the [`StreamTarget::ForwardReturn`] connection the host
+    /// opens next with the same `return_token` (a vsock connection saturated both ways
+    /// can stall for good in `vhost-device-vsock`'s credit accounting; one direction each
+    /// does not).
     Forward {
         /// Container id.
         id: String,
@@ -304,11 +304,11 @@ pub enum StreamTarget {
         port: u16,
         /// TCP or UDP.
         protocol: ForwardProtocol,
-        /// TCP: names the return connection (a random number the host chose).
+        /// Names the return connection (a random number the host chose); required.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         return_token: Option<u64>,
     },
-    /// The container-to-host half of the TCP [`StreamTarget::Forward`] opened with
+    /// The container-to-host half of the [`StreamTarget::Forward`] opened with
     /// `token`; the host only reads it. Refused (`not_found`) when no forward waits for it.
     ForwardReturn {
         /// The forward's `return_token`.

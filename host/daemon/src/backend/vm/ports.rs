@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::AsyncBufReadExt;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use vmrun_agent_protocol::forward::{self, Ending};
 use vmrun_agent_protocol::{ForwardProtocol, StreamTarget};
@@ -40,18 +39,25 @@ struct AgentForward {
 }
 
 impl AgentForward {
-    async fn open(
+    /// The two connections of one forward: out (host to container) and back. Each
+    /// vsock connection carries data one way only.
+    async fn open_pair(
         &self,
         protocol: ForwardProtocol,
-        return_token: Option<u64>,
-    ) -> io::Result<tokio::net::UnixStream> {
-        let target = StreamTarget::Forward {
-            id: self.id.clone(),
-            port: self.port,
-            protocol,
-            return_token,
-        };
-        self.open_target(target).await
+    ) -> io::Result<(tokio::net::UnixStream, tokio::net::UnixStream)> {
+        let token: u64 = rand::random();
+        let out = self
+            .open_target(StreamTarget::Forward {
+                id: self.id.clone(),
+                port: self.port,
+                protocol,
+                return_token: Some(token),
+            })
+            .await?;
+        let back = self
+            .open_target(StreamTarget::ForwardReturn { token })
+            .await?;
+        Ok((out, back))
     }
 
     async fn open_target(&self, target: StreamTarget) -> io::Result<tokio::net::UnixStream> {
@@ -72,17 +78,7 @@ impl ForwardTarget for AgentForward {
     }
 
     async fn relay_tcp(&self, mut client: TcpStream) {
-        // The client's bytes go out on one connection and the container's come back on
-        // another: each vsock connection carries data one way only.
-        let token: u64 = rand::random();
-        let opened = async {
-            let out = self.open(ForwardProtocol::Tcp, Some(token)).await?;
-            let back = self
-                .open_target(StreamTarget::ForwardReturn { token })
-                .await?;
-            io::Result::Ok((out, back))
-        };
-        let (mut out, mut back) = match opened.await {
+        let (mut out, mut back) = match self.open_pair(ForwardProtocol::Tcp).await {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(target = %self.describe(), error = %e, "forwarding a connection");
@@ -101,15 +97,15 @@ impl ForwardTarget for AgentForward {
     }
 
     async fn open_udp(&self) -> io::Result<UdpFlow> {
-        let (rd, wr) = self.open(ForwardProtocol::Udp, None).await?.into_split();
+        let (out, back) = self.open_pair(ForwardProtocol::Udp).await?;
         Ok(UdpFlow {
-            sender: Box::new(FramedSender(wr)),
-            receiver: Box::new(FramedReceiver(rd)),
+            sender: Box::new(FramedSender(out)),
+            receiver: Box::new(FramedReceiver(back)),
         })
     }
 }
 
-struct FramedSender(OwnedWriteHalf);
+struct FramedSender(tokio::net::UnixStream);
 
 #[async_trait]
 impl DatagramSender for FramedSender {
@@ -118,7 +114,7 @@ impl DatagramSender for FramedSender {
     }
 }
 
-struct FramedReceiver(OwnedReadHalf);
+struct FramedReceiver(tokio::net::UnixStream);
 
 #[async_trait]
 impl DatagramReceiver for FramedReceiver {
