@@ -67,42 +67,71 @@ pub async fn open(pid: i32, port: u16, protocol: ForwardProtocol) -> Result<Upst
     }
 }
 
-/// Where the container-to-host halves of TCP forwards wait to be picked up, by token.
+/// Where a forward and its return connection meet, by token: the host opens both at
+/// once, so either may come first.
 #[derive(Default)]
 pub struct PendingReturns {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<ReturnStream>>>,
+    slots: Mutex<HashMap<u64, Slot>>,
+}
+
+/// One side of a rendezvous, waiting for the other.
+enum Slot {
+    /// The forward waits for its return connection.
+    Waiting(oneshot::Sender<ReturnStream>),
+    /// The return connection came first (at this time).
+    Arrived(ReturnStream, std::time::Instant),
 }
 
 /// A return connection (the agent only writes to it).
 pub type ReturnStream = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// How long a TCP forward waits for its return connection.
+/// How long either side of a forward waits for the other.
 const RETURN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PendingReturns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<ReturnStream>>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    /// The slots, less return connections whose forward never came.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|_, slot| match slot {
+            Slot::Arrived(_, at) => at.elapsed() < RETURN_TIMEOUT,
+            Slot::Waiting(tx) => !tx.is_closed(),
+        });
+        slots
     }
 
-    /// Waits for the return connection `token` names (registered before `StreamReady`
-    /// goes out, so the host's return connection always finds it).
+    /// The return connection `token` names, now or when it comes.
     fn expect(&self, token: u64) -> oneshot::Receiver<ReturnStream> {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(token, tx);
+        let mut slots = self.lock();
+        match slots.remove(&token) {
+            Some(Slot::Arrived(stream, _)) => {
+                let _ = tx.send(stream);
+            }
+            _ => {
+                slots.insert(token, Slot::Waiting(tx));
+            }
+        }
         rx
     }
 
-    /// Drops the wait for `token` (its forward failed before the ready reply).
+    /// Drops what waits under `token` (its forward failed before the ready reply).
     pub fn forget(&self, token: u64) {
         self.lock().remove(&token);
     }
 
-    /// Hands return connection `stream` to the forward waiting for `token`; gives the
-    /// stream back when none waits.
-    pub fn deliver(&self, token: u64, stream: ReturnStream) -> Result<(), ReturnStream> {
-        match self.lock().remove(&token) {
-            Some(tx) => tx.send(stream),
-            None => Err(stream),
+    /// Hands return connection `stream` to the forward `token` names, or keeps it until
+    /// that forward comes (for [`RETURN_TIMEOUT`]).
+    pub fn deliver(&self, token: u64, stream: ReturnStream) {
+        let mut slots = self.lock();
+        match slots.remove(&token) {
+            Some(Slot::Waiting(tx)) => {
+                if let Err(stream) = tx.send(stream) {
+                    drop(stream);
+                }
+            }
+            _ => {
+                slots.insert(token, Slot::Arrived(stream, std::time::Instant::now()));
+            }
         }
     }
 }

@@ -314,13 +314,8 @@ where
             }
         }
         StreamTarget::ForwardReturn { token } => {
-            if send_ready(&mut stream, id).await
-                && agent
-                    .forward_returns
-                    .deliver(token, Box::new(stream))
-                    .is_err()
-            {
-                tracing::debug!(token, "a return connection nobody waits for");
+            if send_ready(&mut stream, id).await {
+                agent.forward_returns.deliver(token, Box::new(stream));
             }
         }
         StreamTarget::Listeners { id: cid } => {

@@ -294,7 +294,7 @@ pub enum StreamTarget {
     /// an error (`not_found`, `io`) otherwise. Bytes (TCP) or datagrams (UDP) go one way
     /// on each of two connections: this one carries the host's to the container, and the
     /// container's come back on the [`StreamTarget::ForwardReturn`] connection the host
-    /// opens next with the same `return_token` (a vsock connection saturated both ways
+    /// opens at the same time with the same `return_token` (either may arrive first) (a vsock connection saturated both ways
     /// can stall for good in `vhost-device-vsock`'s credit accounting; one direction each
     /// does not).
     Forward {
@@ -309,7 +309,8 @@ pub enum StreamTarget {
         return_token: Option<u64>,
     },
     /// The container-to-host half of the [`StreamTarget::Forward`] opened with
-    /// `token`; the host only reads it. Refused (`not_found`) when no forward waits for it.
+    /// `token`; the host only reads it. It closes if that forward does not come within
+    /// 30 seconds or fails.
     ForwardReturn {
         /// The forward's `return_token`.
         token: u64,

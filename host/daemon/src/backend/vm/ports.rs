@@ -46,18 +46,16 @@ impl AgentForward {
         protocol: ForwardProtocol,
     ) -> io::Result<(tokio::net::UnixStream, tokio::net::UnixStream)> {
         let token: u64 = rand::random();
-        let out = self
-            .open_target(StreamTarget::Forward {
+        // Both at once: the agent pairs them whichever comes first.
+        tokio::try_join!(
+            self.open_target(StreamTarget::Forward {
                 id: self.id.clone(),
                 port: self.port,
                 protocol,
                 return_token: Some(token),
-            })
-            .await?;
-        let back = self
-            .open_target(StreamTarget::ForwardReturn { token })
-            .await?;
-        Ok((out, back))
+            }),
+            self.open_target(StreamTarget::ForwardReturn { token }),
+        )
     }
 
     async fn open_target(&self, target: StreamTarget) -> io::Result<tokio::net::UnixStream> {
