@@ -4,6 +4,7 @@
 //! behaviour for every version from [`MIN_API_VERSION`] to [`API_VERSION`]). Errors are
 //! docker-shaped JSON (`{"message": ...}`) with docker's status codes.
 
+mod archive;
 mod build;
 mod commit;
 mod containers;
@@ -102,6 +103,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/commit", post(commit::commit))
         .route("/build", post(build::build))
         .merge(containers::routes())
+        .merge(archive::routes())
         .merge(exec::routes())
         .merge(networks::routes())
         .merge(volumes::routes())

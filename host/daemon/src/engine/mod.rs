@@ -10,6 +10,7 @@ mod create;
 mod error;
 pub mod events;
 mod exec;
+mod files;
 mod isolation;
 mod lifecycle;
 pub mod logs;
