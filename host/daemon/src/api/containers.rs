@@ -97,7 +97,11 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
         .filter(|l| *l > 0);
     let mut out = Vec::new();
     for rec in engine.store.list() {
-        let status = rec.state.status.as_str();
+        let status = if rec.state.paused {
+            "paused"
+        } else {
+            rec.state.status.as_str()
+        };
         if !all && rec.state.status != Status::Running && !filters.contains_key("status") {
             continue;
         }

@@ -8,6 +8,7 @@ mod archive;
 mod build;
 mod commit;
 mod containers;
+mod control;
 mod convert;
 mod distribution;
 mod exec;
@@ -104,6 +105,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/build", post(build::build))
         .merge(containers::routes())
         .merge(archive::routes())
+        .merge(control::routes())
         .merge(exec::routes())
         .merge(networks::routes())
         .merge(volumes::routes())

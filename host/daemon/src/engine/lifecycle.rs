@@ -110,6 +110,7 @@ impl Engine {
             r.state.oom_killed = false;
             r.state.error.clear();
             r.state.stopped_by_user = false;
+            r.state.paused = false;
             r.state.started_at = Some(vmrun_shim::now_rfc3339());
             r.endpoint = created.endpoint.as_ref().map(spec::endpoint_state);
             r.ports = created.ports.iter().map(spec::port_state).collect();
@@ -185,6 +186,7 @@ impl Engine {
             r.state.exit_code = status.exit_code;
             r.state.oom_killed = status.oom_killed;
             r.state.finished_at = Some(status.finished_at.clone());
+            r.state.paused = false;
             r.ports.clear();
         }) {
             Ok(r) => r,
@@ -293,6 +295,10 @@ impl Engine {
         let _ = self
             .store
             .update(&rec.id, |r| r.state.stopped_by_user = true);
+        // A paused container is thawed so it can handle its stop signal.
+        if rec.state.paused {
+            self.thaw(&rec).await?;
+        }
         let stop_signal = rec
             .config
             .stop_signal
@@ -488,7 +494,9 @@ impl Engine {
     /// Signal a container's init through its backend.
     async fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<(), EngineError> {
         let (backend, spec) = self.backend_of(rec)?;
-        Ok(backend.kill(&spec, signal).await?)
+        backend.kill(&spec, signal).await?;
+        self.thaw_for_signal(rec, signal).await;
+        Ok(())
     }
 
     /// Release what a container's last run held; a container whose backend is gone has

@@ -6,6 +6,7 @@
 //! about a container with a [`ContainerSpec`] built from the record. Its errors are
 //! [`EngineError`]s; what HTTP status each becomes is the API's business.
 
+mod control;
 mod create;
 mod error;
 pub mod events;
@@ -35,6 +36,7 @@ use crate::backend::{
 use crate::config::DaemonConfig;
 use crate::state::{ContainerRecord, ContainerStore};
 
+pub use control::UpdateRequest;
 pub use create::CreateRequest;
 pub use error::{EngineError, EngineResult};
 pub use events::{Event, EventBus};
