@@ -11,6 +11,7 @@ mod containers;
 mod control;
 mod convert;
 mod distribution;
+mod drain;
 mod exec;
 mod hijack;
 mod image_history;
@@ -115,6 +116,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/images/load", post(images::load))
         .fallback(push::dispatch) // POST /images/{name}/push, else images::dispatch
         .layer(axum::middleware::map_response(add_server_headers))
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         .with_state(engine);
     let app = Router::new().fallback_service(
         tower::ServiceBuilder::new()
