@@ -3,7 +3,7 @@
 //! answered with `Connection: close`, so the client's next write does not fail with
 //! `EPIPE`. The client here sends the headers and the body in separate writes, as those
 //! clients can. Also: dockerd's request compatibility (`Cmd` and `Entrypoint` as a
-//! string, unknown fields ignored).
+//! string, unknown fields ignored) and a volume name too long for a directory (a 400).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -150,4 +150,16 @@ fn cmd_and_entrypoint_may_be_strings() {
         Some(r#"{"Image":"busybox","Cmd":"true","HostConfig":{"Unknown":true,"Memory":0}}"#),
     );
     assert_eq!(res.status, 201, "{}", res.text());
+}
+
+#[test]
+fn a_volume_name_too_long_is_a_400() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start_empty();
+    let body = format!("{{\"Name\":\"{}\"}}", "v".repeat(300));
+    let res = d.api("POST", "/volumes/create", Some(&body));
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.text().contains("too long"), "{}", res.text());
 }

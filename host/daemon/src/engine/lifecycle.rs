@@ -9,7 +9,7 @@ use super::{spec, Engine, EngineError, PendingAttach};
 use crate::backend::{
     AttachIo, AttachOptions, BackendError, ExitStatus, ProcessHandle, Reconnected,
 };
-use crate::state::{ContainerRecord, Status};
+use crate::state::{ContainerRecord, Status, StoreError};
 
 /// `POST /containers/{id}/wait?condition=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,9 @@ impl Engine {
             Err(e) => {
                 tracing::error!("lost the monitor of {id}: {e}");
                 // Shown as inspect's `State.Error` (a VM that died, an agent that hung up).
-                let _ = self.store.update(&id, |r| r.state.error = e.to_string());
+                if let Err(err) = self.store.update(&id, |r| r.state.error = e.to_string()) {
+                    tracing::error!("recording the error of {id}: {err}");
+                }
                 ExitStatus {
                     exit_code: 255,
                     oom_killed: false,
@@ -247,7 +249,9 @@ impl Engine {
                 }
                 Err(e) => format!("reconnecting to the container: {e}"),
             };
-            let _ = self.store.update(&rec.id, |r| r.state.error = error);
+            if let Err(e) = self.store.update(&rec.id, |r| r.state.error = error) {
+                tracing::error!("recording the error of {}: {e}", rec.short_id());
+            }
             self.record_exit(
                 &rec.id,
                 ExitStatus {
@@ -292,9 +296,8 @@ impl Engine {
         if !rec.is_running() {
             return Ok(false);
         }
-        let _ = self
-            .store
-            .update(&rec.id, |r| r.state.stopped_by_user = true);
+        self.store
+            .update(&rec.id, |r| r.state.stopped_by_user = true)?;
         // A paused container is thawed so it can handle its stop signal.
         if rec.state.paused {
             self.thaw(&rec).await?;
@@ -356,16 +359,21 @@ impl Engine {
         let rec = match self.store.update(id, |r| r.state.status = Status::Removing) {
             Ok(r) => r,
             // Removed meanwhile (auto-remove).
-            Err(_) => return Ok(()),
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            // Anything else (a record that cannot be written) is the user's to see.
+            Err(e) => return Err(e.into()),
         };
         let removed = match self.backend_of(&rec) {
             Ok((backend, spec)) => backend.remove(&spec).await.map_err(EngineError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = removed {
-            let _ = self
+            if let Err(err) = self
                 .store
-                .update(&rec.id, |r| r.state.status = Status::Dead);
+                .update(&rec.id, |r| r.state.status = Status::Dead)
+            {
+                tracing::error!("recording {} as dead: {err}", rec.short_id());
+            }
             return Err(e);
         }
         self.store.remove(&rec.id);
