@@ -454,3 +454,68 @@ fn diff_and_export_match_dockerd() {
         want.join("\n")
     );
 }
+
+#[test]
+fn running_containers_export_their_root_and_cp_sees_volumes() {
+    if !require_root() || !require_tool("docker") || !require_tool("tar") {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "-v",
+        "vol1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /data/in-volume && echo n > /new && touch /ready && sleep 600",
+    ])
+    .ok();
+    vmrun_e2e::wait_for(Duration::from_secs(10), "the container's files", || {
+        d.docker(&["exec", "live", "test", "-e", "/ready"])
+            .success()
+            .then_some(())
+    });
+    let (ok, tar, err) = output(d.docker_cmd(&["export", "live"]));
+    assert!(ok, "{err}");
+    let names = listing(&tar);
+    assert!(names.iter().any(|l| l.ends_with(" new")), "{names:?}");
+    assert!(
+        names.iter().any(|l| l.ends_with(" bin/busybox")),
+        "{names:?}"
+    );
+    // Only the container's own file system: no volume contents, no /proc or /sys.
+    assert!(!names.iter().any(|l| l.contains("in-volume")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|l| l.contains(" proc/1") || l.contains(" sys/kernel")),
+        "{names:?}"
+    );
+    // docker cp of a running container sees its volumes, both ways.
+    let (ok, tar, err) = output(d.docker_cmd(&["cp", "live:/data/in-volume", "-"]));
+    assert!(ok, "{err}");
+    assert_eq!(listing(&tar).len(), 1);
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("to-volume"), "t").unwrap();
+    d.docker(&[
+        "cp",
+        local.path().join("to-volume").to_str().unwrap(),
+        "live:/data/",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/v",
+        "busybox",
+        "cat",
+        "/v/to-volume",
+    ])
+    .ok();
+    d.docker(&["rm", "-f", "live"]).ok();
+}

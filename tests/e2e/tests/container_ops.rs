@@ -295,7 +295,6 @@ fn cli_scenario(docker: &dyn Fn(&[&str]) -> Command) -> Vec<String> {
             stdout,
             // Container ids differ between the two daemons.
             out.stderr
-                .trim()
                 .split_whitespace()
                 .filter(|w| w.len() != 64)
                 .collect::<Vec<_>>()
