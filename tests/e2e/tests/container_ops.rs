@@ -82,6 +82,43 @@ fn pause_freezes_and_unpause_thaws() {
         counter(&d, "pz") > before,
         "the counter did not move after unpause"
     );
+    // commit pauses a running container for the copy and lets it run again.
+    d.docker(&["commit", "pz", "e2e/paused:1"]).ok();
+    let state = d.docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.Paused}}",
+        "pz",
+    ]);
+    assert_eq!(state.stdout.trim(), "running false", "{state}");
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1
+    );
+    let events = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "container=pz",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = events.stdout.lines().collect();
+    let commit_at = actions.iter().position(|a| *a == "commit").unwrap_or(0);
+    assert_eq!(
+        actions
+            .get(commit_at.saturating_sub(1)..=commit_at + 1)
+            .unwrap_or_default(),
+        ["pause", "commit", "unpause"],
+        "{events}"
+    );
     let not_paused = d.docker(&["unpause", "pz"]);
     assert!(not_paused.stderr.contains("is not paused"), "{not_paused}");
 
