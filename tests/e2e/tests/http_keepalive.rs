@@ -3,7 +3,8 @@
 //! answered with `Connection: close`, so the client's next write does not fail with
 //! `EPIPE`. The client here sends the headers and the body in separate writes, as those
 //! clients can. Also: dockerd's request compatibility (`Cmd` and `Entrypoint` as a
-//! string, unknown fields ignored) and a volume name too long for a directory (a 400).
+//! string, unknown fields ignored), a volume name too long for a directory (a 400) and
+//! kill of a missing container (a 404 whatever the signal).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -162,4 +163,21 @@ fn a_volume_name_too_long_is_a_400() {
     let res = d.api("POST", "/volumes/create", Some(&body));
     assert_eq!(res.status, 400, "{}", res.text());
     assert!(res.text().contains("too long"), "{}", res.text());
+}
+
+#[test]
+fn kill_of_a_missing_container_is_a_404_whatever_the_signal() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start_empty();
+    for query in ["signal=", "signal=BOGUS", "signal=9"] {
+        let res = d.api("POST", &format!("/containers/nope/kill?{query}"), None);
+        assert_eq!(res.status, 404, "{query}: {}", res.text());
+        assert!(
+            res.text().contains("No such container: nope"),
+            "{}",
+            res.text()
+        );
+    }
 }

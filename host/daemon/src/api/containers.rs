@@ -197,7 +197,12 @@ async fn kill(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Response> {
-    let sig = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
+    // An empty `signal=` is the default, as in dockerd.
+    let sig = q
+        .get("signal")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("SIGKILL");
     engine.kill_container(&id, sig).await?;
     Ok(no_content())
 }

@@ -266,8 +266,9 @@ impl Engine {
 
     /// Send a signal. Errors when the container is not running.
     pub async fn kill_container(&self, key: &str, signal: &str) -> Result<(), EngineError> {
-        let sig = parse_signal(signal)?;
+        // A missing container is a 404 whatever the signal (as dockerd).
         let rec = self.container(key)?;
+        let sig = parse_signal(signal)?;
         if !rec.is_running() {
             return Err(EngineError::not_running(format!(
                 "Cannot kill container: {key}: Container {} is not running",

@@ -152,9 +152,11 @@ impl Engine {
     }
 
     /// Serialise operations on one container (start against stop, remove against start).
+    /// Locks nobody holds or waits for are dropped from the map on the way.
     async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|key, lock| key == id || Arc::strong_count(lock) > 1);
             locks.entry(id.to_string()).or_default().clone()
         };
         lock.lock_owned().await
