@@ -159,16 +159,29 @@ fn follow_log(
     };
     let mut offset = 0u64;
     let mut partial = String::new();
-    if let Some(f) = file {
-        let mut reader = BufReader::new(f);
-        let mut records: Vec<LogRecord> = read_complete(&mut reader, &mut partial)
-            .into_iter()
-            .filter(|r| renderer.wanted(r))
-            .collect();
-        if let Some(n) = renderer.opts.tail {
-            let skip = records.len().saturating_sub(n);
-            records.drain(..skip);
-        }
+    if let Some(mut f) = file {
+        // `--tail N` reads the log from its end, not the whole file.
+        let records: Vec<LogRecord> = match renderer.opts.tail {
+            Some(n) => match super::log_tail::last_records(&mut f, n, |r| renderer.wanted(r)) {
+                Ok((records, end)) => {
+                    offset = end;
+                    records
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            },
+            None => {
+                let mut reader = BufReader::new(f);
+                let records = read_complete(&mut reader, &mut partial)
+                    .into_iter()
+                    .filter(|r| renderer.wanted(r))
+                    .collect();
+                offset = reader.stream_position().unwrap_or(0);
+                records
+            }
+        };
         let mut out = Vec::new();
         for r in &records {
             renderer.render(r, &mut out);
@@ -183,7 +196,6 @@ fn follow_log(
         if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
             return;
         }
-        offset = reader.stream_position().unwrap_or(0);
     }
     if !renderer.opts.follow {
         return;
