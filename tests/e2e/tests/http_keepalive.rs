@@ -181,3 +181,28 @@ fn kill_of_a_missing_container_is_a_404_whatever_the_signal() {
         );
     }
 }
+
+#[test]
+fn responses_have_a_content_type_and_arrays_where_the_spec_has_them() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start_empty();
+    let res = d.api("DELETE", "/info", None);
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("allow"), Some("GET,HEAD"));
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    assert_eq!(res.json()["message"], "method not allowed");
+    let info = d.api("GET", "/info", None).json();
+    for key in [
+        "AllowNondistributableArtifactsCIDRs",
+        "AllowNondistributableArtifactsHostnames",
+        "InsecureRegistryCIDRs",
+    ] {
+        assert!(
+            info["RegistryConfig"][key].is_array(),
+            "{key}: {}",
+            info["RegistryConfig"]
+        );
+    }
+}

@@ -126,7 +126,8 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
     app.into_make_service()
 }
 
-async fn add_server_headers(mut res: axum::response::Response) -> axum::response::Response {
+async fn add_server_headers(res: axum::response::Response) -> axum::response::Response {
+    let mut res = with_error_body(res);
     let h = res.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
@@ -136,6 +137,25 @@ async fn add_server_headers(mut res: axum::response::Response) -> axum::response
         HeaderValue::from_static(concat!("vmrun/", env!("CARGO_PKG_VERSION"), " (linux)")),
     );
     res
+}
+
+/// A 405 from routing (no body, no `Content-Type`) as a docker-shaped JSON error; its
+/// `Allow` header stays.
+fn with_error_body(res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED
+        || res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let body = serde_json::json!({ "message": "method not allowed" }).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Decode a JSON body with a docker-shaped 400 on failure. An empty body decodes as `{}`.

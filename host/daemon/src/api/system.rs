@@ -73,8 +73,8 @@ fn registry_config(hosts: &vmrun_images::RegistryHosts) -> serde_json::Value {
         j!({ "Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true }),
     );
     j!({
-        "AllowNondistributableArtifactsCIDRs": null,
-        "AllowNondistributableArtifactsHostnames": null,
+        "AllowNondistributableArtifactsCIDRs": [],
+        "AllowNondistributableArtifactsHostnames": [],
         "InsecureRegistryCIDRs": cidrs,
         "IndexConfigs": index,
         "Mirrors": mirrors,
