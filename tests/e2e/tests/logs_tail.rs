@@ -1,4 +1,5 @@
-//! `docker logs --tail N` of a long log (read from the log's end), alone and followed.
+//! `docker logs --tail N` of a long log (read from the log's end), alone and followed, and
+//! followers woken by the log's changes.
 
 use std::time::Duration;
 
@@ -48,4 +49,50 @@ fn tail_of_a_long_log_alone_and_followed() {
     );
     assert!(!text.contains("29999"), "{text}");
     d.docker(&["rm", "long"]).ok();
+}
+
+#[test]
+fn followers_get_new_lines_as_they_are_written() {
+    use std::io::{Read, Write};
+    if !require_root() || !require_tool("docker") {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "busybox",
+        "sh",
+        "-c",
+        "echo zero; sleep 2; echo one; sleep 1; echo two; sleep 600",
+    ])
+    .ok();
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(b"GET /containers/slow/logs?stdout=1&follow=1 HTTP/1.1\r\nHost: d\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("two") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the stream ended: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Written about 3 s after the start; a follower woken only by its 5 s safety timer
+    // would be later.
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("zero") && text.contains("one"), "{text}");
+    d.docker(&["rm", "-f", "slow"]).ok();
 }

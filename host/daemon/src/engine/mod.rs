@@ -14,6 +14,7 @@ mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
+mod log_follow;
 mod log_tail;
 pub mod logs;
 mod names;
