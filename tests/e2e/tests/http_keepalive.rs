@@ -193,6 +193,14 @@ fn responses_have_a_content_type_and_arrays_where_the_spec_has_them() {
     assert_eq!(res.header("allow"), Some("GET,HEAD"));
     assert_eq!(res.header("content-type"), Some("application/json"));
     assert_eq!(res.json()["message"], "method not allowed");
+    d.api("POST", "/volumes/create", Some("{\"Name\":\"ct-check\"}"));
+    let deleted = d.api("DELETE", "/volumes/ct-check", None);
+    assert_eq!(deleted.status, 204);
+    assert!(
+        deleted.header("content-type").is_some(),
+        "{:?}",
+        deleted.headers
+    );
     let info = d.api("GET", "/info", None).json();
     for key in [
         "AllowNondistributableArtifactsCIDRs",

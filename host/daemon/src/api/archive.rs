@@ -37,7 +37,7 @@ fn path_of(q: &HashMap<String, String>) -> ApiResult<&str> {
     q.get("path")
         .map(String::as_str)
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad_request("path cannot be empty"))
+        .ok_or_else(|| ApiError::bad_request("bad parameter: path cannot be empty"))
 }
 
 fn stat_header(stat: &PathStat) -> ApiResult<HeaderValue> {

@@ -128,7 +128,15 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
 
 async fn add_server_headers(res: axum::response::Response) -> axum::response::Response {
     let mut res = with_error_body(res);
+    let status = res.status();
     let h = res.headers_mut();
+    // Answers without a body (204, 304) still name a media type the spec documents.
+    if matches!(status.as_u16(), 204 | 304) && !h.contains_key(axum::http::header::CONTENT_TYPE) {
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Ostype", HeaderValue::from_static("linux"));

@@ -41,7 +41,9 @@ fn file_error(e: BackendError) -> EngineError {
 /// The path of a `docker cp` request: required, absolute in the container.
 fn cp_path(path: &str) -> Result<String, EngineError> {
     if path.is_empty() {
-        return Err(EngineError::bad_request("path cannot be empty"));
+        return Err(EngineError::bad_request(
+            "bad parameter: path cannot be empty",
+        ));
     }
     if path.contains('\0') {
         return Err(EngineError::bad_request("path must not contain a NUL byte"));
