@@ -2,14 +2,14 @@
 //! `docker export` and `docker diff`.
 //!
 //! A running container's files are reached through `/proc/<pid>/root` (its root with its
-//! volumes and binds, as `docker cp` sees them); a stopped one's overlay is mounted at its
-//! rootfs directory for the operation and unmounted after (the engine keeps the
-//! container from starting meanwhile). Export reads the overlay alone: the host's view
+//! volumes and binds, as `docker cp` sees them); a stopped one's overlay, volumes and
+//! binds are mounted for the operation and unmounted after ([`stopped`]; the engine
+//! keeps the container from starting meanwhile). Export reads the overlay alone: the host's view
 //! of the rootfs mount while it runs, without descending into other file systems.
 
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -19,33 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::files::ContainerPaths;
 use super::inroot::Root;
 use super::pack::{ChannelWriter, Names, Packer};
+use super::stopped::{self, Mounted};
 use super::unpack::{extract, Target};
 use crate::backend::{BackendError, ByteStream, Change, ContainerSpec, ExtractOptions, PathStat};
 
-/// An overlay mounted for one operation on a stopped container; unmounted on drop.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if let Err(e) = vmrun_runtime::unmount(&self.0) {
-            tracing::warn!("unmounting {}: {e}", self.0.display());
-        }
-    }
-}
-
 fn failed(what: &str) -> impl Fn(std::io::Error) -> BackendError + '_ {
     move |e| BackendError::Failed(format!("{what}: {e}"))
-}
-
-/// Mounts a stopped container's overlay at its rootfs directory.
-fn mount_stopped(paths: &ContainerPaths, c: &ContainerSpec) -> Result<Mounted, BackendError> {
-    for d in [&paths.diff, &paths.work, &paths.rootfs] {
-        std::fs::create_dir_all(d).map_err(failed("preparing the container's files"))?;
-    }
-    let lowers: Vec<PathBuf> = c.layers.iter().rev().cloned().collect();
-    vmrun_runtime::mount_overlay(&lowers, &paths.diff, &paths.work, &paths.rootfs)
-        .map_err(|e| BackendError::Failed(format!("mounting the container's files: {e}")))?;
-    Ok(Mounted(paths.rootfs.clone()))
 }
 
 /// The container's root as `docker cp` sees it.
@@ -58,8 +37,7 @@ fn cp_root(
             return Ok((root, None));
         }
     }
-    let mounted = mount_stopped(paths, c)?;
-    let root = Root::open(&paths.rootfs).map_err(failed("opening the container's files"))?;
+    let (root, mounted) = stopped::mount(paths, c, true)?;
     Ok((root, Some(mounted)))
 }
 
@@ -73,13 +51,12 @@ fn overlay_root(
     if c.pid > 0 && !mounted_here {
         return cp_root(paths, c);
     }
-    let mounted = if mounted_here {
-        None
-    } else {
-        Some(mount_stopped(paths, c)?)
-    };
-    let root = Root::open(&paths.rootfs).map_err(failed("opening the container's files"))?;
-    Ok((root, mounted))
+    if mounted_here {
+        let root = Root::open(&paths.rootfs).map_err(failed("opening the container's files"))?;
+        return Ok((root, None));
+    }
+    let (root, mounted) = stopped::mount(paths, c, false)?;
+    Ok((root, Some(mounted)))
 }
 
 fn not_found(path: &str, c: &ContainerSpec) -> BackendError {

@@ -9,6 +9,7 @@ mod pack;
 mod ports;
 mod shim_client;
 pub mod spec;
+mod stopped;
 mod unpack;
 
 use std::collections::HashMap;

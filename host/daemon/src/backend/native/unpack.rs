@@ -35,7 +35,12 @@ fn bad(msg: String) -> BackendError {
     BackendError::BadRequest(msg)
 }
 
-fn io_err(what: &str, name: &[u8], e: impl std::fmt::Display) -> BackendError {
+fn io_err(what: &str, name: &[u8], e: impl Into<io::Error>) -> BackendError {
+    let e: io::Error = e.into();
+    if e.raw_os_error() == Some(libc::EROFS) {
+        // A read-only volume or bind (dockerd refuses these before extracting).
+        return bad("mounted volume is marked read-only".into());
+    }
     BackendError::Failed(format!("{what} {}: {e}", String::from_utf8_lossy(name)))
 }
 
