@@ -563,7 +563,10 @@ fn cp_reaches_the_volumes_of_a_stopped_container() {
         "sv:/hostbind/",
     ]);
     assert!(!ro.success(), "a read-only bind was written: {ro}");
-    assert!(ro.stderr.contains("mounted volume is marked read-only"), "{ro}");
+    assert!(
+        ro.stderr.contains("mounted volume is marked read-only"),
+        "{ro}"
+    );
     assert!(!host.path().join("seed").exists());
     // Nothing of the container stays mounted after the copies.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

@@ -20,6 +20,7 @@ mod import;
 mod networks;
 mod pull;
 mod push;
+mod search;
 mod streams;
 mod system;
 mod usage;
@@ -107,6 +108,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .merge(containers::routes())
         .merge(archive::routes())
         .merge(control::routes())
+        .merge(search::routes())
         .merge(exec::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
