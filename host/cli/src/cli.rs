@@ -68,6 +68,8 @@ pub enum Command {
     Rename(commands::container_ops::RenameArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::container_ops::PortArgs),
+    /// Search a registry for images
+    Search(commands::search::SearchArgs),
     /// Update configuration of one or more containers
     Update(commands::container_ops::UpdateArgs),
     /// Display a live stream of container resource usage statistics

@@ -66,6 +66,26 @@ fn search_lists_a_registrys_matching_repositories() {
         everything.text()
     );
 
+    // `vmrun search` prints what `docker search` prints.
+    for args in [
+        vec!["search", term.as_str()],
+        vec!["search", "--no-trunc", "--limit", "1", term.as_str()],
+        vec!["search", "--filter", "stars=3", term.as_str()],
+        vec![
+            "search",
+            "--format",
+            "{{.Name}}: {{.StarCount}}",
+            term.as_str(),
+        ],
+    ] {
+        let docker = d.docker(&args);
+        let vmrun = d.vmrun(&args);
+        assert_eq!(
+            (docker.code, &docker.stdout),
+            (vmrun.code, &vmrun.stdout),
+            "{args:?}\n{docker}\n{vmrun}"
+        );
+    }
     let hub = d.docker(&["search", "busybox"]);
     assert!(!hub.success(), "{hub}");
     assert!(

@@ -21,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod save;
+pub mod search;
 pub mod stats;
 pub mod system;
 pub mod top;
@@ -76,6 +77,10 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Rename(args) => container_ops::rename(&connect().await?, &args).await,
         Command::Port(args) => container_ops::port(&connect().await?, &args).await,
         Command::Update(args) => container_ops::update(&connect().await?, &args).await,
+        Command::Search(args) => {
+            let format = search::prepare(&args)?;
+            search::search(&connect().await?, &args, &format).await
+        }
         Command::Stats(args) => {
             let format = stats::prepare(&args)?;
             stats::stats(&connect().await?, &args, &format).await
