@@ -25,15 +25,9 @@ pub fn routes() -> axum::Router<AppState> {
     axum::Router::new().route("/images/search", axum::routing::get(search))
 }
 
-/// `term` as (registry, query): the registry when the first component names one
-/// (holds a `.` or `:`, or is `localhost`), as docker splits image names.
+/// `term` as (registry, query), split as image names are.
 pub fn split_term(term: &str) -> (Option<&str>, &str) {
-    match term.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (Some(first), rest)
-        }
-        _ => (None, term),
-    }
+    vmrun_images::split_registry(term)
 }
 
 /// The `filters` of a search: `stars` (at least), `is-official`, `is-automated`.
