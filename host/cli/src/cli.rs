@@ -54,6 +54,24 @@ pub enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Display the running processes of a container
     Top(commands::top::TopArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::cp::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(commands::container_ops::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::container_ops::ExportArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::container_ops::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::container_ops::PauseArgs),
+    /// Rename a container
+    Rename(commands::container_ops::RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::container_ops::PortArgs),
+    /// Search a registry for images
+    Search(commands::search::SearchArgs),
+    /// Update configuration of one or more containers
+    Update(commands::container_ops::UpdateArgs),
     /// Display a live stream of container resource usage statistics
     Stats(commands::stats::StatsArgs),
     /// List images

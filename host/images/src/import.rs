@@ -246,19 +246,12 @@ fn is_tar_header(block: &[u8]) -> bool {
     recorded == unsigned || recorded == signed
 }
 
-/// `2026-11-23T18:41:10.123456789Z` (RFC 3339, UTC, trailing zeros of the fraction dropped).
+/// `2026-11-23T18:41:10.123456789Z` (RFC 3339, UTC, trailing zeros of the fraction
+/// dropped, as Go's `RFC3339Nano`).
 pub(crate) fn rfc3339_utc(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    let nanos = since.subsec_nanos();
+    let t = chrono::DateTime::<chrono::Utc>::from(time.max(UNIX_EPOCH));
+    let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = chrono::Timelike::nanosecond(&t);
     if nanos != 0 {
         let fraction = format!("{nanos:09}");
         out.push('.');
@@ -266,20 +259,6 @@ pub(crate) fn rfc3339_utc(time: SystemTime) -> String {
     }
     out.push('Z');
     out
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ pub use error::ImageError;
 pub use image::{Image, LoadedImage, RemovedItem};
 pub use import::ImportOptions;
 pub use push::{PushOptions, PushProgress, PushStatus, PushedImage, DEFAULT_CHUNK_SIZE};
-pub use reference::{normalize_reference, Reference};
+pub use reference::{normalize_reference, split_registry, Reference};
 pub use registry::{LayerStatus, Platform, PullOptions, PullProgress, PulledImage, RegistryHosts};
 pub use removal::{ContainerUse, DiskUsage, ImageUsage, PruneOptions, PruneReport};
 pub use store::ImageStore;

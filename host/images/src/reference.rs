@@ -165,16 +165,26 @@ pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
     Ok(Reference::parse(r)?.with_default_tag().to_string())
 }
 
-fn split_domain(name: &str) -> (String, String) {
-    let (domain, path) = match name.split_once('/') {
+/// The registry a name starts with, as docker decides it (a first component holding a
+/// `.` or `:`, `localhost`, or an upper-case letter), and the rest; `None` for a name
+/// on Docker Hub. For partial names too (`docker search localhost:5000/bus`).
+pub fn split_registry(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
         Some((first, rest))
             if first.contains(['.', ':'])
                 || first == "localhost"
                 || first.chars().any(|c| c.is_ascii_uppercase()) =>
         {
-            (first.to_owned(), rest.to_owned())
+            (Some(first), rest)
         }
-        _ => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
+        _ => (None, name),
+    }
+}
+
+fn split_domain(name: &str) -> (String, String) {
+    let (domain, path) = match split_registry(name) {
+        (Some(domain), rest) => (domain.to_owned(), rest.to_owned()),
+        (None, _) => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
     };
     let domain = if domain == "index.docker.io" {
         DEFAULT_DOMAIN.to_owned()

@@ -2,6 +2,8 @@
 
 pub mod build;
 pub mod commit;
+pub mod container_ops;
+pub mod cp;
 pub mod disk_usage;
 mod disk_usage_verbose;
 pub mod exec;
@@ -19,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod save;
+pub mod search;
 pub mod stats;
 pub mod system;
 pub mod top;
@@ -66,6 +69,18 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
             inspect::inspect(&connect().await?, &args, &format).await
         }
         Command::Top(args) => top::top(&connect().await?, &args).await,
+        Command::Cp(args) => cp::cp(&connect().await?, &args).await,
+        Command::Diff(args) => container_ops::diff(&connect().await?, &args).await,
+        Command::Export(args) => container_ops::export(&connect().await?, &args).await,
+        Command::Pause(args) => container_ops::pause(&connect().await?, &args).await,
+        Command::Unpause(args) => container_ops::unpause(&connect().await?, &args).await,
+        Command::Rename(args) => container_ops::rename(&connect().await?, &args).await,
+        Command::Port(args) => container_ops::port(&connect().await?, &args).await,
+        Command::Update(args) => container_ops::update(&connect().await?, &args).await,
+        Command::Search(args) => {
+            let format = search::prepare(&args)?;
+            search::search(&connect().await?, &args, &format).await
+        }
         Command::Stats(args) => {
             let format = stats::prepare(&args)?;
             stats::stats(&connect().await?, &args, &format).await

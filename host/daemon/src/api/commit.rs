@@ -2,8 +2,8 @@
 //! `docker commit`, a new image from a container's writable layer on top of
 //! its image. The new image's config is the container's (the request body's
 //! non-null fields win), with the `changes` applied; its history entry names
-//! the container's command. vmrund cannot pause containers, so a running
-//! container is committed as it runs (`docker commit --pause=false`).
+//! the container's command. A running container is paused for the commit
+//! unless `pause=0` (`docker commit --pause=false`), where its backend can pause.
 
 use std::collections::HashMap;
 
@@ -71,25 +71,47 @@ pub async fn commit(
         created_by,
         take_layer_dir: false,
     };
-    let layer = engine.writable_layer(&rec).await?.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "cannot commit container {}: its isolation ({}) has no writable layer on this host",
-            rec.name, rec.isolation
-        ))
-    })?;
     let images = engine.images.clone();
     let parent = rec.image_id.clone();
-    let committed = tokio::task::spawn_blocking(move || images.commit(&parent, &layer.path, &opts))
-        .await
-        .map_err(|e| ApiError::internal(format!("commit task failed: {e}")))??;
-    engine.events.emit(
-        "container",
-        "commit",
-        &rec.id,
-        &[
-            ("name", rec.name.trim_start_matches('/').to_owned()),
-            ("imageID", committed.id.clone()),
-        ],
-    );
+    let pause = q.get("pause").is_none_or(|v| super::query_bool(Some(v)));
+    let paused_here = pause
+        && rec.is_running()
+        && !rec.state.paused
+        && engine.pause_container(&rec.id).await.is_ok();
+    let layer = match engine.writable_layer(&rec).await {
+        Ok(Some(layer)) => Ok(layer),
+        Ok(None) => Err(ApiError::bad_request(format!(
+            "cannot commit container {}: its isolation ({}) has no writable layer on this host",
+            rec.name, rec.isolation
+        ))),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    let committed = match layer {
+        Ok(layer) => {
+            tokio::task::spawn_blocking(move || images.commit(&parent, &layer.path, &opts))
+                .await
+                .map_err(|e| ApiError::internal(format!("commit task failed: {e}")))
+        }
+        Err(e) => Err(e),
+    };
+    // As dockerd: the commit event, then the unpause.
+    let committed = committed.and_then(|c| c.map_err(ApiError::from));
+    if let Ok(committed) = &committed {
+        engine.events.emit(
+            "container",
+            "commit",
+            &rec.id,
+            &[
+                ("name", rec.name.trim_start_matches('/').to_owned()),
+                ("imageID", committed.id.clone()),
+            ],
+        );
+    }
+    if paused_here {
+        if let Err(e) = engine.unpause_container(&rec.id).await {
+            tracing::warn!("unpausing {} after the commit: {e}", rec.short_id());
+        }
+    }
+    let committed = committed?;
     Ok((StatusCode::CREATED, axum::Json(j!({ "Id": committed.id }))).into_response())
 }

@@ -47,8 +47,23 @@ fn not_modified() -> Response {
 
 /// The create body, and `HostConfig.Isolation` as sent: docker's model knows only
 /// docker's isolation names, so another name (`vm`) is taken out before decoding.
+/// `Cmd`, `Entrypoint` and `Shell` may be a string, as dockerd's `StrSlice` allows.
 fn create_body(body: &Bytes) -> ApiResult<(ContainerCreateBody, Option<String>)> {
-    let typed = json_body::<ContainerCreateBody>(body);
+    let mut raw: serde_json::Value = json_body(body)?;
+    if let Some(obj) = raw.as_object_mut() {
+        for key in ["Cmd", "Entrypoint", "Shell"] {
+            if let Some(v) = obj.get_mut(key) {
+                if let serde_json::Value::String(s) = v {
+                    *v = serde_json::Value::Array(vec![serde_json::Value::String(s.clone())]);
+                }
+            }
+        }
+    }
+    let decode = |v: serde_json::Value| {
+        serde_json::from_value::<ContainerCreateBody>(v)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    };
+    let typed = decode(raw.clone());
     if let Ok(b) = typed {
         let isolation = b
             .host_config
@@ -57,7 +72,6 @@ fn create_body(body: &Bytes) -> ApiResult<(ContainerCreateBody, Option<String>)>
             .map(|i| i.to_string());
         return Ok((b, isolation));
     }
-    let mut raw: serde_json::Value = json_body(body)?;
     let isolation = raw
         .get_mut("HostConfig")
         .and_then(serde_json::Value::as_object_mut)
@@ -66,11 +80,7 @@ fn create_body(body: &Bytes) -> ApiResult<(ContainerCreateBody, Option<String>)>
             _ => None,
         });
     match isolation {
-        Some(serde_json::Value::String(i)) => {
-            let b = serde_json::from_value(raw)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-            Ok((b, Some(i)))
-        }
+        Some(serde_json::Value::String(i)) => Ok((decode(raw)?, Some(i))),
         _ => typed.map(|b| (b, None)),
     }
 }
@@ -97,7 +107,11 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
         .filter(|l| *l > 0);
     let mut out = Vec::new();
     for rec in engine.store.list() {
-        let status = rec.state.status.as_str();
+        let status = if rec.state.paused {
+            "paused"
+        } else {
+            rec.state.status.as_str()
+        };
         if !all && rec.state.status != Status::Running && !filters.contains_key("status") {
             continue;
         }
@@ -183,7 +197,12 @@ async fn kill(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> ApiResult<Response> {
-    let sig = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
+    // An empty `signal=` is the default, as in dockerd.
+    let sig = q
+        .get("signal")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("SIGKILL");
     engine.kill_container(&id, sig).await?;
     Ok(no_content())
 }

@@ -49,6 +49,10 @@ fn status_text(rec: &ContainerRecord) -> String {
     };
     match rec.state.status {
         Status::Created => "Created".into(),
+        Status::Running if rec.state.paused => format!(
+            "Up {} (Paused)",
+            human_duration(since(&rec.state.started_at))
+        ),
         Status::Running => format!("Up {}", human_duration(since(&rec.state.started_at))),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -120,6 +124,7 @@ fn mount_points(rec: &ContainerRecord) -> Vec<MountPoint> {
 /// `GET /containers/json` entry.
 pub fn summary(rec: &ContainerRecord) -> ContainerSummary {
     let state = match rec.state.status {
+        Status::Running if rec.state.paused => ContainerSummaryStateEnum::PAUSED,
         Status::Created => ContainerSummaryStateEnum::CREATED,
         Status::Running => ContainerSummaryStateEnum::RUNNING,
         Status::Exited => ContainerSummaryStateEnum::EXITED,
@@ -153,6 +158,7 @@ pub fn summary(rec: &ContainerRecord) -> ContainerSummary {
 /// templates still use (`.NetworkSettings.IPAddress`).
 pub fn inspect(rec: &ContainerRecord, files: &ContainerFiles) -> Value {
     let status = match rec.state.status {
+        Status::Running if rec.state.paused => ContainerStateStatusEnum::PAUSED,
         Status::Created => ContainerStateStatusEnum::CREATED,
         Status::Running => ContainerStateStatusEnum::RUNNING,
         Status::Exited => ContainerStateStatusEnum::EXITED,
@@ -181,7 +187,7 @@ pub fn inspect(rec: &ContainerRecord, files: &ContainerFiles) -> Value {
         state: Some(ContainerState {
             status: Some(status),
             running: Some(rec.is_running()),
-            paused: Some(false),
+            paused: Some(rec.state.paused),
             restarting: Some(false),
             oom_killed: Some(rec.state.oom_killed),
             dead: Some(rec.state.status == Status::Dead),

@@ -4,11 +4,14 @@
 //! behaviour for every version from [`MIN_API_VERSION`] to [`API_VERSION`]). Errors are
 //! docker-shaped JSON (`{"message": ...}`) with docker's status codes.
 
+mod archive;
 mod build;
 mod commit;
 mod containers;
+mod control;
 mod convert;
 mod distribution;
+mod drain;
 mod exec;
 mod hijack;
 mod image_history;
@@ -17,6 +20,7 @@ mod import;
 mod networks;
 mod pull;
 mod push;
+mod search;
 mod streams;
 mod system;
 mod usage;
@@ -102,6 +106,9 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/commit", post(commit::commit))
         .route("/build", post(build::build))
         .merge(containers::routes())
+        .merge(archive::routes())
+        .merge(control::routes())
+        .merge(search::routes())
         .merge(exec::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
@@ -111,6 +118,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .route("/images/load", post(images::load))
         .fallback(push::dispatch) // POST /images/{name}/push, else images::dispatch
         .layer(axum::middleware::map_response(add_server_headers))
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         .with_state(engine);
     let app = Router::new().fallback_service(
         tower::ServiceBuilder::new()
@@ -120,8 +128,17 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
     app.into_make_service()
 }
 
-async fn add_server_headers(mut res: axum::response::Response) -> axum::response::Response {
+async fn add_server_headers(res: axum::response::Response) -> axum::response::Response {
+    let mut res = with_error_body(res);
+    let status = res.status();
     let h = res.headers_mut();
+    // Answers without a body (204, 304) still name a media type the spec documents.
+    if matches!(status.as_u16(), 204 | 304) && !h.contains_key(axum::http::header::CONTENT_TYPE) {
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Ostype", HeaderValue::from_static("linux"));
@@ -130,6 +147,25 @@ async fn add_server_headers(mut res: axum::response::Response) -> axum::response
         HeaderValue::from_static(concat!("vmrun/", env!("CARGO_PKG_VERSION"), " (linux)")),
     );
     res
+}
+
+/// A 405 from routing (no body, no `Content-Type`) as a docker-shaped JSON error; its
+/// `Allow` header stays.
+fn with_error_body(res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED
+        || res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let body = serde_json::json!({ "message": "method not allowed" }).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Decode a JSON body with a docker-shaped 400 on failure. An empty body decodes as `{}`.
@@ -180,29 +216,12 @@ pub(crate) fn parse_filters(
     Ok(out)
 }
 
-/// Decodes `%XX` escapes in a path segment (clients may escape the name).
+/// Decodes `%XX` escapes in a path segment (clients may escape the name); a `%` not
+/// followed by two hex digits stays as it is.
 pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -73,8 +73,8 @@ fn registry_config(hosts: &vmrun_images::RegistryHosts) -> serde_json::Value {
         j!({ "Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true }),
     );
     j!({
-        "AllowNondistributableArtifactsCIDRs": null,
-        "AllowNondistributableArtifactsHostnames": null,
+        "AllowNondistributableArtifactsCIDRs": [],
+        "AllowNondistributableArtifactsHostnames": [],
         "InsecureRegistryCIDRs": cidrs,
         "IndexConfigs": index,
         "Mirrors": mirrors,
@@ -108,8 +108,8 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
     Ok(json(&j!({
         "ID": "vmrun",
         "Containers": all.len(),
-        "ContainersRunning": count(Status::Running),
-        "ContainersPaused": 0,
+        "ContainersRunning": all.iter().filter(|c| c.is_running() && !c.state.paused).count(),
+        "ContainersPaused": all.iter().filter(|c| c.state.paused).count(),
         "ContainersStopped": count(Status::Exited) + count(Status::Created),
         "Images": images,
         "Driver": "overlay2",

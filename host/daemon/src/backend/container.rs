@@ -138,6 +138,10 @@ pub struct Resources {
     pub cpu_period: Option<i64>,
     /// Task limit.
     pub pids_limit: Option<i64>,
+    /// CPUs the container may run on (`0-3`, `0,1`).
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    pub cpuset_mems: Option<String>,
     /// `/dev/shm` size in bytes.
     pub shm_size: Option<i64>,
 }

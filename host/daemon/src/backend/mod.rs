@@ -9,6 +9,7 @@
 //! (the daemon's one shared VM, controlled through [`SharedVmControl`]), the last two
 //! over the guest agent.
 
+mod archive;
 mod container;
 mod exec;
 mod native;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use archive::{ByteStream, Change, ChangeKind, ExtractOptions, PathStat};
 pub use container::{
     ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec, GraphDriver, MountSpec,
     NetworkEndpoint, NetworkSpec, PortBinding, ProcessSpec, Protocol, PublishedPort, Reconnected,
@@ -129,6 +131,56 @@ pub trait ContainerBackend: Send + Sync {
     ) -> Result<Option<WritableLayer>, BackendError> {
         Ok(self.files(c).writable_layer.map(WritableLayer::at))
     }
+    /// `docker cp`: the stat of `path` in the container (symlinks resolved inside it, the
+    /// last component not followed). [`BackendError::NotFound`]: no such file.
+    async fn path_stat(&self, _c: &ContainerSpec, _path: &str) -> Result<PathStat, BackendError> {
+        Err(unsupported("docker cp"))
+    }
+    /// `docker cp` out of the container: `path`'s stat and a tar of it.
+    async fn archive(
+        &self,
+        _c: &ContainerSpec,
+        _path: &str,
+    ) -> Result<(PathStat, ByteStream), BackendError> {
+        Err(unsupported("docker cp"))
+    }
+    /// `docker cp` into the container: extract `tar` into directory `path`.
+    async fn extract(
+        &self,
+        _c: &ContainerSpec,
+        _path: &str,
+        _opts: ExtractOptions,
+        _tar: ByteStream,
+    ) -> Result<(), BackendError> {
+        Err(unsupported("docker cp"))
+    }
+    /// `docker export`: a tar of the container's root file system.
+    async fn export(&self, _c: &ContainerSpec) -> Result<ByteStream, BackendError> {
+        Err(unsupported("docker export"))
+    }
+    /// `docker diff`: the changes in the container's writable layer.
+    async fn changes(&self, _c: &ContainerSpec) -> Result<Vec<Change>, BackendError> {
+        Err(unsupported("docker diff"))
+    }
+    /// Freeze every process of the container.
+    async fn pause(&self, _c: &ContainerSpec) -> Result<(), BackendError> {
+        Err(unsupported("docker pause"))
+    }
+    /// Thaw a paused container.
+    async fn unpause(&self, _c: &ContainerSpec) -> Result<(), BackendError> {
+        Err(unsupported("docker unpause"))
+    }
+    /// Apply changed resource limits to a running container (only the `Some` fields).
+    async fn update(&self, _c: &ContainerSpec, _changed: &Resources) -> Result<(), BackendError> {
+        Err(unsupported("docker update"))
+    }
+}
+
+/// What a backend answers for an operation it does not have.
+fn unsupported(what: &str) -> BackendError {
+    BackendError::Failed(format!(
+        "{what} is not supported for containers in microVMs yet"
+    ))
 }
 
 /// `vmrun vm status|start|stop`: the daemon's shared VM.

@@ -38,6 +38,11 @@ impl Engine {
                 rec.id
             )));
         }
+        if rec.state.paused {
+            return Err(EngineError::conflict(format!(
+                "Container {key} is paused, unpause the container before exec"
+            )));
+        }
         if spec.cmd.is_empty() {
             return Err(EngineError::bad_request("No exec command specified"));
         }

@@ -9,7 +9,7 @@ use super::{spec, Engine, EngineError, PendingAttach};
 use crate::backend::{
     AttachIo, AttachOptions, BackendError, ExitStatus, ProcessHandle, Reconnected,
 };
-use crate::state::{ContainerRecord, Status};
+use crate::state::{ContainerRecord, Status, StoreError};
 
 /// `POST /containers/{id}/wait?condition=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +110,7 @@ impl Engine {
             r.state.oom_killed = false;
             r.state.error.clear();
             r.state.stopped_by_user = false;
+            r.state.paused = false;
             r.state.started_at = Some(vmrun_shim::now_rfc3339());
             r.endpoint = created.endpoint.as_ref().map(spec::endpoint_state);
             r.ports = created.ports.iter().map(spec::port_state).collect();
@@ -162,7 +163,9 @@ impl Engine {
             Err(e) => {
                 tracing::error!("lost the monitor of {id}: {e}");
                 // Shown as inspect's `State.Error` (a VM that died, an agent that hung up).
-                let _ = self.store.update(&id, |r| r.state.error = e.to_string());
+                if let Err(err) = self.store.update(&id, |r| r.state.error = e.to_string()) {
+                    tracing::error!("recording the error of {id}: {err}");
+                }
                 ExitStatus {
                     exit_code: 255,
                     oom_killed: false,
@@ -185,6 +188,7 @@ impl Engine {
             r.state.exit_code = status.exit_code;
             r.state.oom_killed = status.oom_killed;
             r.state.finished_at = Some(status.finished_at.clone());
+            r.state.paused = false;
             r.ports.clear();
         }) {
             Ok(r) => r,
@@ -245,7 +249,9 @@ impl Engine {
                 }
                 Err(e) => format!("reconnecting to the container: {e}"),
             };
-            let _ = self.store.update(&rec.id, |r| r.state.error = error);
+            if let Err(e) = self.store.update(&rec.id, |r| r.state.error = error) {
+                tracing::error!("recording the error of {}: {e}", rec.short_id());
+            }
             self.record_exit(
                 &rec.id,
                 ExitStatus {
@@ -260,8 +266,9 @@ impl Engine {
 
     /// Send a signal. Errors when the container is not running.
     pub async fn kill_container(&self, key: &str, signal: &str) -> Result<(), EngineError> {
-        let sig = parse_signal(signal)?;
+        // A missing container is a 404 whatever the signal (as dockerd).
         let rec = self.container(key)?;
+        let sig = parse_signal(signal)?;
         if !rec.is_running() {
             return Err(EngineError::not_running(format!(
                 "Cannot kill container: {key}: Container {} is not running",
@@ -290,9 +297,12 @@ impl Engine {
         if !rec.is_running() {
             return Ok(false);
         }
-        let _ = self
-            .store
-            .update(&rec.id, |r| r.state.stopped_by_user = true);
+        self.store
+            .update(&rec.id, |r| r.state.stopped_by_user = true)?;
+        // A paused container is thawed so it can handle its stop signal.
+        if rec.state.paused {
+            self.thaw(&rec).await?;
+        }
         let stop_signal = rec
             .config
             .stop_signal
@@ -350,16 +360,21 @@ impl Engine {
         let rec = match self.store.update(id, |r| r.state.status = Status::Removing) {
             Ok(r) => r,
             // Removed meanwhile (auto-remove).
-            Err(_) => return Ok(()),
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            // Anything else (a record that cannot be written) is the user's to see.
+            Err(e) => return Err(e.into()),
         };
         let removed = match self.backend_of(&rec) {
             Ok((backend, spec)) => backend.remove(&spec).await.map_err(EngineError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = removed {
-            let _ = self
+            if let Err(err) = self
                 .store
-                .update(&rec.id, |r| r.state.status = Status::Dead);
+                .update(&rec.id, |r| r.state.status = Status::Dead)
+            {
+                tracing::error!("recording {} as dead: {err}", rec.short_id());
+            }
             return Err(e);
         }
         self.store.remove(&rec.id);
@@ -488,7 +503,9 @@ impl Engine {
     /// Signal a container's init through its backend.
     async fn kill(&self, rec: &ContainerRecord, signal: i32) -> Result<(), EngineError> {
         let (backend, spec) = self.backend_of(rec)?;
-        Ok(backend.kill(&spec, signal).await?)
+        backend.kill(&spec, signal).await?;
+        self.thaw_for_signal(rec, signal).await;
+        Ok(())
     }
 
     /// Release what a container's last run held; a container whose backend is gone has

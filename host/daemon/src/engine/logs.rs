@@ -1,9 +1,8 @@
 //! `GET /containers/{id}/logs`: reading json-file logs, optionally following them.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -49,8 +48,8 @@ fn unix_time(rfc3339: &str) -> Option<f64> {
         .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
 }
 
-struct Renderer {
-    opts: LogOptions,
+pub(super) struct Renderer {
+    pub(super) opts: LogOptions,
     tty: bool,
 }
 
@@ -133,8 +132,24 @@ impl Engine {
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let engine = self.clone();
         let id = rec.id.clone();
-        let renderer = Renderer { opts, tty };
-        tokio::task::spawn_blocking(move || follow_log(engine, id, path, renderer, tx));
+        let renderer = Arc::new(Renderer { opts, tty });
+        // Subscribed before the log is read, so an exit meanwhile is seen.
+        let events = self.events.subscribe();
+        tokio::spawn(async move {
+            let (p, r, t) = (path.clone(), renderer.clone(), tx.clone());
+            let dumped = tokio::task::spawn_blocking(move || dump_log(&p, &r, &t)).await;
+            let Ok(Some((offset, partial))) = dumped else {
+                return;
+            };
+            if renderer.opts.follow {
+                let log = super::log_follow::Followed {
+                    path,
+                    offset,
+                    partial,
+                };
+                super::log_follow::follow(engine, id, log, renderer, tx, events).await;
+            }
+        });
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -142,33 +157,46 @@ impl Engine {
     }
 }
 
-fn follow_log(
-    engine: Arc<Engine>,
-    id: String,
-    path: PathBuf,
-    renderer: Renderer,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    let file = match std::fs::File::open(&path) {
+/// Sends the log as it is now; returns where following continues (the offset after the
+/// last complete line and any partial line), or `None` when the client went away.
+fn dump_log(
+    path: &Path,
+    renderer: &Renderer,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Option<(u64, String)> {
+    let file = match std::fs::File::open(path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             let _ = tx.blocking_send(Err(e));
-            return;
+            return None;
         }
     };
     let mut offset = 0u64;
     let mut partial = String::new();
-    if let Some(f) = file {
-        let mut reader = BufReader::new(f);
-        let mut records: Vec<LogRecord> = read_complete(&mut reader, &mut partial)
-            .into_iter()
-            .filter(|r| renderer.wanted(r))
-            .collect();
-        if let Some(n) = renderer.opts.tail {
-            let skip = records.len().saturating_sub(n);
-            records.drain(..skip);
-        }
+    if let Some(mut f) = file {
+        // `--tail N` reads the log from its end, not the whole file.
+        let records: Vec<LogRecord> = match renderer.opts.tail {
+            Some(n) => match super::log_tail::last_records(&mut f, n, |r| renderer.wanted(r)) {
+                Ok((records, end)) => {
+                    offset = end;
+                    records
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return None;
+                }
+            },
+            None => {
+                let mut reader = BufReader::new(f);
+                let records = read_complete(&mut reader, &mut partial)
+                    .into_iter()
+                    .filter(|r| renderer.wanted(r))
+                    .collect();
+                offset = reader.stream_position().unwrap_or(0);
+                records
+            }
+        };
         let mut out = Vec::new();
         for r in &records {
             renderer.render(r, &mut out);
@@ -177,40 +205,37 @@ fn follow_log(
                     .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
                     .is_err()
             {
-                return;
+                return None;
             }
         }
         if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
-            return;
+            return None;
         }
-        offset = reader.stream_position().unwrap_or(0);
     }
-    if !renderer.opts.follow {
-        return;
+    Some((offset, partial))
+}
+
+/// The output written to `path` after `offset`, rendered; moves `offset` on and keeps a
+/// partial last line in `partial`.
+pub(super) fn read_new(
+    path: &Path,
+    offset: &mut u64,
+    partial: &mut String,
+    renderer: &Renderer,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return out;
+    };
+    if f.seek(SeekFrom::Start(*offset)).is_err() {
+        return out;
     }
-    loop {
-        let running = engine
-            .container(&id)
-            .map(|r| r.is_running())
-            .unwrap_or(false);
-        if let Ok(mut f) = std::fs::File::open(&path) {
-            if f.seek(SeekFrom::Start(offset)).is_ok() {
-                let mut reader = BufReader::new(f);
-                let mut out = Vec::new();
-                for r in read_complete(&mut reader, &mut partial) {
-                    if renderer.wanted(&r) {
-                        renderer.render(&r, &mut out);
-                    }
-                }
-                offset = reader.stream_position().unwrap_or(offset);
-                if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
-                    return;
-                }
-            }
+    let mut reader = BufReader::new(f);
+    for r in read_complete(&mut reader, partial) {
+        if renderer.wanted(&r) {
+            renderer.render(&r, &mut out);
         }
-        if !running || tx.is_closed() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
+    *offset = reader.stream_position().unwrap_or(*offset);
+    out
 }

@@ -6,12 +6,16 @@
 //! about a container with a [`ContainerSpec`] built from the record. Its errors are
 //! [`EngineError`]s; what HTTP status each becomes is the API's business.
 
+mod control;
 mod create;
 mod error;
 pub mod events;
 mod exec;
+mod files;
 mod isolation;
 mod lifecycle;
+mod log_follow;
+mod log_tail;
 pub mod logs;
 mod names;
 pub mod procfs;
@@ -34,6 +38,7 @@ use crate::backend::{
 use crate::config::DaemonConfig;
 use crate::state::{ContainerRecord, ContainerStore};
 
+pub use control::UpdateRequest;
 pub use create::CreateRequest;
 pub use error::{EngineError, EngineResult};
 pub use events::{Event, EventBus};
@@ -159,9 +164,11 @@ impl Engine {
     }
 
     /// Serialise operations on one container (start against stop, remove against start).
+    /// Locks nobody holds or waits for are dropped from the map on the way.
     async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|key, lock| key == id || Arc::strong_count(lock) > 1);
             locks.entry(id.to_string()).or_default().clone()
         };
         lock.lock_owned().await

@@ -134,6 +134,8 @@ pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineErro
             cpu_quota: hc.cpu_quota,
             cpu_period: hc.cpu_period,
             pids_limit: hc.pids_limit,
+            cpuset_cpus: rest_string(&hc.rest, "CpusetCpus"),
+            cpuset_mems: rest_string(&hc.rest, "CpusetMems"),
             shm_size: hc.shm_size,
         },
         security: Security {
@@ -166,4 +168,12 @@ pub fn port_state(p: &PublishedPort) -> PublishedPortState {
         container_port: p.container_port,
         proto: p.proto.as_str().into(),
     }
+}
+
+/// A non-empty string field of a config's untyped rest.
+fn rest_string(rest: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
+    rest.get(key)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }

@@ -31,6 +31,8 @@ impl VolumeStore {
     }
 
     fn validate(name: &str) -> Result<(), EngineError> {
+        /// The longest file name (the volume's directory) Linux file systems take.
+        const NAME_MAX: usize = 255;
         let ok = name.len() >= 2
             && name
                 .chars()
@@ -39,7 +41,12 @@ impl VolumeStore {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if ok {
+        if ok && name.len() > NAME_MAX {
+            // A directory name the file system cannot hold: the request's fault (a 400).
+            Err(EngineError::bad_request(format!(
+                "create {name}: volume name is too long: at most {NAME_MAX} characters are allowed"
+            )))
+        } else if ok {
             Ok(())
         } else {
             Err(EngineError::bad_request(format!(
@@ -104,5 +111,25 @@ impl VolumeStore {
             .unwrap_or(v.mountpoint);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| EngineError::internal(format!("removing volume {name}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_too_long_for_a_directory_are_bad_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(dir.path()).unwrap();
+        let long = "a".repeat(300);
+        let err = store.create(&long).unwrap_err();
+        assert!(matches!(err, EngineError::BadRequest(_)), "{err:?}");
+        assert!(err.to_string().contains("too long"), "{err}");
+        assert!(store.create(&"b".repeat(255)).is_ok());
+        assert!(matches!(
+            store.create("-x"),
+            Err(EngineError::BadRequest(_))
+        ));
     }
 }

@@ -78,6 +78,7 @@ pub fn from_v0(value: Value) -> Result<ContainerRecord, serde_json::Error> {
             oom_killed: v0.state.oom_killed,
             error: v0.state.error,
             stopped_by_user: v0.state.stopped_by_user,
+            paused: false,
         },
         endpoint: v0.endpoint,
         ports: v0.ports,

@@ -57,6 +57,9 @@ pub struct RunState {
     pub error: String,
     /// The container was stopped by the API (not by itself).
     pub stopped_by_user: bool,
+    /// Its processes are frozen (`docker pause`); only while running.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// The network endpoint of a running container.

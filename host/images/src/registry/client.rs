@@ -127,7 +127,7 @@ impl RegistryClient {
                 tracing::debug!(registry = %self.registry, "HTTPS probe failed: {chain}");
                 !any_failure
                     && matches!(
-                        tls::classify(&chain),
+                        tls::classify(&e),
                         Some(tls::TlsFailure::Untrusted | tls::TlsFailure::ClientCertificate)
                     )
             }
@@ -148,10 +148,9 @@ impl RegistryClient {
 
     /// A failed request as an error: TLS certificate problems explained, else the chain.
     fn transport_error(&self, what: &str, e: &reqwest::Error) -> ImageError {
-        let chain = error_chain(e);
-        match tls::explain(&chain, &self.connect_host, &self.certs_dirs) {
+        match tls::explain(e, &self.connect_host, &self.certs_dirs) {
             Some(message) => self.err(message),
-            None => self.err(format!("{what}: {chain}")),
+            None => self.err(format!("{what}: {}", error_chain(e))),
         }
     }
 

@@ -13,6 +13,7 @@
 //! [`crate::ImageStore::pull`] drives them.
 
 pub mod auth;
+mod catalog;
 pub(crate) mod client;
 pub mod distribution;
 pub(crate) mod download;
@@ -28,6 +29,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use auth::{Challenge, Credentials};
+pub use catalog::catalog;
 pub use distribution::{resolve_descriptor, RemoteDescriptor, RemotePlatform};
 pub use hosts::{InsecureEntry, RegistryHosts, DEFAULT_CERTS_DIRS};
 pub use login::{check_login, login_server_domain};

@@ -76,7 +76,7 @@ impl RegistryClient {
     }
 
     /// `link` made absolute against the registry's base URL.
-    fn absolute(&self, link: &str) -> String {
+    pub(super) fn absolute(&self, link: &str) -> String {
         if link.starts_with("http://") || link.starts_with("https://") {
             link.to_owned()
         } else {
@@ -86,7 +86,7 @@ impl RegistryClient {
 }
 
 /// The target of the `rel="next"` entry of a `Link` header.
-fn next_link(header: &str) -> Option<String> {
+pub(super) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|entry| {
         let (target, params) = entry.split_once(';')?;
         let is_next = params

@@ -148,29 +148,46 @@ pub(crate) enum TlsFailure {
     NotTls,
 }
 
-/// Classifies a request failure (its error chain, `a: b: c`).
-pub(crate) fn classify(chain: &str) -> Option<TlsFailure> {
-    if chain.contains("invalid peer certificate") {
-        return Some(TlsFailure::Untrusted);
-    }
-    if [
-        "CertificateRequired",
-        "BadCertificate",
-        "UnknownCA",
-        "CertificateUnknown",
-    ]
-    .iter()
-    .any(|a| chain.contains(a))
-    {
-        return Some(TlsFailure::ClientCertificate);
-    }
-    if chain.contains("InvalidContentType")
-        || chain.contains("corrupt message")
-        || chain.contains("tls handshake eof")
-    {
-        return Some(TlsFailure::NotTls);
+/// The rustls error among `e` and its sources (also inside an `io::Error`, where
+/// hyper-rustls puts it), or an end of stream during the handshake.
+fn rustls_cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<Result<&'a rustls::Error, ()>> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(Ok(r));
+        }
+        next = err.source();
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // tokio-rustls: the server closed the connection mid-handshake.
+            if io.kind() == std::io::ErrorKind::UnexpectedEof
+                && io
+                    .get_ref()
+                    .is_none_or(|i| i.downcast_ref::<rustls::Error>().is_none())
+            {
+                return Some(Err(()));
+            }
+            // An `io::Error`'s `source()` skips the error it wraps: look inside.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner as &(dyn std::error::Error + 'static));
+            }
+        }
     }
     None
+}
+
+/// Classifies a request failure by the rustls error it holds.
+pub(crate) fn classify(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    use rustls::AlertDescription as A;
+    match rustls_cause(e)? {
+        Ok(rustls::Error::InvalidCertificate(_)) => Some(TlsFailure::Untrusted),
+        Ok(rustls::Error::AlertReceived(
+            A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown,
+        )) => Some(TlsFailure::ClientCertificate),
+        Ok(rustls::Error::InvalidMessage(_)) | Err(()) => Some(TlsFailure::NotTls),
+        Ok(_) => None,
+    }
 }
 
 /// Where a registry's TLS files go: `<first certs dir>/<host>/`.
@@ -181,11 +198,17 @@ fn host_dir_hint(certs_dirs: &[PathBuf], host: &str) -> String {
     }
 }
 
-/// A clear message for a TLS failure of a registry reached at `host` (it goes into an
-/// error naming the registry), or `None` when `chain` is not a certificate problem.
-pub(crate) fn explain(chain: &str, host: &str, certs_dirs: &[PathBuf]) -> Option<String> {
+/// A clear message for a TLS failure `e` of a registry reached at `host` (it goes into
+/// an error naming the registry), or `None` when it is not a certificate problem.
+pub(crate) fn explain(
+    e: &(dyn std::error::Error + 'static),
+    host: &str,
+    certs_dirs: &[PathBuf],
+) -> Option<String> {
+    let chain = error_chain(e);
+    let chain = chain.as_str();
     let dir = host_dir_hint(certs_dirs, host);
-    match classify(chain)? {
+    match classify(e)? {
         TlsFailure::Untrusted => Some(format!(
             "its TLS certificate is not trusted ({}): put the CA certificate that signed \
              it in {dir}/ca.crt, or list {host} as an insecure registry",
@@ -224,12 +247,38 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// An error the way reqwest reports one: an outer error whose source is the
+    /// `io::Error` holding `inner`.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "error sending request for url (https://127.0.0.1:5000/v2/)"
+            )
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn wrapped(inner: rustls::Error) -> Outer {
+        Outer(std::io::Error::other(inner))
+    }
+
     #[test]
     fn classifies_rustls_failures() {
-        let untrusted = "error sending request for url (https://127.0.0.1:5000/v2/): client error (Connect): invalid peer certificate: UnknownIssuer";
-        assert_eq!(classify(untrusted), Some(TlsFailure::Untrusted));
+        let untrusted = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(classify(&untrusted), Some(TlsFailure::Untrusted));
         let msg = explain(
-            untrusted,
+            &untrusted,
             "127.0.0.1:5000",
             &[PathBuf::from("/etc/vmrun/certs.d")],
         )
@@ -243,19 +292,22 @@ mod tests {
             msg.contains("invalid peer certificate: UnknownIssuer"),
             "{msg}"
         );
-        assert_eq!(
-            classify("connection error: received fatal alert: CertificateRequired"),
-            Some(TlsFailure::ClientCertificate)
-        );
-        assert_eq!(
-            classify("client error (Connect): received corrupt message of type InvalidContentType"),
-            Some(TlsFailure::NotTls)
-        );
-        assert_eq!(
-            classify("tcp connect error: Connection refused (os error 111)"),
-            None
-        );
-        assert!(explain("Connection refused", "r", &[]).is_none());
+        let wants_cert = wrapped(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired,
+        ));
+        assert_eq!(classify(&wants_cert), Some(TlsFailure::ClientCertificate));
+        let plain_http = wrapped(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert_eq!(classify(&plain_http), Some(TlsFailure::NotTls));
+        let eof = Outer(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "tls handshake eof",
+        ));
+        assert_eq!(classify(&eof), Some(TlsFailure::NotTls));
+        let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&refused), None);
+        assert!(explain(&refused, "r", &[]).is_none());
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! The native backend: containers run on this host through the runtime library, one
 //! `vmrun-shim` per process, networked by the network manager.
 
+mod archive;
+mod changes;
 mod files;
+mod inroot;
+mod pack;
 mod shim_client;
 pub mod spec;
+mod stopped;
+mod unpack;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +22,9 @@ use super::ports;
 use vmrun_shim::{OverlayRootfs, ShimConfig, ShimMode};
 
 use super::{
-    BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
-    NetworkEndpoint, ProcessHandle, Reconnected, ResourceStats,
+    BackendError, ByteStream, Change, ContainerBackend, ContainerFiles, ContainerSpec,
+    CreatedContainer, ExecSpec, ExtractOptions, NetworkEndpoint, PathStat, ProcessHandle,
+    Reconnected, ResourceStats, Resources,
 };
 use crate::config::DaemonConfig;
 use files::ContainerPaths;
@@ -359,6 +366,75 @@ impl ContainerBackend for NativeBackend {
             .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
         Ok(pids.into_iter().map(|p| p.as_raw()).collect())
     }
+
+    async fn path_stat(&self, c: &ContainerSpec, path: &str) -> Result<PathStat, BackendError> {
+        archive::path_stat(self.paths(&c.id), c.clone(), path.to_owned()).await
+    }
+
+    async fn archive(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+    ) -> Result<(PathStat, ByteStream), BackendError> {
+        archive::archive(self.paths(&c.id), c.clone(), path.to_owned()).await
+    }
+
+    async fn extract(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+        opts: ExtractOptions,
+        tar: ByteStream,
+    ) -> Result<(), BackendError> {
+        archive::extract_into(self.paths(&c.id), c.clone(), path.to_owned(), opts, tar).await
+    }
+
+    async fn export(&self, c: &ContainerSpec) -> Result<ByteStream, BackendError> {
+        archive::export(self.paths(&c.id), c.clone()).await
+    }
+
+    async fn changes(&self, c: &ContainerSpec) -> Result<Vec<Change>, BackendError> {
+        archive::changes(self.paths(&c.id), c.clone()).await
+    }
+
+    async fn pause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        with_cgroup(c, "pausing", |m| m.freeze()).await
+    }
+
+    async fn unpause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        with_cgroup(c, "unpausing", |m| m.thaw()).await
+    }
+
+    async fn update(&self, c: &ContainerSpec, changed: &Resources) -> Result<(), BackendError> {
+        let mut resources = spec::linux_resources(changed)?;
+        // docker update --pids-limit 0 (or -1): unlimited.
+        if changed.pids_limit.is_some_and(|l| l <= 0) {
+            let mut pids = oci_spec::runtime::LinuxPids::default();
+            pids.set_limit(-1);
+            resources.set_pids(Some(pids));
+        }
+        with_cgroup(c, "updating", move |m| m.set(&resources)).await
+    }
+}
+
+/// Runs `op` on the container's cgroup off the async workers.
+async fn with_cgroup(
+    c: &ContainerSpec,
+    what: &'static str,
+    op: impl FnOnce(&dyn vmrun_cgroups::CgroupManager) -> Result<(), vmrun_cgroups::CgroupError>
+        + Send
+        + 'static,
+) -> Result<(), BackendError> {
+    let path = cgroup_path(&c.id);
+    let short = c.short_id().to_owned();
+    let id = short.clone();
+    tokio::task::spawn_blocking(move || {
+        let m = vmrun_cgroups::manager(&path)
+            .map_err(|e| BackendError::Gone(format!("{what} {short}: {e}")))?;
+        op(m.as_ref()).map_err(|e| BackendError::Failed(format!("{what} {short}: {e}")))
+    })
+    .await
+    .map_err(|e| BackendError::Failed(format!("{what} {id}: {e}")))?
 }
 
 /// Kill whatever is left in the container's cgroup and remove the cgroup.

@@ -275,7 +275,11 @@ fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
 }
 
 fn resources(c: &ContainerSpec) -> Result<LinuxResources, BackendError> {
-    let hc = &c.resources;
+    linux_resources(&c.resources)
+}
+
+/// The cgroup settings of `hc` (unset fields are left alone).
+pub fn linux_resources(hc: &crate::backend::Resources) -> Result<LinuxResources, BackendError> {
     let mut r = LinuxResources::default();
     if let Some(mem) = hc.memory.filter(|m| *m > 0) {
         if mem < 6 * 1024 * 1024 {
@@ -314,6 +318,14 @@ fn resources(c: &ContainerSpec) -> Result<LinuxResources, BackendError> {
                 .filter(|p| *p > 0)
                 .unwrap_or(CPU_PERIOD_US as i64) as u64,
         ));
+        any_cpu = true;
+    }
+    if let Some(cpus) = &hc.cpuset_cpus {
+        cpu.set_cpus(Some(cpus.clone()));
+        any_cpu = true;
+    }
+    if let Some(mems) = &hc.cpuset_mems {
+        cpu.set_mems(Some(mems.clone()));
         any_cpu = true;
     }
     if any_cpu {

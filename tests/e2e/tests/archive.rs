@@ -1,0 +1,578 @@
+//! `docker cp` both ways, `docker diff` and `docker export` through the docker CLI,
+//! compared with Debian's dockerd (the oracle): a file, a directory, a symlink (kept and
+//! followed), into a running and a stopped container, with and without `-a`, a
+//! directory replaced by a file (refused), a missing path; and paths that try to leave
+//! the container (a symlink to `/`, `..`, an archive entry with `..`) staying inside it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use vmrun_e2e::{require_root, require_tool, run_with_timeout, CmdOutput, Daemon, ReferenceDaemon};
+
+/// Runs a docker command, keeping its binary standard output.
+fn output(mut cmd: Command) -> (bool, Vec<u8>, String) {
+    let out = cmd.output().expect("running docker");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tar tv` of an archive without the times: `mode owner size name [-> target]`.
+fn listing(tar: &[u8]) -> Vec<String> {
+    let out = run_with_timeout(
+        {
+            let mut c = Command::new("tar");
+            c.args(["-tvf", "-"]);
+            c
+        },
+        Some(tar),
+        Duration::from_secs(30),
+    );
+    if !out.success() {
+        return vec![format!("not a tar: {}", out.stderr.trim())];
+    }
+    out.stdout
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let size = if w[0].starts_with('d') { "-" } else { w[2] };
+            format!("{} {} {} {}", w[0], w[1], size, w[5..].join(" "))
+        })
+        .collect()
+}
+
+/// `mode uid:gid type [size] name` of every file under `dir` on this host, sorted.
+fn host_tree(dir: &Path) -> Vec<String> {
+    let script = format!(
+        "cd {} && find . | sort | while read -r f; do if [ -d \"$f\" ]; then stat -c '%a %u:%g %F %n' \"$f\"; else stat -c '%a %u:%g %F %s %n' \"$f\"; fi; done",
+        dir.display()
+    );
+    let out = run_with_timeout(
+        {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        },
+        None,
+        Duration::from_secs(30),
+    );
+    out.ok();
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// The same in a container, through `docker exec`.
+const TREE_IN: &str = "cd \"$1\" && find . | sort | while read -r f; do if [ -d \"$f\" ]; then stat -c '%a %u:%g %F %n' \"$f\"; else stat -c '%a %u:%g %F %s %n' \"$f\"; fi; done";
+
+fn note(seen: &mut Vec<String>, what: &str, out: &CmdOutput) {
+    seen.push(format!("{what}: exit {} {}", out.code, out.stderr.trim()));
+}
+
+/// Everything one daemon shows for the cp scenario, as lines to compare.
+fn cp_scenario(docker: &dyn Fn(&[&str]) -> Command, work: &Path) -> Vec<String> {
+    let run = |args: &[&str]| run_with_timeout(docker(args), None, Duration::from_secs(120));
+    let mut seen = Vec::new();
+    let setup = "mkdir -p /data/sub && echo hello > /data/file && echo deep > /data/sub/deep \
+        && ln -s /data/file /data/link && ln -s / /data/root && ln /data/file /data/hard \
+        && chown 1000:1000 /data/file && chmod 640 /data/file && mkfifo /data/fifo && touch /ready; sleep 600";
+    run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        setup,
+    ])
+    .ok();
+    for _ in 0..100 {
+        if run(&["exec", "src", "test", "-e", "/ready"]).success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Out of the container: a file, a directory, a symlink kept and followed.
+    let host_out = work.join("out");
+    std::fs::create_dir_all(&host_out).unwrap();
+    for (src, dest) in [
+        ("src:/data/file", "file"),
+        ("src:/data", "dir"),
+        ("src:/data/link", "link"),
+        ("src:/data/sub/", "sub"),
+    ] {
+        let out = run(&["cp", src, host_out.join(dest).to_str().unwrap()]);
+        note(&mut seen, &format!("cp {src}"), &out);
+    }
+    let out = run(&[
+        "cp",
+        "-L",
+        "src:/data/link",
+        host_out.join("followed").to_str().unwrap(),
+    ]);
+    note(&mut seen, "cp -L link", &out);
+    seen.extend(host_tree(&host_out));
+    for path in [
+        "/data",
+        "/data/link",
+        "/data/file",
+        "/data/.",
+        "/data/root/etc/passwd",
+    ] {
+        let (ok, tar, err) = output(docker(&["cp", &format!("src:{path}"), "-"]));
+        seen.push(format!("cp {path} -: {ok} {}", err.trim()));
+        seen.extend(listing(&tar));
+    }
+    let out = run(&["cp", "src:/nope", host_out.join("nope").to_str().unwrap()]);
+    note(&mut seen, "cp missing", &out);
+
+    // Into a running container: a tree with owners, with and without -a.
+    let tree = work.join("in");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("f.txt"), "local\n").unwrap();
+    std::fs::write(tree.join("d/g"), "g\n").unwrap();
+    std::os::unix::fs::symlink("f.txt", tree.join("l")).unwrap();
+    for (p, mode) in [("", 0o750), ("f.txt", 0o600), ("d", 0o700), ("d/g", 0o644)] {
+        let path = tree.join(p);
+        nix::unistd::chown(&path, Some(1234.into()), Some(5678.into())).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+    }
+    let t = tree.to_str().unwrap();
+    note(&mut seen, "cp in dir", &run(&["cp", t, "src:/data/in"]));
+    note(
+        &mut seen,
+        "cp in file",
+        &run(&["cp", &format!("{t}/f.txt"), "src:/data/renamed.txt"]),
+    );
+    note(
+        &mut seen,
+        "cp in into dir",
+        &run(&["cp", &format!("{t}/f.txt"), "src:/data/sub"]),
+    );
+    note(
+        &mut seen,
+        "cp -a",
+        &run(&["cp", "-a", &format!("{t}/f.txt"), "src:/data/archive.txt"]),
+    );
+    let clash = work.join("clash");
+    std::fs::create_dir_all(&clash).unwrap();
+    std::fs::write(clash.join("sub"), "not a dir").unwrap();
+    let c = clash.to_str().unwrap();
+    let mut out = run(&["cp", &format!("{c}/."), "src:/data/"]);
+    // An artifact of dockerd's re-exec'd extraction.
+    out.stderr = out
+        .stderr
+        .replace("Error processing tar file(exit status 1): ", "");
+    note(&mut seen, "cp file over dir", &out);
+    note(
+        &mut seen,
+        "cp into missing dir",
+        &run(&["cp", &format!("{t}/f.txt"), "src:/missing/x"]),
+    );
+    let listed = run(&["exec", "src", "sh", "-c", TREE_IN, "sh", "/data"]);
+    listed.ok();
+    seen.extend(listed.stdout.lines().map(|l| format!("in src: {l}")));
+
+    // A stopped (never started) container with a user for -a (dockerd looks the user
+    // up on its host: a name both have).
+    run(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "stopped",
+        "-u",
+        "root",
+        "busybox",
+        "sh",
+        "-c",
+        TREE_IN,
+        "sh",
+        "/tmp",
+    ])
+    .ok();
+    note(
+        &mut seen,
+        "cp into created",
+        &run(&["cp", t, "stopped:/tmp/plain"]),
+    );
+    note(
+        &mut seen,
+        "cp -a into created",
+        &run(&["cp", "-a", t, "stopped:/tmp/owned"]),
+    );
+    let (ok, tar, err) = output(docker(&["cp", "stopped:/tmp/owned", "-"]));
+    seen.push(format!("cp from created: {ok} {}", err.trim()));
+    seen.extend(listing(&tar));
+    let started = run(&["start", "-a", "stopped"]);
+    started.ok();
+    seen.extend(started.stdout.lines().map(|l| format!("in stopped: {l}")));
+    // And once it has run and exited.
+    note(
+        &mut seen,
+        "cp into exited",
+        &run(&["cp", &format!("{t}/f.txt"), "stopped:/tmp/after.txt"]),
+    );
+    let (ok, tar, err) = output(docker(&["cp", "stopped:/tmp/after.txt", "-"]));
+    seen.push(format!("cp from exited: {ok} {}", err.trim()));
+    seen.extend(listing(&tar));
+    run(&["rm", "-f", "src", "stopped"]).ok();
+    seen
+}
+
+/// Both daemons, or a visible skip.
+fn pair() -> Option<(Daemon, ReferenceDaemon)> {
+    if !require_root() || !require_tool("docker") || !require_tool("tar") {
+        return None;
+    }
+    let ours = Daemon::start();
+    match ReferenceDaemon::start() {
+        Ok(oracle) => Some((ours, oracle)),
+        Err(reason) => {
+            vmrun_test_skip::report(&reason);
+            None
+        }
+    }
+}
+
+#[test]
+fn cp_matches_dockerd() {
+    let Some((ours, oracle)) = pair() else { return };
+    let work_ours = tempfile::tempdir().unwrap();
+    let work_ref = tempfile::tempdir().unwrap();
+    let got = cp_scenario(&|a| ours.docker_cmd(a), work_ours.path());
+    let want = cp_scenario(&|a| oracle.docker_cmd(a), work_ref.path());
+    let diff: Vec<String> = got
+        .iter()
+        .zip(want.iter())
+        .filter(|(g, w)| g != w)
+        .map(|(g, w)| format!("vmrund: {g}\ndockerd: {w}"))
+        .collect();
+    assert!(
+        diff.is_empty() && got.len() == want.len(),
+        "differences from dockerd:\n{}\n\nvmrund ({} lines):\n{}\n\ndockerd ({} lines):\n{}",
+        diff.join("\n"),
+        got.len(),
+        got.join("\n"),
+        want.len(),
+        want.join("\n")
+    );
+    // The file is the container's, not the host's /etc/passwd.
+    let (ok, tar, _) = output(ours.docker_cmd(&["run", "--rm", "busybox", "cat", "/etc/passwd"]));
+    assert!(ok);
+    assert!(!tar.is_empty());
+}
+
+#[test]
+fn cp_stays_inside_the_container() {
+    if !require_root() || !require_tool("docker") {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "esc",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s / /hostroot && ln -s ../../../../.. /up && touch /ready && sleep 600",
+    ])
+    .ok();
+    vmrun_e2e::wait_for(Duration::from_secs(10), "the container's setup", || {
+        d.docker(&["exec", "esc", "test", "-e", "/ready"])
+            .success()
+            .then_some(())
+    });
+    let marker = format!("vmrun-cp-escape-{}", std::process::id());
+    let host_marker = Path::new("/tmp").join(&marker);
+    let _ = std::fs::remove_file(&host_marker);
+    std::fs::write("/tmp/vmrun-cp-host-only", "host secret").unwrap();
+
+    // Reads through a symlink to "/" and through ".." get the container's files.
+    for path in [
+        "/hostroot/etc/passwd",
+        "/up/etc/passwd",
+        "/../../../etc/passwd",
+        "/etc/../../etc/passwd",
+    ] {
+        let out = d.docker(&["cp", &format!("esc:{path}"), "-"]);
+        out.ok();
+        assert!(out.stdout.contains("root:x:0:0"), "{out}");
+        assert!(
+            !out.stdout.contains("vmrun") || !Path::new("/etc/passwd").exists(),
+            "{out}"
+        );
+        let host = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        assert!(
+            !out.stdout.contains(host.trim()) || host.trim().lines().count() < 2,
+            "{out}"
+        );
+    }
+    let out = d.docker(&["cp", "esc:/hostroot/tmp/vmrun-cp-host-only", "-"]);
+    assert!(!out.success(), "a host file was read: {out}");
+    assert!(out.stderr.contains("Could not find the file"), "{out}");
+
+    // Writes through the same symlinks land in the container.
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join(&marker), "x").unwrap();
+    std::fs::set_permissions(
+        local.path().join(&marker),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let src = local.path().join(&marker);
+    for dest in ["esc:/hostroot/tmp/", "esc:/up/tmp/", "esc:/../../tmp/"] {
+        d.docker(&["cp", src.to_str().unwrap(), dest]).ok();
+        assert!(!host_marker.exists(), "cp to {dest} wrote on the host");
+    }
+    d.docker(&["exec", "esc", "test", "-f", &format!("/tmp/{marker}")])
+        .ok();
+
+    // `cp -a` gives files the container user's owner, looked up in the container.
+    d.docker(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "owned",
+        "-u",
+        "1000:1000",
+        "busybox",
+    ])
+    .ok();
+    d.docker(&["cp", "-a", src.to_str().unwrap(), "owned:/tmp/"])
+        .ok();
+    let (ok, tar, err) = output(d.docker_cmd(&["cp", &format!("owned:/tmp/{marker}"), "-"]));
+    assert!(ok, "{err}");
+    assert_eq!(
+        listing(&tar),
+        vec![format!("-rw-r--r-- 1000/1000 1 {marker}")]
+    );
+    d.docker(&["rm", "owned"]).ok();
+
+    // An archive entry that climbs out of the destination is refused.
+    let tar = {
+        let mut h = [0u8; 512];
+        let name = format!("../../../../../../tmp/{marker}");
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(b"00000000001\0");
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut t = h.to_vec();
+        let mut data = [0u8; 512];
+        data[0] = b'x';
+        t.extend_from_slice(&data);
+        t.extend_from_slice(&[0u8; 1024]);
+        t
+    };
+    let res = vmrun_e2e::api_request(
+        &d.socket(),
+        "PUT",
+        "/containers/esc/archive?path=/etc",
+        Some(&tar),
+        Duration::from_secs(30),
+    );
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(
+        res.text().contains("outside of the destination"),
+        "{}",
+        res.text()
+    );
+    assert!(!host_marker.exists());
+    let _ = std::fs::remove_file("/tmp/vmrun-cp-host-only");
+    d.docker(&["rm", "-f", "esc"]).ok();
+}
+
+/// `docker diff` and `docker export | tar t` of the same changes.
+fn diff_scenario(docker: &dyn Fn(&[&str]) -> Command) -> Vec<String> {
+    let run = |args: &[&str]| run_with_timeout(docker(args), None, Duration::from_secs(120));
+    run(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "changed",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /new/deep && echo x > /new/deep/file && echo more >> /etc/group && rm /bin/true \
+         && rm -rf /home && mkdir /home && touch /home/only && mkdir /tmp/t && ln -s /x /tmp/t/l",
+    ])
+    .ok();
+    let mut seen = Vec::new();
+    let diff = run(&["diff", "changed"]);
+    diff.ok();
+    // dockerd's order is its walk's (map) order: compare sorted.
+    let mut lines: Vec<&str> = diff.stdout.lines().collect();
+    lines.sort_by_key(|l| l.get(2..).unwrap_or_default().to_owned());
+    seen.extend(lines.into_iter().map(|l| format!("diff: {l}")));
+    let (ok, tar, err) = output(docker(&["export", "changed"]));
+    seen.push(format!("export: {ok} {}", err.trim()));
+    let mut names: Vec<String> = listing(&tar)
+        .into_iter()
+        .filter(|l| !l.ends_with(".dockerenv") && !l.contains(" dev/") && !l.contains(" etc/mtab"))
+        .collect();
+    names.sort();
+    seen.push(format!("export entries: {}", names.len()));
+    seen.extend(names.into_iter().filter(|l| {
+        ["new/", "home/", "tmp/", "etc/group", "bin/true", "bin/sh "]
+            .iter()
+            .any(|p| l.contains(p))
+    }));
+    run(&["rm", "changed"]).ok();
+    seen
+}
+
+#[test]
+fn diff_and_export_match_dockerd() {
+    let Some((ours, oracle)) = pair() else { return };
+    let got = diff_scenario(&|a| ours.docker_cmd(a));
+    let want = diff_scenario(&|a| oracle.docker_cmd(a));
+    assert_eq!(
+        got,
+        want,
+        "vmrund:\n{}\n\ndockerd:\n{}",
+        got.join("\n"),
+        want.join("\n")
+    );
+}
+
+#[test]
+fn running_containers_export_their_root_and_cp_sees_volumes() {
+    if !require_root() || !require_tool("docker") || !require_tool("tar") {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "-v",
+        "vol1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /data/in-volume && echo n > /new && touch /ready && sleep 600",
+    ])
+    .ok();
+    vmrun_e2e::wait_for(Duration::from_secs(10), "the container's files", || {
+        d.docker(&["exec", "live", "test", "-e", "/ready"])
+            .success()
+            .then_some(())
+    });
+    let (ok, tar, err) = output(d.docker_cmd(&["export", "live"]));
+    assert!(ok, "{err}");
+    let names = listing(&tar);
+    assert!(names.iter().any(|l| l.ends_with(" new")), "{names:?}");
+    assert!(
+        names.iter().any(|l| l.ends_with(" bin/busybox")),
+        "{names:?}"
+    );
+    // Only the container's own file system: no volume contents, no /proc or /sys.
+    assert!(!names.iter().any(|l| l.contains("in-volume")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|l| l.contains(" proc/1") || l.contains(" sys/kernel")),
+        "{names:?}"
+    );
+    // docker cp of a running container sees its volumes, both ways.
+    let (ok, tar, err) = output(d.docker_cmd(&["cp", "live:/data/in-volume", "-"]));
+    assert!(ok, "{err}");
+    assert_eq!(listing(&tar).len(), 1);
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("to-volume"), "t").unwrap();
+    d.docker(&[
+        "cp",
+        local.path().join("to-volume").to_str().unwrap(),
+        "live:/data/",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/v",
+        "busybox",
+        "cat",
+        "/v/to-volume",
+    ])
+    .ok();
+    d.docker(&["rm", "-f", "live"]).ok();
+}
+
+#[test]
+fn cp_reaches_the_volumes_of_a_stopped_container() {
+    if !require_root() || !require_tool("docker") || !require_tool("tar") {
+        return;
+    }
+    let d = Daemon::start();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("from-host"), "host file\n").unwrap();
+    let bind = format!("{}:/hostbind:ro", host.path().display());
+    d.docker(&[
+        "create",
+        "--name",
+        "sv",
+        "-v",
+        "vol2:/data",
+        "-v",
+        &bind,
+        "busybox",
+        "cat",
+        "/data/seed",
+    ])
+    .ok();
+    let id = d.inspect("sv")["Id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("seed"), "seeded\n").unwrap();
+    d.docker(&[
+        "cp",
+        local.path().join("seed").to_str().unwrap(),
+        "sv:/data/",
+    ])
+    .ok();
+    let (ok, tar, err) = output(d.docker_cmd(&["cp", "sv:/hostbind/from-host", "-"]));
+    assert!(ok, "{err}");
+    assert_eq!(listing(&tar).len(), 1, "{:?}", listing(&tar));
+    let ro = d.docker(&[
+        "cp",
+        local.path().join("seed").to_str().unwrap(),
+        "sv:/hostbind/",
+    ]);
+    assert!(!ro.success(), "a read-only bind was written: {ro}");
+    assert!(
+        ro.stderr.contains("mounted volume is marked read-only"),
+        "{ro}"
+    );
+    assert!(!host.path().join("seed").exists());
+    // Nothing of the container stays mounted after the copies.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(!mounts.contains(&id), "left mounted:\n{mounts}");
+    let run = d.docker(&["start", "-a", "sv"]);
+    run.ok();
+    assert_eq!(run.stdout, "seeded\n", "{run}");
+    d.docker(&["rm", "sv"]).ok();
+}
