@@ -467,7 +467,7 @@ fn removed_images_take_their_layers_off_the_shared_vm_disk() {
 }
 
 #[test]
-fn shared_vm_containers_commit_running_and_stopped() {
+fn shared_vm_containers_diff_and_commit_running_and_stopped() {
     let Some(d) = shared_vm_daemon() else { return };
     docker(
         &d,
@@ -489,6 +489,12 @@ fn shared_vm_containers_commit_running_and_stopped() {
             .then_some(())
     });
     docker(&d, &["commit", "maker", "e2e/running"]).ok();
+    // docker diff of a container in the VM: from its writable layer fetched to the host.
+    let diff = docker(&d, &["diff", "maker"]);
+    diff.ok();
+    for line in ["C /bin", "D /bin/vi", "A /d", "A /d/f", "A /made"] {
+        assert!(diff.stdout.lines().any(|l| l == line), "{line}: {diff}");
+    }
     docker(&d, &["stop", "-t", "1", "maker"]).ok();
     docker(
         &d,

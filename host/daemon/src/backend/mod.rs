@@ -10,6 +10,7 @@
 //! over the guest agent.
 
 mod archive;
+mod changes;
 mod container;
 mod exec;
 mod native;

@@ -296,7 +296,7 @@ pub async fn extract_into(
 /// `GET /containers/{id}/changes`.
 pub async fn changes(paths: ContainerPaths, c: ContainerSpec) -> Result<Vec<Change>, BackendError> {
     blocking(move || {
-        super::changes::changes(&paths.diff, &c.layers)
+        crate::backend::changes::changes(&paths.diff, &c.layers)
             .map_err(|e| BackendError::Failed(format!("reading the container's changes: {e}")))
     })
     .await

@@ -2,7 +2,6 @@
 //! `vmrun-shim` per process, networked by the network manager.
 
 mod archive;
-mod changes;
 mod files;
 mod inroot;
 mod pack;

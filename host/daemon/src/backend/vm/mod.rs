@@ -391,6 +391,10 @@ impl ContainerBackend for VmContainerBackend {
             .map(Some)
     }
 
+    async fn changes(&self, c: &ContainerSpec) -> Result<Vec<super::Change>, BackendError> {
+        writable::changes(self.writable_layer(c).await?, c.layers.clone()).await
+    }
+
     fn files(&self, c: &ContainerSpec) -> ContainerFiles {
         let mut data: BTreeMap<String, String> = BTreeMap::new();
         let disks: Vec<String> = c

@@ -220,6 +220,13 @@ impl ContainerBackend for SharedVmBackend {
             .map(Some)
     }
 
+    async fn changes(
+        &self,
+        c: &ContainerSpec,
+    ) -> Result<Vec<crate::backend::Change>, BackendError> {
+        super::writable::changes(self.writable_layer(c).await?, c.layers.clone()).await
+    }
+
     fn files(&self, c: &ContainerSpec) -> ContainerFiles {
         let mut data = std::collections::BTreeMap::new();
         data.insert("Vm".into(), "shared".into());

@@ -67,6 +67,21 @@ pub async fn fetch(
     }
 }
 
+/// `docker diff` of a container in a VM: its writable layer `layer` (a copy on this
+/// host) over its image's `layers`.
+pub async fn changes(
+    layer: Option<WritableLayer>,
+    layers: Vec<PathBuf>,
+) -> Result<Vec<crate::backend::Change>, BackendError> {
+    let Some(layer) = layer else {
+        return Ok(Vec::new());
+    };
+    tokio::task::spawn_blocking(move || crate::backend::changes::changes(&layer.path, &layers))
+        .await
+        .map_err(|e| BackendError::Failed(format!("reading the container's changes: {e}")))?
+        .map_err(|e| BackendError::Failed(format!("reading the container's changes: {e}")))
+}
+
 /// An empty writable layer (a container that never ran).
 pub fn empty(tmp_root: &Path) -> Result<WritableLayer, BackendError> {
     let dir = temp_dir(tmp_root, "vm-layer-")?;

@@ -1,4 +1,5 @@
-//! `docker diff` of a native container: its overlayfs upper directory compared with
+//! `docker diff`: a container's overlayfs upper directory (natively its own, a copy for a
+//! container in a VM) compared with
 //! the image's layers, as dockerd's `archive.OverlayChanges` does it.
 //!
 //! A whiteout (a 0:0 character device) is a deletion; an opaque directory
