@@ -1,8 +1,11 @@
-//! `vmrun network create|ls|rm|inspect`.
+//! `vmrun network create|ls|rm|inspect|connect|disconnect`.
 
 use std::collections::HashMap;
 
-use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest};
+use bollard::models::{
+    EndpointSettings, Ipam, IpamConfig, Network, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest,
+};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use serde_json::{json, Value};
 
@@ -63,6 +66,26 @@ pub enum NetworkCommand {
         /// The networks
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Connect a container to a network
+    Connect {
+        /// Add network-scoped alias for the container
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// The network
+        network: String,
+        /// The container
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// The network
+        network: String,
+        /// The container
+        container: String,
     },
     /// Display detailed information on one or more networks
     Inspect {
@@ -135,6 +158,39 @@ pub async fn network(api: &Api, cmd: NetworkCommand) -> CliResult<i32> {
                 api.docker.remove_network(&name).await
             })
             .await
+        }
+        NetworkCommand::Connect {
+            aliases,
+            network,
+            container,
+        } => {
+            let req = NetworkConnectRequest {
+                container,
+                endpoint_config: Some(EndpointSettings {
+                    aliases: (!aliases.is_empty()).then_some(aliases),
+                    ..Default::default()
+                }),
+            };
+            api.docker
+                .connect_network(&raw::encode(&network), req)
+                .await
+                .map_err(fail)?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let req = NetworkDisconnectRequest {
+                container,
+                force: Some(force),
+            };
+            api.docker
+                .disconnect_network(&raw::encode(&network), req)
+                .await
+                .map_err(fail)?;
+            Ok(0)
         }
         NetworkCommand::Inspect { format, names } => {
             let format = super::inspect::prepare(format.as_deref())?;

@@ -62,6 +62,9 @@ pub struct ContainerFlags {
     /// Connect a container to a network (bridge, host, none or a network name)
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Container host name
     #[arg(long, short = 'h')]
     pub hostname: Option<String>,
@@ -317,12 +320,28 @@ pub fn build_create_request(
         entrypoint: flags.entrypoint.clone().map(|e| vec![e]),
         labels: (!labels.is_empty()).then_some(labels),
         host_config: Some(host_config),
+        networking_config: network_aliases(flags),
         ..Default::default()
     };
     Ok(CreateRequest {
         name: flags.name.clone(),
         image,
         body,
+    })
+}
+
+/// `--network-alias`: the aliases on the container's network (a user network).
+fn network_aliases(flags: &ContainerFlags) -> Option<bollard::models::NetworkingConfig> {
+    if flags.network_alias.is_empty() {
+        return None;
+    }
+    let network = flags.network.clone()?;
+    let endpoint = bollard::models::EndpointSettings {
+        aliases: Some(flags.network_alias.clone()),
+        ..Default::default()
+    };
+    Some(bollard::models::NetworkingConfig {
+        endpoints_config: Some([(network, endpoint)].into_iter().collect()),
     })
 }
 

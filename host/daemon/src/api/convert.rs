@@ -69,19 +69,32 @@ fn command_line(rec: &ContainerRecord) -> String {
 
 fn endpoint_settings(rec: &ContainerRecord) -> HashMap<String, EndpointSettings> {
     let mut map = HashMap::new();
-    let mut settings = EndpointSettings {
-        aliases: Some(rec.aliases.clone()),
-        ..Default::default()
-    };
-    if let Some(e) = &rec.endpoint {
-        settings.network_id = Some(e.network_id.clone());
-        settings.endpoint_id = Some(e.endpoint_id.clone());
-        settings.gateway = Some(e.gateway.clone());
-        settings.ip_address = Some(e.ip.clone());
-        settings.ip_prefix_len = Some(i64::from(e.prefix_len));
-        settings.mac_address = Some(e.mac.clone());
+    for n in crate::engine::networks::networks_of(rec) {
+        let mut aliases = n.aliases.clone();
+        // dockerd adds the short id on user networks (compose 1.x looks for it).
+        let user_network = ![
+            vmrun_network::DEFAULT_NETWORK,
+            vmrun_network::HOST_NETWORK,
+            vmrun_network::NONE_NETWORK,
+        ]
+        .contains(&n.network.as_str());
+        if user_network && !aliases.iter().any(|a| a == rec.short_id()) {
+            aliases.push(rec.short_id().to_string());
+        }
+        let mut settings = EndpointSettings {
+            aliases: Some(aliases),
+            ..Default::default()
+        };
+        if let Some(e) = &n.endpoint {
+            settings.network_id = Some(e.network_id.clone());
+            settings.endpoint_id = Some(e.endpoint_id.clone());
+            settings.gateway = Some(e.gateway.clone());
+            settings.ip_address = Some(e.ip.clone());
+            settings.ip_prefix_len = Some(i64::from(e.prefix_len));
+            settings.mac_address = Some(e.mac.clone());
+        }
+        map.insert(n.network, settings);
     }
-    map.insert(rec.network_mode.clone(), settings);
     map
 }
 

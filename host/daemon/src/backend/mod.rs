@@ -120,6 +120,29 @@ pub trait ContainerBackend: Send + Sync {
     }
     /// Where the container's files are (no I/O): for inspect, logs, commit, disk usage.
     fn files(&self, c: &ContainerSpec) -> ContainerFiles;
+    /// Connect a running container to one more network, with aliases there.
+    async fn connect_network(
+        &self,
+        _c: &ContainerSpec,
+        _network: &str,
+        _aliases: &[String],
+    ) -> Result<NetworkEndpoint, BackendError> {
+        Err(BackendError::BadRequest(
+            "connecting a running container to a network is not supported for this isolation"
+                .into(),
+        ))
+    }
+    /// Disconnect a running container from one of its networks.
+    async fn disconnect_network(
+        &self,
+        _c: &ContainerSpec,
+        _network: &str,
+    ) -> Result<(), BackendError> {
+        Err(BackendError::BadRequest(
+            "disconnecting a running container from a network is not supported for this isolation"
+                .into(),
+        ))
+    }
 }
 
 /// `vmrun vm status|start|stop`: the daemon's shared VM.

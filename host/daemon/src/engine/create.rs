@@ -116,6 +116,7 @@ impl Engine {
         config.image = Some(image_ref.clone());
 
         let (network_mode, aliases) = self.network_choice(&body, &host_config)?;
+        let extra_networks = self.extra_networks(&body, &network_mode)?;
         let mounts = self.resolve_mounts(&host_config)?;
         for key in host_config.port_bindings.iter().flat_map(|b| b.keys()) {
             super::parse_port_key(key)?;
@@ -152,6 +153,8 @@ impl Engine {
             ports: Vec::new(),
             mounts,
             restart_count: 0,
+            extra_networks,
+            health: None,
         };
         let id = rec.id.clone();
         let image_name = rec.image.clone();

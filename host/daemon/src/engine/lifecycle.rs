@@ -84,6 +84,14 @@ impl Engine {
             Ok(c) => c,
             Err(e) => return Err(self.record_start_failure(&id, e).await),
         };
+        let extra_endpoints = match self.join_extra_networks(&backend, &spec, &rec).await {
+            Ok(e) => e,
+            Err(e) => {
+                // Never started: releasing ends the blocked init with its cgroup.
+                backend.release(&spec).await;
+                return Err(e);
+            }
+        };
         let pending = self.take_pending_attach(&id);
         for p in pending {
             let result = created
@@ -113,6 +121,9 @@ impl Engine {
             r.state.started_at = Some(vmrun_shim::now_rfc3339());
             r.endpoint = created.endpoint.as_ref().map(spec::endpoint_state);
             r.ports = created.ports.iter().map(spec::port_state).collect();
+            for (n, e) in r.extra_networks.iter_mut().zip(&extra_endpoints) {
+                n.endpoint = e.clone();
+            }
         })?;
         self.processes
             .lock()

@@ -14,6 +14,7 @@ mod isolation;
 mod lifecycle;
 pub mod logs;
 mod names;
+pub mod networks;
 pub mod procfs;
 mod shared_vm;
 mod spec;
