@@ -134,7 +134,12 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
 async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
     let files = engine.container_files(&rec).unwrap_or_default();
-    Ok(json(&convert::inspect(&rec, &files)))
+    let mut v = convert::inspect(&rec, &files);
+    if engine.restarting(&rec.id) {
+        v["State"]["Restarting"] = true.into();
+        v["State"]["Status"] = "restarting".into();
+    }
+    Ok(json(&v))
 }
 
 async fn start(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

@@ -50,6 +50,7 @@ impl Engine {
         };
         let host_config = body.host_config.clone().unwrap_or_default();
         validate_resources(&host_config)?;
+        super::restart::validate(&host_config)?;
         let isolation = requested_isolation(
             req.isolation.as_deref(),
             host_config.runtime.as_deref(),
@@ -348,6 +349,12 @@ fn fill_defaults(config: &mut ContainerConfig, hc: &mut HostConfig, id: &str, ne
     }
     if hc.binds.is_none() {
         hc.binds = Some(Vec::new());
+    }
+    if hc.restart_policy.is_none() {
+        hc.restart_policy = Some(bollard_stubs::models::RestartPolicy {
+            name: Some(bollard_stubs::models::RestartPolicyNameEnum::NO),
+            maximum_retry_count: Some(0),
+        });
     }
     if hc.log_config.is_none() {
         hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {

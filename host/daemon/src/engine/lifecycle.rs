@@ -218,6 +218,8 @@ impl Engine {
             if let Err(e) = self.remove_container(id, true).await {
                 tracing::warn!("auto-removing {}: {e}", rec.short_id());
             }
+        } else {
+            self.restart_after_exit(&rec);
         }
     }
 
@@ -267,6 +269,7 @@ impl Engine {
             )
             .await;
         }
+        self.restart_at_daemon_start();
     }
 
     /// Send a signal. Errors when the container is not running.
@@ -299,6 +302,12 @@ impl Engine {
         let mut events = self.events.subscribe();
         let rec = self.container(key)?;
         if !rec.is_running() {
+            // A restart waiting for its back-off is called off, as by a stop.
+            if self.restarts.cancel(&rec.id) {
+                let _ = self
+                    .store
+                    .update(&rec.id, |r| r.state.stopped_by_user = true);
+            }
             return Ok(false);
         }
         let _ = self

@@ -16,6 +16,7 @@ pub mod logs;
 mod names;
 pub mod networks;
 pub mod procfs;
+pub mod restart;
 mod shared_vm;
 mod spec;
 mod stats;
@@ -87,6 +88,7 @@ pub struct Engine {
     pending_attach: Mutex<HashMap<String, Vec<PendingAttach>>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
     op_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    restarts: restart::Restarts,
 }
 
 impl Engine {
@@ -111,6 +113,7 @@ impl Engine {
             pending_attach: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             op_locks: Mutex::new(HashMap::new()),
+            restarts: restart::Restarts::default(),
         })
     }
 

@@ -76,7 +76,16 @@ impl Engine {
         else {
             return Ok(Vec::new());
         };
-        let mut names: Vec<&String> = configs.keys().filter(|k| *k != mode).collect();
+        // The first network may be named as the client named it (`default`).
+        let asked = body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            .unwrap_or("default");
+        let mut names: Vec<&String> = configs
+            .keys()
+            .filter(|k| *k != mode && *k != asked && *k != "default")
+            .collect();
         names.sort();
         let mut out: Vec<NetworkAttachment> = Vec::new();
         for name in names {

@@ -5,6 +5,7 @@ mod fake;
 mod lifecycle;
 mod requests;
 mod restart;
+mod restart_policy;
 mod shared_vm;
 mod stdio;
 
