@@ -87,6 +87,9 @@ pub struct ContainerFlags {
     /// Set meta data on a container
     #[arg(short = 'l', long = "label", value_name = "K=V")]
     pub label: Vec<String>,
+    /// Health check flags
+    #[command(flatten)]
+    pub health: super::health::HealthFlags,
     /// The image, then the command and its arguments
     #[arg(
         value_name = "IMAGE [COMMAND] [ARG...]",
@@ -321,6 +324,7 @@ pub fn build_create_request(
         labels: (!labels.is_empty()).then_some(labels),
         host_config: Some(host_config),
         networking_config: network_aliases(flags),
+        healthcheck: flags.health.config()?,
         ..Default::default()
     };
     Ok(CreateRequest {

@@ -49,7 +49,14 @@ fn status_text(rec: &ContainerRecord) -> String {
     };
     match rec.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(since(&rec.state.started_at))),
+        Status::Running => {
+            let up = format!("Up {}", human_duration(since(&rec.state.started_at)));
+            match rec.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(status @ ("healthy" | "unhealthy")) => format!("{up} ({status})"),
+                _ => up,
+            }
+        }
         Status::Exited => format!(
             "Exited ({}) {} ago",
             rec.state.exit_code,
@@ -252,6 +259,18 @@ pub fn inspect(rec: &ContainerRecord, files: &ContainerFiles) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.insert("Config".into(), json_of(&rec.config));
         obj.insert("HostConfig".into(), json_of(&rec.host_config));
+    }
+    if let Some(h) = &rec.health {
+        v["State"]["Health"] = serde_json::json!({
+            "Status": h.status,
+            "FailingStreak": h.failing_streak,
+            "Log": h.log.iter().map(|l| serde_json::json!({
+                "Start": l.start,
+                "End": l.end,
+                "ExitCode": l.exit_code,
+                "Output": l.output,
+            })).collect::<Vec<_>>(),
+        });
     }
     if let Some(ns) = v.get_mut("NetworkSettings").and_then(Value::as_object_mut) {
         let e = rec.endpoint.as_ref();

@@ -126,7 +126,8 @@ impl Engine {
         let id = super::new_id();
         let mut host_config = host_config;
         fill_defaults(&mut config, &mut host_config, &id, &network_mode);
-        let config: DockerConfig = saved(&config)?;
+        let mut config: DockerConfig = saved(&config)?;
+        self.merge_healthcheck(&mut config, &image.id)?;
         let mut host_config: DockerHostConfig = saved(&host_config)?;
         let asked_nothing = matches!(req.isolation.as_deref(), None | Some("" | "default"));
         if asked_nothing && isolation != crate::backend::Isolation::Native {
@@ -175,6 +176,25 @@ impl Engine {
             &[("name", cname), ("image", image_name)],
         );
         Ok((id, Vec::new()))
+    }
+
+    /// The request's `Healthcheck` checked and merged over the image's `HEALTHCHECK`.
+    fn merge_healthcheck(
+        &self,
+        config: &mut DockerConfig,
+        image_id: &str,
+    ) -> Result<(), EngineError> {
+        super::health::validate(config.rest.get("Healthcheck"))?;
+        let from_image = self
+            .images
+            .raw_config(image_id)
+            .ok()
+            .and_then(|raw| raw["config"].get("Healthcheck").cloned());
+        match super::health::merge(config.rest.get("Healthcheck"), from_image.as_ref()) {
+            Some(h) => config.rest.insert("Healthcheck".into(), h),
+            None => config.rest.remove("Healthcheck"),
+        };
+        Ok(())
     }
 
     fn unused_name(&self) -> String {

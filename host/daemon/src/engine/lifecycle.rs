@@ -135,6 +135,7 @@ impl Engine {
             &id,
             &[("name", rec.name.clone()), ("image", rec.image.clone())],
         );
+        self.start_health_monitor(&id, true);
         let engine = self.clone();
         let process = created.process;
         tokio::spawn(async move { engine.watch(id, process).await });
@@ -245,6 +246,7 @@ impl Engine {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(rec.id.clone(), process.clone());
+                    self.start_health_monitor(&rec.id, false);
                     let engine = self.clone();
                     tokio::spawn(async move { engine.watch(rec.id, process).await });
                     continue;

@@ -10,6 +10,7 @@ mod create;
 mod error;
 pub mod events;
 mod exec;
+pub mod health;
 mod isolation;
 mod lifecycle;
 pub mod logs;

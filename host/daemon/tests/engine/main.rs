@@ -2,6 +2,7 @@
 //! and a daemon restart, without root.
 
 mod fake;
+mod health;
 mod lifecycle;
 mod requests;
 mod restart;
