@@ -82,6 +82,9 @@ pub enum Command {
     Logout(commands::login::LogoutArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(commands::save::SaveArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(commands::prune::ContainerCommand),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),

@@ -87,6 +87,8 @@ pub enum NetworkCommand {
         /// The container
         container: String,
     },
+    /// Remove all unused networks
+    Prune(super::prune::PruneFlags),
     /// Display detailed information on one or more networks
     Inspect {
         /// Format output: `json` or a Go template
@@ -191,6 +193,9 @@ pub async fn network(api: &Api, cmd: NetworkCommand) -> CliResult<i32> {
                 .await
                 .map_err(fail)?;
             Ok(0)
+        }
+        NetworkCommand::Prune(flags) => {
+            super::prune::prune(api, super::prune::Kind::Networks, &flags).await
         }
         NetworkCommand::Inspect { format, names } => {
             let format = super::inspect::prepare(format.as_deref())?;

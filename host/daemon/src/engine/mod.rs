@@ -17,6 +17,7 @@ pub mod logs;
 mod names;
 pub mod networks;
 pub mod procfs;
+pub mod prune;
 pub mod restart;
 mod shared_vm;
 mod spec;
