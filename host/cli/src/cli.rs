@@ -128,15 +128,13 @@ impl Command {
         }
     }
 
-    /// Whether a missing daemon should be started for this command.
+    /// Whether a missing daemon should be started for this command: every command that
+    /// talks to it (`version` reports a missing daemon instead; `logout` and `daemon`
+    /// need none).
     pub fn starts_daemon(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Command::Run(_)
-                | Command::Create(_)
-                | Command::Start(_)
-                | Command::Load(_)
-                | Command::Pull(_)
+            Command::Version | Command::Logout(_) | Command::Daemon { .. }
         )
     }
 
