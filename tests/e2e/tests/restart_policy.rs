@@ -1,6 +1,7 @@
 //! Restart policies on real containers: `on-failure:N` gives up after N restarts,
-//! `always` brings a crashed container back, `docker stop` is final, and a daemon
-//! restart brings back `always` containers but not stopped `unless-stopped` ones.
+//! `always` brings a crashed container back, `docker kill` and `docker stop` are final
+//! (as with dockerd), and a daemon restart brings back `always` containers (and killed
+//! ones) but not stopped `unless-stopped` ones.
 
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ fn always_comes_back_until_stopped_and_after_a_daemon_restart() {
         return;
     }
     let mut d = Daemon::start();
+    // Crashes (exit 7) when /tmp/die appears.
     d.docker(&[
         "run",
         "-d",
@@ -71,8 +73,9 @@ fn always_comes_back_until_stopped_and_after_a_daemon_restart() {
         "--restart",
         "always",
         "busybox",
-        "sleep",
-        "600",
+        "sh",
+        "-c",
+        "rm -f /tmp/die; while [ ! -f /tmp/die ]; do sleep 0.2; done; exit 7",
     ])
     .ok();
     d.docker(&[
@@ -100,12 +103,17 @@ fn always_comes_back_until_stopped_and_after_a_daemon_restart() {
     ])
     .ok();
     let pid = d.inspect("svc")["State"]["Pid"].as_i64().unwrap();
-    d.docker(&["kill", "svc"]).ok();
+    d.docker(&["exec", "svc", "touch", "/tmp/die"]).ok();
     wait_for(Duration::from_secs(20), "svc running again", || {
         let s = d.inspect("svc");
         (s["State"]["Running"] == true && s["State"]["Pid"].as_i64() != Some(pid)).then_some(())
     });
     assert_eq!(restart_count(&d, "svc"), 1);
+    // A kill is final, as with dockerd (but not a stop: the daemon restart brings it back).
+    d.docker(&["kill", "keep"]).ok();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.state("keep").as_deref(), Some("exited"));
+    assert_eq!(restart_count(&d, "keep"), 0);
 
     d.docker(&["stop", "-t", "1", "svc"]).ok();
     d.docker(&["stop", "-t", "1", "quiet"]).ok();

@@ -102,7 +102,7 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
             continue;
         }
         let keep = filters.iter().all(|(k, vals)| {
-            vals.iter().any(|v| match k.as_str() {
+            let test = |v: &String| match k.as_str() {
                 "status" => status == v,
                 "name" => rec.name.contains(v.trim_start_matches('/')),
                 "id" => rec.id.starts_with(v.as_str()),
@@ -114,12 +114,20 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
                     }
                 }
                 "ancestor" => rec.image == *v || rec.image_id.starts_with(v.as_str()),
-                "network" => rec.network_mode == *v,
+                "network" => crate::engine::networks::networks_of(&rec)
+                    .iter()
+                    .any(|n| n.network == *v),
                 "exited" => {
                     rec.state.status == Status::Exited && rec.state.exit_code.to_string() == *v
                 }
                 _ => true,
-            })
+            };
+            // Every `label` filter must hold (docker ANDs them); other keys take any value.
+            if k == "label" {
+                vals.iter().all(test)
+            } else {
+                vals.iter().any(test)
+            }
         });
         if keep {
             out.push(convert::summary(&rec));

@@ -79,6 +79,7 @@ impl Engine {
             }
             _ => {}
         }
+        self.restarts.started(&id);
         let (backend, spec) = self.backend_of(&rec)?;
         let created = match backend.create(&spec).await {
             Ok(c) => c,
@@ -284,6 +285,7 @@ impl Engine {
                 rec.id
             )));
         }
+        self.restarts.exit_on_next(&rec.id);
         self.kill(&rec, sig).await?;
         self.events.emit(
             "container",

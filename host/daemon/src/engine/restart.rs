@@ -1,7 +1,9 @@
 //! Restart policies (`no`, `always`, `unless-stopped`, `on-failure[:N]`) as dockerd applies
 //! them: after an exit that was not a `docker stop`, a restart after a back-off that starts
 //! at 100 ms and doubles with each restart (at most a minute), back to 100 ms once a run
-//! lasted 10 s; `RestartCount` counts them; a `stop` during the back-off cancels it. When
+//! lasted 10 s; `RestartCount` counts them; a `stop` during the back-off cancels it. A
+//! `docker kill` makes the next exit final, as dockerd's `ExitOnNext` does (until the
+//! container is started again), without counting as a stop at daemon start. When
 //! the daemon starts, `always` containers start again, `unless-stopped` and `on-failure`
 //! ones unless they were stopped by the user.
 
@@ -132,6 +134,8 @@ pub struct Restarts {
 
 #[derive(Default)]
 struct Backoff {
+    /// Set by a kill: the next exit is not restarted.
+    exit_on_next: bool,
     delay: Option<Duration>,
     /// The scheduled restart's number; `None` when none is pending.
     pending: Option<u64>,
@@ -174,6 +178,24 @@ impl Restarts {
             .is_some()
     }
 
+    /// A kill: the next exit is final.
+    pub fn exit_on_next(&self, id: &str) {
+        self.lock().entry(id.to_string()).or_default().exit_on_next = true;
+    }
+
+    /// A start: exits are restarted again.
+    pub fn started(&self, id: &str) {
+        if let Some(b) = self.lock().get_mut(id) {
+            b.exit_on_next = false;
+        }
+    }
+
+    fn take_exit_on_next(&self, id: &str) -> bool {
+        self.lock()
+            .get_mut(id)
+            .is_some_and(|b| std::mem::take(&mut b.exit_on_next))
+    }
+
     /// Whether a restart is pending (docker's `State.Restarting`).
     pub fn pending(&self, id: &str) -> bool {
         self.lock().get(id).is_some_and(|b| b.pending.is_some())
@@ -194,6 +216,9 @@ fn run_time(rec: &ContainerRecord) -> Duration {
 impl Engine {
     /// After an exit was recorded: schedules a restart if the policy asks for one.
     pub(super) fn restart_after_exit(self: &Arc<Self>, rec: &ContainerRecord) {
+        if self.restarts.take_exit_on_next(&rec.id) {
+            return;
+        }
         let policy = Policy::of(rec);
         if !policy.after_exit(
             rec.state.exit_code,

@@ -1,4 +1,4 @@
-//! Restart policies: on-failure with a limit, always against stop and kill, a stop during
+//! Restart policies: on-failure with a limit, always against exits, kill and stop, a stop during
 //! the back-off, and what a daemon start brings back.
 
 use bollard_stubs::models::{RestartPolicy, RestartPolicyNameEnum};
@@ -63,7 +63,7 @@ async fn on_failure_restarts_up_to_its_limit() {
 }
 
 #[tokio::test]
-async fn always_survives_kill_but_not_stop() {
+async fn always_restarts_exits_but_not_a_kill_or_a_stop() {
     let (_root, fake, engine) = setup();
     let id = create(
         &engine,
@@ -74,13 +74,26 @@ async fn always_survives_kill_but_not_stop() {
     .unwrap();
     engine.start_container(&id).await.unwrap();
     let old = fake.init(&id).pid;
-    engine.kill_container(&id, "KILL").await.unwrap();
+    fake.init(&id).exit(137);
     restarted(&engine, &fake, &id, old).await;
     // A clean exit restarts too.
     let old = fake.init(&id).pid;
     fake.init(&id).exit(0);
     restarted(&engine, &fake, &id, old).await;
     assert_eq!(engine.container(&id).unwrap().restart_count, 2);
+
+    // `docker kill` makes the next exit final, as dockerd's ExitOnNext does...
+    engine.kill_container(&id, "KILL").await.unwrap();
+    wait_exit(&engine, &id).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let rec = engine.container(&id).unwrap();
+    assert_eq!(rec.state.status, Status::Exited, "a kill is not restarted");
+    assert!(!rec.state.stopped_by_user);
+    // ...until it is started again.
+    engine.start_container(&id).await.unwrap();
+    let old = fake.init(&id).pid;
+    fake.init(&id).exit(1);
+    restarted(&engine, &fake, &id, old).await;
 
     assert!(engine.stop_container(&id, Some(1)).await.unwrap());
     tokio::time::sleep(Duration::from_millis(1000)).await;
