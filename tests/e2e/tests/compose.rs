@@ -1,8 +1,8 @@
 //! Debian's docker-compose 1.29 against vmrund and against Debian's dockerd (the oracle):
 //! a web service and a client that fetches from it by service name once the web's health
 //! check passes (`depends_on: condition: service_healthy`), a named volume, a restart
-//! policy that brings a crashed service back; `up -d`, `ps`, `logs`, `exec`, `down -v`,
-//! with the same outcomes on both.
+//! policy that brings a crashed service back; `up -d`, `ps`, `logs`, `exec`, `run --rm`,
+//! `up --scale`, `down -v`, with the same outcomes on both.
 
 use std::path::Path;
 use std::process::Command;
@@ -145,6 +145,33 @@ fn scenario(t: &Target) -> Vec<String> {
         "echo kept > /data/f; cat /data/f",
     ]);
     seen.push(format!("exec volume: {} {:?}", exec.code, exec.stdout));
+
+    // compose 1.29 attaches after the start: output of the first instants can be lost
+    // (against dockerd too), so the command waits a moment.
+    let run = t.compose(&[
+        "run",
+        "--rm",
+        "-T",
+        "client",
+        "sh",
+        "-c",
+        "sleep 1; wget -q -O- http://web/index.html",
+    ]);
+    seen.push(format!("run --rm: {} {:?}", run.code, run.stdout.trim()));
+    let scale = t.compose(&["up", "-d", "--scale", "client=2"]);
+    assert!(
+        scale.success(),
+        "compose --scale on {}: {}",
+        t.host,
+        scale.stderr
+    );
+    t.until("two clients", || {
+        ps_states(&t.compose(&["ps"]).stdout).len() == 3
+    });
+    seen.push(format!(
+        "scaled: {:?}",
+        ps_states(&t.compose(&["ps"]).stdout)
+    ));
 
     // The restart policy brings a crashed web back (its httpd killed, its shell exits).
     let web = format!("{PROJECT}_web_1");

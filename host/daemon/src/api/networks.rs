@@ -62,7 +62,11 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
     // Like dockerd: the default bridge shows its device; user networks show only the
     // options they were created with (none here), which compose compares with its own.
     let mut options = HashMap::new();
-    if let Some(b) = n.bridge.as_ref().filter(|_| n.name == vmrun_network::DEFAULT_NETWORK) {
+    if let Some(b) = n
+        .bridge
+        .as_ref()
+        .filter(|_| n.name == vmrun_network::DEFAULT_NETWORK)
+    {
         options.insert("com.docker.network.bridge.name".to_string(), b.clone());
     }
     j!({
