@@ -1,5 +1,6 @@
 //! `network connect`/`disconnect`: a container on two networks reaches, by name and
-//! alias, the containers of both; names follow connects and disconnects; a stopped
+//! alias, the containers of both, also after a daemon restart; names follow connects and
+//! disconnects; a stopped
 //! container's connections are kept for its next start; docker's refusals.
 
 use std::time::Duration;
@@ -23,7 +24,7 @@ fn a_container_on_two_networks_reaches_both_by_name_and_alias() {
     if !require_root() {
         return;
     }
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     d.vmrun(&["network", "create", "front"]).ok();
     d.vmrun(&["network", "create", "back"]).ok();
     run_on(&d, "web", "front", &[]);
@@ -64,6 +65,13 @@ fn a_container_on_two_networks_reaches_both_by_name_and_alias() {
     assert!(back["Containers"].get(id).is_some(), "{back}");
     let addrs = d.vmrun(&["exec", "web", "ip", "-o", "-4", "addr"]);
     assert!(addrs.stdout.contains("eth1"), "{addrs}");
+
+    // A daemon killed and started again keeps both endpoints and every name.
+    d.kill9();
+    d.restart();
+    assert!(reaches(&d, "web", "database"), "after a daemon restart");
+    assert!(reaches(&d, "db", "api"), "after a daemon restart");
+    assert!(reaches(&d, "web", "cli"), "after a daemon restart");
 
     // Connecting twice is refused, as dockerd does (403).
     let again = d.api(
