@@ -77,6 +77,10 @@ fn flags_run_a_check_that_turns_healthy_then_unhealthy() {
     assert!(ps_status(&ps.stdout, "web").ends_with("(healthy)"), "{ps}");
     let ps = d.vmrun(&["ps", "--format", "{{.Names}}|{{.Status}}"]);
     assert!(ps_status(&ps.stdout, "web").ends_with("(healthy)"), "{ps}");
+    let healthy = d.docker(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"]);
+    assert_eq!(healthy.stdout.trim(), "web", "{healthy}");
+    let none = d.docker(&["ps", "--filter", "health=none", "--format", "{{.Names}}"]);
+    assert_eq!(none.stdout.trim(), "", "{none}");
 
     d.docker(&["exec", "web", "rm", "/tmp/ok"]).ok();
     wait_for(Duration::from_secs(30), "web unhealthy", || {

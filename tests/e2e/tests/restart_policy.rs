@@ -106,7 +106,8 @@ fn always_comes_back_until_stopped_and_after_a_daemon_restart() {
     d.docker(&["exec", "svc", "touch", "/tmp/die"]).ok();
     wait_for(Duration::from_secs(20), "svc running again", || {
         let s = d.inspect("svc");
-        (s["State"]["Running"] == true && s["State"]["Pid"].as_i64() != Some(pid)).then_some(())
+        let new_pid = s["State"]["Pid"].as_i64().unwrap_or(0);
+        (s["State"]["Status"] == "running" && new_pid != pid && new_pid != 0).then_some(())
     });
     assert_eq!(restart_count(&d, "svc"), 1);
     // A kill is final, as with dockerd (but not a stop: the daemon restart brings it back).
@@ -135,4 +136,50 @@ fn always_comes_back_until_stopped_and_after_a_daemon_restart() {
         "a stopped unless-stopped container stays stopped"
     );
     d.docker(&["rm", "-f", "svc", "keep", "quiet"]).ok();
+}
+
+#[test]
+fn a_flapping_container_shows_restarting_and_a_stop_ends_it() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flap",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ])
+    .ok();
+    // The back-off grows (100 ms, 200 ms, ... 6.4 s): ps catches it waiting.
+    wait_for(Duration::from_secs(60), "ps to show Restarting", || {
+        let ps = d.docker(&["ps", "--format", "{{.Names}}|{{.Status}}"]);
+        ps.stdout
+            .lines()
+            .any(|l| l.starts_with("flap|Restarting (1)"))
+            .then(|| d.inspect("flap"))
+            .filter(|i| i["State"]["Restarting"] == true && i["RestartCount"].as_i64() >= Some(3))
+            .map(|_| ())
+    });
+    d.docker(&["stop", "flap"]).ok();
+    let inspect = d.inspect("flap");
+    assert_eq!(
+        inspect["State"]["Restarting"], false,
+        "{}",
+        inspect["State"]
+    );
+    let count = restart_count(&d, "flap");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(d.state("flap").as_deref(), Some("exited"));
+    assert_eq!(
+        restart_count(&d, "flap"),
+        count,
+        "no restart after the stop"
+    );
 }

@@ -98,7 +98,12 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
     let mut out = Vec::new();
     for rec in engine.store.list() {
         let status = rec.state.status.as_str();
-        if !all && rec.state.status != Status::Running && !filters.contains_key("status") {
+        let restarting = engine.restarting(&rec.id);
+        if !all
+            && rec.state.status != Status::Running
+            && !restarting
+            && !filters.contains_key("status")
+        {
             continue;
         }
         let keep = filters.iter().all(|(k, vals)| {
@@ -120,6 +125,7 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
                 "exited" => {
                     rec.state.status == Status::Exited && rec.state.exit_code.to_string() == *v
                 }
+                "health" => rec.health.as_ref().map_or("none", |h| h.status.as_str()) == v,
                 _ => true,
             };
             // Every `label` filter must hold (docker ANDs them); other keys take any value.
@@ -130,7 +136,15 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
             }
         });
         if keep {
-            out.push(convert::summary(&rec));
+            let mut summary = convert::summary(&rec);
+            if restarting {
+                // Waiting for its restart, as `docker ps` shows it.
+                summary.state = Some(bollard_stubs::models::ContainerSummaryStateEnum::RESTARTING);
+                summary.status = summary
+                    .status
+                    .map(|s| s.replacen("Exited", "Restarting", 1));
+            }
+            out.push(summary);
         }
     }
     if let Some(l) = limit {
@@ -144,7 +158,9 @@ async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiR
     let files = engine.container_files(&rec).unwrap_or_default();
     let mut v = convert::inspect(&rec, &files);
     if engine.restarting(&rec.id) {
+        // dockerd counts a container waiting for its restart as running.
         v["State"]["Restarting"] = true.into();
+        v["State"]["Running"] = true.into();
         v["State"]["Status"] = "restarting".into();
     }
     Ok(json(&v))

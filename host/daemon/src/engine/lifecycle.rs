@@ -305,13 +305,10 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let mut events = self.events.subscribe();
         let rec = self.container(key)?;
+        self.settle_restart(&rec.id).await;
+        let rec = self.container(&rec.id)?;
         if !rec.is_running() {
-            // A restart waiting for its back-off is called off, as by a stop.
-            if self.restarts.cancel(&rec.id) {
-                let _ = self
-                    .store
-                    .update(&rec.id, |r| r.state.stopped_by_user = true);
-            }
+            self.stopped_while_down(&rec);
             return Ok(false);
         }
         let _ = self

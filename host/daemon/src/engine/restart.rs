@@ -136,6 +136,8 @@ pub struct Restarts {
 struct Backoff {
     /// Set by a kill: the next exit is not restarted.
     exit_on_next: bool,
+    /// The back-off is over and the start is under way.
+    starting: bool,
     delay: Option<Duration>,
     /// The scheduled restart's number; `None` when none is pending.
     pending: Option<u64>,
@@ -164,6 +166,7 @@ impl Restarts {
         match map.get_mut(id) {
             Some(b) if b.pending == Some(ticket) => {
                 b.pending = None;
+                b.starting = true;
                 true
             }
             _ => false,
@@ -176,6 +179,16 @@ impl Restarts {
             .get_mut(id)
             .and_then(|b| b.pending.take())
             .is_some()
+    }
+
+    fn done_starting(&self, id: &str) {
+        if let Some(b) = self.lock().get_mut(id) {
+            b.starting = false;
+        }
+    }
+
+    fn starting(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|b| b.starting)
     }
 
     /// A kill: the next exit is final.
@@ -219,6 +232,11 @@ impl Engine {
         if self.restarts.take_exit_on_next(&rec.id) {
             return;
         }
+        // As saved now: a stop may have come in since the exit was recorded.
+        let Ok(rec) = self.container(&rec.id) else {
+            return;
+        };
+        let rec = &rec;
         let policy = Policy::of(rec);
         if !policy.after_exit(
             rec.state.exit_code,
@@ -227,10 +245,11 @@ impl Engine {
         ) {
             return;
         }
-        self.schedule_restart(rec);
+        self.schedule_restart(rec, false);
     }
 
-    fn schedule_restart(self: &Arc<Self>, rec: &ContainerRecord) {
+    /// Restarts after the back-off; `forced` (daemon start) even if stopped by the user.
+    fn schedule_restart(self: &Arc<Self>, rec: &ContainerRecord, forced: bool) {
         let (delay, ticket) = self.restarts.schedule(&rec.id, run_time(rec));
         tracing::debug!(
             container = rec.short_id(),
@@ -244,20 +263,51 @@ impl Engine {
             if !engine.restarts.take(&id, ticket) {
                 return;
             }
-            let Ok(rec) = engine.container(&id) else {
-                return;
-            };
-            if rec.state.status != Status::Exited && rec.state.status != Status::Created {
-                return;
-            }
-            let _ = engine.store.update(&id, |r| r.restart_count += 1);
-            if let Err(e) = engine.start_container(&id).await {
-                tracing::warn!("restarting {}: {e}", rec.short_id());
+            let started = engine.restart_now(&id, forced).await;
+            engine.restarts.done_starting(&id);
+            if let Err(e) = started {
+                tracing::warn!("restarting {}: {e}", &id[..12.min(id.len())]);
                 if let Ok(rec) = engine.container(&id) {
                     engine.restart_after_exit(&rec);
                 }
             }
         });
+    }
+
+    async fn restart_now(self: &Arc<Self>, id: &str, forced: bool) -> Result<(), EngineError> {
+        let rec = self.container(id)?;
+        let waiting = matches!(rec.state.status, Status::Exited | Status::Created);
+        if !waiting || (rec.state.stopped_by_user && !forced) {
+            return Ok(());
+        }
+        self.store.update(id, |r| r.restart_count += 1)?;
+        self.start_container(id).await.map(|_| ())
+    }
+
+    /// Before a stop: a restart waiting for its back-off is called off, one already
+    /// starting is waited for (so the stop then ends what it started).
+    pub(super) async fn settle_restart(&self, id: &str) {
+        self.restarts.cancel(id);
+        for _ in 0..600 {
+            if !self.restarts.starting(id) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A stop of a container that is not running: no restart follows (also one its exit,
+    /// being recorded right now, may still schedule).
+    pub(super) fn stopped_while_down(&self, rec: &ContainerRecord) {
+        if Policy::of(rec) == Policy::No {
+            return;
+        }
+        let _ = self.store.update(&rec.id, |r| {
+            if !r.is_running() {
+                r.state.stopped_by_user = true;
+            }
+        });
+        self.restarts.cancel(&rec.id);
     }
 
     /// At daemon start, after [`Engine::recover`]: starts the containers whose policy
@@ -274,7 +324,7 @@ impl Engine {
                 rec.restart_count,
             ) {
                 tracing::info!("starting {} per its restart policy", rec.short_id());
-                self.schedule_restart(&rec);
+                self.schedule_restart(&rec, true);
             }
         }
     }
