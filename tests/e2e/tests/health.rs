@@ -43,6 +43,8 @@ fn flags_run_a_check_that_turns_healthy_then_unhealthy() {
         // Failures inside the start period leave it starting.
         "--health-start-period",
         "60s",
+        "--health-start-interval",
+        "500ms",
         "busybox",
         "sh",
         "-c",
@@ -69,6 +71,10 @@ fn flags_run_a_check_that_turns_healthy_then_unhealthy() {
     assert_eq!(last["ExitCode"], 0, "{h}");
     assert_eq!(last["Output"], "fine\n", "{h}");
     assert!(log.len() <= 5);
+    assert_eq!(
+        inspect["Config"]["Healthcheck"]["StartInterval"],
+        500_000_000
+    );
     assert_eq!(
         inspect["Config"]["Healthcheck"]["Test"],
         serde_json::json!(["CMD-SHELL", "test -f /tmp/ok && echo fine"])

@@ -1,5 +1,5 @@
 //! `--health-cmd`, `--health-interval`, `--health-timeout`, `--health-retries`,
-//! `--health-start-period` and `--no-healthcheck`: the container's `Healthcheck`, as the
+//! `--health-start-period`, `--health-start-interval` and `--no-healthcheck`: the container's `Healthcheck`, as the
 //! docker CLI builds it (durations in Go's notation, sent as nanoseconds).
 
 use bollard::models::HealthConfig;
@@ -25,6 +25,9 @@ pub struct HealthFlags {
     /// countdown (ms|s|m|h) (default 0s)
     #[arg(long = "health-start-period")]
     pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval")]
+    pub health_start_interval: Option<String>,
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
@@ -71,7 +74,8 @@ impl HealthFlags {
         let given_options = self.health_interval.is_some()
             || self.health_timeout.is_some()
             || self.health_retries.is_some()
-            || self.health_start_period.is_some();
+            || self.health_start_period.is_some()
+            || self.health_start_interval.is_some();
         if self.no_healthcheck {
             if self.health_cmd.is_some() || given_options {
                 return Err(OptError::new(
@@ -115,7 +119,7 @@ impl HealthFlags {
             timeout: duration("--health-timeout", &self.health_timeout)?,
             retries: self.health_retries,
             start_period: duration("--health-start-period", &self.health_start_period)?,
-            start_interval: None,
+            start_interval: duration("--health-start-interval", &self.health_start_interval)?,
         }))
     }
 }

@@ -1,7 +1,8 @@
 //! Health checks as dockerd runs them: the container's `Healthcheck` (from the image's
 //! `HEALTHCHECK` or the create request) run as an exec inside it every `Interval`, each
-//! run cut off after `Timeout`; `Retries` failures in a row make it `unhealthy` (failures
-//! inside `StartPeriod` do not count), a success makes it `healthy`. `State.Health` keeps
+//! run cut off after `Timeout` (every `StartInterval` instead while it is still starting
+//! inside `StartPeriod`); `Retries` failures in a row make it `unhealthy` (failures inside
+//! `StartPeriod` do not count), a success makes it `healthy`. `State.Health` keeps
 //! the status, the failing streak and the last five runs; each change of status is a
 //! `health_status: <status>` event.
 
@@ -23,6 +24,7 @@ const MAX_OUTPUT: usize = 4096;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRIES: u32 = 3;
+const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A container's health check, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct HealthCheck {
     pub retries: u32,
     /// Time after the start when failures do not count.
     pub start_period: Duration,
+    /// Time between runs inside the start period, while starting.
+    pub start_interval: Duration,
 }
 
 fn duration(v: &Value, key: &str, default: Duration) -> Duration {
@@ -72,6 +76,7 @@ impl HealthCheck {
                 .filter(|r| *r > 0)
                 .map_or(DEFAULT_RETRIES, |r| u32::try_from(r).unwrap_or(u32::MAX)),
             start_period: duration(v, "StartPeriod", Duration::ZERO),
+            start_interval: duration(v, "StartInterval", DEFAULT_START_INTERVAL),
         })
     }
 
@@ -120,6 +125,7 @@ pub fn validate(v: Option<&Value>) -> Result<(), EngineError> {
         ("Interval", "Interval"),
         ("Timeout", "Timeout"),
         ("StartPeriod", "StartPeriod"),
+        ("StartInterval", "StartInterval"),
     ] {
         let ns = v.get(key).and_then(Value::as_i64).unwrap_or(0);
         if ns != 0 && ns < 1_000_000 {
@@ -193,8 +199,14 @@ impl Engine {
         let id = id.to_string();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
+            let mut starting = true;
             loop {
-                tokio::time::sleep(check.interval).await;
+                let pause = if starting && started.elapsed() < check.start_period {
+                    check.start_interval
+                } else {
+                    check.interval
+                };
+                tokio::time::sleep(pause).await;
                 let still = engine
                     .container(&id)
                     .is_ok_and(|r| r.is_running() && r.state.started_at == run);
@@ -216,6 +228,7 @@ impl Engine {
                     }
                 });
                 let Ok(rec) = updated else { return };
+                starting = rec.health.as_ref().is_some_and(|h| h.status == "starting");
                 if let Some(status) = changed {
                     engine.events.emit(
                         "container",
@@ -308,6 +321,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             retries,
             start_period: Duration::ZERO,
+            start_interval: Duration::from_secs(1),
         }
     }
 
