@@ -156,6 +156,29 @@ fn connections_of_a_created_container_are_joined_at_start() {
     d.vmrun(&["start", "client"]).ok();
     assert!(reaches(&d, "client", "server"));
     assert!(reaches(&d, "client", "other"));
-    d.vmrun(&["rm", "-f", "client", "server", "other"]).ok();
+    // The docker CLI sends every `--network` at create (API 1.44+).
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "both",
+        "--network",
+        "one",
+        "--network",
+        "two",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    assert!(reaches(&d, "both", "server"), "both → two");
+    assert!(reaches(&d, "both", "other"), "both → one");
+    let nets = d.inspect("both")["NetworkSettings"]["Networks"].clone();
+    assert!(
+        nets.get("one").is_some() && nets.get("two").is_some(),
+        "{nets}"
+    );
+    d.vmrun(&["rm", "-f", "client", "server", "other", "both"])
+        .ok();
     d.vmrun(&["network", "rm", "one", "two"]).ok();
 }
