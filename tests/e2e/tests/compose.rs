@@ -2,7 +2,9 @@
 //! a web service and a client that fetches from it by service name once the web's health
 //! check passes (`depends_on: condition: service_healthy`), a named volume, a restart
 //! policy that brings a crashed service back; `up -d`, `ps`, `logs`, `exec`, `run --rm`,
-//! `up --scale`, `down -v`, with the same outcomes on both.
+//! `up --scale`, `down -v`, with the same outcomes on both; and a second file with networks,
+//! aliases, a service on two networks, `entrypoint`, `environment`, `working_dir`, `user`
+//! and `ports`.
 
 use std::path::Path;
 use std::process::Command;
@@ -272,5 +274,146 @@ fn docker_compose_gives_the_same_outcome_on_vmrund_and_dockerd() {
         host: format!("unix://{}", oracle.dir().join("d.sock").display()),
         dir: dir.path(),
     });
+    assert_eq!(ours, theirs);
+}
+
+/// Networks with aliases, a service on two networks, `entrypoint`, `environment`,
+/// `working_dir`, `user` and `ports` (`PORT` is replaced by a free host port).
+const NETWORKS_FILE: &str = r#"version: "2.4"
+services:
+  api:
+    image: busybox
+    entrypoint: ["sh", "-c"]
+    command: ["echo api-$$GREETING-$$(id -u)-$$(pwd) > /tmp/r && exec nc -ll -p 7000 -e cat /tmp/r"]
+    environment:
+      GREETING: hello
+    working_dir: /tmp
+    user: "1000:1000"
+    networks:
+      back:
+        aliases: [backend, api-alias]
+    ports:
+      - "127.0.0.1:PORT:7000"
+  front:
+    image: busybox
+    command: sleep 600
+    networks: [front, back]
+  lonely:
+    image: busybox
+    command: sleep 600
+    networks: [front]
+networks:
+  front:
+  back:
+"#;
+
+/// One TCP read from 127.0.0.1:port, retried until the service listens.
+fn read_port(port: u16) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut text = String::new();
+            if s.read_to_string(&mut text).is_ok() && !text.is_empty() {
+                return text;
+            }
+        }
+        if Instant::now() > deadline {
+            return String::new();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn networks_scenario(t: &Target, port: u16) -> Vec<String> {
+    let mut seen = Vec::new();
+    let up = t.compose(&["up", "-d"]);
+    assert!(up.success(), "compose up on {}: {}", t.host, up.stderr);
+    for name in ["backend", "api-alias", "api"] {
+        let mut out = String::new();
+        t.until(&format!("front reaching {name}"), || {
+            out = t
+                .compose(&[
+                    "exec",
+                    "-T",
+                    "front",
+                    "sh",
+                    "-c",
+                    &format!("nc -w 2 {name} 7000 </dev/null"),
+                ])
+                .stdout;
+            !out.is_empty()
+        });
+        seen.push(format!("front → {name}: {:?}", out.trim()));
+    }
+    let lonely = t.compose(&[
+        "exec",
+        "-T",
+        "lonely",
+        "sh",
+        "-c",
+        "nc -w 2 backend 7000 </dev/null",
+    ]);
+    seen.push(format!(
+        "lonely → backend: {} {:?}",
+        lonely.success(),
+        lonely.stdout.trim()
+    ));
+    seen.push(format!("published port: {:?}", read_port(port).trim()));
+    let down = t.compose(&["down"]);
+    assert!(
+        down.success(),
+        "compose down on {}: {}",
+        t.host,
+        down.stderr
+    );
+    seen.push("down ok".into());
+    seen
+}
+
+#[test]
+fn compose_networks_aliases_and_ports_match_dockerd() {
+    if !require_root() {
+        return;
+    }
+    if !has_tool("docker-compose") {
+        vmrun_test_skip::report("docker-compose not installed (apt-get install docker-compose)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = vmrun_e2e::free_port();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        NETWORKS_FILE.replace("PORT", &port.to_string()),
+    )
+    .unwrap();
+    let d = Daemon::start();
+    let ours = networks_scenario(
+        &Target {
+            host: d.host(),
+            dir: dir.path(),
+        },
+        port,
+    );
+    eprintln!("vmrund: {ours:#?}");
+    assert_eq!(
+        ours[0], "front → backend: \"api-hello-1000-/tmp\"",
+        "{ours:#?}"
+    );
+    let oracle = match ReferenceDaemon::start() {
+        Ok(o) => o,
+        Err(reason) => {
+            vmrun_test_skip::report(&reason);
+            return;
+        }
+    };
+    let theirs = networks_scenario(
+        &Target {
+            host: format!("unix://{}", oracle.dir().join("d.sock").display()),
+            dir: dir.path(),
+        },
+        port,
+    );
     assert_eq!(ours, theirs);
 }
