@@ -10,7 +10,8 @@ use crate::error::RuntimeError;
 pub struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups: every group in `/etc/group` listing the user by name.
+    /// Supplementary groups, as dockerd sets them: the primary gid first, then (without
+    /// an explicit group) every group in `/etc/group` listing the user by name.
     pub additional_gids: Vec<u32>,
     /// Home directory from passwd (`/` when unknown).
     pub home: PathBuf,
@@ -137,6 +138,7 @@ pub fn resolve(
             }
         }
     }
+    additional_gids.insert(0, gid);
     Ok(ResolvedUser {
         uid,
         gid,
@@ -203,14 +205,14 @@ nogroup:x:65534:
         let u = resolve_str("").unwrap();
         assert_eq!((u.uid, u.gid), (0, 0));
         assert_eq!(u.home, Path::new("/root"));
-        assert_eq!(u.additional_gids, vec![10]);
+        assert_eq!(u.additional_gids, vec![0, 10]);
     }
 
     #[test]
     fn by_name_with_supplementary_groups() {
         let u = resolve_str("app").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
-        assert_eq!(u.additional_gids, vec![10, 29]);
+        assert_eq!(u.additional_gids, vec![1000, 10, 29]);
         assert_eq!(u.home, Path::new("/home/app"));
     }
 
@@ -221,16 +223,18 @@ nogroup:x:65534:
         let u = resolve_str("4242").unwrap();
         assert_eq!((u.uid, u.gid), (4242, 0));
         assert_eq!(u.home, Path::new("/"));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, vec![0]);
     }
 
     #[test]
     fn explicit_group() {
         let u = resolve_str("app:audio").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 29));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, vec![29]);
         let u = resolve_str("4242:77").unwrap();
         assert_eq!((u.uid, u.gid), (4242, 77));
+        // dockerd: `-u 1000:1000` gives `groups=1000`.
+        assert_eq!(u.additional_gids, vec![77]);
         let u = resolve_str(":10").unwrap();
         assert_eq!((u.uid, u.gid), (0, 10));
     }

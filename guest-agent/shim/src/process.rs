@@ -167,7 +167,10 @@ fn create_container(
             format!("loading {}: {e}", spec_path.display()),
         )
     })?;
-    if let Some(user) = user.filter(|u| !u.is_empty()) {
+    // No user is root, resolved all the same: dockerd gives root its groups too
+    // (`groups=0(root),10(wheel)` in busybox).
+    {
+        let user = user.unwrap_or("");
         let root = spec
             .root()
             .as_ref()

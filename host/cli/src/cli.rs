@@ -100,6 +100,9 @@ pub enum Command {
     Logout(commands::login::LogoutArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(commands::save::SaveArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(commands::prune::ContainerCommand),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
@@ -143,15 +146,13 @@ impl Command {
         }
     }
 
-    /// Whether a missing daemon should be started for this command.
+    /// Whether a missing daemon should be started for this command: every command that
+    /// talks to it (`version` reports a missing daemon instead; `logout` and `daemon`
+    /// need none).
     pub fn starts_daemon(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Command::Run(_)
-                | Command::Create(_)
-                | Command::Start(_)
-                | Command::Load(_)
-                | Command::Pull(_)
+            Command::Version | Command::Logout(_) | Command::Daemon { .. }
         )
     }
 

@@ -1,5 +1,6 @@
-//! Starting `vmrund` in the background when `run`, `create`, `start` or
-//! `load` find no daemon, and `vmrun daemon ...`, which execs it.
+//! Starting `vmrund` in the background when a command that needs the daemon finds none
+//! (every command but `version`, `logout` and `daemon`), and `vmrun daemon ...`, which
+//! execs it.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;

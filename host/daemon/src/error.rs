@@ -62,6 +62,7 @@ impl From<crate::engine::EngineError> for ApiError {
             E::NotFound(m) => ApiError::not_found(m),
             E::Conflict(m) | E::NotRunning(m) => ApiError::conflict(m),
             E::BadRequest(m) => ApiError::bad_request(m),
+            E::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             E::Internal(m) => ApiError::internal(m),
         }
     }

@@ -29,6 +29,26 @@ pub enum NetworkError {
     /// The container already has an endpoint.
     #[error("container {0} is already attached to a network")]
     AlreadyAttached(String),
+    /// The container already has an endpoint on this network.
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyConnected {
+        /// The container's name.
+        container: String,
+        /// The network's name.
+        network: String,
+    },
+    /// The container has no endpoint on this network.
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected {
+        /// The container's id or name.
+        container: String,
+        /// The network's name.
+        network: String,
+    },
+    /// The container has no network namespace to connect (it is not running, or it
+    /// shares the host's).
+    #[error("container {0} has no network namespace of its own to connect")]
+    NoNamespace(String),
     /// A caller-provided value is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -113,6 +113,67 @@ pub(crate) fn for_endpoint(
     render(own.as_ref(), &peers)
 }
 
+/// The hosts file of a container with all its endpoints: an own line per address, and
+/// one line per peer on every user-defined network it shares with them.
+pub(crate) fn for_container(state: &State, container_id: &str) -> String {
+    let mut own = Vec::new();
+    let mut peers = Vec::new();
+    for (_, endpoint) in state.endpoints_of_container(container_id) {
+        own.extend(entry(endpoint));
+        let Some(network) = state.networks.get(&endpoint.network_id) else {
+            continue;
+        };
+        if network.predefined {
+            continue;
+        }
+        peers.extend(
+            state
+                .endpoints_of(&network.id)
+                .filter(|peer| peer.container_id != container_id)
+                .filter_map(entry),
+        );
+    }
+    let mut text = render(None, &own);
+    for line in render(None, &peers)
+        .lines()
+        .skip(LOCALHOST_LINES.lines().count())
+    {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// Rewrites one container's hosts file from the state; failures are logged.
+pub(crate) fn refresh_container(state: &State, container_id: &str) {
+    let Some((_, first)) = state.endpoints_of_container(container_id).next() else {
+        return;
+    };
+    let on_host = state.endpoints_of_container(container_id).any(|(_, e)| {
+        state
+            .networks
+            .get(&e.network_id)
+            .is_some_and(|n| n.driver == crate::types::Driver::Host)
+    });
+    if on_host {
+        // A copy of the host's file: not ours to list.
+        return;
+    }
+    let text = for_container(state, container_id);
+    if let Err(e) = write_in_place(&first.hosts_file, &text) {
+        tracing::warn!(container_id, error = %e, "updating hosts file");
+    }
+}
+
+fn entry(e: &EndpointRecord) -> Option<HostEntry> {
+    e.ip.map(|ip| {
+        let names = std::iter::once(e.hostname.as_str())
+            .chain(std::iter::once(e.container_name.as_str()))
+            .chain(e.aliases.iter().map(String::as_str));
+        HostEntry::new(ip, names)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

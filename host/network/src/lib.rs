@@ -16,7 +16,10 @@
 //! list() -> Vec<NetworkInfo>;  inspect(name_or_id) -> Result<NetworkInfo>
 //! attach(AttachRequest { container_id, container_name, hostname, network,
 //!                        aliases, hosts_file }) -> Result<Endpoint>
-//! detach(container_id) -> Result<()>          // idempotent
+//! connect(AttachRequest) -> Result<Endpoint>  // one more network, running container
+//! disconnect(container_id, network) -> Result<()>
+//! detach(container_id) -> Result<()>          // idempotent, every network
+//! endpoints(container_id) -> Vec<Endpoint>
 //! endpoint(container_id) -> Option<Endpoint>
 //! netns_path(container_id) -> PathBuf;  teardown() -> Result<()>
 //! PortForwarder::publish(PortSpec, target: SocketAddr).await -> Result<PublishedPort>
@@ -32,8 +35,10 @@
 //! * user networks ([`NetworkManager::create`]): bridge `vmr-<id prefix>`,
 //!   subnet chosen the same way unless given. Containers resolve each other
 //!   by container name, hostname and aliases through their `/etc/hosts`
-//!   files, which are rewritten in place whenever a peer comes or goes
-//!   (there is no embedded DNS server yet).
+//!   files, which are rewritten in place whenever a peer comes or goes,
+//!   connects or disconnects (there is no embedded DNS server). A container
+//!   may be on several networks ([`NetworkManager::connect`]: `eth1`, ...);
+//!   its hosts file then lists its peers on each of them.
 //! * `"host"`: no namespace ([`Endpoint::netns_path`] is `None`); the hosts
 //!   file is a copy of the host's.
 //! * `"none"`: a namespace with only `lo` up.
@@ -68,6 +73,7 @@
 //! `open`): call them from `spawn_blocking` in async code. Nothing ever
 //! changes the namespace of the caller's thread.
 
+mod connect;
 mod error;
 mod firewall;
 mod forward_target;

@@ -61,7 +61,7 @@ impl ManagerConfig {
 /// iptables) take a few milliseconds: call them from a blocking context
 /// (e.g. `tokio::task::spawn_blocking`).
 pub struct NetworkManager {
-    config: ManagerConfig,
+    pub(crate) config: ManagerConfig,
     state: Mutex<State>,
     pool: NetnsPool,
 }
@@ -122,7 +122,7 @@ impl NetworkManager {
         Ok(manager)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -147,7 +147,15 @@ impl NetworkManager {
             .map(|endpoint| endpoint.container_id.clone())
             .collect();
         for container_id in stale {
-            if let Some(endpoint) = state.endpoints.remove(&container_id) {
+            let keys: Vec<String> = state
+                .endpoints_of_container(&container_id)
+                .map(|(key, _)| key.clone())
+                .collect();
+            let removed: Vec<EndpointRecord> = keys
+                .iter()
+                .filter_map(|key| state.endpoints.remove(key))
+                .collect();
+            for endpoint in removed {
                 tracing::info!(container_id, "dropping endpoint whose namespace is gone");
                 if let Err(e) = plumbing::disconnect(
                     endpoint.host_veth.as_deref(),
@@ -158,7 +166,8 @@ impl NetworkManager {
                 self.refresh_peers(state, &endpoint.network_id);
             }
         }
-        for endpoint in state.endpoints.values() {
+        for (key, endpoint) in &state.endpoints {
+            let primary = *key == endpoint.container_id;
             let Some(network) = state.networks.get(&endpoint.network_id) else {
                 continue;
             };
@@ -175,9 +184,13 @@ impl NetworkManager {
                 netns_path: path,
                 bridge,
                 host_veth: veth,
+                interface: endpoint
+                    .interface
+                    .as_deref()
+                    .unwrap_or(plumbing::CONTAINER_INTERFACE),
                 ip,
                 prefix_len: endpoint.prefix_len,
-                gateway: (!network.internal).then_some(gateway),
+                gateway: (primary && !network.internal).then_some(gateway),
                 mac: ipam::mac_for(ip),
             };
             if let Err(e) = plumbing::repair(&wiring) {
@@ -346,6 +359,7 @@ impl NetworkManager {
             mac: None,
             host_veth: None,
             hosts_file: req.hosts_file.clone(),
+            interface: None,
         };
         match network.driver {
             Driver::Host => hosts::write_in_place(&req.hosts_file, &hosts::host_copy())?,
@@ -408,6 +422,7 @@ impl NetworkManager {
             netns_path: &netns_path,
             bridge,
             host_veth: &host_veth,
+            interface: plumbing::CONTAINER_INTERFACE,
             ip,
             prefix_len: subnet.prefix_len(),
             gateway: route,
@@ -450,34 +465,43 @@ impl NetworkManager {
     /// address and updates its peers' hosts files. Idempotent.
     pub fn detach(&self, container_id: &str) -> Result<(), NetworkError> {
         let mut state = self.lock();
-        let Some(record) = state.endpoints.get(container_id).cloned() else {
+        let records: Vec<(String, EndpointRecord)> = state
+            .endpoints_of_container(container_id)
+            .map(|(key, record)| (key.clone(), record.clone()))
+            .collect();
+        if records.is_empty() {
             return Ok(());
-        };
-        plumbing::disconnect_in_background(
-            record.host_veth.as_deref(),
-            record.netns_path.as_deref(),
-        )?;
-        state.endpoints.remove(container_id);
+        }
+        for (key, record) in &records {
+            let netns_path = (key == container_id)
+                .then_some(record.netns_path.as_deref())
+                .flatten();
+            plumbing::disconnect_in_background(record.host_veth.as_deref(), netns_path)?;
+            state.endpoints.remove(key);
+        }
         state.save(&self.config.state_dir)?;
-        self.refresh_peers(&state, &record.network_id);
+        for (_, record) in &records {
+            self.refresh_peers(&state, &record.network_id);
+        }
         tracing::debug!(container_id, "detached");
         Ok(())
     }
 
     /// Rewrites, in place, the hosts file of every endpoint of a
     /// user-defined network. Failures are logged, not returned.
-    fn refresh_peers(&self, state: &State, network_id: &str) {
+    pub(crate) fn refresh_peers(&self, state: &State, network_id: &str) {
         let Some(network) = state.networks.get(network_id) else {
             return;
         };
         if network.predefined || network.driver != Driver::Bridge {
             return;
         }
-        for endpoint in state.endpoints_of(network_id) {
-            let text = hosts::for_endpoint(state, network, endpoint);
-            if let Err(e) = hosts::write_in_place(&endpoint.hosts_file, &text) {
-                tracing::warn!(container_id = endpoint.container_id, error = %e, "updating hosts file");
-            }
+        let containers: HashSet<&str> = state
+            .endpoints_of(network_id)
+            .map(|e| e.container_id.as_str())
+            .collect();
+        for container_id in containers {
+            hosts::refresh_container(state, container_id);
         }
     }
 

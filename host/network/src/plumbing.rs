@@ -122,6 +122,8 @@ pub(crate) struct EndpointWiring<'a> {
     pub netns_path: &'a Path,
     pub bridge: &'a str,
     pub host_veth: &'a str,
+    /// The container side's name (`eth0`, `eth1`, ...).
+    pub interface: &'a str,
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
@@ -155,7 +157,7 @@ fn wire(wiring: &EndpointWiring<'_>, inside: &mut Netlink) -> Result<(), Network
     host.create_veth_into_netns(&VethPair {
         host_name: wiring.host_veth,
         bridge_index,
-        peer_name: CONTAINER_INTERFACE,
+        peer_name: wiring.interface,
         peer_mac: wiring.mac,
         peer_netns_fd: namespace.as_raw_fd(),
     })
@@ -164,12 +166,17 @@ fn wire(wiring: &EndpointWiring<'_>, inside: &mut Netlink) -> Result<(), Network
     let inside_error =
         |op: &str, e| NetworkError::netlink(format!("{op} in {}", wiring.netns_path.display()), e);
     let eth0 = inside
-        .link_index(CONTAINER_INTERFACE)
-        .map_err(|e| inside_error("get eth0", e))?
-        .ok_or_else(|| inside_error("get eth0", std::io::Error::from_raw_os_error(libc::ENODEV)))?;
+        .link_index(wiring.interface)
+        .map_err(|e| inside_error("get interface", e))?
+        .ok_or_else(|| {
+            inside_error(
+                "get interface",
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )
+        })?;
     inside
         .set_up(eth0)
-        .map_err(|e| inside_error("set eth0 up", e))?;
+        .map_err(|e| inside_error("set interface up", e))?;
     inside
         .add_address(eth0, wiring.ip, wiring.prefix_len)
         .map_err(|e| inside_error("add address", e))?;
@@ -179,6 +186,19 @@ fn wire(wiring: &EndpointWiring<'_>, inside: &mut Netlink) -> Result<(), Network
             .map_err(|e| inside_error("add default route", e))?;
     }
     Ok(())
+}
+
+/// Connects one more interface of an existing namespace (a running container joining
+/// another network) to a bridge. Deletes the new veth on error.
+pub(crate) fn connect_existing(wiring: &EndpointWiring<'_>) -> Result<(), NetworkError> {
+    let mut inside = netns::run_in(wiring.netns_path, Netlink::open)?.map_err(|e| {
+        NetworkError::netlink(format!("open socket in {}", wiring.netns_path.display()), e)
+    })?;
+    let result = wire(wiring, &mut inside);
+    if result.is_err() {
+        let _ = delete_link(wiring.host_veth);
+    }
+    result
 }
 
 /// Re-connects an existing endpoint after a restart: its host veth is put

@@ -52,6 +52,9 @@ pub(crate) struct EndpointRecord {
     pub mac: Option<String>,
     pub host_veth: Option<String>,
     pub hosts_file: PathBuf,
+    /// The container side's device; `None`: `eth0`.
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 impl EndpointRecord {
@@ -69,12 +72,22 @@ impl EndpointRecord {
     }
 }
 
+/// The key of a container's endpoint in [`State::endpoints`]: the container id for the
+/// first one (which owns the namespace), `<container id>/<network id>` for the others.
+pub(crate) fn endpoint_key(container_id: &str, network_id: &str, primary: bool) -> String {
+    if primary {
+        container_id.to_string()
+    } else {
+        format!("{container_id}/{network_id}")
+    }
+}
+
 /// Everything the manager remembers across restarts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct State {
     /// Networks by id.
     pub networks: BTreeMap<String, NetworkRecord>,
-    /// Endpoints by container id.
+    /// Endpoints by [`endpoint_key`].
     pub endpoints: BTreeMap<String, EndpointRecord>,
 }
 
@@ -134,6 +147,16 @@ impl State {
             (Some(_), Some(_)) => Err(NetworkError::Ambiguous(name_or_id.to_string())),
             _ => Err(NetworkError::NotFound(name_or_id.to_string())),
         }
+    }
+
+    /// A container's endpoints, the one owning its namespace first, with their keys.
+    pub fn endpoints_of_container<'a>(
+        &'a self,
+        container_id: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a EndpointRecord)> + 'a {
+        self.endpoints
+            .iter()
+            .filter(move |(_, endpoint)| endpoint.container_id == container_id)
     }
 
     /// Endpoints attached to the network `network_id`.

@@ -146,7 +146,7 @@ pub fn prune_text(report: &Value) -> String {
 
 /// Prints `warning` and asks docker's question; anything but `y`/`yes` is no. Without a
 /// terminal on stdin docker reads the answer all the same; so do we.
-fn confirm(warning: &str) -> CliResult<bool> {
+pub(crate) fn confirm(warning: &str) -> CliResult<bool> {
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{warning}\nAre you sure you want to continue? [y/N] ");
     let _ = out.flush();

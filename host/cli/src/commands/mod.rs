@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod logs;
 pub mod network;
+pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -106,6 +107,15 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Save(args) => {
             save::prepare(&args)?;
             save::save(&connect().await?, &args).await
+        }
+        Command::Container(prune::ContainerCommand::Prune(flags)) => {
+            prune::prune(&connect().await?, prune::Kind::Containers, &flags).await
+        }
+        Command::Network(network::NetworkCommand::Prune(flags)) => {
+            prune::prune(&connect().await?, prune::Kind::Networks, &flags).await
+        }
+        Command::Volume(volume::VolumeCommand::Prune { all, flags }) => {
+            prune::prune(&connect().await?, prune::Kind::Volumes(all), &flags).await
         }
         Command::Network(cmd) => network::network(&connect().await?, cmd).await,
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,

@@ -1,8 +1,11 @@
-//! `vmrun network create|ls|rm|inspect`.
+//! `vmrun network create|ls|rm|inspect|connect|disconnect`.
 
 use std::collections::HashMap;
 
-use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest};
+use bollard::models::{
+    EndpointSettings, Ipam, IpamConfig, Network, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest,
+};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use serde_json::{json, Value};
 
@@ -64,6 +67,28 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a container to a network
+    Connect {
+        /// Add network-scoped alias for the container
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// The network
+        network: String,
+        /// The container
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// The network
+        network: String,
+        /// The container
+        container: String,
+    },
+    /// Remove all unused networks
+    Prune(super::prune::PruneFlags),
     /// Display detailed information on one or more networks
     Inspect {
         /// Format output: `json` or a Go template
@@ -135,6 +160,42 @@ pub async fn network(api: &Api, cmd: NetworkCommand) -> CliResult<i32> {
                 api.docker.remove_network(&name).await
             })
             .await
+        }
+        NetworkCommand::Connect {
+            aliases,
+            network,
+            container,
+        } => {
+            let req = NetworkConnectRequest {
+                container,
+                endpoint_config: Some(EndpointSettings {
+                    aliases: (!aliases.is_empty()).then_some(aliases),
+                    ..Default::default()
+                }),
+            };
+            api.docker
+                .connect_network(&raw::encode(&network), req)
+                .await
+                .map_err(fail)?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let req = NetworkDisconnectRequest {
+                container,
+                force: Some(force),
+            };
+            api.docker
+                .disconnect_network(&raw::encode(&network), req)
+                .await
+                .map_err(fail)?;
+            Ok(0)
+        }
+        NetworkCommand::Prune(flags) => {
+            super::prune::prune(api, super::prune::Kind::Networks, &flags).await
         }
         NetworkCommand::Inspect { format, names } => {
             let format = super::inspect::prepare(format.as_deref())?;

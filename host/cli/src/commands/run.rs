@@ -26,6 +26,18 @@ pub struct RunArgs {
 /// Validates the flags and builds the create request, without any API call.
 pub fn prepare(args: &RunArgs) -> CliResult<CreateRequest> {
     let flags = &args.flags;
+    // The image operand takes what follows it verbatim, so an unknown flag before the
+    // image lands there: refuse it as the unknown flag it is.
+    if let Some(flag) = flags
+        .image_and_command
+        .first()
+        .filter(|a| a.starts_with('-'))
+    {
+        let name = flag.split('=').next().unwrap_or(flag);
+        return Err(CliError::usage(format!(
+            "unknown flag: {name}\nSee 'vmrun run --help'."
+        )));
+    }
     if flags.tty && flags.interactive && !flags.detach && !std::io::stdin().is_terminal() {
         return Err(CliError::new(1, "the input device is not a TTY"));
     }

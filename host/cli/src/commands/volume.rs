@@ -54,6 +54,15 @@ pub enum VolumeCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Remove unused local volumes
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Shared prune flags
+        #[command(flatten)]
+        flags: super::prune::PruneFlags,
+    },
     /// Display detailed information on one or more volumes
     Inspect {
         /// Format output: `json` or a Go template
@@ -120,6 +129,9 @@ pub async fn volume(api: &Api, cmd: VolumeCommand) -> CliResult<i32> {
                 api.docker.remove_volume(&name, Some(opts)).await
             })
             .await
+        }
+        VolumeCommand::Prune { all, flags } => {
+            super::prune::prune(api, super::prune::Kind::Volumes(all), &flags).await
         }
         VolumeCommand::Inspect { format, names } => {
             let format = super::inspect::prepare(format.as_deref())?;

@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod filters;
+pub mod health;
 pub mod ports;
 pub mod reference;
 pub mod run_config;

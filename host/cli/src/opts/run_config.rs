@@ -69,6 +69,9 @@ pub struct ContainerFlags {
     /// Connect a container to a network (bridge, host, none or a network name)
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Container host name
     #[arg(long, short = 'h')]
     pub hostname: Option<String>,
@@ -91,6 +94,9 @@ pub struct ContainerFlags {
     /// Set meta data on a container
     #[arg(short = 'l', long = "label", value_name = "K=V")]
     pub label: Vec<String>,
+    /// Health check flags
+    #[command(flatten)]
+    pub health: super::health::HealthFlags,
     /// The image, then the command and its arguments
     #[arg(
         value_name = "IMAGE [COMMAND] [ARG...]",
@@ -332,12 +338,29 @@ pub fn build_create_request(
         entrypoint: flags.entrypoint.clone().map(|e| vec![e]),
         labels: (!labels.is_empty()).then_some(labels),
         host_config: Some(host_config),
+        networking_config: network_aliases(flags),
+        healthcheck: flags.health.config()?,
         ..Default::default()
     };
     Ok(CreateRequest {
         name: flags.name.clone(),
         image,
         body,
+    })
+}
+
+/// `--network-alias`: the aliases on the container's network (a user network).
+fn network_aliases(flags: &ContainerFlags) -> Option<bollard::models::NetworkingConfig> {
+    if flags.network_alias.is_empty() {
+        return None;
+    }
+    let network = flags.network.clone()?;
+    let endpoint = bollard::models::EndpointSettings {
+        aliases: Some(flags.network_alias.clone()),
+        ..Default::default()
+    };
+    Some(bollard::models::NetworkingConfig {
+        endpoints_config: Some([(network, endpoint)].into_iter().collect()),
     })
 }
 

@@ -112,11 +112,16 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
         } else {
             rec.state.status.as_str()
         };
-        if !all && rec.state.status != Status::Running && !filters.contains_key("status") {
+        let restarting = engine.restarting(&rec.id);
+        if !all
+            && rec.state.status != Status::Running
+            && !restarting
+            && !filters.contains_key("status")
+        {
             continue;
         }
         let keep = filters.iter().all(|(k, vals)| {
-            vals.iter().any(|v| match k.as_str() {
+            let test = |v: &String| match k.as_str() {
                 "status" => status == v,
                 "name" => rec.name.contains(v.trim_start_matches('/')),
                 "id" => rec.id.starts_with(v.as_str()),
@@ -128,15 +133,32 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
                     }
                 }
                 "ancestor" => rec.image == *v || rec.image_id.starts_with(v.as_str()),
-                "network" => rec.network_mode == *v,
+                "network" => crate::engine::networks::networks_of(&rec)
+                    .iter()
+                    .any(|n| n.network == *v),
                 "exited" => {
                     rec.state.status == Status::Exited && rec.state.exit_code.to_string() == *v
                 }
+                "health" => rec.health.as_ref().map_or("none", |h| h.status.as_str()) == v,
                 _ => true,
-            })
+            };
+            // Every `label` filter must hold (docker ANDs them); other keys take any value.
+            if k == "label" {
+                vals.iter().all(test)
+            } else {
+                vals.iter().any(test)
+            }
         });
         if keep {
-            out.push(convert::summary(&rec));
+            let mut summary = convert::summary(&rec);
+            if restarting {
+                // Waiting for its restart, as `docker ps` shows it.
+                summary.state = Some(bollard_stubs::models::ContainerSummaryStateEnum::RESTARTING);
+                summary.status = summary
+                    .status
+                    .map(|s| s.replacen("Exited", "Restarting", 1));
+            }
+            out.push(summary);
         }
     }
     if let Some(l) = limit {
@@ -148,7 +170,14 @@ async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response
 async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
     let files = engine.container_files(&rec).unwrap_or_default();
-    Ok(json(&convert::inspect(&rec, &files)))
+    let mut v = convert::inspect(&rec, &files);
+    if engine.restarting(&rec.id) {
+        // dockerd counts a container waiting for its restart as running.
+        v["State"]["Restarting"] = true.into();
+        v["State"]["Running"] = true.into();
+        v["State"]["Status"] = "restarting".into();
+    }
+    Ok(json(&v))
 }
 
 async fn start(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

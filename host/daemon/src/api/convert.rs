@@ -53,7 +53,14 @@ fn status_text(rec: &ContainerRecord) -> String {
             "Up {} (Paused)",
             human_duration(since(&rec.state.started_at))
         ),
-        Status::Running => format!("Up {}", human_duration(since(&rec.state.started_at))),
+        Status::Running => {
+            let up = format!("Up {}", human_duration(since(&rec.state.started_at)));
+            match rec.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(status @ ("healthy" | "unhealthy")) => format!("{up} ({status})"),
+                _ => up,
+            }
+        }
         Status::Exited => format!(
             "Exited ({}) {} ago",
             rec.state.exit_code,
@@ -73,19 +80,32 @@ fn command_line(rec: &ContainerRecord) -> String {
 
 fn endpoint_settings(rec: &ContainerRecord) -> HashMap<String, EndpointSettings> {
     let mut map = HashMap::new();
-    let mut settings = EndpointSettings {
-        aliases: Some(rec.aliases.clone()),
-        ..Default::default()
-    };
-    if let Some(e) = &rec.endpoint {
-        settings.network_id = Some(e.network_id.clone());
-        settings.endpoint_id = Some(e.endpoint_id.clone());
-        settings.gateway = Some(e.gateway.clone());
-        settings.ip_address = Some(e.ip.clone());
-        settings.ip_prefix_len = Some(i64::from(e.prefix_len));
-        settings.mac_address = Some(e.mac.clone());
+    for n in crate::engine::networks::networks_of(rec) {
+        let mut aliases = n.aliases.clone();
+        // dockerd adds the short id on user networks (compose 1.x looks for it).
+        let user_network = ![
+            vmrun_network::DEFAULT_NETWORK,
+            vmrun_network::HOST_NETWORK,
+            vmrun_network::NONE_NETWORK,
+        ]
+        .contains(&n.network.as_str());
+        if user_network && !aliases.iter().any(|a| a == rec.short_id()) {
+            aliases.push(rec.short_id().to_string());
+        }
+        let mut settings = EndpointSettings {
+            aliases: Some(aliases),
+            ..Default::default()
+        };
+        if let Some(e) = &n.endpoint {
+            settings.network_id = Some(e.network_id.clone());
+            settings.endpoint_id = Some(e.endpoint_id.clone());
+            settings.gateway = Some(e.gateway.clone());
+            settings.ip_address = Some(e.ip.clone());
+            settings.ip_prefix_len = Some(i64::from(e.prefix_len));
+            settings.mac_address = Some(e.mac.clone());
+        }
+        map.insert(n.network, settings);
     }
-    map.insert(rec.network_mode.clone(), settings);
     map
 }
 
@@ -245,6 +265,18 @@ pub fn inspect(rec: &ContainerRecord, files: &ContainerFiles) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.insert("Config".into(), json_of(&rec.config));
         obj.insert("HostConfig".into(), json_of(&rec.host_config));
+    }
+    if let Some(h) = &rec.health {
+        v["State"]["Health"] = serde_json::json!({
+            "Status": h.status,
+            "FailingStreak": h.failing_streak,
+            "Log": h.log.iter().map(|l| serde_json::json!({
+                "Start": l.start,
+                "End": l.end,
+                "ExitCode": l.exit_code,
+                "Output": l.output,
+            })).collect::<Vec<_>>(),
+        });
     }
     if let Some(ns) = v.get_mut("NetworkSettings").and_then(Value::as_object_mut) {
         let e = rec.endpoint.as_ref();

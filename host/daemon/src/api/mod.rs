@@ -18,6 +18,7 @@ mod image_history;
 mod images;
 mod import;
 mod networks;
+mod prune;
 mod pull;
 mod push;
 mod search;
@@ -71,7 +72,31 @@ pub fn listen(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// Remove a leading `/vX.Y` from the path.
+/// The API version a request's path asked for (`/v1.41/...`); absent without a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedVersion {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl RequestedVersion {
+    /// Whether it is older than `major.minor`.
+    pub fn older_than(self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) < (major, minor)
+    }
+
+    fn parse(v: &str) -> Option<Self> {
+        let (major, minor) = v.split_once('.')?;
+        Some(RequestedVersion {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok()?,
+        })
+    }
+}
+
+/// Remove a leading `/vX.Y` from the path (kept as a [`RequestedVersion`] extension).
 fn strip_version(mut req: Request) -> Request {
     let uri = req.uri();
     let path = uri.path();
@@ -87,8 +112,15 @@ fn strip_version(mut req: Request) -> Request {
             Some(q) => format!("{tail}?{q}"),
             None => tail.to_string(),
         };
+        let version = req.uri().path()[2..]
+            .split('/')
+            .next()
+            .and_then(RequestedVersion::parse);
         if let Ok(new) = pq.parse() {
             *req.uri_mut() = new;
+        }
+        if let Some(v) = version {
+            req.extensions_mut().insert(v);
         }
     }
     req
@@ -110,6 +142,7 @@ pub fn router(engine: AppState) -> axum::routing::IntoMakeService<axum::Router> 
         .merge(control::routes())
         .merge(search::routes())
         .merge(exec::routes())
+        .merge(prune::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(distribution::routes())

@@ -22,8 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/networks", get(list))
         .route("/networks/create", post(create))
         .route("/networks/{id}", get(inspect).delete(remove))
-        .route("/networks/{id}/connect", post(unsupported))
-        .route("/networks/{id}/disconnect", post(unsupported))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
 }
 
 fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
@@ -59,8 +59,14 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
             }),
         );
     }
+    // Like dockerd: the default bridge shows its device; user networks show only the
+    // options they were created with (none here), which compose compares with its own.
     let mut options = HashMap::new();
-    if let Some(b) = &n.bridge {
+    if let Some(b) = n
+        .bridge
+        .as_ref()
+        .filter(|_| n.name == vmrun_network::DEFAULT_NETWORK)
+    {
         options.insert("com.docker.network.bridge.name".to_string(), b.clone());
     }
     j!({
@@ -168,8 +174,58 @@ async fn remove(State(engine): State<AppState>, Path(id): Path<String>) -> ApiRe
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn unsupported() -> ApiResult<Response> {
-    Err(ApiError::bad_request(
-        "connecting running containers to networks is not supported by vmrun yet: pass --network at create",
-    ))
+/// `POST /networks/{id}/connect` body.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectBody {
+    container: String,
+    endpoint_config: Option<EndpointConfig>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointConfig {
+    aliases: Option<Vec<String>>,
+}
+
+/// `POST /networks/{id}/disconnect` body (`Force` changes nothing here: an endpoint
+/// always goes).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct DisconnectBody {
+    container: String,
+}
+
+async fn connect(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: ConnectBody = json_body(&body)?;
+    if req.container.is_empty() {
+        return Err(ApiError::bad_request("container is required"));
+    }
+    let aliases = req
+        .endpoint_config
+        .and_then(|c| c.aliases)
+        .unwrap_or_default();
+    engine
+        .connect_container(&super::percent_decode(&id), &req.container, aliases)
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn disconnect(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: DisconnectBody = json_body(&body)?;
+    if req.container.is_empty() {
+        return Err(ApiError::bad_request("container is required"));
+    }
+    engine
+        .disconnect_container(&super::percent_decode(&id), &req.container)
+        .await?;
+    Ok(StatusCode::OK.into_response())
 }

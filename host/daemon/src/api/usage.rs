@@ -82,7 +82,7 @@ fn usage(engine: &crate::engine::Engine) -> ApiResult<Response> {
 
 /// Bytes of the regular files under `root`, each inode counted once; symlinks are not
 /// followed. A missing directory is empty.
-fn dir_size(root: &Path) -> u64 {
+pub(crate) fn dir_size(root: &Path) -> u64 {
     let mut seen = HashSet::new();
     let mut total = 0;
     let mut stack = vec![root.to_path_buf()];

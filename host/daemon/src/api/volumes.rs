@@ -29,7 +29,7 @@ fn model(v: &StoredVolume) -> Volume {
         mountpoint: v.mountpoint.display().to_string(),
         created_at: Some(v.created.clone()),
         status: None,
-        labels: HashMap::new(),
+        labels: v.labels.clone(),
         scope: Some(bollard_stubs::models::VolumeScopeEnum::LOCAL),
         cluster_volume: None,
         options: HashMap::new(),
@@ -60,7 +60,9 @@ async fn create(State(engine): State<AppState>, body: Bytes) -> ApiResult<Respon
             "volume driver {d} is not supported"
         )));
     }
-    let v = engine.volumes.create(&name)?;
+    let v = engine
+        .volumes
+        .create_with_labels(&name, &req.labels.unwrap_or_default())?;
     engine.events.emit("volume", "create", &name, &[]);
     Ok((StatusCode::CREATED, axum::Json(model(&v))).into_response())
 }

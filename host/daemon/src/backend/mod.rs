@@ -175,6 +175,29 @@ pub trait ContainerBackend: Send + Sync {
     async fn update(&self, _c: &ContainerSpec, _changed: &Resources) -> Result<(), BackendError> {
         Err(unsupported("docker update"))
     }
+    /// Connect a running container to one more network, with aliases there.
+    async fn connect_network(
+        &self,
+        _c: &ContainerSpec,
+        _network: &str,
+        _aliases: &[String],
+    ) -> Result<NetworkEndpoint, BackendError> {
+        Err(BackendError::BadRequest(
+            "connecting a running container to a network is not supported for this isolation"
+                .into(),
+        ))
+    }
+    /// Disconnect a running container from one of its networks.
+    async fn disconnect_network(
+        &self,
+        _c: &ContainerSpec,
+        _network: &str,
+    ) -> Result<(), BackendError> {
+        Err(BackendError::BadRequest(
+            "disconnecting a running container from a network is not supported for this isolation"
+                .into(),
+        ))
+    }
 }
 
 /// What a backend answers for an operation it does not have.

@@ -50,6 +50,7 @@ impl Engine {
         };
         let host_config = body.host_config.clone().unwrap_or_default();
         validate_resources(&host_config)?;
+        super::restart::validate(&host_config)?;
         let isolation = requested_isolation(
             req.isolation.as_deref(),
             host_config.runtime.as_deref(),
@@ -129,6 +130,7 @@ impl Engine {
         config.image = Some(image_ref.clone());
 
         let (network_mode, aliases) = self.network_choice(&body, &host_config)?;
+        let extra_networks = self.extra_networks(&body, &network_mode)?;
         let mounts = self.resolve_mounts(&host_config)?;
         for key in host_config.port_bindings.iter().flat_map(|b| b.keys()) {
             super::parse_port_key(key)?;
@@ -137,7 +139,8 @@ impl Engine {
         let id = super::new_id();
         let mut host_config = host_config;
         fill_defaults(&mut config, &mut host_config, &id, &network_mode);
-        let config: DockerConfig = saved(&config)?;
+        let mut config: DockerConfig = saved(&config)?;
+        self.merge_healthcheck(&mut config, &image.id)?;
         let mut host_config: DockerHostConfig = saved(&host_config)?;
         let asked_nothing = matches!(req.isolation.as_deref(), None | Some("" | "default"));
         if asked_nothing && isolation != crate::backend::Isolation::Native {
@@ -165,6 +168,8 @@ impl Engine {
             ports: Vec::new(),
             mounts,
             restart_count: 0,
+            extra_networks,
+            health: None,
         };
         let id = rec.id.clone();
         let image_name = rec.image.clone();
@@ -184,6 +189,25 @@ impl Engine {
             &[("name", cname), ("image", image_name)],
         );
         Ok((id, Vec::new()))
+    }
+
+    /// The request's `Healthcheck` checked and merged over the image's `HEALTHCHECK`.
+    fn merge_healthcheck(
+        &self,
+        config: &mut DockerConfig,
+        image_id: &str,
+    ) -> Result<(), EngineError> {
+        super::health::validate(config.rest.get("Healthcheck"))?;
+        let from_image = self
+            .images
+            .raw_config(image_id)
+            .ok()
+            .and_then(|raw| raw["config"].get("Healthcheck").cloned());
+        match super::health::merge(config.rest.get("Healthcheck"), from_image.as_ref()) {
+            Some(h) => config.rest.insert("Healthcheck".into(), h),
+            None => config.rest.remove("Healthcheck"),
+        };
+        Ok(())
     }
 
     fn unused_name(&self) -> String {
@@ -358,6 +382,12 @@ fn fill_defaults(config: &mut ContainerConfig, hc: &mut HostConfig, id: &str, ne
     }
     if hc.binds.is_none() {
         hc.binds = Some(Vec::new());
+    }
+    if hc.restart_policy.is_none() {
+        hc.restart_policy = Some(bollard_stubs::models::RestartPolicy {
+            name: Some(bollard_stubs::models::RestartPolicyNameEnum::NO),
+            maximum_retry_count: Some(0),
+        });
     }
     if hc.log_config.is_none() {
         hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {

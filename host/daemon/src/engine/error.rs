@@ -19,6 +19,9 @@ pub enum EngineError {
     /// The container (or exec) is not running.
     #[error("{0}")]
     NotRunning(String),
+    /// The operation is refused as such (an endpoint that already exists).
+    #[error("{0}")]
+    Forbidden(String),
     /// The daemon failed.
     #[error("{0}")]
     Internal(String),

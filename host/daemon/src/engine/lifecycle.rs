@@ -79,10 +79,19 @@ impl Engine {
             }
             _ => {}
         }
+        self.restarts.started(&id);
         let (backend, spec) = self.backend_of(&rec)?;
         let created = match backend.create(&spec).await {
             Ok(c) => c,
             Err(e) => return Err(self.record_start_failure(&id, e).await),
+        };
+        let extra_endpoints = match self.join_extra_networks(&backend, &spec, &rec).await {
+            Ok(e) => e,
+            Err(e) => {
+                // Never started: releasing ends the blocked init with its cgroup.
+                backend.release(&spec).await;
+                return Err(e);
+            }
         };
         let pending = self.take_pending_attach(&id);
         for p in pending {
@@ -114,6 +123,9 @@ impl Engine {
             r.state.started_at = Some(vmrun_shim::now_rfc3339());
             r.endpoint = created.endpoint.as_ref().map(spec::endpoint_state);
             r.ports = created.ports.iter().map(spec::port_state).collect();
+            for (n, e) in r.extra_networks.iter_mut().zip(&extra_endpoints) {
+                n.endpoint = e.clone();
+            }
         })?;
         self.processes
             .lock()
@@ -125,6 +137,7 @@ impl Engine {
             &id,
             &[("name", rec.name.clone()), ("image", rec.image.clone())],
         );
+        self.start_health_monitor(&id, true);
         let engine = self.clone();
         let process = created.process;
         tokio::spawn(async move { engine.watch(id, process).await });
@@ -211,6 +224,8 @@ impl Engine {
             if let Err(e) = self.remove_container(id, true).await {
                 tracing::warn!("auto-removing {}: {e}", rec.short_id());
             }
+        } else {
+            self.restart_after_exit(&rec);
         }
     }
 
@@ -236,6 +251,7 @@ impl Engine {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(rec.id.clone(), process.clone());
+                    self.start_health_monitor(&rec.id, false);
                     let engine = self.clone();
                     tokio::spawn(async move { engine.watch(rec.id, process).await });
                     continue;
@@ -262,6 +278,7 @@ impl Engine {
             )
             .await;
         }
+        self.restart_at_daemon_start();
     }
 
     /// Send a signal. Errors when the container is not running.
@@ -275,6 +292,7 @@ impl Engine {
                 rec.id
             )));
         }
+        self.restarts.exit_on_next(&rec.id);
         self.kill(&rec, sig).await?;
         self.events.emit(
             "container",
@@ -294,7 +312,10 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let mut events = self.events.subscribe();
         let rec = self.container(key)?;
+        self.settle_restart(&rec.id).await;
+        let rec = self.container(&rec.id)?;
         if !rec.is_running() {
+            self.stopped_while_down(&rec);
             return Ok(false);
         }
         self.store

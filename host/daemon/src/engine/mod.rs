@@ -12,13 +12,17 @@ mod error;
 pub mod events;
 mod exec;
 mod files;
+pub mod health;
 mod isolation;
 mod lifecycle;
 mod log_follow;
 mod log_tail;
 pub mod logs;
 mod names;
+pub mod networks;
 pub mod procfs;
+pub mod prune;
+pub mod restart;
 mod shared_vm;
 mod spec;
 mod stats;
@@ -91,6 +95,7 @@ pub struct Engine {
     pending_attach: Mutex<HashMap<String, Vec<PendingAttach>>>,
     execs: Mutex<HashMap<String, ExecRecord>>,
     op_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    restarts: restart::Restarts,
 }
 
 impl Engine {
@@ -115,6 +120,7 @@ impl Engine {
             pending_attach: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             op_locks: Mutex::new(HashMap::new()),
+            restarts: restart::Restarts::default(),
         })
     }
 

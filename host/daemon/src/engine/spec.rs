@@ -112,7 +112,12 @@ pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineErro
             console_size: console_size(hc.console_size.as_deref()),
         },
         network: NetworkSpec {
-            mode: rec.network_mode.clone(),
+            // Disconnected from every network: a loopback only.
+            mode: if rec.network_mode.is_empty() {
+                vmrun_network::NONE_NETWORK.to_string()
+            } else {
+                rec.network_mode.clone()
+            },
             aliases: rec.aliases.clone(),
         },
         ports: port_bindings(rec)?,

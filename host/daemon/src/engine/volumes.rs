@@ -1,5 +1,7 @@
-//! Named volumes: directories under `<data-root>/volumes/<name>/_data`.
+//! Named volumes: directories under `<data-root>/volumes/<name>/_data`, with their labels
+//! (if any) in `<name>/labels.json`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::EngineError;
@@ -13,7 +15,14 @@ pub struct Volume {
     pub mountpoint: PathBuf,
     /// Creation time (RFC 3339).
     pub created: String,
+    /// Labels given at creation.
+    pub labels: HashMap<String, String>,
 }
+
+/// The label dockerd puts on volumes made for a container's anonymous mounts.
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+/// Longest volume name: one path component.
+const MAX_NAME: usize = 255;
 
 /// All named volumes.
 pub struct VolumeStore {
@@ -31,8 +40,13 @@ impl VolumeStore {
     }
 
     fn validate(name: &str) -> Result<(), EngineError> {
-        /// The longest file name (the volume's directory) Linux file systems take.
-        const NAME_MAX: usize = 255;
+        if name.len() > MAX_NAME {
+            return Err(EngineError::bad_request(format!(
+                "create {}...: volume name is too long ({} characters; at most {MAX_NAME})",
+                name.chars().take(32).collect::<String>(),
+                name.len()
+            )));
+        }
         let ok = name.len() >= 2
             && name
                 .chars()
@@ -41,12 +55,7 @@ impl VolumeStore {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if ok && name.len() > NAME_MAX {
-            // A directory name the file system cannot hold: the request's fault (a 400).
-            Err(EngineError::bad_request(format!(
-                "create {name}: volume name is too long: at most {NAME_MAX} characters are allowed"
-            )))
-        } else if ok {
+        if ok {
             Ok(())
         } else {
             Err(EngineError::bad_request(format!(
@@ -57,10 +66,27 @@ impl VolumeStore {
 
     /// Create a volume, or return the existing one.
     pub fn create(&self, name: &str) -> Result<Volume, EngineError> {
+        self.create_with_labels(name, &HashMap::new())
+    }
+
+    /// Create a volume with labels, or return the existing one (its labels unchanged).
+    pub fn create_with_labels(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<Volume, EngineError> {
         Self::validate(name)?;
-        let data = self.root.join(name).join("_data");
+        let dir = self.root.join(name);
+        let existed = dir.exists();
+        let data = dir.join("_data");
         std::fs::create_dir_all(&data)
             .map_err(|e| EngineError::internal(format!("creating volume {name}: {e}")))?;
+        if !existed && !labels.is_empty() {
+            let text = serde_json::to_vec(labels)
+                .map_err(|e| EngineError::internal(format!("volume {name} labels: {e}")))?;
+            std::fs::write(dir.join("labels.json"), text)
+                .map_err(|e| EngineError::internal(format!("volume {name} labels: {e}")))?;
+        }
         self.get(name)
     }
 
@@ -78,10 +104,15 @@ impl VolumeStore {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             })
             .unwrap_or_default();
+        let labels = std::fs::read(dir.join("labels.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         Ok(Volume {
             name: name.to_string(),
             mountpoint: dir.join("_data"),
             created,
+            labels,
         })
     }
 

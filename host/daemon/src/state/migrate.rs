@@ -84,5 +84,7 @@ pub fn from_v0(value: Value) -> Result<ContainerRecord, serde_json::Error> {
         ports: v0.ports,
         mounts: v0.mounts,
         restart_count: v0.restart_count,
+        extra_networks: Vec::new(),
+        health: None,
     })
 }

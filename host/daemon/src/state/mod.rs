@@ -15,6 +15,7 @@ mod store;
 
 pub use docker::{DockerConfig, DockerHostConfig, DockerPortBinding};
 pub use record::{
-    ContainerRecord, EndpointState, MountState, PublishedPortState, RunState, Status,
+    ContainerRecord, EndpointState, HealthLogEntry, HealthState, MountState, NetworkAttachment,
+    PublishedPortState, RunState, Status,
 };
 pub use store::{ContainerStore, StoreError, RECORD_FILE};

@@ -109,6 +109,43 @@ pub struct MountState {
     pub rw: bool,
 }
 
+/// One more network a container is on, beyond `network_mode` (`network connect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// Network name.
+    pub network: String,
+    /// Aliases on it.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Endpoint while running (kept after exit, as for the first network).
+    #[serde(default)]
+    pub endpoint: Option<EndpointState>,
+}
+
+/// One run of a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthLogEntry {
+    /// Start (RFC 3339).
+    pub start: String,
+    /// End (RFC 3339).
+    pub end: String,
+    /// Exit code (-1: could not run or timed out).
+    pub exit_code: i64,
+    /// Output, at most 4 KiB.
+    pub output: String,
+}
+
+/// Docker's `State.Health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthState {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failures.
+    pub failing_streak: u32,
+    /// The last five runs.
+    pub log: Vec<HealthLogEntry>,
+}
+
 /// Everything persisted about one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
@@ -148,6 +185,12 @@ pub struct ContainerRecord {
     pub mounts: Vec<MountState>,
     /// How many times the daemon restarted it.
     pub restart_count: u32,
+    /// Networks beyond `network_mode`.
+    #[serde(default)]
+    pub extra_networks: Vec<NetworkAttachment>,
+    /// Health while it runs with a health check.
+    #[serde(default)]
+    pub health: Option<HealthState>,
 }
 
 impl ContainerRecord {

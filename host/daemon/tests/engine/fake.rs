@@ -26,6 +26,8 @@ pub struct FakeProcess {
     fail_start: Option<BackendError>,
     /// Set by [`FakeProcess::lose`]: `wait` fails with it, as when a VM dies.
     lost: Mutex<Option<String>>,
+    /// Ends by itself with this code as soon as it starts (health-check execs).
+    auto_exit: Mutex<Option<i32>>,
 }
 
 impl FakeProcess {
@@ -38,6 +40,7 @@ impl FakeProcess {
             size: Mutex::new(None),
             fail_start,
             lost: Mutex::new(None),
+            auto_exit: Mutex::new(None),
         })
     }
 
@@ -81,6 +84,10 @@ impl ProcessHandle for FakeProcess {
             return Err(e);
         }
         self.started.store(true, Ordering::SeqCst);
+        if let Some(code) = *self.auto_exit.lock().unwrap() {
+            self.attached.lock().unwrap().clear();
+            self.exit(code);
+        }
         Ok(self.pid)
     }
 
@@ -254,6 +261,12 @@ impl ContainerBackend for FakeBackend {
             ));
         }
         let process = self.process();
+        // `healthy-check` and `sick-check` end at once, 0 and 1: health checks.
+        *process.auto_exit.lock().unwrap() = match spec.cmd.first().map(String::as_str) {
+            Some("healthy-check") => Some(0),
+            Some("sick-check") => Some(1),
+            _ => None,
+        };
         self.state().execs.insert(spec.id.clone(), process.clone());
         Ok(process)
     }

@@ -2,9 +2,11 @@
 //! and a daemon restart, without root.
 
 mod fake;
+mod health;
 mod lifecycle;
 mod requests;
 mod restart;
+mod restart_policy;
 mod shared_vm;
 mod stdio;
 

@@ -357,6 +357,42 @@ impl ContainerBackend for NativeBackend {
         }
     }
 
+    async fn connect_network(
+        &self,
+        c: &ContainerSpec,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<NetworkEndpoint, BackendError> {
+        let manager = self.network.clone();
+        let req = AttachRequest {
+            container_id: c.id.clone(),
+            container_name: c.name.clone(),
+            hostname: c.hostname.clone(),
+            network: network.to_string(),
+            aliases: aliases.to_vec(),
+            hosts_file: self.paths(&c.id).hosts,
+        };
+        let endpoint = tokio::task::spawn_blocking(move || manager.connect(req))
+            .await
+            .map_err(|e| BackendError::Failed(format!("network setup panicked: {e}")))?
+            .map_err(network_error)?;
+        endpoint_state(&endpoint)
+            .ok_or_else(|| BackendError::Failed(format!("network {network} gave no address")))
+    }
+
+    async fn disconnect_network(
+        &self,
+        c: &ContainerSpec,
+        network: &str,
+    ) -> Result<(), BackendError> {
+        let manager = self.network.clone();
+        let (id, network) = (c.id.clone(), network.to_string());
+        tokio::task::spawn_blocking(move || manager.disconnect(&id, &network))
+            .await
+            .map_err(|e| BackendError::Failed(format!("network setup panicked: {e}")))?
+            .map_err(network_error)
+    }
+
     async fn pids(&self, c: &ContainerSpec) -> Result<Vec<i32>, BackendError> {
         let m = vmrun_cgroups::manager(&cgroup_path(&c.id))
             .map_err(|e| BackendError::Gone(format!("reading the cgroup: {e}")))?;
@@ -434,6 +470,20 @@ async fn with_cgroup(
     })
     .await
     .map_err(|e| BackendError::Failed(format!("{what} {id}: {e}")))?
+}
+
+/// A network manager's refusal as a backend error.
+fn network_error(e: vmrun_network::NetworkError) -> BackendError {
+    use vmrun_network::NetworkError as N;
+    match e {
+        N::NotFound(_)
+        | N::AlreadyConnected { .. }
+        | N::NotConnected { .. }
+        | N::NoNamespace(_)
+        | N::InvalidArgument(_)
+        | N::AddressExhausted(_) => BackendError::BadRequest(e.to_string()),
+        other => BackendError::Failed(format!("setting up the network: {other}")),
+    }
 }
 
 /// Kill whatever is left in the container's cgroup and remove the cgroup.

@@ -1,0 +1,76 @@
+//! `POST /containers/prune`, `/networks/prune` and `/volumes/prune`, with docker's
+//! filters and response bodies (`ContainersDeleted`, `NetworksDeleted`, `VolumesDeleted`,
+//! `SpaceReclaimed`). Volumes: a client speaking API 1.42 or later prunes anonymous
+//! volumes only unless it sends `all=true`; older clients prune every unused volume.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Extension, Router};
+use serde_json::{json as j, Value};
+
+use super::{json, AppState, RequestedVersion};
+use crate::engine::prune::PruneFilters;
+use crate::error::ApiResult;
+
+/// Prune routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/containers/prune", post(containers))
+        .route("/networks/prune", post(networks))
+        .route("/volumes/prune", post(volumes))
+}
+
+type Q = Query<HashMap<String, String>>;
+
+/// A list as docker sends it: `null` when empty.
+fn list_or_null(items: Vec<String>) -> Value {
+    if items.is_empty() {
+        Value::Null
+    } else {
+        items.into()
+    }
+}
+
+async fn containers(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
+    let filters = PruneFilters::parse(&super::parse_filters(&q)?, &["until", "label", "label!"])?;
+    let measure = |rec: &crate::state::ContainerRecord| {
+        engine
+            .container_files(rec)
+            .ok()
+            .and_then(|f| f.writable_layer)
+            .map_or(0, |dir| super::usage::dir_size(&dir))
+    };
+    let (deleted, reclaimed) = engine.prune_containers(&filters, &measure).await;
+    Ok(json(&j!({
+        "ContainersDeleted": list_or_null(deleted),
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+async fn networks(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
+    let filters = PruneFilters::parse(&super::parse_filters(&q)?, &["until", "label", "label!"])?;
+    let deleted = engine.prune_networks(&filters).await?;
+    Ok(json(&j!({ "NetworksDeleted": list_or_null(deleted) })))
+}
+
+async fn volumes(
+    State(engine): State<AppState>,
+    version: Option<Extension<RequestedVersion>>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let raw = super::parse_filters(&q)?;
+    let mut filters = PruneFilters::parse(&raw, &["label", "label!", "all"])?;
+    let before_1_42 = version.is_some_and(|Extension(v)| v.older_than(1, 42));
+    if before_1_42 && !raw.contains_key("all") {
+        filters.all = true;
+    }
+    let measure = |dir: &std::path::Path| super::usage::dir_size(dir);
+    let (deleted, reclaimed) = engine.prune_volumes(&filters, &measure).await;
+    Ok(json(&j!({
+        "VolumesDeleted": list_or_null(deleted),
+        "SpaceReclaimed": reclaimed,
+    })))
+}

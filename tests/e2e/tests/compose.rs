@@ -1,0 +1,419 @@
+//! Debian's docker-compose 1.29 against vmrund and against Debian's dockerd (the oracle):
+//! a web service and a client that fetches from it by service name once the web's health
+//! check passes (`depends_on: condition: service_healthy`), a named volume, a restart
+//! policy that brings a crashed service back; `up -d`, `ps`, `logs`, `exec`, `run --rm`,
+//! `up --scale`, `down -v`, with the same outcomes on both; and a second file with networks,
+//! aliases, a service on two networks, `entrypoint`, `environment`, `working_dir`, `user`
+//! and `ports`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vmrun_e2e::reference::ReferenceDaemon;
+use vmrun_e2e::{has_tool, require_root, run_with_timeout, CmdOutput, Daemon};
+
+const PROJECT: &str = "e2ecompose";
+
+const COMPOSE_FILE: &str = r#"version: "2.4"
+services:
+  web:
+    image: busybox
+    # httpd in the background, the shell as init: killing httpd is a crash (exit 3).
+    command: sh -c "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www && while pidof httpd >/dev/null; do sleep 0.5; done; exit 3"
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://localhost/index.html"]
+      interval: 1s
+      retries: 30
+    restart: always
+    volumes:
+      - data:/data
+    labels:
+      e2e.role: server
+  client:
+    image: busybox
+    command: sh -c "wget -q -O- http://web/index.html && exec sleep 600"
+    depends_on:
+      web:
+        condition: service_healthy
+volumes:
+  data:
+"#;
+
+/// One daemon as compose and the docker CLI reach it.
+struct Target<'a> {
+    host: String,
+    dir: &'a Path,
+}
+
+impl Target<'_> {
+    fn compose(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new("docker-compose");
+        cmd.arg("-p")
+            .arg(PROJECT)
+            .arg("-f")
+            .arg(self.dir.join("docker-compose.yml"))
+            .args(args)
+            .current_dir(self.dir)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "1");
+        run_with_timeout(cmd, None, Duration::from_secs(180))
+    }
+
+    fn docker(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new("docker");
+        cmd.arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env("DOCKER_CLI_HINTS", "false");
+        run_with_timeout(cmd, None, Duration::from_secs(60))
+    }
+
+    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} on {}",
+                self.host
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// `name state` per line of `docker-compose ps`, e.g. `e2ecompose_web_1 Up (healthy)`.
+fn ps_states(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with(PROJECT))
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap_or("");
+            let state = if l.contains("Up (healthy)") {
+                "Up (healthy)"
+            } else if l.contains("Up (health: starting)") {
+                "Up (health: starting)"
+            } else if l.contains(" Up") {
+                "Up"
+            } else {
+                "other"
+            };
+            format!("{name} {state}")
+        })
+        .collect()
+}
+
+/// The scenario on one daemon; what was seen, step by step.
+fn scenario(t: &Target) -> Vec<String> {
+    let mut seen = Vec::new();
+    let up = t.compose(&["--verbose", "up", "-d"]);
+    assert!(up.success(), "compose up on {}: {}", t.host, up.stderr);
+    seen.push("up ok".to_string());
+    t.until("the client's fetch", || {
+        t.compose(&["logs", "--no-color", "client"])
+            .stdout
+            .contains("hello-from-web")
+    });
+    t.until("web healthy", || {
+        t.compose(&["ps"]).stdout.contains("Up (healthy)")
+    });
+    seen.push(format!("ps: {:?}", ps_states(&t.compose(&["ps"]).stdout)));
+    let logs = t.compose(&["logs", "--no-color", "client"]);
+    seen.push(format!(
+        "client logs: {:?}",
+        logs.stdout
+            .lines()
+            .filter(|l| l.contains('|'))
+            .map(|l| l.split_once('|').map(|(_, m)| m.trim()).unwrap_or(""))
+            .collect::<Vec<_>>()
+    ));
+    let exec = t.compose(&[
+        "exec",
+        "-T",
+        "client",
+        "wget",
+        "-q",
+        "-O-",
+        "http://web/index.html",
+    ]);
+    seen.push(format!("exec by name: {} {:?}", exec.code, exec.stdout));
+    let exec = t.compose(&[
+        "exec",
+        "-T",
+        "web",
+        "sh",
+        "-c",
+        "echo kept > /data/f; cat /data/f",
+    ]);
+    seen.push(format!("exec volume: {} {:?}", exec.code, exec.stdout));
+
+    // compose 1.29 attaches after the start: output of the first instants can be lost
+    // (against dockerd too), so the command waits a moment.
+    let run = t.compose(&[
+        "run",
+        "--rm",
+        "-T",
+        "client",
+        "sh",
+        "-c",
+        "sleep 1; wget -q -O- http://web/index.html",
+    ]);
+    seen.push(format!("run --rm: {} {:?}", run.code, run.stdout.trim()));
+    let scale = t.compose(&["up", "-d", "--scale", "client=2"]);
+    assert!(
+        scale.success(),
+        "compose --scale on {}: {}",
+        t.host,
+        scale.stderr
+    );
+    t.until("two clients", || {
+        ps_states(&t.compose(&["ps"]).stdout).len() == 3
+    });
+    seen.push(format!(
+        "scaled: {:?}",
+        ps_states(&t.compose(&["ps"]).stdout)
+    ));
+
+    // The restart policy brings a crashed web back (its httpd killed, its shell exits).
+    let web = format!("{PROJECT}_web_1");
+    t.compose(&["exec", "-T", "web", "killall", "httpd"]);
+    t.until("web running again", || {
+        t.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.RestartCount}}",
+            &web,
+        ])
+        .stdout
+        .trim()
+        .starts_with("true ")
+            && !t
+                .docker(&["inspect", "-f", "{{.RestartCount}}", &web])
+                .stdout
+                .trim()
+                .starts_with('0')
+    });
+    seen.push("web restarted after a crash".into());
+    let labels = t.docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"e2e.role\"}} {{index .Config.Labels \"com.docker.compose.service\"}}",
+        &web,
+    ]);
+    seen.push(format!("labels: {}", labels.stdout.trim()));
+    let volumes = t.docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={PROJECT}_data"),
+    ]);
+    seen.push(format!("volume: {}", volumes.stdout.trim()));
+
+    let down = t.compose(&["down", "-v"]);
+    assert!(
+        down.success(),
+        "compose down on {}: {}",
+        t.host,
+        down.stderr
+    );
+    let left = t.docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={PROJECT}"),
+    ]);
+    seen.push(format!("containers after down: {:?}", left.stdout.trim()));
+    let volumes = t.docker(&["volume", "ls", "-q"]);
+    seen.push(format!(
+        "volume after down -v: {}",
+        volumes
+            .stdout
+            .lines()
+            .any(|v| v == format!("{PROJECT}_data"))
+    ));
+    let nets = t.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    seen.push(format!(
+        "network after down: {}",
+        nets.stdout.lines().any(|n| n.starts_with(PROJECT))
+    ));
+    seen
+}
+
+#[test]
+fn docker_compose_gives_the_same_outcome_on_vmrund_and_dockerd() {
+    if !require_root() {
+        return;
+    }
+    if !has_tool("docker-compose") {
+        vmrun_test_skip::report("docker-compose not installed (apt-get install docker-compose)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("docker-compose.yml"), COMPOSE_FILE).unwrap();
+    let d = Daemon::start();
+    let ours = scenario(&Target {
+        host: d.host(),
+        dir: dir.path(),
+    });
+    eprintln!("vmrund: {ours:#?}");
+    assert!(
+        ours.iter()
+            .any(|s| s == "exec by name: 0 \"hello-from-web\\n\""),
+        "{ours:#?}"
+    );
+    let oracle = match ReferenceDaemon::start() {
+        Ok(o) => o,
+        Err(reason) => {
+            vmrun_test_skip::report(&reason);
+            return;
+        }
+    };
+    let theirs = scenario(&Target {
+        host: format!("unix://{}", oracle.dir().join("d.sock").display()),
+        dir: dir.path(),
+    });
+    assert_eq!(ours, theirs);
+}
+
+/// Networks with aliases, a service on two networks, `entrypoint`, `environment`,
+/// `working_dir`, `user` and `ports` (`PORT` is replaced by a free host port).
+const NETWORKS_FILE: &str = r#"version: "2.4"
+services:
+  api:
+    image: busybox
+    entrypoint: ["sh", "-c"]
+    command: ["echo api-$$GREETING-$$(id -u)-$$(pwd) > /tmp/r && exec nc -ll -p 7000 -e cat /tmp/r"]
+    environment:
+      GREETING: hello
+    working_dir: /tmp
+    user: "1000:1000"
+    networks:
+      back:
+        aliases: [backend, api-alias]
+    ports:
+      - "127.0.0.1:PORT:7000"
+  front:
+    image: busybox
+    command: sleep 600
+    networks: [front, back]
+  lonely:
+    image: busybox
+    command: sleep 600
+    networks: [front]
+networks:
+  front:
+  back:
+"#;
+
+/// One TCP read from 127.0.0.1:port, retried until the service listens.
+fn read_port(port: u16) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut text = String::new();
+            if s.read_to_string(&mut text).is_ok() && !text.is_empty() {
+                return text;
+            }
+        }
+        if Instant::now() > deadline {
+            return String::new();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn networks_scenario(t: &Target, port: u16) -> Vec<String> {
+    let mut seen = Vec::new();
+    let up = t.compose(&["up", "-d"]);
+    assert!(up.success(), "compose up on {}: {}", t.host, up.stderr);
+    for name in ["backend", "api-alias", "api"] {
+        let mut out = String::new();
+        t.until(&format!("front reaching {name}"), || {
+            out = t
+                .compose(&[
+                    "exec",
+                    "-T",
+                    "front",
+                    "sh",
+                    "-c",
+                    &format!("nc -w 2 {name} 7000 </dev/null"),
+                ])
+                .stdout;
+            !out.is_empty()
+        });
+        seen.push(format!("front → {name}: {:?}", out.trim()));
+    }
+    let lonely = t.compose(&[
+        "exec",
+        "-T",
+        "lonely",
+        "sh",
+        "-c",
+        "nc -w 2 backend 7000 </dev/null",
+    ]);
+    seen.push(format!(
+        "lonely → backend: {} {:?}",
+        lonely.success(),
+        lonely.stdout.trim()
+    ));
+    seen.push(format!("published port: {:?}", read_port(port).trim()));
+    let down = t.compose(&["down"]);
+    assert!(
+        down.success(),
+        "compose down on {}: {}",
+        t.host,
+        down.stderr
+    );
+    seen.push("down ok".into());
+    seen
+}
+
+#[test]
+fn compose_networks_aliases_and_ports_match_dockerd() {
+    if !require_root() {
+        return;
+    }
+    if !has_tool("docker-compose") {
+        vmrun_test_skip::report("docker-compose not installed (apt-get install docker-compose)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = vmrun_e2e::free_port();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        NETWORKS_FILE.replace("PORT", &port.to_string()),
+    )
+    .unwrap();
+    let d = Daemon::start();
+    let ours = networks_scenario(
+        &Target {
+            host: d.host(),
+            dir: dir.path(),
+        },
+        port,
+    );
+    eprintln!("vmrund: {ours:#?}");
+    assert_eq!(
+        ours[0], "front → backend: \"api-hello-1000-/tmp\"",
+        "{ours:#?}"
+    );
+    let oracle = match ReferenceDaemon::start() {
+        Ok(o) => o,
+        Err(reason) => {
+            vmrun_test_skip::report(&reason);
+            return;
+        }
+    };
+    let theirs = networks_scenario(
+        &Target {
+            host: format!("unix://{}", oracle.dir().join("d.sock").display()),
+            dir: dir.path(),
+        },
+        port,
+    );
+    assert_eq!(ours, theirs);
+}
