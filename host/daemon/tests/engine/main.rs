@@ -4,6 +4,7 @@
 mod fake;
 mod health;
 mod lifecycle;
+mod networks;
 mod requests;
 mod restart;
 mod restart_policy;
