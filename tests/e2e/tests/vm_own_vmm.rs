@@ -25,7 +25,7 @@ fn vmrun(d: &Daemon, args: &[&str]) -> CmdOutput {
 fn echo_over(addr: &str, payload: &[u8]) -> Option<Vec<u8>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(COMMAND_TIMEOUT)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     s.write_all(payload).ok()?;
     s.shutdown(std::net::Shutdown::Write).ok()?;
     let mut back = Vec::new();
@@ -148,7 +148,7 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
         exec.code_is(4);
         assert_eq!(exec.stdout, "inside\n", "{exec}");
         // A published port: the host's listener relays over vsock into the container.
-        let echoed = vmrun_e2e::wait_for(Duration::from_secs(60), "the echo server", || {
+        let echoed = vmrun_e2e::wait_for(Duration::from_secs(90), "the echo server", || {
             echo_over("127.0.0.1:18080", b"through our VMM's vsock")
         });
         assert_eq!(echoed, b"through our VMM's vsock");
