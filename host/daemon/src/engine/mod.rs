@@ -15,6 +15,7 @@ mod files;
 mod isolation;
 mod lifecycle;
 mod log_follow;
+pub mod log_opts;
 mod log_tail;
 pub mod logs;
 mod names;
