@@ -266,6 +266,7 @@ impl Procs {
             stdin_once: req.stdin_once,
             console_size: req.console_size,
             log_path: Some(log_path.clone()),
+            log_rotation: None,
             socket: dir.join("shim.sock"),
             exit_file: dir.join("exit.json"),
         };
@@ -310,6 +311,7 @@ impl Procs {
             stdin_once: true,
             console_size: req.console_size,
             log_path: None,
+            log_rotation: None,
             socket: dir.join("shim.sock"),
             exit_file: dir.join("exit.json"),
         };

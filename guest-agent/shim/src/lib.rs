@@ -44,6 +44,9 @@ pub struct ShimConfig {
     pub console_size: Option<[u16; 2]>,
     /// json-file log to append output to; `None` keeps no log (execs).
     pub log_path: Option<PathBuf>,
+    /// How the log rotates (`--log-opt max-size`/`max-file`); `None`: it grows.
+    #[serde(default)]
+    pub log_rotation: Option<logfile::Rotation>,
     /// Unix socket the shim serves [`Request`]s on.
     pub socket: PathBuf,
     /// Where the shim writes [`ExitStatus`] when the process has exited.

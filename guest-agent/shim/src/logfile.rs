@@ -4,7 +4,9 @@
 //! The writer splits output at newlines like docker does, and writes a line without a
 //! newline when a partial line grows past [`MAX_PARTIAL`] or the stream ends.
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +94,95 @@ impl<W: Write> LogWriter<W> {
         };
         let mut line = serde_json::to_vec(&rec).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.out.write_all(&line)
+        // One `write` per record: a rotating [`LogFile`] never splits one.
+        let n = self.out.write(&line)?;
+        if n < line.len() {
+            self.out.write_all(&line[n..])?;
+        }
+        Ok(())
+    }
+}
+
+/// docker's `--log-opt max-size` / `max-file` for the json-file log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// Rotate before a record would take the file past this many bytes.
+    pub max_size: u64,
+    /// Files kept, the current one included (`<log>.1` is the newest rotated one); 1 keeps
+    /// only the current file, emptied when full.
+    pub max_files: u32,
+}
+
+/// The rotated file `n` of `log` (`<log>.n`).
+pub fn rotated_path(log: &Path, n: u32) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// A json-file log that rotates as docker's does. Each `write` call is one record (a
+/// whole line, as [`LogWriter`] writes them), so a record never spans two files.
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    rotation: Option<Rotation>,
+}
+
+impl LogFile {
+    /// Opens (appending to) `path`.
+    pub fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile {
+            path: path.to_owned(),
+            file,
+            size,
+            rotation,
+        })
+    }
+
+    fn rotate(&mut self, rotation: Rotation) -> io::Result<()> {
+        if rotation.max_files <= 1 {
+            self.file.set_len(0)?;
+        } else {
+            let last = rotated_path(&self.path, rotation.max_files - 1);
+            match std::fs::remove_file(&last) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            for n in (1..rotation.max_files - 1).rev() {
+                match std::fs::rename(rotated_path(&self.path, n), rotated_path(&self.path, n + 1))
+                {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+        }
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(r) = self.rotation {
+            if self.size > 0 && self.size + buf.len() as u64 > r.max_size {
+                self.rotate(r)?;
+            }
+        }
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -153,5 +243,56 @@ mod tests {
         let data = b"{\"log\":\"a\\n\",\"stream\":\"stdout\",\"time\":\"t\"}\n{\"log\":\"b";
         let recs = read_records(&data[..]).unwrap();
         assert_eq!(recs.len(), 1);
+    }
+
+    #[test]
+    fn rotates_as_docker_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("c-json.log");
+        let rotation = Rotation {
+            max_size: 300,
+            max_files: 3,
+        };
+        let mut w = LogWriter::new(LogFile::open(&log, Some(rotation)).unwrap());
+        for i in 0..40 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        w.finish().unwrap();
+        let read =
+            |p: &Path| read_records(std::io::BufReader::new(File::open(p).unwrap())).unwrap();
+        assert!(!rotated_path(&log, 3).exists());
+        let mut all = Vec::new();
+        for p in [rotated_path(&log, 2), rotated_path(&log, 1), log.clone()] {
+            assert!(
+                std::fs::metadata(&p).unwrap().len() <= 300,
+                "{}",
+                p.display()
+            );
+            all.extend(read(&p));
+        }
+        let numbers: Vec<usize> = all
+            .iter()
+            .map(|r| r.log.trim().trim_start_matches("line ").parse().unwrap())
+            .collect();
+        assert_eq!(numbers.last(), Some(&39));
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+        let single = dir.path().join("one.log");
+        let mut w = LogWriter::new(
+            LogFile::open(
+                &single,
+                Some(Rotation {
+                    max_size: 200,
+                    max_files: 1,
+                }),
+            )
+            .unwrap(),
+        );
+        for i in 0..20 {
+            w.write(Stream::Stderr, format!("x{i}\n").as_bytes())
+                .unwrap();
+        }
+        assert!(std::fs::metadata(&single).unwrap().len() <= 200);
+        assert!(!rotated_path(&single, 1).exists());
     }
 }

@@ -1,7 +1,6 @@
 //! Moving bytes: the process's output to the log and to attached clients; clients' input
 //! to the process's stdin.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -10,7 +9,7 @@ use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::broadcast;
 use vmrun_shim::frame::Stream;
-use vmrun_shim::logfile::LogWriter;
+use vmrun_shim::logfile::{LogFile, LogWriter};
 
 /// Output chunks fanned out to attached clients.
 pub type OutputTx = broadcast::Sender<(Stream, Bytes)>;
@@ -76,7 +75,7 @@ impl AsyncPipe {
 pub async fn pump_output(
     fd: OwnedFd,
     stream: Stream,
-    log: Option<Arc<Mutex<LogWriter<File>>>>,
+    log: Option<Arc<Mutex<LogWriter<LogFile>>>>,
     tx: OutputTx,
 ) {
     let pipe = match AsyncPipe::new(fd) {

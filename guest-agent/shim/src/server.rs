@@ -1,6 +1,5 @@
 //! The shim's event loop: the request socket and the process's lifecycle.
 
-use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, oneshot, watch};
 use vmrun_shim::frame::{self, Stream};
-use vmrun_shim::logfile::LogWriter;
+use vmrun_shim::logfile::{LogFile, LogWriter};
 use vmrun_shim::{ExitStatus, FailureKind, Reply, Request, ShimConfig, ShimFailure};
 
 use crate::process::{Prepared, Started};
@@ -110,7 +109,7 @@ async fn lifecycle(
 
 async fn run_to_exit(shared: &Arc<Shared>, started: Started) -> (i32, bool) {
     let log = match &shared.config.log_path {
-        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match LogFile::open(path, shared.config.log_rotation) {
             Ok(f) => Some(Arc::new(Mutex::new(LogWriter::new(f)))),
             Err(e) => {
                 tracing::warn!("opening {}: {e}", path.display());

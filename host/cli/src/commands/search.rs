@@ -38,7 +38,7 @@ pub fn prepare(args: &SearchArgs) -> CliResult<OutputFormat> {
         if !f.contains('=') {
             return Err(CliError::new(
                 1,
-                "bad format of filter (expected name=value)".to_string(),
+                "bad format of filter (expected name=value)",
             ));
         }
     }

@@ -38,6 +38,17 @@ pub struct ContainerSpec {
     pub security: Security,
     /// The init's pid as the backend reported it at start; 0 when not running.
     pub pid: i32,
+    /// How its json-file log rotates; `None`: it grows.
+    pub log_rotation: Option<LogRotation>,
+}
+
+/// `--log-opt max-size` / `max-file` of the json-file log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogRotation {
+    /// Bytes a log file may reach.
+    pub max_size: u64,
+    /// Files kept, the current one included.
+    pub max_files: u32,
 }
 
 impl ContainerSpec {

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use archive::{ByteStream, Change, ChangeKind, ExtractOptions, PathStat};
 pub use container::{
-    ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec, GraphDriver, MountSpec,
+    ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec, GraphDriver, LogRotation, MountSpec,
     NetworkEndpoint, NetworkSpec, PortBinding, ProcessSpec, Protocol, PublishedPort, Reconnected,
     ResourceStats, Resources, Security, TopProcess, WritableLayer,
 };

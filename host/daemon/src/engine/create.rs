@@ -398,6 +398,16 @@ fn fill_defaults(config: &mut ContainerConfig, hc: &mut HostConfig, id: &str, ne
 }
 
 fn validate_resources(hc: &HostConfig) -> Result<(), EngineError> {
+    // A bad --log-opt is refused at create, as dockerd does.
+    if let Some(lc) = &hc.log_config {
+        super::log_opts::rotation(
+            lc.typ.as_deref(),
+            lc.config
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+    }
     if let Some(m) = hc.memory {
         if m < 0 {
             return Err(EngineError::bad_request(

@@ -1,7 +1,8 @@
 //! `docker logs -f`: new log output sent as it is written, woken by inotify on the log
 //! file (or, where that cannot be set up, a short timer) and by the container's exit
 //! event, on the async runtime: no thread per follower, no fixed polling. Each read of
-//! the new bytes runs on the blocking pool.
+//! the new bytes runs on the blocking pool; a rotated log is read to its end and the
+//! new file followed (and watched) from its start.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub(super) struct Followed {
     pub offset: u64,
     /// A partial line read after it.
     pub partial: String,
+    /// The inode of the file the offset is in (0: none yet); another one at the path
+    /// means the log was rotated.
+    pub ino: u64,
 }
 
 /// How long a follower sleeps between looks when the log cannot be watched, and at most
@@ -80,7 +84,8 @@ pub(super) async fn follow(
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     mut events: broadcast::Receiver<Event>,
 ) {
-    let watch = watch(&log.path);
+    let mut watched = log.ino;
+    let mut watcher = watch(&log.path);
     loop {
         let running = engine
             .container(&id)
@@ -88,7 +93,13 @@ pub(super) async fn follow(
             .unwrap_or(false);
         let r = renderer.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let out = read_new(&log.path, &mut log.offset, &mut log.partial, &r);
+            let out = read_new(
+                &log.path,
+                &mut log.offset,
+                &mut log.partial,
+                &mut log.ino,
+                &r,
+            );
             (out, log)
         })
         .await;
@@ -96,6 +107,11 @@ pub(super) async fn follow(
             return;
         };
         log = next;
+        if log.ino != watched {
+            // Rotated: watch the new file.
+            watched = log.ino;
+            watcher = watch(&log.path);
+        }
         if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
             return;
         }
@@ -103,7 +119,7 @@ pub(super) async fn follow(
             return;
         }
         tokio::select! {
-            () = changed(watch.as_ref()) => {}
+            () = changed(watcher.as_ref()) => {}
             () = died(&mut events, &id) => {}
             () = tx.closed() => return,
             () = tokio::time::sleep(SAFETY) => {}

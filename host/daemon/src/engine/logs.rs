@@ -138,7 +138,7 @@ impl Engine {
         tokio::spawn(async move {
             let (p, r, t) = (path.clone(), renderer.clone(), tx.clone());
             let dumped = tokio::task::spawn_blocking(move || dump_log(&p, &r, &t)).await;
-            let Ok(Some((offset, partial))) = dumped else {
+            let Ok(Some((offset, partial, ino))) = dumped else {
                 return;
             };
             if renderer.opts.follow {
@@ -146,6 +146,7 @@ impl Engine {
                     path,
                     offset,
                     partial,
+                    ino,
                 };
                 super::log_follow::follow(engine, id, log, renderer, tx, events).await;
             }
@@ -157,13 +158,60 @@ impl Engine {
     }
 }
 
-/// Sends the log as it is now; returns where following continues (the offset after the
-/// last complete line and any partial line), or `None` when the client went away.
+/// The rotated files of the log at `path` (`<log>.1` …), oldest first.
+fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..)
+        .map(|n| vmrun_shim::logfile::rotated_path(path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    files
+}
+
+/// Every wanted record of a whole (rotated) log file.
+fn whole_file(path: &Path, renderer: &Renderer) -> Vec<LogRecord> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let mut partial = String::new();
+    read_complete(&mut BufReader::new(f), &mut partial)
+        .into_iter()
+        .filter(|r| renderer.wanted(r))
+        .collect()
+}
+
+/// The last `n` wanted records of the rotated files, newest file first.
+fn rotated_tail(rotated: &[PathBuf], mut n: usize, renderer: &Renderer) -> Vec<LogRecord> {
+    let mut out: Vec<LogRecord> = Vec::new();
+    for p in rotated.iter().rev() {
+        if n == 0 {
+            break;
+        }
+        let Ok(mut f) = std::fs::File::open(p) else {
+            continue;
+        };
+        if let Ok((mut records, _)) =
+            super::log_tail::last_records(&mut f, n, |r| renderer.wanted(r))
+        {
+            n -= records.len();
+            records.append(&mut out);
+            out = records;
+        }
+    }
+    out
+}
+
+/// Where following a log continues: the offset after the last complete line, a partial
+/// line after it, and the inode of the file it is in.
+type Resume = (u64, String, u64);
+
+/// Sends the log as it is now, its rotated files (`<log>.N` … `<log>.1`) first; returns
+/// where following continues, or `None` when the client went away.
 fn dump_log(
     path: &Path,
     renderer: &Renderer,
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-) -> Option<(u64, String)> {
+) -> Option<Resume> {
     let file = match std::fs::File::open(path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -172,15 +220,23 @@ fn dump_log(
             return None;
         }
     };
+    let rotated = rotated_files(path);
     let mut offset = 0u64;
     let mut partial = String::new();
+    let mut ino = 0u64;
+    let mut records: Vec<LogRecord> = Vec::new();
     if let Some(mut f) = file {
-        // `--tail N` reads the log from its end, not the whole file.
-        let records: Vec<LogRecord> = match renderer.opts.tail {
+        ino = f
+            .metadata()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or(0);
+        // `--tail N` reads the logs from their ends, not whole.
+        match renderer.opts.tail {
             Some(n) => match super::log_tail::last_records(&mut f, n, |r| renderer.wanted(r)) {
-                Ok((records, end)) => {
+                Ok((current, end)) => {
                     offset = end;
-                    records
+                    records = rotated_tail(&rotated, n - current.len(), renderer);
+                    records.extend(current);
                 }
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
@@ -188,54 +244,86 @@ fn dump_log(
                 }
             },
             None => {
+                for p in &rotated {
+                    records.extend(whole_file(p, renderer));
+                }
                 let mut reader = BufReader::new(f);
-                let records = read_complete(&mut reader, &mut partial)
-                    .into_iter()
-                    .filter(|r| renderer.wanted(r))
-                    .collect();
+                records.extend(
+                    read_complete(&mut reader, &mut partial)
+                        .into_iter()
+                        .filter(|r| renderer.wanted(r)),
+                );
                 offset = reader.stream_position().unwrap_or(0);
-                records
-            }
-        };
-        let mut out = Vec::new();
-        for r in &records {
-            renderer.render(r, &mut out);
-            if out.len() > 64 * 1024
-                && tx
-                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
-                    .is_err()
-            {
-                return None;
             }
         }
-        if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+    }
+    let mut out = Vec::new();
+    for r in &records {
+        renderer.render(r, &mut out);
+        if out.len() > 64 * 1024
+            && tx
+                .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
+                .is_err()
+        {
             return None;
         }
     }
-    Some((offset, partial))
+    if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+        return None;
+    }
+    Some((offset, partial, ino))
 }
 
-/// The output written to `path` after `offset`, rendered; moves `offset` on and keeps a
-/// partial last line in `partial`.
-pub(super) fn read_new(
+/// Renders what `path`'s file holds after `offset` into `out`; moves `offset` on.
+fn read_from(
     path: &Path,
     offset: &mut u64,
     partial: &mut String,
     renderer: &Renderer,
-) -> Vec<u8> {
-    let mut out = Vec::new();
+    out: &mut Vec<u8>,
+) {
     let Ok(mut f) = std::fs::File::open(path) else {
-        return out;
+        return;
     };
     if f.seek(SeekFrom::Start(*offset)).is_err() {
-        return out;
+        return;
     }
     let mut reader = BufReader::new(f);
     for r in read_complete(&mut reader, partial) {
         if renderer.wanted(&r) {
-            renderer.render(&r, &mut out);
+            renderer.render(&r, out);
         }
     }
     *offset = reader.stream_position().unwrap_or(*offset);
+}
+
+/// The output written to the log at `path` since `offset` in the file with inode `ino`,
+/// rendered: the rest of that file if it was rotated away (`<log>.1`) and the new file
+/// from its start, or the file from its start if it was emptied (one file kept).
+pub(super) fn read_new(
+    path: &Path,
+    offset: &mut u64,
+    partial: &mut String,
+    ino: &mut u64,
+    renderer: &Renderer,
+) -> Vec<u8> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let Ok(meta) = std::fs::metadata(path) else {
+        return out;
+    };
+    if *ino != 0 && meta.ino() != *ino {
+        let old = vmrun_shim::logfile::rotated_path(path, 1);
+        if std::fs::metadata(&old).is_ok_and(|m| m.ino() == *ino) {
+            read_from(&old, offset, partial, renderer, &mut out);
+        }
+        *offset = 0;
+        partial.clear();
+    } else if meta.len() < *offset {
+        *offset = 0;
+        partial.clear();
+    }
+    *ino = meta.ino();
+    read_from(path, offset, partial, renderer, &mut out);
     out
 }

@@ -16,6 +16,7 @@ pub mod health;
 mod isolation;
 mod lifecycle;
 mod log_follow;
+pub mod log_opts;
 mod log_tail;
 pub mod logs;
 mod names;

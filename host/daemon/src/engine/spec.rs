@@ -149,6 +149,7 @@ pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineErro
             cap_drop: hc.cap_drop.clone().unwrap_or_default(),
         },
         pid: rec.state.pid,
+        log_rotation: log_rotation(&hc.rest)?,
     })
 }
 
@@ -181,4 +182,21 @@ fn rest_string(rest: &serde_json::Map<String, serde_json::Value>, key: &str) -> 
         .and_then(serde_json::Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
+}
+
+/// The rotation of the record's `LogConfig` (docker's JSON: `Type`, `Config`).
+fn log_rotation(
+    rest: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<crate::backend::LogRotation>, EngineError> {
+    let Some(lc) = rest.get("LogConfig") else {
+        return Ok(None);
+    };
+    let config = lc["Config"].as_object();
+    super::log_opts::rotation(
+        lc["Type"].as_str(),
+        config
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+    )
 }

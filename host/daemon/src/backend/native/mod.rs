@@ -123,6 +123,10 @@ impl NativeBackend {
             stdin_once: c.process.stdin_once,
             console_size: c.process.console_size,
             log_path: Some(paths.log.clone()),
+            log_rotation: c.log_rotation.map(|r| vmrun_shim::logfile::Rotation {
+                max_size: r.max_size,
+                max_files: r.max_files,
+            }),
             socket: paths.socket.clone(),
             exit_file: paths.exit_file.clone(),
         };
@@ -241,6 +245,7 @@ impl ContainerBackend for NativeBackend {
             stdin_once: true,
             console_size: exec.console_size,
             log_path: None,
+            log_rotation: None,
             socket,
             exit_file: dir.join(format!("{}.exit.json", exec.id)),
         };
