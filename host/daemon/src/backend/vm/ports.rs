@@ -45,7 +45,7 @@ impl AgentForward {
         &self,
         protocol: ForwardProtocol,
     ) -> io::Result<(tokio::net::UnixStream, tokio::net::UnixStream)> {
-        let token: u64 = rand::random();
+        let token = next_token();
         // Both at once: the agent pairs them whichever comes first.
         tokio::try_join!(
             self.open_target(StreamTarget::Forward {
@@ -66,6 +66,22 @@ impl AgentForward {
             Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
         }
     }
+}
+
+/// A token no other forward of this daemon uses: a counter (not a random number:
+/// `getrandom` blocks in a freshly booted host whose entropy pool is not ready, as in
+/// the nested KVM test host), started from the clock so a restarted daemon does not
+/// reuse its predecessor's tokens with a VM that outlived it.
+fn next_token() -> u64 {
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+    NEXT.get_or_init(|| {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        std::sync::atomic::AtomicU64::new(start)
+    })
+    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[async_trait]
