@@ -298,8 +298,9 @@ fn read_from(
 }
 
 /// The output written to the log at `path` since `offset` in the file with inode `ino`,
-/// rendered: the rest of that file if it was rotated away (`<log>.1`) and the new file
-/// from its start, or the file from its start if it was emptied (one file kept).
+/// rendered: the rest of that file if it was rotated away (`<log>.K`), the rotated files
+/// newer than it and the new file from their starts, or the file from its start if it
+/// was emptied (one file kept).
 pub(super) fn read_new(
     path: &Path,
     offset: &mut u64,
@@ -313,9 +314,24 @@ pub(super) fn read_new(
         return out;
     };
     if *ino != 0 && meta.ino() != *ino {
-        let old = vmrun_shim::logfile::rotated_path(path, 1);
-        if std::fs::metadata(&old).is_ok_and(|m| m.ino() == *ino) {
-            read_from(&old, offset, partial, renderer, &mut out);
+        // Rotated, maybe several times since the last read: the rest of the file the
+        // offset is in (now `<log>.K`), then every newer rotated file whole.
+        let rotated = rotated_files(path);
+        let at = rotated
+            .iter()
+            .position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == *ino));
+        // Gone altogether (rotated past max-file): every rotated file left is newer.
+        let newer_from = match at {
+            Some(at) => {
+                read_from(&rotated[at], offset, partial, renderer, &mut out);
+                at + 1
+            }
+            None => 0,
+        };
+        for newer in &rotated[newer_from..] {
+            let mut from_start = 0;
+            partial.clear();
+            read_from(newer, &mut from_start, partial, renderer, &mut out);
         }
         *offset = 0;
         partial.clear();
