@@ -128,7 +128,7 @@ fn scenario(t: &Target) -> Vec<String> {
             .map(|l| l.split_once('|').map(|(_, m)| m.trim()).unwrap_or(""))
             .collect::<Vec<_>>()
     ));
-    let exec = t.compose(&[
+    let fetch = [
         "exec",
         "-T",
         "client",
@@ -136,7 +136,15 @@ fn scenario(t: &Target) -> Vec<String> {
         "-q",
         "-O-",
         "http://web/index.html",
-    ]);
+    ];
+    let mut exec = t.compose(&fetch);
+    if exec.code == 0 && exec.stdout.is_empty() {
+        // Seen about once in eight runs against vmrund: exit 0 and no output from a
+        // `compose exec -T`. Not understood yet (README, compose row); said, then tried
+        // once more so that the rest of the comparison still runs.
+        eprintln!("compose exec -T gave exit 0 and no output; trying once more");
+        exec = t.compose(&fetch);
+    }
     seen.push(format!("exec by name: {} {:?}", exec.code, exec.stdout));
     let exec = t.compose(&[
         "exec",
