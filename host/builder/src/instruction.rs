@@ -268,14 +268,25 @@ fn duration(line: &Line, name: &str) -> Result<i64, BuildFileError> {
     let Some(text) = flag(line, name).filter(|t| !t.is_empty()) else {
         return Ok(0);
     };
-    let bad = || BuildFileError::syntax(line.line, format!("invalid --{name} duration {text:?}"));
+    parse_go_duration(text).ok_or_else(|| {
+        BuildFileError::syntax(line.line, format!("invalid --{name} duration {text:?}"))
+    })
+}
+
+/// A Go duration (`1h2m3.5s`, `300ms`, `0`) in nanoseconds; `None` when it is not one.
+/// Shared with the CLI's `--health-*` flags.
+pub fn parse_go_duration(text: &str) -> Option<i64> {
+    if text == "0" {
+        return Some(0);
+    }
+    if text.is_empty() {
+        return None;
+    }
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..end].parse().map_err(|_| bad())?;
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..end].parse().ok()?;
         rest = &rest[end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -287,12 +298,12 @@ fn duration(line: &Line, name: &str) -> Result<i64, BuildFileError> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            _ => return Err(bad()),
+            _ => return None,
         };
         total += number * scale;
         rest = &rest[unit_end..];
     }
-    Ok(total as i64)
+    Some(total as i64)
 }
 
 fn healthcheck(line: &Line) -> Result<Healthcheck, BuildFileError> {

@@ -19,6 +19,8 @@ pub use context::ContextDir;
 pub use dockerignore::DockerIgnore;
 pub use error::BuildFileError;
 pub use heredoc::Heredoc;
-pub use instruction::{Command, CopyArgs, Dockerfile, Healthcheck, Instruction, Stage, Step};
+pub use instruction::{
+    parse_go_duration, Command, CopyArgs, Dockerfile, Healthcheck, Instruction, Stage, Step,
+};
 pub use pack::pack_context;
 pub use shell::{expand_word, expand_words, Vars};

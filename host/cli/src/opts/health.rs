@@ -33,39 +33,11 @@ pub struct HealthFlags {
     pub no_healthcheck: bool,
 }
 
-/// A Go duration (`1h2m3.5s`, `300ms`, `0`) in nanoseconds.
+/// A Go duration (`1h2m3.5s`, `300ms`, `0`) in nanoseconds, with Go's message when it
+/// is not one.
 pub fn parse_go_duration(text: &str) -> Result<i64, String> {
-    let bad = || format!("time: invalid duration \"{text}\"");
-    if text == "0" {
-        return Ok(0);
-    }
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    Ok(total as i64)
+    vmrun_builder::parse_go_duration(text)
+        .ok_or_else(|| format!("time: invalid duration \"{text}\""))
 }
 
 impl HealthFlags {
