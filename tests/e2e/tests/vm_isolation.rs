@@ -8,8 +8,27 @@
 
 use std::time::{Duration, Instant};
 
-use vmrun_e2e::run_with_timeout;
+use vmrun_e2e::{run_with_timeout, Daemon};
 use vmrun_e2e::vm::{docker, isolation_daemon, VM_COMMAND_TIMEOUT};
+
+/// `docker run -d --isolation vm --name NAME busybox sleep 300`.
+fn run_sleeping_vm(d: &Daemon, name: &str) {
+    docker(
+        d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            name,
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    )
+    .ok();
+}
 
 /// The VM monitor's pid from a container's inspect.
 fn vm_pid(info: &serde_json::Value) -> i32 {
@@ -230,21 +249,7 @@ fn vm_detached_logs_exec_top_inspect_stop_start_rm() {
 fn vm_containers_and_a_native_one_side_by_side() {
     let Some(d) = isolation_daemon() else { return };
     for name in ["va", "vb"] {
-        docker(
-            &d,
-            &[
-                "run",
-                "-d",
-                "--isolation",
-                "vm",
-                "--name",
-                name,
-                "busybox",
-                "sleep",
-                "300",
-            ],
-        )
-        .ok();
+        run_sleeping_vm(&d, name);
     }
     docker(
         &d,
@@ -275,21 +280,7 @@ fn vm_containers_and_a_native_one_side_by_side() {
 #[test]
 fn a_vm_that_dies_marks_its_container_exited_with_the_reason() {
     let Some(d) = isolation_daemon() else { return };
-    docker(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--isolation",
-            "vm",
-            "--name",
-            "doomed",
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    )
-    .ok();
+    run_sleeping_vm(&d, "doomed");
     let info = d.inspect("doomed");
     let vm_pid: i32 = vm_pid(&info);
     nix::sys::signal::kill(
@@ -313,21 +304,7 @@ fn a_daemon_that_dies_leaves_no_vm_and_finds_its_container_exited() {
     let Some(mut d) = isolation_daemon() else {
         return;
     };
-    docker(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--isolation",
-            "vm",
-            "--name",
-            "orphan",
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    )
-    .ok();
+    run_sleeping_vm(&d, "orphan");
     let info = d.inspect("orphan");
     let vm_pid = info["GraphDriver"]["Data"]["VmPid"]
         .as_str()
@@ -359,21 +336,7 @@ fn a_hung_guest_fails_commands_at_the_agent_deadline() {
         return;
     };
     d.restart_with(&["--vm-agent-timeout", "3"]);
-    docker(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--isolation",
-            "vm",
-            "--name",
-            "frozen",
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    )
-    .ok();
+    run_sleeping_vm(&d, "frozen");
     let info = d.inspect("frozen");
     let vm_pid: i32 = vm_pid(&info);
     let monitor = nix::unistd::Pid::from_raw(vm_pid);
