@@ -32,6 +32,7 @@ pub mod clock;
 pub mod data_files;
 pub mod data_tar;
 pub mod forward;
+pub mod guest_net;
 pub mod init;
 pub mod inspect;
 pub mod listeners;
@@ -45,6 +46,7 @@ pub mod server;
 pub mod shim_client;
 pub mod spawn;
 pub mod streams;
+pub mod tap;
 
 use std::path::PathBuf;
 use std::sync::Arc;

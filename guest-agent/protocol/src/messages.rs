@@ -241,6 +241,10 @@ pub struct CreateContainer {
     /// json-file log path in the guest; `None` puts it in the agent's state directory.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// `/etc/hosts` and `/etc/resolv.conf` to bind over the image's; `None` keeps the
+    /// image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etc_files: Option<crate::network::EtcFiles>,
 }
 
 /// [`Op::Exec`].
@@ -331,6 +335,21 @@ pub enum StreamTarget {
     DataTar {
         /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
         path: PathBuf,
+    },
+    /// Container `id`'s network: the agent makes `eth0`, a TAP device, in the
+    /// container's network namespace, addresses it as `network` says with a default route
+    /// through its gateway, and answers `StreamReady` once it is up. Frames (see
+    /// [`crate::network`]) for the container come on this connection; the container's go
+    /// back on the [`StreamTarget::ForwardReturn`] connection with `return_token` (one
+    /// direction per connection, as for [`StreamTarget::Forward`]). `eth0` goes away when
+    /// the host closes this connection.
+    Network {
+        /// Container id.
+        id: String,
+        /// How `eth0` is set up.
+        network: crate::network::GuestNetwork,
+        /// Names the return connection.
+        return_token: u64,
     },
     /// The container's json-file log lines as stored (one JSON object per line, with
     /// timestamps); with `follow`, new lines as they come until the container has exited.

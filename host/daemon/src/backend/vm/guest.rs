@@ -10,6 +10,7 @@ use oci_spec::runtime::Spec;
 use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
 
 use super::machine::Machine;
+use super::network::{self, ContainerNetwork};
 use super::ports::Forwards;
 use super::process::VmProcess;
 use super::spec;
@@ -19,11 +20,12 @@ use crate::backend::{
 };
 
 /// A running container: its VM, the runtime spec it was created with (execs start
-/// from it) and what forwards its ports.
+/// from it), what forwards its ports and what carries its network.
 struct Running {
     machine: Arc<Machine>,
     spec: Spec,
     ports: Forwards,
+    network: Option<ContainerNetwork>,
 }
 
 /// The containers of one backend that run, by id.
@@ -33,14 +35,15 @@ pub struct GuestContainers {
 }
 
 impl GuestContainers {
-    /// Records that `id` runs in `machine` with its ports forwarded by `ports`; returns
-    /// the VM of its previous run, if any.
+    /// Records that `id` runs in `machine` with its ports forwarded by `ports` and its
+    /// network carried by `network`; returns the VM of its previous run, if any.
     pub fn insert(
         &self,
         id: &str,
         machine: Arc<Machine>,
         spec: Spec,
         ports: Forwards,
+        network: Option<ContainerNetwork>,
     ) -> Option<Arc<Machine>> {
         self.lock()
             .insert(
@@ -49,15 +52,19 @@ impl GuestContainers {
                     machine,
                     spec,
                     ports,
+                    network,
                 },
             )
             .map(|r| r.machine)
     }
 
-    /// Forgets `id` and closes its published ports; returns its VM.
+    /// Forgets `id` and closes its published ports and its network; returns its VM.
     pub async fn remove(&self, id: &str) -> Option<Arc<Machine>> {
         let running = self.lock().remove(id)?;
         running.ports.close().await;
+        if let Some(net) = running.network {
+            net.close();
+        }
         Some(running.machine)
     }
 
@@ -167,15 +174,16 @@ pub fn created(machine: Arc<Machine>, id: &str, ports: Vec<PublishedPort>) -> Cr
 }
 
 /// Creates container `c` in `machine` over the guest's layer directories `layers` (bottom
-/// first) with its writable layer in `writable`, and starts copying its log to `host_log`.
+/// first) with its writable layer in `writable`, starts copying its log to `host_log`,
+/// and connects its network (none for `--network none`).
 pub async fn create_container(
-    machine: &Machine,
+    machine: &Arc<Machine>,
     c: &ContainerSpec,
     oci: &Spec,
     layers: Vec<PathBuf>,
     writable: PathBuf,
     host_log: &Path,
-) -> Result<(), BackendError> {
+) -> Result<Option<ContainerNetwork>, BackendError> {
     let spec = serde_json::to_value(oci)
         .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
     let req = CreateContainer {
@@ -191,9 +199,15 @@ pub async fn create_container(
         stdin_once: c.process.stdin_once,
         console_size: c.process.console_size,
         log_path: None,
+        etc_files: Some(network::etc_files(c)),
     };
     machine
         .call("creating the container", machine.agent().create(req))
         .await?;
-    machine.follow_log(&c.id, host_log).await
+    machine.follow_log(&c.id, host_log).await?;
+    if network::wants_network(c) {
+        Ok(Some(network::connect(machine, &c.id).await?))
+    } else {
+        Ok(None)
+    }
 }

@@ -21,6 +21,7 @@ mod clock;
 mod guest;
 mod layers;
 mod machine;
+mod network;
 mod ports;
 mod process;
 mod shared;
@@ -176,10 +177,10 @@ impl VmContainerBackend {
     /// Mounts the disks in the guest and creates the container there.
     async fn create_in_guest(
         &self,
-        machine: &Machine,
+        machine: &Arc<Machine>,
         c: &ContainerSpec,
         oci: &Spec,
-    ) -> Result<(), BackendError> {
+    ) -> Result<Option<network::ContainerNetwork>, BackendError> {
         let agent = machine.agent();
         let mut guest_layers = Vec::new();
         for (i, layer) in c.layers.iter().enumerate() {
@@ -276,10 +277,13 @@ impl ContainerBackend for VmContainerBackend {
             .await?,
         );
         machine.keep_clock();
-        if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
-            machine.shutdown().await;
-            return Err(e);
-        }
+        let network = match self.create_in_guest(&machine, c, &oci).await {
+            Ok(network) => network,
+            Err(e) => {
+                machine.shutdown().await;
+                return Err(e);
+            }
+        };
         let (listeners, ports) = match ports::publish(&machine, c, self.config.auto_forward).await {
             Ok(p) => p,
             Err(e) => {
@@ -293,7 +297,10 @@ impl ContainerBackend for VmContainerBackend {
             pid = machine.pid(),
             "container VM ready"
         );
-        if let Some(old) = self.running.insert(&c.id, machine.clone(), oci, listeners) {
+        if let Some(old) = self
+            .running
+            .insert(&c.id, machine.clone(), oci, listeners, network)
+        {
             old.shutdown().await;
         }
         Ok(guest::created(machine, &c.id, ports))

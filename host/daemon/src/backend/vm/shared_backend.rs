@@ -113,7 +113,7 @@ impl ContainerBackend for SharedVmBackend {
             guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
         }
         let writable = Path::new(DATA_DIR).join(container_dir(&c.id));
-        guest::create_container(
+        let network = guest::create_container(
             &machine,
             c,
             &oci,
@@ -139,7 +139,8 @@ impl ContainerBackend for SharedVmBackend {
                 return Err(e);
             }
         };
-        self.running.insert(&c.id, machine.clone(), oci, listeners);
+        self.running
+            .insert(&c.id, machine.clone(), oci, listeners, network);
         Ok(guest::created(machine, &c.id, ports))
     }
 
