@@ -28,7 +28,7 @@ pub(crate) struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     pub(crate) systemd_cgroup: bool,
     /// runc's rootless mode ("true" is refused; "false" and "auto" run as root).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub(crate) rootless: Option<String>,
     /// Accepted for runc compatibility (checkpointing is not supported).
     #[arg(long, global = true, hide = true)]

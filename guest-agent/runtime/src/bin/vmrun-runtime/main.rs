@@ -45,6 +45,8 @@ fn main() {
             use clap::error::ErrorKind;
             let code = match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                // runc answers an unknown command with "No help topic", status 3.
+                ErrorKind::InvalidSubcommand => 3,
                 // runc (urfave/cli) exits 1 on usage errors too.
                 _ => EXIT_ERROR,
             };
