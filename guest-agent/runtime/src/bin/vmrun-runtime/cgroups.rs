@@ -17,7 +17,7 @@ use crate::cli::OutputFormat;
 pub(crate) fn ps(runtime: &Runtime, id: &str, format: OutputFormat, args: &[String]) -> Result<i32> {
     let pids: Vec<i32> = runtime.pids(id)?.iter().map(|p| p.as_raw()).collect();
     if format == OutputFormat::Json {
-        println!("{}", serde_json::to_string(&pids)?);
+        crate::out!("{}", serde_json::to_string(&pids)?);
         return Ok(0);
     }
     let args: Vec<String> = if args.is_empty() {

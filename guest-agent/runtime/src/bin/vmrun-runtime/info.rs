@@ -72,7 +72,7 @@ pub(crate) fn features_json() -> serde_json::Value {
 }
 
 pub(crate) fn features() -> Result<i32> {
-    println!("{}", serde_json::to_string_pretty(&features_json())?);
+    crate::out!("{}", serde_json::to_string_pretty(&features_json())?);
     Ok(0)
 }
 

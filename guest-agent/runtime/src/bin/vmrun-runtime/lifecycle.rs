@@ -133,7 +133,7 @@ pub(crate) fn run(runtime: &Runtime, args: RunArgs) -> Result<i32> {
 
 pub(crate) fn state(runtime: &Runtime, id: &str) -> Result<i32> {
     let container = runtime.load(id)?;
-    println!("{}", serde_json::to_string_pretty(&state_json(&container))?);
+    crate::out!("{}", serde_json::to_string_pretty(&state_json(&container))?);
     Ok(0)
 }
 
@@ -171,23 +171,23 @@ pub(crate) fn list(runtime: &Runtime, format: OutputFormat, quiet: bool) -> Resu
         .collect();
     if quiet {
         for c in &containers {
-            println!("{}", c.id);
+            crate::out!("{}", c.id);
         }
         return Ok(0);
     }
     match format {
         OutputFormat::Json => {
             let states: Vec<StateJson> = containers.iter().map(state_json).collect();
-            println!("{}", serde_json::to_string(&states)?);
+            crate::out!("{}", serde_json::to_string(&states)?);
         }
         OutputFormat::Table => {
-            println!(
+            crate::out!(
                 "{:<20} {:<8} {:<10} {:<40} {:<22} OWNER",
                 "ID", "PID", "STATUS", "BUNDLE", "CREATED"
             );
             for c in &containers {
                 let s = state_json(c);
-                println!(
+                crate::out!(
                     "{:<20} {:<8} {:<10} {:<40} {:<22} root",
                     s.id,
                     s.pid,

@@ -17,6 +17,21 @@
 //! (ps, events, pause, resume, update), `info.rs` (features, spec),
 //! `console.rs` (console socket and the foreground relay), `log.rs`.
 
+/// `println!` that ends quietly when stdout is closed (`... | head`)
+/// instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod cgroups;
 mod cli;
 mod console;
@@ -68,7 +83,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     if cli.version {
-        println!(
+        crate::out!(
             "vmrun-runtime version {}\ncommit: unknown\nspec: {}",
             env!("CARGO_PKG_VERSION"),
             vmrun_runtime::OCI_VERSION
