@@ -203,6 +203,35 @@ fn podman_detached_exec_stop() {
     assert!(!Podman::runtime_root().join(&id).exists(), "runtime state left behind");
 }
 
+#[test]
+fn podman_tty_run() {
+    let _serial = serial();
+    if !has_tool("script") {
+        skip!("`script` not installed (apt-get install util-linux)");
+    }
+    let Some((p, _rt)) = podman() else { return };
+    let cmd = p.podman_cmd(&[]);
+    let mut line: Vec<String> = vec!["podman".into()];
+    line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.extend(["run".into(), "--rm".into(), "-t".into()]);
+    line.extend(p.run_flags());
+    line.extend([PODMAN_BUSYBOX.into(), "sh".into(), "-c".into(), "tty; stty size; exit 6".into()]);
+    let quoted: Vec<String> = line.iter().map(|a| shell_quote(a)).collect();
+    let script_line = format!("stty rows 30 cols 100; {}", quoted.join(" "));
+    let mut script = Command::new("script");
+    script.args(["-qec", &script_line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let out = run_with_timeout(script, None, Duration::from_secs(60));
+    out.code_is(6);
+    assert!(out.stdout.contains("/dev/pts/0"), "{out}");
+    // conmon sizes the terminal from ours.
+    assert!(out.stdout.contains("30 100"), "{out}");
+}
+
 /// Runs `bin --root <root> args...`.
 fn cli(bin: &Path, root: &Path, args: &[&str]) -> CmdOutput {
     let mut cmd = Command::new(bin);
