@@ -3,7 +3,6 @@
 //! with the command and flags given.
 
 use std::os::fd::AsFd;
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Capability, Process};
@@ -67,8 +66,7 @@ fn process_from_flags(runtime: &Runtime, args: &ExecArgs) -> Result<Process> {
     if !args.caps.is_empty() {
         let mut caps = process.capabilities().clone().unwrap_or_default();
         for name in &args.caps {
-            let cap = Capability::from_str(name)
-                .map_err(|_| anyhow::anyhow!("unknown capability {name}"))?;
+            let cap = parse_capability(name)?;
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut set = set.clone().unwrap_or_default();
                 set.insert(cap);
@@ -86,6 +84,18 @@ fn process_from_flags(runtime: &Runtime, args: &ExecArgs) -> Result<Process> {
         process.set_capabilities(Some(caps));
     }
     Ok(process)
+}
+
+/// A capability by name, `CAP_` prefix optional, any case.
+pub(crate) fn parse_capability(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| anyhow::anyhow!("unknown capability {name}"))
 }
 
 pub(crate) fn exec(runtime: &Runtime, args: ExecArgs) -> Result<i32> {
