@@ -294,6 +294,41 @@ fn cli_lifecycle_state_ps_events_pause() {
     assert_eq!(v["linux"]["cgroup"]["v1"], true);
 }
 
+/// A foreground `run` forwards SIGTERM to the container and exits with its
+/// code, and deletes it afterwards.
+#[test]
+fn cli_run_forwards_signals() {
+    let _serial = serial();
+    if !require_root() {
+        return;
+    }
+    let rt = runtime_binary();
+    let script = "trap 'echo got TERM; exit 42' TERM; sleep 1000 & wait";
+    let bundle = OciBundle::new(&rt, &["sh", "-c", script]).expect("bundle");
+    let root = bundle.dir.join("state");
+    let child = Command::new(&rt)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(&bundle.dir)
+        .arg("sig1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "container running", || {
+        let out = cli(&rt, &root, &["state", "sig1"]);
+        out.stdout.contains("\"running\"").then_some(())
+    });
+    // The shell installs its trap right after starting: give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(42), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got TERM");
+    cli(&rt, &root, &["state", "sig1"]).code_is(1);
+}
+
 /// Each bad input: exit status 1 (like runc's, compared when runc is
 /// installed) and a message naming the problem.
 #[test]

@@ -125,6 +125,7 @@ pub(crate) fn exec(runtime: &Runtime, args: ExecArgs) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
+    crate::signals::forward_to(exec.pid);
     let code = wait_exit_code(exec.pid);
     if let Some(relay) = relay {
         relay.finish();

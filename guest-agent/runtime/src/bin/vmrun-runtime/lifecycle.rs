@@ -121,6 +121,7 @@ pub(crate) fn run(runtime: &Runtime, args: RunArgs) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
+    crate::signals::forward_to(container.pid);
     let code = wait_exit_code(container.pid);
     if let Some(relay) = relay {
         relay.finish();

@@ -15,7 +15,8 @@
 //! One file per concern: `cli.rs` (the clap definitions), `lifecycle.rs`
 //! (create, start, run, state, kill, delete, list), `exec.rs`, `cgroups.rs`
 //! (ps, events, pause, resume, update), `info.rs` (features, spec),
-//! `console.rs` (console socket and the foreground relay), `log.rs`.
+//! `console.rs` (console socket and the foreground relay), `signals.rs`
+//! (forwarding in the foreground), `log.rs`.
 
 /// `println!` that ends quietly when stdout is closed (`... | head`)
 /// instead of panicking.
@@ -39,6 +40,7 @@ mod exec;
 mod info;
 mod lifecycle;
 mod log;
+mod signals;
 
 use std::path::{Path, PathBuf};
 
