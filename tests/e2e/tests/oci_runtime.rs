@@ -111,27 +111,19 @@ fn ctr_tty_task() {
         skip!("`script` not installed (apt-get install util-linux)");
     }
     let Some((ctd, rt)) = containerd() else { return };
-    let mut line = vec![
-        "ctr".to_string(),
-        "--address".into(),
-        ctd.dir().join("c.sock").display().to_string(),
-        "--namespace".into(),
-        ctd.namespace.clone(),
-        "run".into(),
-        "--rm".into(),
-        "-t".into(),
-    ];
-    line.extend(ctd.runtime_flags(&rt));
-    line.extend([CTR_BUSYBOX.into(), "tty1".into()]);
-    line.extend(["sh".into(), "-c".into(), "tty; exit 2".into()]);
-    let quoted: Vec<String> = line.iter().map(|a| shell_quote(a)).collect();
-    let script_line = format!("stty rows 30 cols 100; {}", quoted.join(" "));
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &script_line, "/dev/null"]);
-    let out = run_with_timeout(cmd, None, Duration::from_secs(60));
+    let mut cmd = ctd.ctr_cmd(&["run", "--rm", "-t"]);
+    cmd.args(ctd.runtime_flags(&rt));
+    cmd.args([CTR_BUSYBOX, "tty1", "sh", "-c", "tty; exit 2"]);
+    let out = under_script(&cmd);
     out.code_is(2);
     // (ctr passes no window size here: `stty size` fails the same way under runc.)
     assert!(out.stdout.contains("/dev/pts/0"), "{out}");
+    // A TTY exec in a running task (the console socket again, from `exec`).
+    ctr_run(&ctd, &rt, &["-d"], "tty2", &["sleep", "1000"]).ok();
+    let cmd = ctd.ctr_cmd(&["task", "exec", "-t", "--exec-id", "t1", "tty2", "sh", "-c", "tty; exit 4"]);
+    let out = under_script(&cmd);
+    out.code_is(4);
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
 }
 
 #[test]
@@ -203,19 +195,11 @@ fn podman_detached_exec_stop() {
     assert!(!Podman::runtime_root().join(&id).exists(), "runtime state left behind");
 }
 
-#[test]
-fn podman_tty_run() {
-    let _serial = serial();
-    if !has_tool("script") {
-        skip!("`script` not installed (apt-get install util-linux)");
-    }
-    let Some((p, _rt)) = podman() else { return };
-    let cmd = p.podman_cmd(&[]);
-    let mut line: Vec<String> = vec!["podman".into()];
+/// Runs `cmd` (program, arguments, environment) under `script` in a 30x100
+/// terminal.
+fn under_script(cmd: &Command) -> CmdOutput {
+    let mut line: Vec<String> = vec![cmd.get_program().to_string_lossy().into_owned()];
     line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
-    line.extend(["run".into(), "--rm".into(), "-t".into()]);
-    line.extend(p.run_flags());
-    line.extend([PODMAN_BUSYBOX.into(), "sh".into(), "-c".into(), "tty; stty size; exit 6".into()]);
     let quoted: Vec<String> = line.iter().map(|a| shell_quote(a)).collect();
     let script_line = format!("stty rows 30 cols 100; {}", quoted.join(" "));
     let mut script = Command::new("script");
@@ -225,11 +209,33 @@ fn podman_tty_run() {
             script.env(k, v);
         }
     }
-    let out = run_with_timeout(script, None, Duration::from_secs(60));
+    run_with_timeout(script, None, Duration::from_secs(60))
+}
+
+#[test]
+fn podman_tty_run_and_exec() {
+    let _serial = serial();
+    if !has_tool("script") {
+        skip!("`script` not installed (apt-get install util-linux)");
+    }
+    let Some((p, _rt)) = podman() else { return };
+    let flags = p.run_flags();
+    let mut args: Vec<&str> = vec!["run", "--rm", "-t"];
+    args.extend(flags.iter().map(String::as_str));
+    args.extend([PODMAN_BUSYBOX, "sh", "-c", "tty; stty size; exit 6"]);
+    let out = under_script(&p.podman_cmd(&args));
     out.code_is(6);
     assert!(out.stdout.contains("/dev/pts/0"), "{out}");
     // conmon sizes the terminal from ours.
     assert!(out.stdout.contains("30 100"), "{out}");
+    podman_run(&p, &["-d", "--name", "pt1"], &["sleep", "1000"]).ok();
+    // exec -t: podman passes our size as the process's consoleSize.
+    let cmd = p.podman_cmd(&["exec", "-t", "pt1", "sh", "-c", "tty; stty size; exit 3"]);
+    let out = under_script(&cmd);
+    out.code_is(3);
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert!(out.stdout.contains("30 100"), "{out}");
+    p.podman(&["rm", "-f", "-t", "0", "pt1"]).ok();
 }
 
 /// Runs `bin --root <root> args...`.

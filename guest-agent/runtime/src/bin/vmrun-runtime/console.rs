@@ -3,13 +3,13 @@
 //! containerd's shim and conmon listen there), or, in the foreground without
 //! a socket, a relay between our own stdio and the master.
 
-use std::io::{IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use vmrun_runtime::Stdio;
 
 /// Checks the terminal and console-socket combination like runc, and
 /// connects to the socket (before anything is created, so a bad socket
@@ -33,15 +33,15 @@ pub(crate) fn connect_for(
     }
 }
 
-/// Sends the pty master over the console socket (payload: the master's
-/// name, like runc).
-pub(crate) fn send_master(socket: &UnixStream, master: BorrowedFd<'_>) -> Result<()> {
-    let fds = [master.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(b"/dev/ptmx")];
-    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .context("sending the terminal to the console socket")?;
-    Ok(())
+/// The container process's stdio: a terminal whose master the child sends
+/// over the console socket itself (before the process runs, as runc's init
+/// does), a terminal relayed by us in the foreground, or our own stdio.
+pub(crate) fn stdio(terminal: bool, socket: Option<UnixStream>) -> Stdio {
+    match (terminal, socket) {
+        (true, Some(socket)) => Stdio::ConsoleSocket(OwnedFd::from(socket)),
+        (true, None) => Stdio::Terminal,
+        (false, _) => Stdio::Inherit,
+    }
 }
 
 /// Background threads copying stdin -> master and master -> stdout, for a

@@ -2,11 +2,9 @@
 //! containerd's shim and conmon pass) or from the container's own process
 //! with the command and flags given.
 
-use std::os::fd::AsFd;
-
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Capability, Process};
-use vmrun_runtime::{Runtime, Stdio};
+use vmrun_runtime::Runtime;
 
 use crate::cli::ExecArgs;
 use crate::lifecycle::wait_exit_code;
@@ -106,22 +104,15 @@ pub(crate) fn exec(runtime: &Runtime, args: ExecArgs) -> Result<i32> {
     };
     let terminal = process.terminal().unwrap_or(false);
     let socket = console::connect_for(terminal, args.detach, args.console_socket.as_deref())?;
-    let stdio = if terminal {
-        Stdio::Terminal
-    } else {
-        Stdio::Inherit
-    };
+    let relayed = terminal && socket.is_none();
     let exec = runtime
-        .exec(&args.id, &process, stdio)
+        .exec(&args.id, &process, console::stdio(terminal, socket))
         .with_context(|| format!("exec in container {}", args.id))?;
     write_pid_file(args.pid_file.as_deref(), exec.pid)?;
-    let mut relay = None;
-    if let Some(master) = &exec.console {
-        match &socket {
-            Some(socket) => console::send_master(socket, master.as_fd())?,
-            None => relay = Some(console::relay(master)?),
-        }
-    }
+    let relay = match &exec.console {
+        Some(master) if relayed => Some(console::relay(master)?),
+        _ => None,
+    };
     if args.detach {
         return Ok(0);
     }

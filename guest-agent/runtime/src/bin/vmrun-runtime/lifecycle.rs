@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
-use vmrun_runtime::{Container, Runtime, RuntimeError, Status, Stdio};
+use vmrun_runtime::{Container, Runtime, RuntimeError, Status};
 
 use crate::cli::{CreateArgs, OutputFormat, RunArgs};
 use crate::{check_preserve_fds, console, load_spec, write_pid_file};
@@ -57,14 +57,6 @@ fn is_terminal(spec: &oci_spec::runtime::Spec) -> bool {
         .unwrap_or(false)
 }
 
-fn stdio_for(terminal: bool) -> Stdio {
-    if terminal {
-        Stdio::Terminal
-    } else {
-        Stdio::Inherit
-    }
-}
-
 /// `create`: the init is set up and waits for `start`; this process exits
 /// (the init is re-parented to the caller's subreaper, as with runc).
 pub(crate) fn create(runtime: &Runtime, args: CreateArgs) -> Result<i32> {
@@ -73,16 +65,9 @@ pub(crate) fn create(runtime: &Runtime, args: CreateArgs) -> Result<i32> {
     let terminal = is_terminal(&spec);
     let socket = console::connect_for(terminal, true, args.console_socket.as_deref())?;
     let container = runtime
-        .create(&args.id, &args.bundle, &spec, stdio_for(terminal))
+        .create(&args.id, &args.bundle, &spec, console::stdio(terminal, socket))
         .with_context(|| format!("creating container {}", args.id))?;
-    let finish = (|| {
-        if let (Some(socket), Some(master)) = (&socket, &container.console) {
-            use std::os::fd::AsFd;
-            console::send_master(socket, master.as_fd())?;
-        }
-        write_pid_file(args.pid_file.as_deref(), container.pid)
-    })();
-    if let Err(e) = finish {
+    if let Err(e) = write_pid_file(args.pid_file.as_deref(), container.pid) {
         let _ = runtime.delete(&args.id, true);
         return Err(e);
     }
@@ -104,20 +89,15 @@ pub(crate) fn run(runtime: &Runtime, args: RunArgs) -> Result<i32> {
     let spec = load_spec(&create.bundle)?;
     let terminal = is_terminal(&spec);
     let socket = console::connect_for(terminal, args.detach, create.console_socket.as_deref())?;
+    let relayed = terminal && socket.is_none();
     let container = runtime
-        .run(&create.id, &create.bundle, &spec, stdio_for(terminal))
+        .run(&create.id, &create.bundle, &spec, console::stdio(terminal, socket))
         .with_context(|| format!("running container {}", create.id))?;
     write_pid_file(create.pid_file.as_deref(), container.pid)?;
-    let mut relay = None;
-    if let Some(master) = &container.console {
-        match &socket {
-            Some(socket) => {
-                use std::os::fd::AsFd;
-                console::send_master(socket, master.as_fd())?;
-            }
-            None => relay = Some(console::relay(master)?),
-        }
-    }
+    let relay = match &container.console {
+        Some(master) if relayed => Some(console::relay(master)?),
+        _ => None,
+    };
     if args.detach {
         return Ok(0);
     }
