@@ -154,7 +154,12 @@ fn send_to_console_socket(socket: RawFd, master: RawFd) -> Result<(), ChildError
         match sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(ChildError::sys("send the terminal to the console socket", e)),
+            Err(e) => {
+                return Err(ChildError::sys(
+                    "send the terminal to the console socket",
+                    e,
+                ))
+            }
         }
     }
 }

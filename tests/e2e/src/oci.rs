@@ -78,7 +78,10 @@ fn remove_cgroup_tree(relative: &str) {
         }
         for dir in dirs.iter().rev() {
             let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            let pids: Vec<i32> = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
             kill_all(&pids);
             let _ = std::fs::remove_dir(dir);
         }
@@ -100,7 +103,9 @@ impl Containerd {
     pub fn start() -> Result<Containerd, String> {
         for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
             if !has_tool(tool) {
-                return Err(format!("`{tool}` not installed (apt-get install containerd)"));
+                return Err(format!(
+                    "`{tool}` not installed (apt-get install containerd)"
+                ));
             }
         }
         let dir = nix::unistd::mkdtemp("/tmp/vmctd-XXXXXX").map_err(|e| format!("mkdtemp: {e}"))?;
@@ -190,12 +195,22 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         // Tasks first (their shims outlive containerd), then containerd.
         let tasks = self.ctr(&["task", "ls", "-q"]);
-        for id in tasks.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        for id in tasks
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
             let _ = self.ctr(&["task", "kill", "-s", "KILL", id]);
             let _ = self.ctr(&["task", "delete", "-f", id]);
         }
         let containers = self.ctr(&["container", "ls", "-q"]);
-        for id in containers.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        for id in containers
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
             let _ = self.ctr(&["container", "rm", id]);
         }
         let _ = self.child.kill();

@@ -62,8 +62,16 @@ fn task_status(ctd: &Containerd, id: &str) -> Option<String> {
 #[test]
 fn ctr_run_returns_stdout_and_exit_code() {
     let _serial = serial();
-    let Some((ctd, rt)) = containerd() else { return };
-    let out = ctr_run(&ctd, &rt, &["--rm"], "run1", &["sh", "-c", "echo hello from busybox; exit 3"]);
+    let Some((ctd, rt)) = containerd() else {
+        return;
+    };
+    let out = ctr_run(
+        &ctd,
+        &rt,
+        &["--rm"],
+        "run1",
+        &["sh", "-c", "echo hello from busybox; exit 3"],
+    );
     out.code_is(3);
     assert_eq!(out.out(), "hello from busybox", "{out}");
     ctr_run(&ctd, &rt, &["--rm"], "run2", &["true"]).ok();
@@ -78,10 +86,21 @@ fn ctr_run_returns_stdout_and_exit_code() {
 #[test]
 fn ctr_task_exec_pause_kill_delete() {
     let _serial = serial();
-    let Some((ctd, rt)) = containerd() else { return };
+    let Some((ctd, rt)) = containerd() else {
+        return;
+    };
     ctr_run(&ctd, &rt, &["-d"], "svc", &["sleep", "1000"]).ok();
     assert_eq!(task_status(&ctd, "svc").as_deref(), Some("RUNNING"));
-    let exec = ctd.ctr(&["task", "exec", "--exec-id", "e1", "svc", "sh", "-c", "echo in exec; exit 5"]);
+    let exec = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "svc",
+        "sh",
+        "-c",
+        "echo in exec; exit 5",
+    ]);
     exec.code_is(5);
     assert_eq!(exec.out(), "in exec", "{exec}");
     // The runtime's ps lists the init (and only live processes).
@@ -110,7 +129,9 @@ fn ctr_tty_task() {
     if !has_tool("script") {
         skip!("`script` not installed (apt-get install util-linux)");
     }
-    let Some((ctd, rt)) = containerd() else { return };
+    let Some((ctd, rt)) = containerd() else {
+        return;
+    };
     let mut cmd = ctd.ctr_cmd(&["run", "--rm", "-t"]);
     cmd.args(ctd.runtime_flags(&rt));
     cmd.args([CTR_BUSYBOX, "tty1", "sh", "-c", "tty; exit 2"]);
@@ -120,7 +141,17 @@ fn ctr_tty_task() {
     assert!(out.stdout.contains("/dev/pts/0"), "{out}");
     // A TTY exec in a running task (the console socket again, from `exec`).
     ctr_run(&ctd, &rt, &["-d"], "tty2", &["sleep", "1000"]).ok();
-    let cmd = ctd.ctr_cmd(&["task", "exec", "-t", "--exec-id", "t1", "tty2", "sh", "-c", "tty; exit 4"]);
+    let cmd = ctd.ctr_cmd(&[
+        "task",
+        "exec",
+        "-t",
+        "--exec-id",
+        "t1",
+        "tty2",
+        "sh",
+        "-c",
+        "tty; exit 4",
+    ]);
     let out = under_script(&cmd);
     out.code_is(4);
     assert!(out.stdout.contains("/dev/pts/"), "{out}");
@@ -129,7 +160,9 @@ fn ctr_tty_task() {
 #[test]
 fn ctr_reports_the_runtime_error_from_the_json_log() {
     let _serial = serial();
-    let Some((ctd, rt)) = containerd() else { return };
+    let Some((ctd, rt)) = containerd() else {
+        return;
+    };
     let out = ctr_run(&ctd, &rt, &["--rm"], "bad1", &["no-such-binary"]);
     assert!(!out.success(), "{out}");
     // The shim read our `--log-format json` error line back.
@@ -178,8 +211,14 @@ fn podman_run_rm_echo_and_exit_code() {
 fn podman_detached_exec_stop() {
     let _serial = serial();
     let Some((p, _rt)) = podman() else { return };
-    let id = podman_run(&p, &["-d", "--name", "pd1"], &["sleep", "1000"]).ok().out().to_owned();
-    assert!(Podman::runtime_root().join(&id).is_dir(), "no runtime state for {id}");
+    let id = podman_run(&p, &["-d", "--name", "pd1"], &["sleep", "1000"])
+        .ok()
+        .out()
+        .to_owned();
+    assert!(
+        Podman::runtime_root().join(&id).is_dir(),
+        "no runtime state for {id}"
+    );
     let exec = p.podman(&["exec", "pd1", "sh", "-c", "echo in exec; exit 4"]);
     exec.code_is(4);
     assert_eq!(exec.out(), "in exec", "{exec}");
@@ -192,7 +231,10 @@ fn podman_detached_exec_stop() {
     let state = p.podman(&["inspect", "--format", "{{.State.Status}}", "pd1"]);
     assert_eq!(state.ok().out(), "exited");
     p.podman(&["rm", "pd1"]).ok();
-    assert!(!Podman::runtime_root().join(&id).exists(), "runtime state left behind");
+    assert!(
+        !Podman::runtime_root().join(&id).exists(),
+        "runtime state left behind"
+    );
 }
 
 /// Runs `cmd` (program, arguments, environment) under `script` in a 30x100
@@ -257,7 +299,12 @@ fn cli_lifecycle_state_ps_events_pause() {
     let b = bundle.dir.display().to_string();
     let pid_file = bundle.dir.join("pid");
     let p = pid_file.display().to_string();
-    cli(&rt, &root, &["create", "--bundle", &b, "--pid-file", &p, "l1"]).ok();
+    cli(
+        &rt,
+        &root,
+        &["create", "--bundle", &b, "--pid-file", &p, "l1"],
+    )
+    .ok();
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     let state = |want: &str| {
         let out = cli(&rt, &root, &["state", "l1"]);
@@ -265,7 +312,10 @@ fn cli_lifecycle_state_ps_events_pause() {
         assert_eq!(v["status"], want, "{out}");
         assert_eq!(v["id"], "l1");
         assert_eq!(v["bundle"], b.as_str());
-        assert!(v["created"].as_str().is_some_and(|c| c.ends_with('Z')), "{out}");
+        assert!(
+            v["created"].as_str().is_some_and(|c| c.ends_with('Z')),
+            "{out}"
+        );
         v
     };
     assert_eq!(state("created")["pid"], pid);
@@ -355,13 +405,33 @@ fn cli_bad_input_has_runc_exit_codes() {
     let m = malformed.display().to_string();
     let missing = bundle.dir.join("missing").display().to_string();
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        ("missing bundle", vec!["create", "--bundle", &missing, "x1"], "no such directory"),
-        ("malformed config.json", vec!["create", "--bundle", &m, "x2"], "malformed"),
+        (
+            "missing bundle",
+            vec!["create", "--bundle", &missing, "x1"],
+            "no such directory",
+        ),
+        (
+            "malformed config.json",
+            vec!["create", "--bundle", &m, "x2"],
+            "malformed",
+        ),
         ("unknown id: state", vec!["state", "nope"], "does not exist"),
         ("unknown id: start", vec!["start", "nope"], "does not exist"),
-        ("unknown id: kill", vec!["kill", "nope", "KILL"], "does not exist"),
-        ("unknown id: delete", vec!["delete", "nope"], "does not exist"),
-        ("unknown command", vec!["no-such-command"], "no-such-command"),
+        (
+            "unknown id: kill",
+            vec!["kill", "nope", "KILL"],
+            "does not exist",
+        ),
+        (
+            "unknown id: delete",
+            vec!["delete", "nope"],
+            "does not exist",
+        ),
+        (
+            "unknown command",
+            vec!["no-such-command"],
+            "no-such-command",
+        ),
     ];
     for (what, args, message) in &cases {
         let out = cli(&rt, &ours, args);
@@ -385,7 +455,10 @@ fn cli_bad_input_has_runc_exit_codes() {
         cli(runc, &theirs, &["create", "--bundle", &b, "dup"]).code_is(1);
         cli(runc, &theirs, &["delete", "--force", "dup"]).ok();
     }
-    assert!(cli(&rt, &ours, &["state", "dup"]).ok().stdout.contains("\"created\""));
+    assert!(cli(&rt, &ours, &["state", "dup"])
+        .ok()
+        .stdout
+        .contains("\"created\""));
     cli(&rt, &ours, &["delete", "dup"]).ok();
     // --systemd-cgroup is refused with a message saying what to do.
     let systemd = cli(&rt, &ours, &["--systemd-cgroup", "state", "dup"]);
@@ -394,7 +467,12 @@ fn cli_bad_input_has_runc_exit_codes() {
     // --log-format json: the error as containerd's shim reads it.
     let log = bundle.dir.join("log.json");
     let l = log.display().to_string();
-    cli(&rt, &ours, &["--log", &l, "--log-format", "json", "state", "nope"]).code_is(1);
+    cli(
+        &rt,
+        &ours,
+        &["--log", &l, "--log-format", "json", "state", "nope"],
+    )
+    .code_is(1);
     let line: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
     assert_eq!(line["level"], "error");
@@ -422,7 +500,12 @@ fn cli_console_socket_gets_the_terminal() {
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let s = sock_path.display().to_string();
     let accept = std::thread::spawn(move || receive_fd(&listener));
-    cli(&rt, &root, &["create", "--bundle", &b, "--console-socket", &s, "t1"]).ok();
+    cli(
+        &rt,
+        &root,
+        &["create", "--bundle", &b, "--console-socket", &s, "t1"],
+    )
+    .ok();
     let master = accept.join().unwrap();
     cli(&rt, &root, &["start", "t1"]).ok();
     let mut file = std::fs::File::from(master);
@@ -430,7 +513,11 @@ fn cli_console_socket_gets_the_terminal() {
     let mut buf = [0u8; 256];
     while !String::from_utf8_lossy(&seen).contains("/dev/pts/0") {
         let n = std::io::Read::read(&mut file, &mut buf).unwrap();
-        assert!(n > 0, "terminal closed: {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "terminal closed: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     cli(&rt, &root, &["delete", "--force", "t1"]).ok();
@@ -444,8 +531,13 @@ fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::Owned
     let mut buf = [0u8; 64];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
-        .unwrap();
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .unwrap();
     for c in msg.cmsgs().unwrap() {
         if let ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: the kernel just installed this fd for us; nothing else owns it.

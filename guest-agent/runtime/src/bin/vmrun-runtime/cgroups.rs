@@ -14,7 +14,12 @@ use crate::cli::OutputFormat;
 
 /// `ps`: JSON, the pids; table, the lines of `ps <args>` (default `-ef`)
 /// whose PID column is one of the container's processes, like runc.
-pub(crate) fn ps(runtime: &Runtime, id: &str, format: OutputFormat, args: &[String]) -> Result<i32> {
+pub(crate) fn ps(
+    runtime: &Runtime,
+    id: &str,
+    format: OutputFormat,
+    args: &[String],
+) -> Result<i32> {
     let pids: Vec<i32> = runtime.pids(id)?.iter().map(|p| p.as_raw()).collect();
     if format == OutputFormat::Json {
         crate::out!("{}", serde_json::to_string(&pids)?);
@@ -30,7 +35,11 @@ pub(crate) fn ps(runtime: &Runtime, id: &str, format: OutputFormat, args: &[Stri
         .output()
         .context("running ps")?;
     if !output.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();
@@ -177,7 +186,10 @@ mod tests {
     #[test]
     fn go_durations() {
         assert_eq!(parse_go_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_go_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_go_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse_go_duration("5").is_err());
         assert!(parse_go_duration("").is_err());

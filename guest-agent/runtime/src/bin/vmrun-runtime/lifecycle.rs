@@ -65,7 +65,12 @@ pub(crate) fn create(runtime: &Runtime, args: CreateArgs) -> Result<i32> {
     let terminal = is_terminal(&spec);
     let socket = console::connect_for(terminal, true, args.console_socket.as_deref())?;
     let container = runtime
-        .create(&args.id, &args.bundle, &spec, console::stdio(terminal, socket))
+        .create(
+            &args.id,
+            &args.bundle,
+            &spec,
+            console::stdio(terminal, socket),
+        )
         .with_context(|| format!("creating container {}", args.id))?;
     if let Err(e) = write_pid_file(args.pid_file.as_deref(), container.pid) {
         let _ = runtime.delete(&args.id, true);
@@ -91,7 +96,12 @@ pub(crate) fn run(runtime: &Runtime, args: RunArgs) -> Result<i32> {
     let socket = console::connect_for(terminal, args.detach, create.console_socket.as_deref())?;
     let relayed = terminal && socket.is_none();
     let container = runtime
-        .run(&create.id, &create.bundle, &spec, console::stdio(terminal, socket))
+        .run(
+            &create.id,
+            &create.bundle,
+            &spec,
+            console::stdio(terminal, socket),
+        )
         .with_context(|| format!("running container {}", create.id))?;
     write_pid_file(create.pid_file.as_deref(), container.pid)?;
     let relay = match &container.console {
@@ -164,7 +174,11 @@ pub(crate) fn list(runtime: &Runtime, format: OutputFormat, quiet: bool) -> Resu
         OutputFormat::Table => {
             crate::out!(
                 "{:<20} {:<8} {:<10} {:<40} {:<22} OWNER",
-                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                "ID",
+                "PID",
+                "STATUS",
+                "BUNDLE",
+                "CREATED"
             );
             for c in &containers {
                 let s = state_json(c);

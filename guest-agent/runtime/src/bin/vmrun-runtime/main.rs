@@ -117,7 +117,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Delete { force, id } => lifecycle::delete(&runtime, &id, force),
         Command::List { format, quiet } => lifecycle::list(&runtime, format, quiet),
         Command::Exec(args) => exec::exec(&runtime, *args),
-        Command::Ps { format, id, ps_args } => cgroups::ps(&runtime, &id, format, &ps_args),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => cgroups::ps(&runtime, &id, format, &ps_args),
         Command::Events {
             stats,
             interval,
