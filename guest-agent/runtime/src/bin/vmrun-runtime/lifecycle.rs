@@ -57,11 +57,37 @@ fn is_terminal(spec: &oci_spec::runtime::Spec) -> bool {
         .unwrap_or(false)
 }
 
+/// OCI hooks are not run (`features` lists none): say so in the log rather
+/// than pass over them silently.
+fn warn_unsupported(spec: &oci_spec::runtime::Spec) {
+    let Some(hooks) = spec.hooks() else { return };
+    let lists = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    let present: Vec<&str> = lists
+        .iter()
+        .filter(|(_, list)| list.as_ref().is_some_and(|l| !l.is_empty()))
+        .map(|(name, _)| *name)
+        .collect();
+    if !present.is_empty() {
+        tracing::warn!(
+            "OCI hooks are not supported by vmrun-runtime; ignoring {}",
+            present.join(", ")
+        );
+    }
+}
+
 /// `create`: the init is set up and waits for `start`; this process exits
 /// (the init is re-parented to the caller's subreaper, as with runc).
 pub(crate) fn create(runtime: &Runtime, args: CreateArgs) -> Result<i32> {
     check_preserve_fds(args.preserve_fds)?;
     let spec = load_spec(&args.bundle)?;
+    warn_unsupported(&spec);
     let terminal = is_terminal(&spec);
     let socket = console::connect_for(terminal, true, args.console_socket.as_deref())?;
     let container = runtime
@@ -92,6 +118,7 @@ pub(crate) fn run(runtime: &Runtime, args: RunArgs) -> Result<i32> {
     let create = args.create;
     check_preserve_fds(create.preserve_fds)?;
     let spec = load_spec(&create.bundle)?;
+    warn_unsupported(&spec);
     let terminal = is_terminal(&spec);
     let socket = console::connect_for(terminal, args.detach, create.console_socket.as_deref())?;
     let relayed = terminal && socket.is_none();
