@@ -327,6 +327,14 @@ fn cli_lifecycle_state_ps_events_pause() {
     let v: serde_json::Value = serde_json::from_str(events.ok().out()).unwrap();
     assert_eq!(v["type"], "stats");
     assert_eq!(v["data"]["pids"]["current"], 1);
+    // update: a new memory limit, seen by the next usage event.
+    let resources = bundle.dir.join("resources.json");
+    std::fs::write(&resources, r#"{"memory":{"limit":67108864}}"#).unwrap();
+    let r = resources.display().to_string();
+    cli(&rt, &root, &["update", "--resources", &r, "l1"]).ok();
+    let events = cli(&rt, &root, &["events", "--stats", "l1"]);
+    let v: serde_json::Value = serde_json::from_str(events.ok().out()).unwrap();
+    assert_eq!(v["data"]["memory"]["usage"]["limit"], 67108864, "{events}");
     cli(&rt, &root, &["pause", "l1"]).ok();
     state("paused");
     cli(&rt, &root, &["resume", "l1"]).ok();
