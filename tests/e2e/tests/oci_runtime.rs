@@ -111,7 +111,8 @@ fn ctr_task_exec_pause_kill_delete() {
     ctd.ctr(&["task", "resume", "svc"]).ok();
     assert_eq!(task_status(&ctd, "svc").as_deref(), Some("RUNNING"));
     // --all: the shim runs the runtime's `kill --all`.
-    ctd.ctr(&["task", "kill", "--all", "-s", "KILL", "svc"]).ok();
+    ctd.ctr(&["task", "kill", "--all", "-s", "KILL", "svc"])
+        .ok();
     wait_for(Duration::from_secs(10), "task stopped", || {
         (task_status(&ctd, "svc").as_deref() == Some("STOPPED")).then_some(())
     });
