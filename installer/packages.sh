@@ -8,8 +8,10 @@ VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-sy
 VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # What the tests need on top (util-linux gives `script` for TTY tests; docker.io gives
 # dockerd, the reference engine the compatibility tests compare against; umoci is the
-# peer of the pull benchmark; docker-compose builds through POST /build in the build tests).
-VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose)
+# peer of the pull benchmark; docker-compose builds through POST /build in the build tests;
+# containerd and podman drive vmrun-runtime as an OCI runtime in tests/e2e/tests/oci_runtime.rs,
+# runc and crun are its peers there and in bench/oci_runtime.sh).
+VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose containerd podman runc crun)
 
 # What building the guest kernel needs (kernel-config/build.sh).
 VMRUN_KERNEL_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev xz-utils)
