@@ -3,7 +3,7 @@
 
 # What the product needs at run time (e2fsprogs: mkfs.ext4 makes the VM backend's layer and
 # data disks; the agent boot test uses it and debugfs too).
-VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86 e2fsprogs)
+VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86 e2fsprogs passt)
 # What building it needs (plus a Rust toolchain from rustup).
 VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # What the tests need on top (util-linux gives `script` for TTY tests; docker.io gives

@@ -66,7 +66,11 @@ pub fn add_etc_files(spec: &mut Value, dir: &Path, files: &EtcFiles) -> Result<(
     let Some(obj) = spec.as_object_mut() else {
         return Err(err(ErrorKind::BadRequest, "the spec is not a JSON object"));
     };
-    match obj.entry("mounts").or_insert_with(|| json!([])).as_array_mut() {
+    match obj
+        .entry("mounts")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    {
         Some(mounts) => {
             // The image's files, not the bind, would be seen under an earlier mount of /etc.
             mounts.retain(|m| {
@@ -117,7 +121,10 @@ mod tests {
             .filter_map(|m| m["destination"].as_str())
             .collect();
         assert_eq!(dests, ["/proc", "/etc/hosts", "/etc/resolv.conf"]);
-        assert_eq!(std::fs::read_to_string(dir.join("resolv.conf")).unwrap(), files.resolv_conf);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("resolv.conf")).unwrap(),
+            files.resolv_conf
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

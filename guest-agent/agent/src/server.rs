@@ -313,6 +313,27 @@ where
                 }
             }
         }
+        StreamTarget::Share {
+            id: share_id,
+            read_only,
+            return_token,
+        } => {
+            let returns = &agent.forward_returns;
+            let pending = crate::forward::prepare(returns, Some(return_token));
+            match pending.and_then(|p| Ok((crate::share::mount(&share_id, read_only)?, p))) {
+                Ok((share, pending)) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::share::relay(&mut stream, share, returns, pending).await;
+                    } else {
+                        share.unmount();
+                    }
+                }
+                Err(e) => {
+                    returns.forget(return_token);
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
         StreamTarget::Network {
             id: cid,
             network,

@@ -54,7 +54,12 @@ pub fn create(net: &GuestNetwork) -> io::Result<OwnedFd> {
     for (dst, src) in hw.sa_data.iter_mut().zip(net.mac) {
         *dst = src as libc::c_char;
     }
-    ioctl(sock, libc::SIOCSIFHWADDR, &mut req, "setting eth0's MAC address")?;
+    ioctl(
+        sock,
+        libc::SIOCSIFHWADDR,
+        &mut req,
+        "setting eth0's MAC address",
+    )?;
 
     let mut req = ifreq();
     req.ifr_ifru.ifru_mtu = i32::try_from(net.mtu).unwrap_or(1500);
@@ -69,7 +74,12 @@ pub fn create(net: &GuestNetwork) -> io::Result<OwnedFd> {
         .unwrap_or(0);
     let mut req = ifreq();
     req.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
-    ioctl(sock, libc::SIOCSIFNETMASK, &mut req, "setting eth0's netmask")?;
+    ioctl(
+        sock,
+        libc::SIOCSIFNETMASK,
+        &mut req,
+        "setting eth0's netmask",
+    )?;
 
     let mut req = ifreq();
     ioctl(sock, libc::SIOCGIFFLAGS, &mut req, "reading eth0's flags")?;
@@ -110,7 +120,12 @@ fn open_tap() -> io::Result<OwnedFd> {
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("opening /dev/net/tun: {e}")))?;
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("opening /dev/net/tun: {e}"),
+        )
+    })?;
     // SAFETY: `open` just returned this descriptor and nothing else owns it.
     let tap = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut req = ifreq();

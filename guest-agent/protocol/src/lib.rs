@@ -77,6 +77,14 @@ pub const DATA_DIR: &str = "/run/vmrun/data";
 /// truncated archive that ends between entries from a whole one).
 pub const DATA_TAR_END: &[u8] = b"\nvmrun: end of archive\n";
 
+/// Where [`StreamTarget::Share`] mounts host directories.
+pub const SHARES_DIR: &str = "/run/vmrun/shares";
+
+/// The guest path of share `id` ([`StreamTarget::Share`]).
+pub fn share_path(id: &str) -> std::path::PathBuf {
+    std::path::Path::new(SHARES_DIR).join(id)
+}
+
 /// The guest path of a mounted layer.
 pub fn layer_path(id: &str) -> std::path::PathBuf {
     std::path::Path::new(LAYERS_DIR).join(id)

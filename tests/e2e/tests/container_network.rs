@@ -108,7 +108,11 @@ fn native_containers_reach_the_host_by_name() {
 
     // `--add-host NAME:host-gateway` is the same address; on the host network, loopback;
     // with no network, no way to the host and so no such line.
-    let out = run_sh(&d, &["--add-host", "gw.test:host-gateway"], "cat /etc/hosts");
+    let out = run_sh(
+        &d,
+        &["--add-host", "gw.test:host-gateway"],
+        "cat /etc/hosts",
+    );
     assert_eq!(hosts_address(&out, "gw.test"), Some(gateway), "{out}");
     let out = run_sh(&d, &["--network", "host"], "cat /etc/hosts");
     assert_eq!(
@@ -122,7 +126,10 @@ fn native_containers_reach_the_host_by_name() {
     // A bad value is refused by the daemon, naming it.
     let bad = d.vmrun(&["run", "--rm", "--add-host", "nocolon", "busybox", "true"]);
     assert!(!bad.success(), "{bad}");
-    assert!(bad.stderr.contains("invalid extra host \"nocolon\""), "{bad}");
+    assert!(
+        bad.stderr.contains("invalid extra host \"nocolon\""),
+        "{bad}"
+    );
 }
 
 /// The VM checks: `eth0` up with the user-mode address, TCP by name and UDP to the

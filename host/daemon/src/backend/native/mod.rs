@@ -448,13 +448,7 @@ impl ContainerBackend for NativeBackend {
     }
 
     async fn update(&self, c: &ContainerSpec, changed: &Resources) -> Result<(), BackendError> {
-        let mut resources = spec::linux_resources(changed)?;
-        // docker update --pids-limit 0 (or -1): unlimited.
-        if changed.pids_limit.is_some_and(|l| l <= 0) {
-            let mut pids = oci_spec::runtime::LinuxPids::default();
-            pids.set_limit(-1);
-            resources.set_pids(Some(pids));
-        }
+        let resources = spec::updated_resources(changed)?;
         with_cgroup(c, "updating", move |m| m.set(&resources)).await
     }
 }

@@ -26,6 +26,7 @@ mod ports;
 mod process;
 mod shared;
 mod shared_backend;
+mod shares;
 mod spec;
 mod writable;
 
@@ -180,7 +181,8 @@ impl VmContainerBackend {
         machine: &Arc<Machine>,
         c: &ContainerSpec,
         oci: &Spec,
-    ) -> Result<Option<network::ContainerNetwork>, BackendError> {
+        shares: Vec<shares::GuestShare>,
+    ) -> Result<guest::GuestLinks, BackendError> {
         let agent = machine.agent();
         let mut guest_layers = Vec::new();
         for (i, layer) in c.layers.iter().enumerate() {
@@ -203,8 +205,8 @@ impl VmContainerBackend {
             machine,
             c,
             oci,
-            guest_layers,
-            data.join("rw"),
+            (guest_layers, data.join("rw")),
+            shares,
             &self.log_path(&c.id),
         )
         .await
@@ -246,7 +248,15 @@ fn device(i: usize) -> PathBuf {
 #[async_trait]
 impl ContainerBackend for VmContainerBackend {
     async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
-        let oci = spec::container_spec(c)?;
+        // Binds and named volumes alike are host directories, shared into the VM.
+        let mut guest_shares = Vec::new();
+        let mut guest_mounts = Vec::new();
+        for (i, m) in c.mounts.iter().enumerate() {
+            let (share, mount) = shares::share_mount(c, i, m)?;
+            guest_shares.push(share);
+            guest_mounts.push(mount);
+        }
+        let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
         // The last run's VM must have let go of the data disk.
         if let Some(last) = self.take_stopping(&c.id) {
             let _ = last.task.await;
@@ -277,8 +287,8 @@ impl ContainerBackend for VmContainerBackend {
             .await?,
         );
         machine.keep_clock();
-        let network = match self.create_in_guest(&machine, c, &oci).await {
-            Ok(network) => network,
+        let links = match self.create_in_guest(&machine, c, &oci, guest_shares).await {
+            Ok(links) => links,
             Err(e) => {
                 machine.shutdown().await;
                 return Err(e);
@@ -299,7 +309,7 @@ impl ContainerBackend for VmContainerBackend {
         );
         if let Some(old) = self
             .running
-            .insert(&c.id, machine.clone(), oci, listeners, network)
+            .insert(&c.id, machine.clone(), oci, listeners, links)
         {
             old.shutdown().await;
         }
@@ -375,6 +385,22 @@ impl ContainerBackend for VmContainerBackend {
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<super::TopProcess>>, BackendError> {
         Ok(Some(self.running.top(&c.id).await?))
+    }
+
+    async fn pause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.running.freeze(&c.id, true).await
+    }
+
+    async fn unpause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.running.freeze(&c.id, false).await
+    }
+
+    async fn update(
+        &self,
+        c: &ContainerSpec,
+        changed: &crate::backend::Resources,
+    ) -> Result<(), BackendError> {
+        self.running.update(&c.id, changed).await
     }
 
     async fn writable_layer(

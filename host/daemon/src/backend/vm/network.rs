@@ -93,15 +93,22 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
     let (ours, theirs) =
         std::os::unix::net::UnixStream::pair().map_err(|e| failed("a socket pair", e))?;
     let mut cmd = tokio::process::Command::new(passt_binary()?);
-    cmd.args(["--foreground", "--quiet", "--one-off", "--ipv4-only", "--fd", "3"])
-        .args(["--address", &net.address.to_string()])
-        .args(["--netmask", &net.prefix_len.to_string()])
-        .args(["--gateway", &net.gateway.to_string()])
-        .args(["--dns-forward", &net.dns.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    cmd.args([
+        "--foreground",
+        "--quiet",
+        "--one-off",
+        "--ipv4-only",
+        "--fd",
+        "3",
+    ])
+    .args(["--address", &net.address.to_string()])
+    .args(["--netmask", &net.prefix_len.to_string()])
+    .args(["--gateway", &net.gateway.to_string()])
+    .args(["--dns-forward", &net.dns.to_string()])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
     let fd = theirs.as_raw_fd();
     // SAFETY: runs in the child between fork and exec and only calls `dup2`/`fcntl`,
     // which are async-signal-safe; `fd` is open in the child (inherited).
