@@ -4,8 +4,11 @@
 //! vmrun-vmm, mkfs.ext4, the guest kernel, the agent initramfs and the busybox image.
 //!
 //! Through the vmrun CLI (the docker CLI is not carried into the nested host): `run --rm`
-//! with an exit code and output, `-d` + `logs` + `exec` + a published port + `rm`, in a
-//! microVM of its own and in the shared VM.
+//! with an exit code and output, `-d` + `logs` + `exec` + a published port + `rm`, a
+//! shared host directory both ways, in a microVM of its own and in the shared VM. (The
+//! nested host has no network but loopback, and Debian 12's `passt` will not start
+//! without a default route, so outbound networking is tested under QEMU only, in
+//! `container_network.rs`; passt is carried in all the same, as a host would have it.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,7 +48,10 @@ fn inputs() -> Result<NestedInputs, Skip> {
         .ok_or_else(|| Skip::new("no mkfs.ext4 (Debian package e2fsprogs)"))?;
     let kernel = vmrun_vmtest::guest_kernel().map_err(|s| Skip::new(s.0))?;
     let initrd = vmrun_vmtest::agent_initramfs().map_err(|s| Skip::new(s.0))?;
+    let passt = vmrun_e2e::env::which("passt")
+        .ok_or_else(|| Skip::new("no passt (Debian package passt)"))?;
     Ok(NestedInputs::new()
+        .binary("passt", passt)
         .binary("vmrund", bins.join("vmrund"))
         .binary("vmrun-shim", bins.join("vmrun-shim"))
         .binary("vmrun", bins.join("vmrun"))
@@ -156,6 +162,34 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
         assert!(
             std::net::TcpListener::bind("127.0.0.1:18080").is_ok(),
             "the port is free once the container is gone"
+        );
+
+        // A shared directory both ways.
+        let share = std::env::temp_dir().join("vmrun-own-vmm-share");
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(share.join("in.txt"), "from the host\n").unwrap();
+        let volume = format!("{}:/s", share.display());
+        let script = format!("cat /s/in.txt; echo back > /s/out.txt");
+        let out = vmrun(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--isolation",
+                "vm",
+                "-v",
+                &volume,
+                "busybox",
+                "sh",
+                "-c",
+                &script,
+            ],
+        );
+        out.ok();
+        assert_eq!(out.stdout, "from the host\n", "{out}");
+        assert_eq!(
+            std::fs::read_to_string(share.join("out.txt")).unwrap(),
+            "back\n"
         );
 
         // The shared VM through our VMM too: a layer copied in and loop-mounted.

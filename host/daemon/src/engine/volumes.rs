@@ -77,16 +77,19 @@ impl VolumeStore {
     ) -> Result<Volume, EngineError> {
         Self::validate(name)?;
         let dir = self.root.join(name);
-        let existed = dir.exists();
-        let data = dir.join("_data");
-        std::fs::create_dir_all(&data)
-            .map_err(|e| EngineError::internal(format!("creating volume {name}: {e}")))?;
-        if !existed && !labels.is_empty() {
-            let text = serde_json::to_vec(labels)
-                .map_err(|e| EngineError::internal(format!("volume {name} labels: {e}")))?;
-            std::fs::write(dir.join("labels.json"), text)
-                .map_err(|e| EngineError::internal(format!("volume {name} labels: {e}")))?;
-        }
+        crate::state::off_worker::off_worker(|| {
+            let existed = dir.exists();
+            let data = dir.join("_data");
+            std::fs::create_dir_all(&data)
+                .map_err(|e| EngineError::internal(format!("creating volume {name}: {e}")))?;
+            if !existed && !labels.is_empty() {
+                let text = serde_json::to_vec(labels)
+                    .map_err(|e| EngineError::internal(format!("volume {name} labels: {e}")))?;
+                std::fs::write(dir.join("labels.json"), text)
+                    .map_err(|e| EngineError::internal(format!("volume {name} labels: {e}")))?;
+            }
+            Ok::<_, EngineError>(())
+        })?;
         self.get(name)
     }
 

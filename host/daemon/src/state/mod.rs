@@ -10,6 +10,7 @@
 pub mod docker;
 pub mod file;
 mod migrate;
+pub mod off_worker;
 mod record;
 mod store;
 

@@ -180,7 +180,13 @@ impl ContainerStore {
         self.lock().remove(id);
     }
 
+    /// Writes `rec` under a temporary name and renames it over the record, off the async
+    /// workers ([`super::off_worker`]).
     fn write(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        super::off_worker::off_worker(|| self.write_now(rec))
+    }
+
+    fn write_now(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
         let dir = self.dir.join(&rec.id);
         let io = |context: String| move |source| StoreError::Io { context, source };
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;

@@ -107,7 +107,7 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
     .args(["--dns-forward", &net.dns.to_string()])
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
+    .stderr(Stdio::piped())
     .kill_on_drop(true);
     let fd = theirs.as_raw_fd();
     // SAFETY: runs in the child between fork and exec and only calls `dup2`/`fcntl`,
@@ -125,8 +125,17 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
             Ok(())
         });
     }
+    if nix::unistd::geteuid().is_root() {
+        // passt will not run as root and drops to `nobody`; named by number, so a host
+        // without that user in its passwd file (a minimal test host) works too.
+        cmd.args(["--runas", "65534:65534"]);
+    }
     let mut passt = cmd.spawn().map_err(|e| failed("running passt", e))?;
     drop(theirs);
+    let short = id.get(..12).unwrap_or(id).to_string();
+    if let Some(stderr) = passt.stderr.take() {
+        tokio::spawn(log_passt(stderr, short.clone()));
+    }
     ours.set_nonblocking(true)
         .map_err(|e| failed("the socket pair", e))?;
     let passt_sock =
@@ -144,7 +153,6 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
         open_target(machine, StreamTarget::ForwardReturn { token }),
     )
     .map_err(|e| failed("eth0 in the guest", e))?;
-    let short = id.get(..12).unwrap_or(id).to_string();
     let relay = tokio::spawn(async move {
         // Both halves of each stream stay bound: a dropped write half would shut the
         // connection down for writing, which a vsock path may take for a full close.
@@ -165,4 +173,18 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
         let _ = passt.start_kill();
     });
     Ok(ContainerNetwork { relay })
+}
+
+/// Logs what `passt` says (its errors: with `--quiet` it says nothing else), less its
+/// complaints about a missing syslog. A host with no default route is the usual one:
+/// Debian 12's passt then refuses to start ("External interface not usable") and the
+/// container has loopback only.
+async fn log_passt(stderr: tokio::process::ChildStderr, container: String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if !line.starts_with("Failed to send") && !line.trim().is_empty() {
+            tracing::warn!(%container, "passt: {line}");
+        }
+    }
 }
