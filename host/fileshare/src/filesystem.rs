@@ -54,6 +54,10 @@ impl Filesystem for ShareFs {
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest.min(MAX_WRITE));
         }
+        // Reads are no larger than writes: max_pages follows the larger of the two.
+        if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
+            let _ = config.set_max_readahead(nearest.min(MAX_WRITE));
+        }
         for wanted in [
             InitFlags::FUSE_AUTO_INVAL_DATA,
             InitFlags::FUSE_DO_READDIRPLUS,

@@ -33,6 +33,9 @@ mod ops_io;
 mod resolve;
 mod share;
 
+#[cfg(test)]
+mod confinement_tests;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -77,7 +80,8 @@ pub enum ShareError {
 /// one reply per write) until the channel ends; blocking (the caller runs it on its own thread).
 ///
 /// Returns `Ok` when the channel ends: `/dev/fuse` unmounted (`ENODEV`), FUSE `DESTROY`, or
-/// the peer of a socket channel closed it.
+/// the peer of a socket channel closed it or shut it down (`shutdown(SHUT_RDWR)` on the
+/// daemon's end is how to stop serving early: the worker threads see end of file).
 pub fn serve(channel: OwnedFd, options: ShareOptions) -> Result<(), ShareError> {
     let share = ShareFs::new(&options)?;
     // A second fd of the channel, to tell "the peer hung up" from a real error afterwards.
