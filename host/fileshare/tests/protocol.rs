@@ -1,0 +1,196 @@
+//! `serve` on a seqpacket channel driven by hand-written FUSE messages, as a hostile guest
+//! could send them: the handshake negotiates 128 KiB writes, malformed and hostile requests
+//! get errors (never a panic), and closing the channel ends `serve` with `Ok`. Needs no root.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use vmrun_fileshare::{serve, ShareError, ShareOptions};
+
+const FUSE_LOOKUP: u32 = 1;
+const FUSE_GETATTR: u32 = 3;
+const FUSE_READ: u32 = 15;
+const FUSE_INIT: u32 = 26;
+
+struct Guest {
+    fd: OwnedFd,
+    served: mpsc::Receiver<Result<(), ShareError>>,
+    _root: tempfile::TempDir,
+}
+
+fn start(read_only: bool) -> Guest {
+    let root = tempfile::tempdir().expect("root");
+    std::fs::write(root.path().join("file"), b"content").expect("file");
+    let (guest, host) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    let options = ShareOptions {
+        root: root.path().to_path_buf(),
+        read_only,
+    };
+    let (tx, served) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(serve(host, options));
+    });
+    Guest {
+        fd: guest,
+        served,
+        _root: root,
+    }
+}
+
+/// A request: `fuse_in_header` (len, opcode, unique, nodeid, uid, gid, pid, extlen, pad)
+/// and the body.
+fn request(opcode: u32, unique: u64, nodeid: u64, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&((40 + body.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(&opcode.to_ne_bytes());
+    m.extend_from_slice(&unique.to_ne_bytes());
+    m.extend_from_slice(&nodeid.to_ne_bytes());
+    m.extend_from_slice(&[0u8; 16]); // uid, gid, pid, total_extlen, padding
+    m.extend_from_slice(body);
+    m
+}
+
+impl Guest {
+    fn send(&self, message: &[u8]) {
+        send(self.fd.as_raw_fd(), message, MsgFlags::empty()).expect("send");
+    }
+
+    /// The next reply: (error, unique, body).
+    fn reply(&self) -> (i32, u64, Vec<u8>) {
+        let mut buf = vec![0u8; 1 << 20];
+        let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("recv");
+        assert!(n >= 16, "short reply of {n} bytes");
+        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4")) as usize;
+        assert_eq!(len, n, "reply length field");
+        let error = i32::from_ne_bytes(buf[4..8].try_into().expect("4"));
+        let unique = u64::from_ne_bytes(buf[8..16].try_into().expect("8"));
+        (error, unique, buf[16..n].to_vec())
+    }
+
+    fn handshake(&self) -> Vec<u8> {
+        let mut init = Vec::new();
+        for word in [7u32, 31, 128 * 1024, 0, 0] {
+            init.extend_from_slice(&word.to_ne_bytes());
+        }
+        init.extend_from_slice(&[0u8; 44]);
+        self.send(&request(FUSE_INIT, 1, 0, &init));
+        let (error, unique, body) = self.reply();
+        assert_eq!((error, unique), (0, 1), "INIT answered");
+        body
+    }
+
+    fn finish(self) {
+        drop(self.fd);
+        match self.served.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("serve failed: {e}"),
+            Err(e) => panic!("serve did not end when the channel closed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_handshake_negotiates_128k_writes() {
+    let guest = start(false);
+    let init_out = guest.handshake();
+    let word = |at: usize| u32::from_ne_bytes(init_out[at..at + 4].try_into().expect("4"));
+    assert_eq!(word(0), 7, "major");
+    assert_eq!(word(20), 128 * 1024, "max_write");
+    assert!(word(8) <= 128 * 1024, "max_readahead");
+    guest.finish();
+}
+
+#[test]
+fn malformed_and_hostile_requests_get_errors() {
+    let guest = start(false);
+    guest.handshake();
+
+    // A header claiming fewer bytes than a header: answered EIO (fuser would panic on it).
+    let mut lying = request(FUSE_GETATTR, 2, 1, &[0u8; 16]);
+    lying[0..4].copy_from_slice(&8u32.to_ne_bytes());
+    guest.send(&lying);
+    assert_eq!(guest.reply(), (-libc::EIO, 2, Vec::new()));
+    // Too short to carry even a request id: dropped; the next request is still served.
+    guest.send(&[1, 2, 3]);
+
+    let lookup = |unique: u64, name: &[u8]| {
+        let mut body = name.to_vec();
+        body.push(0);
+        guest.send(&request(FUSE_LOOKUP, unique, 1, &body));
+        guest.reply()
+    };
+    assert_eq!(lookup(3, b"..").0, -libc::EINVAL);
+    assert_eq!(lookup(4, b"../etc").0, -libc::EINVAL);
+    assert_eq!(lookup(5, b"missing").0, -libc::ENOENT);
+    let (error, unique, entry) = lookup(6, b"file");
+    assert_eq!((error, unique), (0, 6));
+    let nodeid = u64::from_ne_bytes(entry[0..8].try_into().expect("8"));
+    assert!(nodeid > 1);
+
+    // Requests on node ids the server never gave out.
+    guest.send(&request(FUSE_GETATTR, 7, 424_242, &[0u8; 16]));
+    assert_eq!(guest.reply().0, -libc::ENOENT);
+    guest.send(&request(FUSE_LOOKUP, 8, 424_242, b"x\0"));
+    assert_eq!(guest.reply().0, -libc::ENOENT);
+
+    // A read of gigabytes on a handle that does not exist.
+    let mut read_in = Vec::new();
+    read_in.extend_from_slice(&999u64.to_ne_bytes()); // fh
+    read_in.extend_from_slice(&0u64.to_ne_bytes()); // offset
+    read_in.extend_from_slice(&u32::MAX.to_ne_bytes()); // size
+    read_in.extend_from_slice(&[0u8; 20]); // read_flags, lock_owner, flags, padding
+    guest.send(&request(FUSE_READ, 9, nodeid, &read_in));
+    assert_eq!(guest.reply().0, -libc::EBADF);
+
+    // A request cut short of its body, and an unknown opcode.
+    guest.send(&request(FUSE_READ, 10, nodeid, &[0u8; 4]));
+    assert!(guest.reply().0 < 0);
+    guest.send(&request(9999, 11, 1, &[]));
+    assert!(guest.reply().0 < 0);
+
+    // Still serving.
+    guest.send(&request(FUSE_GETATTR, 12, 1, &[0u8; 16]));
+    assert_eq!(guest.reply().0, 0);
+    guest.finish();
+}
+
+#[test]
+fn a_channel_closed_before_the_handshake_is_a_handshake_error() {
+    let guest = start(true);
+    drop(guest.fd);
+    let result = guest
+        .served
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve returned");
+    assert!(
+        matches!(result, Err(ShareError::Handshake(_))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_bad_root_is_named() {
+    let (_guest, host) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    let result = serve(
+        host,
+        ShareOptions {
+            root: "/nonexistent/share".into(),
+            read_only: false,
+        },
+    );
+    assert!(matches!(result, Err(ShareError::Root { .. })), "{result:?}");
+}
