@@ -350,3 +350,82 @@ fn serves_through_a_seqpacket_relay() {
     // The relay closes its end at the unmount: serve must end with Ok.
     m.unmount();
 }
+
+#[test]
+fn shared_mmap_writes_reach_the_host() {
+    require_fuse!();
+    let m = mount_share(share_dir(false, |_| {}), false, Channel::DevFuse);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.at("mapped"))
+        .expect("create");
+    file.set_len(4096).expect("size");
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of 4096 bytes of an open file; no other mapping aliases
+    // it, and the result is checked before use.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        addr,
+        libc::MAP_FAILED,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `addr` is a live, writable mapping of 4096 bytes.
+    let mapped = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u8>(), 4096) };
+    mapped[..6].copy_from_slice(b"mapped");
+    // SAFETY: the same mapping, synced then unmapped once; `mapped` is not used after.
+    unsafe {
+        assert_eq!(libc::msync(addr, 4096, libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(addr, 4096), 0);
+    }
+    file.sync_all().expect("fsync");
+    drop(file);
+    assert_eq!(&fs::read(m.host("mapped")).expect("host")[..6], b"mapped");
+    m.unmount();
+}
+
+#[test]
+fn parallel_writers_each_get_their_file() {
+    require_fuse!();
+    let m = mount_share(share_dir(false, |_| {}), false, Channel::SeqPacket);
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let path = m.at(&format!("w{t}"));
+            scope.spawn(move || {
+                let data = vec![t as u8; 300_000];
+                for _ in 0..3 {
+                    fs::write(&path, &data).expect("parallel write");
+                    assert_eq!(fs::read(&path).expect("parallel read"), data);
+                }
+            });
+        }
+    });
+    for t in 0..6 {
+        assert_eq!(
+            fs::read(m.host(&format!("w{t}"))).expect("host"),
+            vec![t as u8; 300_000]
+        );
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .open(m.at("w0"))
+        .expect("open");
+    nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 1 << 20)
+        .expect("fallocate");
+    f.sync_data().expect("fdatasync");
+    drop(f);
+    assert_eq!(fs::metadata(m.host("w0")).expect("host").len(), 1 << 20);
+    m.unmount();
+}
