@@ -59,7 +59,7 @@ impl ShareFs {
         let host_flags = host_open_flags(flags, self.read_only)?;
         let rel = self.path(ino)?;
         let fd = self.open(&rel, host_flags)?;
-        Ok(self.add_file(File::from(fd)))
+        Ok(self.add_file(ino, File::from(fd)))
     }
 
     /// Creates (or, without `O_EXCL`, opens an existing) regular file `name` in `parent`;
@@ -92,7 +92,7 @@ impl ShareFs {
         };
         let st = rustix::fs::fstat(&fd)?;
         let ino = self.inodes().lookup(&rel);
-        let fh = self.add_file(File::from(fd));
+        let fh = self.add_file(ino, File::from(fd));
         Ok((file_attr(ino, &st), fh))
     }
 

@@ -429,3 +429,27 @@ fn parallel_writers_each_get_their_file() {
     assert_eq!(fs::metadata(m.host("w0")).expect("host").len(), 1 << 20);
     m.unmount();
 }
+
+#[test]
+fn an_unlinked_open_file_still_works() {
+    require_fuse!();
+    let m = mount_share(share_dir(false, |_| {}), false, Channel::DevFuse);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.at("gone"))
+        .expect("create");
+    f.write_all(b"still here").expect("write");
+    fs::remove_file(m.at("gone")).expect("unlink");
+    assert!(!m.host("gone").exists());
+    assert_eq!(f.metadata().expect("fstat").len(), 10);
+    f.set_len(5).expect("ftruncate after unlink");
+    f.seek(SeekFrom::Start(0)).expect("seek");
+    let mut back = String::new();
+    f.read_to_string(&mut back).expect("read after unlink");
+    assert_eq!(back, "still");
+    drop(f);
+    m.unmount();
+}
