@@ -13,6 +13,9 @@ const FUSE_LOOKUP: u32 = 1;
 const FUSE_GETATTR: u32 = 3;
 const FUSE_READ: u32 = 15;
 const FUSE_INIT: u32 = 26;
+const FUSE_OPENDIR: u32 = 27;
+const FUSE_READDIR: u32 = 28;
+const FUSE_READDIRPLUS: u32 = 44;
 
 struct Guest {
     fd: OwnedFd,
@@ -23,6 +26,9 @@ struct Guest {
 fn start(read_only: bool) -> Guest {
     let root = tempfile::tempdir().expect("root");
     std::fs::write(root.path().join("file"), b"content").expect("file");
+    for i in 0..40 {
+        std::fs::write(root.path().join(format!("entry-{i:02}")), b"").expect("entry");
+    }
     let (guest, host) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -193,4 +199,68 @@ fn a_bad_root_is_named() {
         },
     );
     assert!(matches!(result, Err(ShareError::Root { .. })), "{result:?}");
+}
+
+/// `fuse_read_in` for a READDIR(PLUS) of `size` bytes at `offset` on handle `fh`.
+fn read_in(fh: u64, offset: u64, size: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&fh.to_ne_bytes());
+    body.extend_from_slice(&offset.to_ne_bytes());
+    body.extend_from_slice(&size.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 20]);
+    body
+}
+
+/// The (name, next offset) of each entry in a READDIR or READDIRPLUS reply body.
+fn entries(body: &[u8], plus: bool) -> Vec<(String, u64)> {
+    let skip = if plus { 128 } else { 0 }; // fuse_entry_out before each fuse_dirent
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let dirent = &body[at + skip..];
+        let off = u64::from_ne_bytes(dirent[8..16].try_into().expect("8"));
+        let namelen = u32::from_ne_bytes(dirent[16..20].try_into().expect("4")) as usize;
+        let name = String::from_utf8_lossy(&dirent[24..24 + namelen]).into_owned();
+        out.push((name, off));
+        at += (skip + 24 + namelen).next_multiple_of(8);
+    }
+    out
+}
+
+#[test]
+fn directory_listings_page_with_stable_offsets() {
+    let guest = start(false);
+    guest.handshake();
+    let mut unique = 100;
+    for (opcode, plus) in [(FUSE_READDIR, false), (FUSE_READDIRPLUS, true)] {
+        unique += 1;
+        guest.send(&request(FUSE_OPENDIR, unique, 1, &[0u8; 8]));
+        let (error, _, open_out) = guest.reply();
+        assert_eq!(error, 0, "opendir");
+        let fh = u64::from_ne_bytes(open_out[0..8].try_into().expect("8"));
+        let mut offset = 0;
+        let mut names = Vec::new();
+        loop {
+            unique += 1;
+            // Room for a few entries a page.
+            guest.send(&request(opcode, unique, 1, &read_in(fh, offset, 400)));
+            let (error, _, body) = guest.reply();
+            assert_eq!(error, 0, "readdir at {offset}");
+            let page = entries(&body, plus);
+            if page.is_empty() {
+                break;
+            }
+            for (name, next) in page {
+                assert!(next > offset, "offsets grow");
+                offset = next;
+                names.push(name);
+            }
+        }
+        let mut expected: Vec<String> = (0..40).map(|i| format!("entry-{i:02}")).collect();
+        expected.extend([".".into(), "..".into(), "file".into()]);
+        expected.sort();
+        names.sort();
+        assert_eq!(names, expected, "plus: {plus}");
+    }
+    guest.finish();
 }
