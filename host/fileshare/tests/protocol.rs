@@ -264,3 +264,68 @@ fn directory_listings_page_with_stable_offsets() {
     }
     guest.finish();
 }
+
+/// A small deterministic generator for the fuzz test.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+#[test]
+fn random_requests_never_stop_the_server() {
+    const FUSE_DESTROY: u32 = 38;
+    let guest = start(false);
+    guest.handshake();
+    // Replies are read as they come, as the guest kernel does (some opcodes get none).
+    let reader_fd = guest.fd.try_clone().expect("dup");
+    let timeout = nix::sys::time::TimeVal::new(30, 0);
+    nix::sys::socket::setsockopt(
+        &reader_fd,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &timeout,
+    )
+    .expect("SO_RCVTIMEO");
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = recv(reader_fd.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("recv");
+            assert!(n >= 16, "short reply");
+            let error = i32::from_ne_bytes(buf[4..8].try_into().expect("4"));
+            let unique = u64::from_ne_bytes(buf[8..16].try_into().expect("8"));
+            if unique == 99_999 {
+                return error;
+            }
+        }
+    });
+    let mut rng = Lcg(0x5eed);
+    for i in 0..3000u64 {
+        let mut opcode = (rng.next() % 54) as u32;
+        if opcode == FUSE_DESTROY {
+            opcode = FUSE_GETATTR;
+        }
+        let nodeid = match rng.next() % 3 {
+            0 => 1,
+            1 => rng.next() % 8,
+            _ => rng.next(),
+        };
+        let len = (rng.next() % 200) as usize;
+        let body: Vec<u8> = (0..len)
+            .map(|_| match rng.next() % 4 {
+                0 => 0,
+                _ => b'a' + (rng.next() % 26) as u8,
+            })
+            .collect();
+        guest.send(&request(opcode, 1000 + i, nodeid, &body));
+    }
+    // Still serving: a last GETATTR is answered (after whatever replies came before it).
+    guest.send(&request(FUSE_GETATTR, 99_999, 1, &[0u8; 16]));
+    assert_eq!(reader.join().expect("reader"), 0);
+    guest.finish();
+}
