@@ -22,8 +22,15 @@
 //!   `FUSE_AUTO_INVAL_DATA`, whenever the host's size or mtime changed; writes are
 //!   write-through. (Not direct I/O, so that shared `mmap` works in the guest.)
 //! - **Inodes** are the server's own table of relative paths (root = 1), kept right across
-//!   rename (descendants too), unlink and FORGET; ids are never reused.
-//! - Extended attributes are not served (`ENODATA`/`ENOTSUP`); `max_write` is 128 KiB.
+//!   rename (descendants too), unlink and FORGET; ids are never reused. Two hard links of one
+//!   host file are two nodes (same data, `nlink` 2). An unlinked file that is still open
+//!   keeps answering through its open handle.
+//! - **Hostile guests**: the guest is not trusted. Messages pass a guard before `fuser`
+//!   parses them (whole headers, sizes that match, times in range; operations the share
+//!   does not serve answered `ENOSYS`), read sizes and directory pages are capped at
+//!   128 KiB, and no guest input makes `serve` panic (a fuzz test sends it random requests).
+//! - Extended attributes are not served (`ENODATA`/`ENOTSUP`); `max_write` is 128 KiB, and
+//!   so is `max_readahead`, so no reply is larger than 128 KiB plus its header.
 
 mod attr;
 mod filesystem;
