@@ -16,6 +16,7 @@ use rustix::io::Errno;
 use crate::attr::file_attr;
 use crate::inodes::ROOT_INO;
 use crate::ops_entries::AttrChanges;
+use crate::ops_io::MAX_REPLY_DATA;
 use crate::share::{OpResult, ShareFs};
 
 /// How long the guest kernel may trust an entry or attributes: not at all. Every stat and
@@ -30,6 +31,28 @@ const GENERATION: Generation = Generation(0);
 /// Open files use the guest's page cache, dropped at every open (no `FOPEN_KEEP_CACHE`)
 /// and whenever the host's size or mtime changed (`FUSE_AUTO_INVAL_DATA` with TTL 0).
 const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
+
+/// Sizes of a `fuse_dirent` and a `fuse_direntplus` without the name.
+const DIRENT_LEN: usize = 24;
+const DIRENTPLUS_LEN: usize = 128 + DIRENT_LEN;
+
+/// Keeps a directory reply within [`MAX_REPLY_DATA`], whatever size the request asked for.
+#[derive(Default)]
+struct ReplyBudget {
+    used: usize,
+}
+
+impl ReplyBudget {
+    /// Takes room for one entry named `name`; false when it does not fit.
+    fn take(&mut self, fixed: usize, name: &OsStr) -> bool {
+        let len = (fixed + name.len()).next_multiple_of(8);
+        if self.used + len > MAX_REPLY_DATA as usize {
+            return false;
+        }
+        self.used += len;
+        true
+    }
+}
 
 fn errno(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.raw_os_error())
@@ -53,6 +76,10 @@ impl Filesystem for ShareFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest.min(MAX_WRITE));
+        }
+        // Reads are no larger than writes: max_pages follows the larger of the two.
+        if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
+            let _ = config.set_max_readahead(nearest.min(MAX_WRITE));
         }
         for wanted in [
             InitFlags::FUSE_AUTO_INVAL_DATA,
@@ -306,7 +333,11 @@ impl Filesystem for ShareFs {
             }
         }
         let skip = start.saturating_sub(dots.len());
+        let mut budget = ReplyBudget::default();
         for (i, (name, kind)) in listing.entries.iter().enumerate().skip(skip) {
+            if !budget.take(DIRENT_LEN, name) {
+                break;
+            }
             // Plain READDIR takes no reference: ids are reported for `ls -i` and the like.
             let child_ino = self.inodes().ino_or_insert(&rel.join(name));
             let next = (dots.len() + i) as u64 + 1;
@@ -353,7 +384,11 @@ impl Filesystem for ShareFs {
             }
         }
         let skip = start.saturating_sub(2);
+        let mut budget = ReplyBudget::default();
         for (i, (name, _kind)) in listing.entries.iter().enumerate().skip(skip) {
+            if !budget.take(DIRENTPLUS_LEN, name) {
+                break;
+            }
             let next = (2 + i) as u64 + 1;
             let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
             // An entry removed since opendir is left out.

@@ -22,22 +22,35 @@
 //!   `FUSE_AUTO_INVAL_DATA`, whenever the host's size or mtime changed; writes are
 //!   write-through. (Not direct I/O, so that shared `mmap` works in the guest.)
 //! - **Inodes** are the server's own table of relative paths (root = 1), kept right across
-//!   rename (descendants too), unlink and FORGET; ids are never reused.
-//! - Extended attributes are not served (`ENODATA`/`ENOTSUP`); `max_write` is 128 KiB.
+//!   rename (descendants too), unlink and FORGET; ids are never reused. Two hard links of one
+//!   host file are two nodes (same data, `nlink` 2). An unlinked file that is still open
+//!   keeps answering through its open handle.
+//! - **Hostile guests**: the guest is not trusted. Messages pass a guard before `fuser`
+//!   parses them (whole headers, sizes that match, times in range; operations the share
+//!   does not serve answered `ENOSYS`), read sizes and directory pages are capped at
+//!   128 KiB, and no guest input makes `serve` panic (a fuzz test sends it random requests).
+//! - Extended attributes are not served (`ENODATA`/`ENOTSUP`); `max_write` is 128 KiB, and
+//!   so is `max_readahead`, so no reply is larger than 128 KiB plus its header.
 
 mod attr;
 mod filesystem;
 mod inodes;
+mod message_guard;
 mod ops_entries;
 mod ops_io;
 mod resolve;
 mod share;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+#[cfg(test)]
+mod confinement_tests;
+
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use fuser::{Config, Session, SessionACL};
 
+use crate::message_guard::MessageGuard;
 use crate::share::ShareFs;
 
 /// How many threads answer requests of one share (a slow host call does not stall others).
@@ -65,6 +78,9 @@ pub enum ShareError {
     /// The share's root is not a directory.
     #[error("file share root {0} is not a directory")]
     NotADirectory(PathBuf),
+    /// The channel could not be set up (the private pair between it and `fuser`).
+    #[error("cannot set up the file share channel: {0}")]
+    Channel(#[source] std::io::Error),
     /// The FUSE INIT handshake on the channel failed (or the channel ended before it).
     #[error("FUSE handshake on the file share channel failed: {0}")]
     Handshake(#[source] std::io::Error),
@@ -76,36 +92,31 @@ pub enum ShareError {
 /// Serves `options.root` on `channel` (a FUSE channel: one FUSE kernel message per read/recv,
 /// one reply per write) until the channel ends; blocking (the caller runs it on its own thread).
 ///
-/// Returns `Ok` when the channel ends: `/dev/fuse` unmounted (`ENODEV`), FUSE `DESTROY`, or
-/// the peer of a socket channel closed it.
+/// Returns `Ok` when the channel ends after the handshake: `/dev/fuse` unmounted (`ENODEV`),
+/// or the peer of a socket channel closed it or shut it down (`shutdown(SHUT_RDWR)` on the
+/// daemon's end is how to stop serving early). Malformed messages from the guest are
+/// answered `EIO` and dropped (see `message_guard`); nothing a guest sends panics here.
 pub fn serve(channel: OwnedFd, options: ShareOptions) -> Result<(), ShareError> {
     let share = ShareFs::new(&options)?;
-    // A second fd of the channel, to tell "the peer hung up" from a real error afterwards.
-    let probe = channel.try_clone().map_err(ShareError::Handshake)?;
+    let (guard, for_fuser) = MessageGuard::start(channel).map_err(ShareError::Channel)?;
+    let outcome = catch_unwind(AssertUnwindSafe(|| run_session(share, for_fuser)));
+    guard.stop();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ShareError::Session(_))) if guard.channel_ended() => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ShareError::Session(std::io::Error::other(
+            "the FUSE session panicked",
+        ))),
+    }
+}
+
+/// The FUSE handshake, then the request loop on `WORKER_THREADS` threads.
+fn run_session(share: ShareFs, fd: OwnedFd) -> Result<(), ShareError> {
     let mut config = Config::default();
     config.acl = SessionACL::All;
     config.n_threads = Some(WORKER_THREADS);
     let session =
-        Session::from_fd(share, channel, SessionACL::All, config).map_err(ShareError::Handshake)?;
-    match session.run() {
-        Ok(()) => Ok(()),
-        Err(_) if peer_closed(&probe) => Ok(()),
-        Err(e) => Err(ShareError::Session(e)),
-    }
-}
-
-/// Whether `channel` is a socket whose peer has closed it (a `recv` would read end of file).
-fn peer_closed(channel: &OwnedFd) -> bool {
-    let mut byte = [0u8; 1];
-    // SAFETY: `channel` is an open fd for the duration of the call, and `byte` is a valid,
-    // writable buffer of the length passed; MSG_PEEK leaves any pending message in place.
-    let n = unsafe {
-        libc::recv(
-            channel.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            byte.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0
+        Session::from_fd(share, fd, SessionACL::All, config).map_err(ShareError::Handshake)?;
+    session.run().map_err(ShareError::Session)
 }

@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use crate::attr::{file_attr, timespec};
 use crate::resolve::{open_in, open_parent, proc_fd_path};
-use crate::share::{host_perm, OpResult, ShareFs};
+use crate::share::{host_perm, io_errno, OpResult, ShareFs};
 
 /// What `setattr` asked to change. Owner and group are not here: see [`ShareFs::set_attr`].
 pub(crate) struct AttrChanges {
@@ -32,14 +32,19 @@ impl AttrChanges {
 }
 
 impl ShareFs {
-    /// Attributes of node `ino`, through its open file when `fh` names one (an unlinked but
-    /// open file still answers).
+    /// Attributes of node `ino`, through its open file when `fh` names one, or through any
+    /// open file of it once unlinked (an unlinked but open file still answers).
     pub(crate) fn get_attr(&self, ino: u64, fh: Option<u64>) -> OpResult<FileAttr> {
         if let Some(file) = fh.and_then(|fh| self.file(fh).ok()) {
             return Ok(file_attr(ino, &rustix::fs::fstat(&*file)?));
         }
-        let rel = self.path(ino)?;
-        Ok(file_attr(ino, &self.stat(&rel)?))
+        match self.path(ino) {
+            Ok(rel) => Ok(file_attr(ino, &self.stat(&rel)?)),
+            Err(e) => match self.any_open_file(ino) {
+                Some(file) => Ok(file_attr(ino, &rustix::fs::fstat(&*file)?)),
+                None => Err(e),
+            },
+        }
     }
 
     /// `setattr`: mode, size and times are applied on the host.
@@ -48,8 +53,25 @@ impl ShareFs {
     /// the container writes belongs on the host to the share's owner, and attributes always
     /// report the host's real owner, so a later `stat` shows the owner unchanged.
     pub(crate) fn set_attr(&self, ino: u64, changes: &AttrChanges) -> OpResult<FileAttr> {
-        let rel = self.path(ino)?;
-        let target = self.open(&rel, OFlags::PATH)?;
+        let open_file = match changes.fh.and_then(|fh| self.file(fh).ok()) {
+            Some(file) => Some(file),
+            None if self.path(ino).is_err() => self.any_open_file(ino),
+            None => None,
+        };
+        // The node by its path; or, once unlinked, through the open file the change came by.
+        let (rel, target) = match (self.path(ino), &open_file) {
+            (Ok(rel), _) => {
+                let target = self.open(&rel, OFlags::PATH)?;
+                (Some(rel), target)
+            }
+            (Err(_), Some(file)) => (
+                None,
+                file.as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| io_errno(&e))?,
+            ),
+            (Err(e), None) => return Err(e),
+        };
         if changes.chown || !changes.is_empty() {
             self.refuse_if_read_only()?;
         }
@@ -69,9 +91,10 @@ impl ShareFs {
             )?;
         }
         if let Some(size) = changes.size {
-            match changes.fh.and_then(|fh| self.file(fh).ok()) {
-                Some(file) => rustix::fs::ftruncate(&*file, size)?,
-                None => {
+            match (&open_file, &rel) {
+                (Some(file), _) => rustix::fs::ftruncate(&**file, size)?,
+                (None, None) => return Err(Errno::NOENT),
+                (None, Some(rel)) => {
                     if kind != FileType::RegularFile {
                         return Err(if kind == FileType::Directory {
                             Errno::ISDIR
@@ -79,7 +102,7 @@ impl ShareFs {
                             Errno::INVAL
                         });
                     }
-                    let file = self.open(&rel, OFlags::WRONLY | OFlags::NONBLOCK)?;
+                    let file = self.open(rel, OFlags::WRONLY | OFlags::NONBLOCK)?;
                     rustix::fs::ftruncate(&file, size)?;
                 }
             }
@@ -89,8 +112,8 @@ impl ShareFs {
                 last_access: timespec(changes.atime),
                 last_modification: timespec(changes.mtime),
             };
-            if is_link {
-                let (dir, name) = open_parent(self.root.as_fd(), &rel)?;
+            if let (true, Some(rel)) = (is_link, &rel) {
+                let (dir, name) = open_parent(self.root.as_fd(), rel)?;
                 rustix::fs::utimensat(&dir, &name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
             } else {
                 rustix::fs::utimensat(CWD, proc_fd_path(&target), &times, AtFlags::empty())?;

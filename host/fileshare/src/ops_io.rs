@@ -33,12 +33,19 @@ fn host_open_flags(flags: i32, read_only: bool) -> OpResult<OFlags> {
     Ok(OFlags::from_bits_retain(passed) | OFlags::NONBLOCK)
 }
 
+/// The most data one reply carries (a read, or a page of directory entries): the daemon's
+/// buffers are sized for 128 KiB messages.
+pub(crate) const MAX_REPLY_DATA: u32 = 128 * 1024;
+
 /// Reads up to `size` bytes at `offset`, short only at end of file.
 fn read_full(file: &File, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size as usize];
     let mut filled = 0;
     while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+        let Some(at) = offset.checked_add(filled as u64) else {
+            break;
+        };
+        match file.read_at(&mut buf[filled..], at) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -55,7 +62,7 @@ impl ShareFs {
         let host_flags = host_open_flags(flags, self.read_only)?;
         let rel = self.path(ino)?;
         let fd = self.open(&rel, host_flags)?;
-        Ok(self.add_file(File::from(fd)))
+        Ok(self.add_file(ino, File::from(fd)))
     }
 
     /// Creates (or, without `O_EXCL`, opens an existing) regular file `name` in `parent`;
@@ -88,13 +95,15 @@ impl ShareFs {
         };
         let st = rustix::fs::fstat(&fd)?;
         let ino = self.inodes().lookup(&rel);
-        let fh = self.add_file(File::from(fd));
+        let fh = self.add_file(ino, File::from(fd));
         Ok((file_attr(ino, &st), fh))
     }
 
+    /// Reads up to `size` bytes at `offset`, and never more than [`MAX_REPLY_DATA`] (the
+    /// kernel asks for no more; a hostile guest could ask for gigabytes).
     pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> OpResult<Vec<u8>> {
         let file = self.file(fh)?;
-        read_full(&file, offset, size).map_err(|e| io_errno(&e))
+        read_full(&file, offset, size.min(MAX_REPLY_DATA)).map_err(|e| io_errno(&e))
     }
 
     /// Writes all of `data` at `offset` (at the end for a file opened `O_APPEND`).

@@ -10,7 +10,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -64,13 +64,39 @@ pub(crate) fn open_beneath(
     mode: Mode,
 ) -> Result<OwnedFd, Errno> {
     check_relative(rel)?;
-    let path: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    open_confined(root, path, flags, mode)
+    if rel.as_os_str().is_empty() {
+        return open_confined(root, Path::new("."), flags, mode);
+    }
+    if rel.as_os_str().len() <= PATH_CHUNK {
+        return open_confined(root, rel, flags, mode);
+    }
+    // Longer than the kernel takes in one path (PATH_MAX): walk it a chunk of components at
+    // a time, each chunk opened beneath the directory the previous one reached.
+    let mut dir: Option<OwnedFd> = None;
+    let mut chunk = PathBuf::new();
+    let mut components = rel.components().peekable();
+    while let Some(component) = components.next() {
+        chunk.push(component);
+        let last = components.peek().is_none();
+        let full = components
+            .peek()
+            .is_some_and(|next| chunk.as_os_str().len() + 1 + next.as_os_str().len() > PATH_CHUNK);
+        if last {
+            let at = dir.as_ref().map_or(root, |d| d.as_fd());
+            return open_confined(at, &chunk, flags, mode);
+        }
+        if full {
+            let at = dir.as_ref().map_or(root, |d| d.as_fd());
+            let next = open_confined(at, &chunk, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+            dir = Some(next);
+            chunk = PathBuf::new();
+        }
+    }
+    Err(Errno::INVAL)
 }
+
+/// The longest path handed to one `openat2` (well under PATH_MAX, 4096 with its NUL).
+const PATH_CHUNK: usize = 2048;
 
 /// Opens the single name `name` in the directory `dir` (itself opened beneath the root),
 /// with the same confinement as [`open_beneath`].
@@ -207,6 +233,50 @@ mod tests {
             )
             .err(),
             Some(Errno::ACCESS)
+        );
+    }
+
+    #[test]
+    fn paths_longer_than_path_max_are_walked_confined() {
+        let (outside, root, fd) = share();
+        // 40 levels of 200-byte names: about 8 KiB, twice PATH_MAX.
+        let name = "n".repeat(200);
+        let mut dir =
+            rustix::fs::open(root.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+                .expect("root");
+        let mut rel = PathBuf::new();
+        for _ in 0..40 {
+            rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)).expect("mkdir");
+            dir = rustix::fs::openat(
+                &dir,
+                name.as_str(),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .expect("open level");
+            rel.push(&name);
+        }
+        let file = rustix::fs::openat(
+            &dir,
+            "deep",
+            OFlags::CREATE | OFlags::WRONLY,
+            Mode::from_raw_mode(0o644),
+        )
+        .expect("deep file");
+        drop(file);
+        assert!(rel.as_os_str().len() > 8000);
+        assert!(open_beneath(fd.as_fd(), &rel.join("deep"), OFlags::RDONLY, Mode::empty()).is_ok());
+        // A symlink deep down still stops the walk.
+        rustix::fs::symlinkat(outside.path(), &dir, "esc").expect("deep symlink");
+        assert_eq!(
+            open_beneath(
+                fd.as_fd(),
+                &rel.join("esc/file"),
+                OFlags::RDONLY,
+                Mode::empty()
+            )
+            .err(),
+            Some(Errno::LOOP)
         );
     }
 

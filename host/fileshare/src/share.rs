@@ -37,7 +37,8 @@ pub(crate) struct ShareFs {
     pub(crate) owner_gid: u32,
     pub(crate) read_only: bool,
     inodes: Mutex<InodeTable>,
-    files: Mutex<HashMap<u64, Arc<File>>>,
+    /// Open files by handle, with the node each was opened as.
+    files: Mutex<HashMap<u64, (u64, Arc<File>)>>,
     dirs: Mutex<HashMap<u64, Arc<DirListing>>>,
     next_handle: AtomicU64,
 }
@@ -178,7 +179,10 @@ impl ShareFs {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(perm) = perm {
+        // Never chmod a symlink (if the host swapped one in for the new node, it stays as is).
+        let is_link =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink;
+        if let (Some(perm), false) = (perm, is_link) {
             rustix::fs::chmodat(
                 CWD,
                 proc_fd_path(node),
@@ -193,15 +197,28 @@ impl ShareFs {
         self.next_handle.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn add_file(&self, file: File) -> u64 {
+    /// Keeps `file`, opened as node `ino`, and returns its handle.
+    pub(crate) fn add_file(&self, ino: u64, file: File) -> u64 {
         let fh = self.new_handle();
-        lock(&self.files).insert(fh, Arc::new(file));
+        lock(&self.files).insert(fh, (ino, Arc::new(file)));
         fh
+    }
+
+    /// Some open file of node `ino`: how an unlinked (detached) node that is still open is
+    /// reached when the kernel asks without a handle (`fstat`, `fchmod`).
+    pub(crate) fn any_open_file(&self, ino: u64) -> Option<Arc<File>> {
+        lock(&self.files)
+            .values()
+            .find(|(node, _)| *node == ino)
+            .map(|(_, file)| file.clone())
     }
 
     /// The open file behind handle `fh` (`EBADF` if there is none).
     pub(crate) fn file(&self, fh: u64) -> OpResult<Arc<File>> {
-        lock(&self.files).get(&fh).cloned().ok_or(Errno::BADF)
+        lock(&self.files)
+            .get(&fh)
+            .map(|(_, file)| file.clone())
+            .ok_or(Errno::BADF)
     }
 
     pub(crate) fn remove_file(&self, fh: u64) {
