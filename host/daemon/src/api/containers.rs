@@ -26,6 +26,9 @@ struct ContainerQuery {
     condition: Option<String>,
     #[serde(default, deserialize_with = "docker_bool")]
     force: bool,
+    /// `rm -v`: the container's anonymous volumes go too.
+    #[serde(default, deserialize_with = "docker_bool")]
+    v: bool,
 }
 
 /// `list`'s parameters.
@@ -336,7 +339,11 @@ async fn remove(
     Path(id): Path<String>,
     DockerQuery(q): DockerQuery<ContainerQuery>,
 ) -> ApiResult<Response> {
-    engine.remove_container(&id, q.force).await?;
+    let rec = engine.container(&id)?;
+    engine.remove_container(&rec.id, q.force).await?;
+    if q.v {
+        engine.remove_anonymous_volumes(&rec).await;
+    }
     Ok(no_content())
 }
 

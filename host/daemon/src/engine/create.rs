@@ -132,7 +132,20 @@ impl Engine {
 
         let (network_mode, aliases) = self.network_choice(&body, &host_config)?;
         let extra_networks = self.extra_networks(&body, &network_mode)?;
-        let mounts = self.resolve_mounts(&host_config)?;
+        let mut mounts = self.resolve_mounts(&host_config)?;
+        let wanted: Vec<String> = image_config
+            .volumes()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(body.volumes.clone().unwrap_or_default())
+            .collect();
+        mounts.extend(self.anonymous_volumes(&wanted, &mounts)?);
+        if isolation != crate::backend::Isolation::SharedVm {
+            // The shared VM keeps volumes on its own disk; elsewhere they are these dirs.
+            self.fill_new_volumes(&image.layer_dirs, &mounts);
+        }
+        let mounts: Vec<MountState> = mounts.into_iter().map(|(m, _)| m).collect();
         for key in host_config.port_bindings.iter().flat_map(|b| b.keys()) {
             super::parse_port_key(key)?;
         }
@@ -254,7 +267,63 @@ impl Engine {
         Ok((mode, aliases))
     }
 
-    fn resolve_mounts(&self, hc: &HostConfig) -> Result<Vec<MountState>, EngineError> {
+    /// A volume of its own (random name, labelled anonymous, filled from the image) for
+    /// each of `paths` (the image's `VOLUME`s, `-v /path`) no mount in `mounts` covers.
+    fn anonymous_volumes(
+        &self,
+        paths: &[String],
+        mounts: &[(MountState, bool)],
+    ) -> Result<Vec<(MountState, bool)>, EngineError> {
+        let mut out: Vec<(MountState, bool)> = Vec::new();
+        for path in paths {
+            let dest = path.trim_end_matches('/');
+            let dest = if dest.is_empty() { "/" } else { dest };
+            let taken = mounts
+                .iter()
+                .chain(out.iter())
+                .any(|(m, _)| m.destination.trim_end_matches('/') == dest.trim_end_matches('/'));
+            if taken || !dest.starts_with('/') {
+                continue;
+            }
+            let name = super::new_id();
+            let labels = [(super::volumes::ANONYMOUS_LABEL.to_string(), String::new())];
+            let v = self
+                .volumes
+                .create_with_labels(&name, &labels.into_iter().collect())?;
+            self.events.emit("volume", "create", &name, &[]);
+            out.push((
+                MountState {
+                    kind: "volume".into(),
+                    name: Some(name),
+                    source: v.mountpoint.display().to_string(),
+                    destination: dest.to_string(),
+                    rw: true,
+                },
+                true,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Fills each empty volume of `mounts` that asks for it with the image's content at
+    /// its mount point (`volume_fill`); a failure is logged, the container made anyway.
+    fn fill_new_volumes(&self, layers: &[std::path::PathBuf], mounts: &[(MountState, bool)]) {
+        let scratch = self.config.data_root.join("tmp");
+        for (m, copy) in mounts {
+            if !copy || m.kind != "volume" {
+                continue;
+            }
+            let source = std::path::Path::new(&m.source);
+            let filled = crate::state::off_worker::off_worker(|| {
+                super::volume_fill::fill_from_image(layers, &m.destination, source, &scratch)
+            });
+            if let Err(e) = filled {
+                tracing::warn!(volume = ?m.name, "{e}");
+            }
+        }
+    }
+
+    fn resolve_mounts(&self, hc: &HostConfig) -> Result<Vec<(MountState, bool)>, EngineError> {
         let mut out = Vec::new();
         for bind in hc.binds.iter().flatten() {
             out.push(self.parse_bind(bind)?);
@@ -277,7 +346,9 @@ impl Engine {
         Ok(out)
     }
 
-    fn parse_bind(&self, spec: &str) -> Result<MountState, EngineError> {
+    /// One `-v` / mount: the mount, and whether an empty volume is filled from the image
+    /// (a volume without `nocopy`).
+    fn parse_bind(&self, spec: &str) -> Result<(MountState, bool), EngineError> {
         let parts: Vec<&str> = spec.split(':').collect();
         let (source, dest, opts) = match parts.as_slice() {
             [s, d] => (*s, *d, ""),
@@ -294,12 +365,14 @@ impl Engine {
             )));
         }
         let mut rw = true;
+        let mut copy = true;
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             match o {
                 "ro" => rw = false,
                 "rw" => rw = true,
+                "nocopy" => copy = false,
                 "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave"
-                | "nocopy" | "consistent" | "cached" | "delegated" => {}
+                | "consistent" | "cached" | "delegated" => {}
                 other => {
                     return Err(EngineError::bad_request(format!(
                         "invalid volume specification: '{spec}': invalid mode: {other}"
@@ -313,23 +386,29 @@ impl Engine {
                     "invalid mount config for type \"bind\": bind source path does not exist: {source}"
                 )));
             }
-            Ok(MountState {
-                kind: "bind".into(),
-                name: None,
-                source: source.to_string(),
-                destination: dest.to_string(),
-                rw,
-            })
+            Ok((
+                MountState {
+                    kind: "bind".into(),
+                    name: None,
+                    source: source.to_string(),
+                    destination: dest.to_string(),
+                    rw,
+                },
+                false,
+            ))
         } else {
             let v = self.volumes.create(source)?;
             self.events.emit("volume", "create", source, &[]);
-            Ok(MountState {
-                kind: "volume".into(),
-                name: Some(source.to_string()),
-                source: v.mountpoint.display().to_string(),
-                destination: dest.to_string(),
-                rw,
-            })
+            Ok((
+                MountState {
+                    kind: "volume".into(),
+                    name: Some(source.to_string()),
+                    source: v.mountpoint.display().to_string(),
+                    destination: dest.to_string(),
+                    rw,
+                },
+                copy,
+            ))
         }
     }
 }

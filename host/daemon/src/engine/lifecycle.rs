@@ -221,8 +221,9 @@ impl Engine {
         }
         self.events.emit("container", "die", id, &attrs);
         if rec.host_config.auto_remove.unwrap_or(false) {
-            if let Err(e) = self.remove_container(id, true).await {
-                tracing::warn!("auto-removing {}: {e}", rec.short_id());
+            match self.remove_container(id, true).await {
+                Ok(()) => self.remove_anonymous_volumes(&rec).await,
+                Err(e) => tracing::warn!("auto-removing {}: {e}", rec.short_id()),
             }
         } else {
             self.restart_after_exit(&rec);

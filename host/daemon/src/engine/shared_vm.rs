@@ -26,6 +26,30 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes the anonymous volumes of removed container `rec` that no other container
+    /// mounts (`docker rm -v`, and `--rm` containers, as dockerd does); failures are
+    /// logged.
+    pub async fn remove_anonymous_volumes(&self, rec: &crate::state::ContainerRecord) {
+        let others = self.store.list();
+        for name in rec.mounts.iter().filter_map(|m| m.name.as_deref()) {
+            let anonymous = self
+                .volumes
+                .get(name)
+                .is_ok_and(|v| v.labels.contains_key(super::volumes::ANONYMOUS_LABEL));
+            let used = others
+                .iter()
+                .filter(|c| c.id != rec.id)
+                .any(|c| c.mounts.iter().any(|m| m.name.as_deref() == Some(name)));
+            if !anonymous || used {
+                continue;
+            }
+            match self.remove_volume(name).await {
+                Ok(()) => self.events.emit("volume", "destroy", name, &[]),
+                Err(e) => tracing::warn!(volume = name, "removing an anonymous volume: {e}"),
+            }
+        }
+    }
+
     /// After images were removed: the VMs' copies of layers no image or container holds
     /// any more go too (host layer disks, the shared VM's data disk).
     pub async fn prune_vm_layers(&self) {

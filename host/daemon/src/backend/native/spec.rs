@@ -109,16 +109,25 @@ pub fn build(inp: &SpecInputs<'_>) -> Result<Spec, BackendError> {
         mounts.retain(|m| m.destination() != Path::new("/sys/fs/cgroup"));
     }
     resize_shm(&mut mounts, c.resources.shm_size);
+    // The user's mounts and the daemon's /etc files, parents before children (as dockerd
+    // sorts them): a volume over /etc must not hide /etc/hosts. A user mount at one of
+    // those paths replaces the daemon's file.
+    let mut tail: Vec<Mount> = c
+        .mounts
+        .iter()
+        .map(|m| bind(&m.source, &m.destination, m.read_only))
+        .collect();
     for (dest, src) in [
         ("/etc/hosts", &inp.files.hosts),
         ("/etc/hostname", &inp.files.hostname),
         ("/etc/resolv.conf", &inp.files.resolv_conf),
     ] {
-        mounts.push(bind(src, dest, false));
+        if !c.mounts.iter().any(|m| Path::new(&m.destination) == Path::new(dest)) {
+            tail.push(bind(src, dest, false));
+        }
     }
-    for m in &c.mounts {
-        mounts.push(bind(&m.source, &m.destination, m.read_only));
-    }
+    tail.sort_by_key(|m| m.destination().components().count());
+    mounts.extend(tail);
     spec.set_mounts(Some(mounts));
     Ok(spec)
 }

@@ -1,0 +1,224 @@
+//! A new volume starts with what the image has at its mount point, as with dockerd: when
+//! a container mounts an empty volume (named or anonymous, unless `nocopy`) over a
+//! directory of its image, that directory's content is copied into the volume once,
+//! owners and modes kept, so a `VOLUME /var/lib/app` of an image or `-v data:/etc/app`
+//! shows the image's files instead of an empty directory.
+//!
+//! The image's view of the path comes from its layers: a single layer is read directly;
+//! several are merged by a read-only overlayfs mount of them (whiteouts and opaque
+//! directories then apply), made for the copy and undone right after.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::EngineError;
+
+/// The longest overlayfs option text the kernel takes (one page, less some room).
+const MAX_MOUNT_DATA: usize = 4000;
+
+/// Copies what the image of `layers` (bottom first) has at `destination` into the volume
+/// directory `volume` if the volume is empty; `scratch` is a directory for the temporary
+/// mount. Returns whether anything was copied. A path that is not a directory in the image,
+/// or that passes through a symlink there, leaves the volume as it is.
+pub fn fill_from_image(
+    layers: &[PathBuf],
+    destination: &str,
+    volume: &Path,
+    scratch: &Path,
+) -> Result<bool, EngineError> {
+    let failed = |what: String, e: &dyn std::fmt::Display| {
+        EngineError::internal(format!("filling volume {}: {what}: {e}", volume.display()))
+    };
+    let empty = std::fs::read_dir(volume)
+        .map_err(|e| failed("reading it".into(), &e))?
+        .next()
+        .is_none();
+    if !empty || layers.is_empty() {
+        return Ok(false);
+    }
+    let Some(relative) = plain_relative(destination) else {
+        return Ok(false);
+    };
+    let merged = ImageView::open(layers, scratch).map_err(|e| failed("the image".into(), &e))?;
+    let Some(source) = directory_in(merged.root(), &relative) else {
+        return Ok(false);
+    };
+    copy_tree(&source, volume).map_err(|e| failed(format!("copying {destination}"), &e))?;
+    Ok(true)
+}
+
+/// `/a/b` as `a/b`; `None` for `/` or a path with `..`.
+fn plain_relative(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// `root/relative` when every component is a real directory (no symlink on the way).
+fn directory_in(root: &Path, relative: &Path) -> Option<PathBuf> {
+    let mut at = root.to_path_buf();
+    for c in relative.components() {
+        at.push(c);
+        let meta = std::fs::symlink_metadata(&at).ok()?;
+        if !meta.is_dir() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// The merged file tree of an image's layers, for as long as it lives.
+struct ImageView {
+    root: PathBuf,
+    mounted: bool,
+}
+
+impl ImageView {
+    fn open(layers: &[PathBuf], scratch: &Path) -> std::io::Result<Self> {
+        if let [only] = layers {
+            return Ok(ImageView {
+                root: only.clone(),
+                mounted: false,
+            });
+        }
+        // overlayfs lists lower directories top-most first.
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|l| l.display().to_string())
+            .collect();
+        let data = format!("lowerdir={}", lower.join(":"));
+        if data.len() > MAX_MOUNT_DATA {
+            return Err(std::io::Error::other(
+                "too many layers to merge for the copy",
+            ));
+        }
+        let root = scratch.join(format!("volume-fill-{}", super::new_id()));
+        std::fs::create_dir_all(&root)?;
+        let mounted = nix::mount::mount(
+            Some("overlay"),
+            &root,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        );
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_dir(&root);
+            return Err(std::io::Error::from(e));
+        }
+        Ok(ImageView {
+            root,
+            mounted: true,
+        })
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for ImageView {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.root, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&self.root);
+        }
+    }
+}
+
+/// Copies the content of directory `from` into directory `to`: directories, regular
+/// files, symlinks (as links) and fifos, with modes and owners; the top directory's own
+/// mode and owner too. Sockets and devices are left out.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let top = std::fs::symlink_metadata(from)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let meta = std::fs::symlink_metadata(&src)?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if std::os::unix::fs::FileTypeExt::is_fifo(&kind) {
+            nix::unistd::mkfifo(&dst, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+        } else {
+            continue;
+        }
+        keep_owner_and_mode(&dst, &meta)?;
+    }
+    keep_owner_and_mode(to, &top)
+}
+
+fn keep_owner_and_mode(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))?;
+    if !meta.file_type().is_symlink() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_plain() {
+        assert_eq!(
+            plain_relative("/var/lib/x"),
+            Some(PathBuf::from("var/lib/x"))
+        );
+        assert_eq!(plain_relative("/"), None);
+        assert_eq!(plain_relative("/a/../b"), None);
+    }
+
+    #[test]
+    fn a_single_layers_directory_is_copied_once_and_symlinks_stop_it() {
+        let tmp = std::env::temp_dir().join(format!("vmrun-fill-{}", std::process::id()));
+        let layer = tmp.join("layer");
+        std::fs::create_dir_all(layer.join("app/sub")).unwrap();
+        std::fs::write(layer.join("app/a.txt"), "a").unwrap();
+        std::fs::write(layer.join("app/sub/b.txt"), "b").unwrap();
+        std::fs::set_permissions(
+            layer.join("app/sub"),
+            std::fs::Permissions::from_mode(0o750),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("a.txt", layer.join("app/link")).unwrap();
+        std::os::unix::fs::symlink("app", layer.join("via-link")).unwrap();
+        let volume = tmp.join("volume");
+        std::fs::create_dir_all(&volume).unwrap();
+        let layers = [layer.clone()];
+        assert!(fill_from_image(&layers, "/app", &volume, &tmp).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(volume.join("sub/b.txt")).unwrap(),
+            "b"
+        );
+        assert_eq!(
+            std::fs::read_link(volume.join("link")).unwrap(),
+            Path::new("a.txt")
+        );
+        let mode = std::fs::metadata(volume.join("sub")).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o750);
+        // Not empty any more: a second mount copies nothing.
+        std::fs::remove_file(volume.join("a.txt")).unwrap();
+        assert!(!fill_from_image(&layers, "/app", &volume, &tmp).unwrap());
+        assert!(!volume.join("a.txt").exists());
+        // Through a symlink, or not a directory: nothing.
+        let other = tmp.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        assert!(!fill_from_image(&layers, "/via-link", &other, &tmp).unwrap());
+        assert!(!fill_from_image(&layers, "/app/a.txt", &other, &tmp).unwrap());
+        assert!(!fill_from_image(&layers, "/missing", &other, &tmp).unwrap());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
