@@ -169,7 +169,6 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
         std::fs::create_dir_all(&share).unwrap();
         std::fs::write(share.join("in.txt"), "from the host\n").unwrap();
         let volume = format!("{}:/s", share.display());
-        let script = format!("cat /s/in.txt; echo back > /s/out.txt");
         let out = vmrun(
             &d,
             &[
@@ -182,7 +181,7 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
                 "busybox",
                 "sh",
                 "-c",
-                &script,
+                "cat /s/in.txt; echo back > /s/out.txt",
             ],
         );
         out.ok();
