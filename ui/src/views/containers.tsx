@@ -140,7 +140,7 @@ export function ContainersView() {
                         <IconButton label={`Start ${name}`} icon="▶" disabled={busy} onClick={() => act("start", [c.Id])} />
                       )}
                       <IconButton label={`Restart ${name}`} icon="↻" disabled={busy} onClick={() => act("restart", [c.Id])} />
-                      <IconButton label={`Remove ${name}`} icon="🗑" danger disabled={busy} onClick={() => act("remove", [c.Id])} />
+                      <IconButton label={`Remove ${name}`} icon="✕" danger disabled={busy} onClick={() => act("remove", [c.Id])} />
                     </td>
                   </tr>
                 );

@@ -39,7 +39,7 @@ export function DetailView({ id, tab }: { id: string; tab: string }) {
           {running ? <IconButton label={`Stop ${name}`} icon="■" disabled={busy} onClick={() => act(() => api.stop(id))} />
             : <IconButton label={`Start ${name}`} icon="▶" disabled={busy} onClick={() => act(() => api.start(id))} />}
           <IconButton label={`Restart ${name}`} icon="↻" disabled={busy} onClick={() => act(() => api.restart(id))} />
-          <IconButton label={`Remove ${name}`} icon="🗑" danger disabled={busy} onClick={() => (running ? setConfirm(true) : remove())} />
+          <IconButton label={`Remove ${name}`} icon="✕" danger disabled={busy} onClick={() => (running ? setConfirm(true) : remove())} />
         </div>
       </header>
       <ErrorBox error={error} />

@@ -67,7 +67,7 @@ export function ImagesView() {
                   <td>{age(img.Created)}</td>
                   <td class="actions">
                     <IconButton label={`Run ${tag}`} icon="▶" onClick={() => setRunFor(emptyRunForm(tag))} />
-                    <IconButton label={`Remove ${tag}`} icon="🗑" danger disabled={busy} onClick={() => run(async () => { await api.removeImage(img.RepoTags?.[0] ?? img.Id); await store.refresh("images"); })} />
+                    <IconButton label={`Remove ${tag}`} icon="✕" danger disabled={busy} onClick={() => run(async () => { await api.removeImage(img.RepoTags?.[0] ?? img.Id); await store.refresh("images"); })} />
                   </td>
                 </tr>
               );

@@ -34,7 +34,7 @@ export function VolumesView() {
             {list.map((v) => (
               <tr key={v.Name} data-volume={v.Name}>
                 <td>{v.Name}</td><td>{v.Driver}</td><td><code>{v.Mountpoint}</code></td>
-                <td class="actions"><IconButton label={`Remove volume ${v.Name}`} icon="🗑" danger disabled={busy} onClick={() => act(() => store.api.removeVolume(v.Name))} /></td>
+                <td class="actions"><IconButton label={`Remove volume ${v.Name}`} icon="✕" danger disabled={busy} onClick={() => act(() => store.api.removeVolume(v.Name))} /></td>
               </tr>
             ))}
           </tbody>
@@ -69,7 +69,7 @@ export function NetworksView() {
                 <td>{n.Name}</td><td>{n.Driver}</td><td>{n.Scope}</td>
                 <td>{(n.IPAM?.Config ?? []).map((c) => c.Subnet).filter(Boolean).join(", ")}</td>
                 <td class="actions">
-                  {!BUILTIN.has(n.Name) && <IconButton label={`Remove network ${n.Name}`} icon="🗑" danger disabled={busy} onClick={() => act(() => store.api.removeNetwork(n.Id))} />}
+                  {!BUILTIN.has(n.Name) && <IconButton label={`Remove network ${n.Name}`} icon="✕" danger disabled={busy} onClick={() => act(() => store.api.removeNetwork(n.Id))} />}
                 </td>
               </tr>
             ))}
