@@ -24,6 +24,7 @@ pub mod image;
 pub mod netecho;
 pub mod reference;
 pub mod terminal;
+pub mod ui;
 pub mod vm;
 
 pub use command::{run_with_timeout, CmdOutput};

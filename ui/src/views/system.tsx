@@ -31,7 +31,10 @@ export function SystemView() {
   };
   useEffect(load, [api, state.tick]);
 
-  const mode = info ? (String(info.DefaultRuntime ?? "").includes("vm") || vm?.State === "running" ? "vm" : "native") : "–";
+  // vmrund reports its mode (`--mode native|vm`) and VM backend in /info; other engines do not.
+  const mode = info ? String(info.VmrunMode ?? "not reported (not vmrund)") : "–";
+  const backend = info?.VmBackend;
+  const backendText = !backend ? null : backend.Backend ? `${backend.Backend} (${backend.Accelerator ?? "?"}; choice ${backend.Choice})` : `none${backend.Unavailable ? `: ${backend.Unavailable}` : ""}`;
   const sum = (xs: any[] | null | undefined, f: (x: any) => number) => (xs ?? []).reduce((a, x) => a + (f(x) || 0), 0);
   const prune = (what: "containers" | "images" | "volumes" | "networks") =>
     run(async () => {
@@ -51,7 +54,9 @@ export function SystemView() {
           <dl>
             <dt>Version</dt><dd>{version ? `${version.Version} (API ${version.ApiVersion})` : "–"}</dd>
             <dt>Operating system</dt><dd>{version ? `${version.Os}/${version.Arch}, kernel ${version.KernelVersion}` : "–"}</dd>
-            <dt>Mode</dt><dd>{mode}</dd>
+            <dt>Mode</dt><dd data-testid="mode">{mode}</dd>
+            {backendText && <><dt>VM backend</dt><dd>{backendText}</dd></>}
+            {backend?.Kvm && <><dt>KVM</dt><dd>{String(backend.Kvm)}</dd></>}
             <dt>Containers</dt><dd>{info ? `${info.ContainersRunning} running of ${info.Containers}` : "–"}</dd>
             <dt>Data root</dt><dd><code>{info?.DockerRootDir ?? "–"}</code></dd>
           </dl>
