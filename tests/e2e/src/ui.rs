@@ -27,10 +27,14 @@ pub fn ui_dir() -> PathBuf {
 /// Why the browser tests cannot run here, if they cannot.
 pub fn missing_tools() -> Option<String> {
     if !has_tool("node") || !has_tool("npm") {
-        return Some("node/npm not installed (installer/packages.sh: VMRUN_GUI_BUILD_PACKAGES)".into());
+        return Some(
+            "node/npm not installed (installer/packages.sh: VMRUN_GUI_BUILD_PACKAGES)".into(),
+        );
     }
     if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} not installed (apt-get install chromium)"));
+        return Some(format!(
+            "{CHROMIUM} not installed (apt-get install chromium)"
+        ));
     }
     None
 }
@@ -53,7 +57,8 @@ pub fn build_front_end() -> Result<PathBuf, String> {
         .write(true)
         .open(BUILD_LOCK)
         .map_err(|e| format!("{BUILD_LOCK}: {e}"))?;
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| format!("{BUILD_LOCK}: {e}"))?;
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("{BUILD_LOCK}: {e}"))?;
     let ui = ui_dir();
     let installed = ui.join("node_modules/.package-lock.json");
     if newer(&ui.join("package-lock.json"), &installed) {
@@ -96,7 +101,10 @@ impl UiServer {
             .read_line(&mut line)
             .unwrap_or_else(|e| panic!("reading vmrun ui's URL: {e}"));
         let url = line.trim().to_string();
-        assert!(url.starts_with("http://127.0.0.1:") && url.contains("/?token="), "vmrun ui printed {url:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.contains("/?token="),
+            "vmrun ui printed {url:?}"
+        );
         UiServer { child, url }
     }
 }

@@ -59,10 +59,20 @@ fn dashboard_drives_vmrund_in_chromium() {
         SCRIPT_TIMEOUT,
     );
     eprintln!("{out}");
-    assert!(out.success(), "the browser script failed (screenshots in {}):\n{out}", shots.display());
+    assert!(
+        out.success(),
+        "the browser script failed (screenshots in {}):\n{out}",
+        shots.display()
+    );
     let result = result_of(&out);
-    eprintln!("ui e2e (vmrund): {result}; screenshots in {}", shots.display());
-    assert!(result["appearMs"].as_u64().is_some_and(|ms| ms <= 1000), "{result}");
+    eprintln!(
+        "ui e2e (vmrund): {result}; screenshots in {}",
+        shots.display()
+    );
+    assert!(
+        result["appearMs"].as_u64().is_some_and(|ms| ms <= 1000),
+        "{result}"
+    );
     // The daemon the UI's start action launched answers on the same socket.
     assert!(d.vmrun(&["version"]).success());
     // Dropping `d` cleans up the daemon the start action launched too: it serves the same
@@ -99,6 +109,14 @@ fn dashboard_lists_dockerds_objects_too() {
     );
     eprintln!("{out}");
     let _ = reference.docker(&["rm", "-f", "ui-ref-a"]);
-    assert!(out.success(), "the browser script failed against dockerd (screenshots in {}):\n{out}", shots.display());
-    eprintln!("ui e2e (dockerd): {}; screenshots in {}", result_of(&out), shots.display());
+    assert!(
+        out.success(),
+        "the browser script failed against dockerd (screenshots in {}):\n{out}",
+        shots.display()
+    );
+    eprintln!(
+        "ui e2e (dockerd): {}; screenshots in {}",
+        result_of(&out),
+        shots.display()
+    );
 }
