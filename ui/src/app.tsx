@@ -3,6 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { ErrorBox, StoreContext, useStore } from "./components";
+import { isTauri, reportReady } from "./tauri";
 import type { Store } from "./store";
 import { ContainersView } from "./views/containers";
 import { DetailView } from "./views/detail";
@@ -65,7 +66,10 @@ function Routes() {
     // Test hook: which view rendered, and whether the containers list has data.
     document.body.dataset.view = view ?? "containers";
     document.body.dataset.daemon = state.daemon;
-    if (state.containers.data) document.body.dataset.containersReady = "1";
+    if (state.containers.data) {
+      document.body.dataset.containersReady = "1";
+      if (isTauri() && (view ?? "containers") === "containers") reportReady("containers", state.containers.data.map((c) => (c.Names?.[0] ?? c.Id).replace(/^\//, "")));
+    }
   });
   if (state.daemon === "connecting") return <p class="empty" aria-busy="true">Connecting to the daemon…</p>;
   if (state.daemon === "down") return null;

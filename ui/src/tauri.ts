@@ -61,3 +61,12 @@ export class TauriTransport implements Transport {
     return this.open("docker_exec", { execId }, onData);
   }
 }
+
+let reported = false;
+/** Test hook of the desktop app: tells the Rust side (once) that a view rendered with data. */
+export function reportReady(view: string, rows: string[]): void {
+  if (reported) return;
+  reported = true;
+  // After the next paint, so the hook means "on screen".
+  requestAnimationFrame(() => setTimeout(() => void invoke("ui_ready", { view, rows }).catch(() => undefined), 0));
+}
