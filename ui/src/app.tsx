@@ -98,7 +98,7 @@ function Nav() {
       <ul>
         {NAV.map(([key, label]) => (
           <li>
-            <a href={`#/${key}`} aria-current={current === key ? "page" : undefined}>{label}</a>
+            <a href={`#/${key}`} aria-current={current === key ? "page" : undefined} aria-keyshortcuts={`Alt+${NAV.findIndex(([k]) => k === key) + 1}`}>{label}</a>
           </li>
         ))}
       </ul>
@@ -106,7 +106,30 @@ function Nav() {
   );
 }
 
+/** "/" focuses the view's search field; Alt+1…5 switch views. */
+function useShortcuts() {
+  useEffect(() => {
+    const on = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement | null;
+      const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.closest(".xterm"));
+      if (e.key === "/" && !typing) {
+        const search = document.querySelector<HTMLInputElement>("main input[type='search']");
+        if (search) {
+          e.preventDefault();
+          search.focus();
+        }
+      } else if (e.altKey && /^[1-5]$/.test(e.key)) {
+        e.preventDefault();
+        location.hash = `#/${NAV[Number(e.key) - 1][0]}`;
+      }
+    };
+    window.addEventListener("keydown", on);
+    return () => window.removeEventListener("keydown", on);
+  }, []);
+}
+
 export function App({ store }: { store: Store }) {
+  useShortcuts();
   return (
     <StoreContext.Provider value={store}>
       <div class="layout">

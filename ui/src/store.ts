@@ -95,8 +95,11 @@ export class Store {
       if (this.events !== h || this.stopped) return;
       this.events = null;
       // The stream ended: either the daemon went away or the socket did.
+      // Reopen after a pause, so a stream that keeps failing does not spin.
       this.api.ping().then(
-        () => this.openEvents(),
+        () => {
+          this.retryTimer = setTimeout(() => !this.stopped && this.openEvents(), err ? 1000 : 0);
+        },
         (e) => this.down(err ? new Error(err) : e),
       );
     });
