@@ -135,3 +135,116 @@ pub fn result_of(out: &CmdOutput) -> serde_json::Value {
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// Why the desktop app cannot be built or shown here, if it cannot.
+pub fn missing_desktop_tools() -> Option<String> {
+    if let Some(reason) = missing_tools() {
+        return Some(reason);
+    }
+    let webkit = Command::new("pkg-config")
+        .args([
+            "--exists",
+            "webkit2gtk-4.1",
+            "javascriptcoregtk-4.1",
+            "libsoup-3.0",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !webkit {
+        return Some("the WebKitGTK stack is missing (pkg-config webkit2gtk-4.1; installer/packages.sh: VMRUN_TAURI_PACKAGES)".into());
+    }
+    for tool in ["Xvfb", "xwd", "convert"] {
+        if !has_tool(tool) {
+            return Some(format!(
+                "{tool} not installed (installer/packages.sh: VMRUN_TAURI_PACKAGES)"
+            ));
+        }
+    }
+    None
+}
+
+/// Builds the desktop app with `ui/build-desktop.sh` (minutes when cold; its target
+/// dir is outside the checkout) and returns the binary.
+pub fn build_desktop() -> Result<PathBuf, String> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(ui_dir().join("build-desktop.sh"));
+    let out = run_with_timeout(cmd, None, Duration::from_secs(1800));
+    if !out.success() {
+        return Err(format!("ui/build-desktop.sh failed: {out}"));
+    }
+    let path = PathBuf::from(out.stdout.lines().last().unwrap_or_default().trim());
+    if !path.is_file() {
+        return Err(format!("ui/build-desktop.sh printed no binary: {out}"));
+    }
+    Ok(path)
+}
+
+/// A private X server (`Xvfb :N`); dropping it stops it.
+pub struct Xvfb {
+    child: Child,
+    /// `:N`.
+    pub display: String,
+}
+
+impl Xvfb {
+    /// Starts one on the first free display from :91.
+    pub fn start() -> Result<Xvfb, String> {
+        for n in 91..120 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
+                continue;
+            }
+            let display = format!(":{n}");
+            let child = Command::new("Xvfb")
+                .args([
+                    display.as_str(),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("starting Xvfb: {e}"))?;
+            let mut x = Xvfb { child, display };
+            for _ in 0..100 {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Ok(x);
+                }
+                if x.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Err(format!("Xvfb {} did not come up", x.display));
+        }
+        Err("no free X display in :91..:119".into())
+    }
+
+    /// A screenshot of the whole screen as PNG (`xwd | convert`).
+    pub fn screenshot(&self, png: &Path) -> Result<(), String> {
+        let script = format!(
+            "xwd -root -silent -display {} | convert xwd:- png:'{}'",
+            self.display,
+            png.display()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(30));
+        if !out.success() {
+            return Err(format!("screenshot failed: {out}"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
