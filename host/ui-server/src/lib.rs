@@ -17,6 +17,7 @@ pub mod relay;
 mod routes;
 pub mod ws;
 
+use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,15 +124,17 @@ impl UiServer {
         )
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes; open connections (streams of a page still
+    /// open) are dropped then, not waited for.
     pub async fn serve_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), UiServerError> {
         let app = routes::router(self.shared);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(UiServerError::Serve)
+        let serve = axum::serve(self.listener, app).into_future();
+        tokio::select! {
+            result = serve => result.map_err(UiServerError::Serve),
+            () = shutdown => Ok(()),
+        }
     }
 }
