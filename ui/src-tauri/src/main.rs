@@ -62,7 +62,9 @@ impl From<StreamEvent> for StreamMsg {
     fn from(ev: StreamEvent) -> Self {
         match ev {
             StreamEvent::Status(status) => StreamMsg::Status { status },
-            StreamEvent::Data(data) => StreamMsg::Data { data: data.to_vec() },
+            StreamEvent::Data(data) => StreamMsg::Data {
+                data: data.to_vec(),
+            },
             StreamEvent::End(error) => StreamMsg::End { error },
         }
     }
@@ -73,7 +75,10 @@ fn json_error(status: u16, message: &str, reason: Option<&str>) -> ApiResult {
         Some(r) => serde_json::json!({ "message": message, "reason": r }),
         None => serde_json::json!({ "message": message }),
     };
-    ApiResult { status, text: body.to_string() }
+    ApiResult {
+        status,
+        text: body.to_string(),
+    }
 }
 
 /// The socket path of a `unix://` host.
@@ -102,7 +107,10 @@ async fn docker_request(
                 .await
                 .map_err(|e| e.to_string())?
                 .to_bytes();
-            Ok(ApiResult { status, text: String::from_utf8_lossy(&bytes).into_owned() })
+            Ok(ApiResult {
+                status,
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+            })
         }
         Err(e) if e.is_down() => Ok(json_error(502, &e.to_string(), Some("daemon-down"))),
         Err(e) => Ok(json_error(502, &e.to_string(), None)),
@@ -193,10 +201,25 @@ async fn start_daemon(state: State<'_, AppState>) -> Result<ApiResult, String> {
         .stdin(std::process::Stdio::null())
         .output();
     match tokio::time::timeout(Duration::from_secs(60), run).await {
-        Err(_) => Ok(json_error(504, "the daemon did not start within 60 s", None)),
-        Ok(Err(e)) => Ok(json_error(500, &format!("cannot run {}: {e}", vmrun.display()), None)),
-        Ok(Ok(out)) if out.status.success() => Ok(ApiResult { status: 200, text: "{}".into() }),
-        Ok(Ok(out)) => Ok(json_error(500, String::from_utf8_lossy(&out.stderr).trim(), None)),
+        Err(_) => Ok(json_error(
+            504,
+            "the daemon did not start within 60 s",
+            None,
+        )),
+        Ok(Err(e)) => Ok(json_error(
+            500,
+            &format!("cannot run {}: {e}", vmrun.display()),
+            None,
+        )),
+        Ok(Ok(out)) if out.status.success() => Ok(ApiResult {
+            status: 200,
+            text: "{}".into(),
+        }),
+        Ok(Ok(out)) => Ok(json_error(
+            500,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            None,
+        )),
     }
 }
 
@@ -211,7 +234,9 @@ fn find_vmrun() -> PathBuf {
 /// Test hook: the front end says which view rendered with data.
 #[tauri::command]
 fn ui_ready(state: State<'_, AppState>, view: String, rows: Vec<String>) {
-    let Ok(mut reported) = state.ready_reported.lock() else { return };
+    let Ok(mut reported) = state.ready_reported.lock() else {
+        return;
+    };
     if *reported {
         return;
     }
@@ -221,7 +246,10 @@ fn ui_ready(state: State<'_, AppState>, view: String, rows: Vec<String>) {
     if let Some(path) = std::env::var_os("VMRUN_DESKTOP_READY_FILE") {
         let line = serde_json::json!({ "view": view, "ms": ms, "rows": rows }).to_string();
         if let Err(e) = std::fs::write(&path, line) {
-            eprintln!("vmrun-desktop: cannot write {}: {e}", PathBuf::from(path).display());
+            eprintln!(
+                "vmrun-desktop: cannot write {}: {e}",
+                PathBuf::from(path).display()
+            );
         }
     }
 }

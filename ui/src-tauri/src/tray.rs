@@ -41,7 +41,10 @@ async fn snapshot(client: &DaemonClient) -> Snapshot {
         .and_then(|v| v["State"].as_str().map(str::to_string));
     let mut links = Vec::new();
     for c in containers.as_array().into_iter().flatten() {
-        let name = c["Names"][0].as_str().unwrap_or("?").trim_start_matches('/');
+        let name = c["Names"][0]
+            .as_str()
+            .unwrap_or("?")
+            .trim_start_matches('/');
         let mut seen = Vec::new();
         for p in c["Ports"].as_array().into_iter().flatten() {
             let (Some(public), Some("tcp")) = (p["PublicPort"].as_u64(), p["Type"].as_str()) else {
@@ -51,10 +54,17 @@ async fn snapshot(client: &DaemonClient) -> Snapshot {
                 continue;
             }
             seen.push(public);
-            links.push((format!("{name} → localhost:{public}"), format!("http://localhost:{public}")));
+            links.push((
+                format!("{name} → localhost:{public}"),
+                format!("http://localhost:{public}"),
+            ));
         }
     }
-    Snapshot { daemon_up: true, vm_state, links }
+    Snapshot {
+        daemon_up: true,
+        vm_state,
+        links,
+    }
 }
 
 fn build_menu(app: &AppHandle, s: &Snapshot) -> tauri::Result<Menu<Wry>> {
@@ -67,20 +77,50 @@ fn build_menu(app: &AppHandle, s: &Snapshot) -> tauri::Result<Menu<Wry>> {
             None => "Daemon: running (no VM endpoints)".to_string(),
         }
     };
-    menu.append(&MenuItem::with_id(app, "status", status, false, None::<&str>)?)?;
+    menu.append(&MenuItem::with_id(
+        app,
+        "status",
+        status,
+        false,
+        None::<&str>,
+    )?)?;
     if let Some(state) = &s.vm_state {
         let running = state == "running";
-        menu.append(&MenuItem::with_id(app, "vm-start", "Start VM", !running, None::<&str>)?)?;
-        menu.append(&MenuItem::with_id(app, "vm-stop", "Stop VM", running, None::<&str>)?)?;
+        menu.append(&MenuItem::with_id(
+            app,
+            "vm-start",
+            "Start VM",
+            !running,
+            None::<&str>,
+        )?)?;
+        menu.append(&MenuItem::with_id(
+            app,
+            "vm-stop",
+            "Stop VM",
+            running,
+            None::<&str>,
+        )?)?;
     }
     if !s.links.is_empty() {
         menu.append(&PredefinedMenuItem::separator(app)?)?;
         for (label, url) in &s.links {
-            menu.append(&MenuItem::with_id(app, format!("open:{url}"), label, true, None::<&str>)?)?;
+            menu.append(&MenuItem::with_id(
+                app,
+                format!("open:{url}"),
+                label,
+                true,
+                None::<&str>,
+            )?)?;
         }
     }
     menu.append(&PredefinedMenuItem::separator(app)?)?;
-    menu.append(&MenuItem::with_id(app, "show", "Show dashboard", true, None::<&str>)?)?;
+    menu.append(&MenuItem::with_id(
+        app,
+        "show",
+        "Show dashboard",
+        true,
+        None::<&str>,
+    )?)?;
     menu.append(&MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?)?;
     Ok(menu)
 }
@@ -118,7 +158,11 @@ pub fn install(app: &AppHandle, client: DaemonClient) -> tauri::Result<()> {
                         }
                     }
                     "vm-start" | "vm-stop" => {
-                        let path = if id == "vm-start" { "/vmrun/vm/start" } else { "/vmrun/vm/stop" };
+                        let path = if id == "vm-start" {
+                            "/vmrun/vm/start"
+                        } else {
+                            "/vmrun/vm/stop"
+                        };
                         tauri::async_runtime::spawn(async move {
                             let _ = client.request("POST", path, &[], Bytes::new()).await;
                         });
@@ -156,7 +200,11 @@ async fn keep_current(app: AppHandle, tray: TrayIcon<Wry>, client: DaemonClient)
                 if let Ok(menu) = build_menu(&app, &s) {
                     let _ = tray.set_menu(Some(menu));
                 }
-                let tip = if s.daemon_up { format!("vmrun: VM {}", s.vm_state.as_deref().unwrap_or("n/a")) } else { "vmrun: daemon not running".into() };
+                let tip = if s.daemon_up {
+                    format!("vmrun: VM {}", s.vm_state.as_deref().unwrap_or("n/a"))
+                } else {
+                    "vmrun: daemon not running".into()
+                };
                 let _ = tray.set_tooltip(Some(tip));
                 shown = Some(s);
             }
