@@ -79,23 +79,24 @@ tar=/tmp/vmrun-e2e-busybox.tar
 for i in 1 2 3; do "${VMRUN[@]}" run -d --name "ui-bench-$i" busybox sleep 3600 >/dev/null; done
 
 # 2. desktop app under Xvfb
-desktop_ms=() hook_ms=() rss_kib=""
+desktop_ms=() hook_ms=() rss_kib=0 pss_kib=0 nprocs=0
 APP=${VMRUN_DESKTOP_BIN:-}
 if [ -z "$APP" ] && pkg-config --exists webkit2gtk-4.1 2>/dev/null; then
     log "building the desktop app (ui/build-desktop.sh)"
     APP=$(bash "$ROOT_DIR/ui/build-desktop.sh" | tail -1)
 fi
-tree_rss() { # summed VmRSS (KiB) of PID and its descendants
-    local pids=("$1") i=0 kids sum=0 p
+tree_mem() { # "RSS PSS" (KiB) summed over PID and its descendants
+    local pids=("$1") i=0 kids rss=0 pss=0 p
     while [ $i -lt ${#pids[@]} ]; do
         kids=$(cat /proc/"${pids[$i]}"/task/*/children 2>/dev/null || true)
         for p in $kids; do pids+=("$p"); done
         i=$((i + 1))
     done
     for p in "${pids[@]}"; do
-        sum=$((sum + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+        rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+        pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
     done
-    echo "$sum"
+    echo "$rss $pss ${#pids[@]}"
 }
 if [ -n "$APP" ] && [ -x "$APP" ]; then
     n=99; while [ -e "/tmp/.X11-unix/X$n" ]; do n=$((n + 1)); done
@@ -113,7 +114,7 @@ if [ -n "$APP" ] && [ -x "$APP" ]; then
         [ -s "$D/ready.json" ] || die "the app did not render (run $r); log: $(tail -5 "$D/desktop.log")"
         desktop_ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%d", (b - a) * 1000}')")
         hook_ms+=("$(sed 's/.*"ms":\([0-9]*\).*/\1/' "$D/ready.json")")
-        if [ "$r" -eq "$RUNS" ]; then sleep 5; rss_kib=$(tree_rss "$APP_PID"); fi
+        if [ "$r" -eq "$RUNS" ]; then sleep 5; read -r rss_kib pss_kib nprocs < <(tree_mem "$APP_PID"); fi
         stop_pid "$APP_PID" 5
         APP_PID=""
     done
@@ -129,6 +130,7 @@ if [ -n "$BROWSER" ] && [ -x /usr/bin/chromium ]; then
     UI_PID=$!
     for _ in $(seq 100); do [ -s "$D/ui.url" ] && break; sleep 0.05; done
     browser_ms=$(cd "$ROOT_DIR/ui" && node e2e/bench.mjs "$(head -1 "$D/ui.url")" "$RUNS")
+    ui_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$UI_PID/status" 2>/dev/null || echo 0)
 fi
 
 # 5. report
@@ -138,7 +140,11 @@ printf '%-52s %s\n' "subject" "median"
 if [ ${#desktop_ms[@]} -gt 0 ]; then
     printf '%-52s %s ms\n' "desktop app: exec -> containers view painted (wall)" "$(printf '%s\n' "${desktop_ms[@]}" | median)"
     printf '%-52s %s ms\n' "desktop app: same, the app's own clock" "$(printf '%s\n' "${hook_ms[@]}" | median)"
-    printf '%-52s %s MiB\n' "desktop app: idle RSS (app + WebKit processes)" "$(awk -v k="$rss_kib" 'BEGIN {printf "%.0f", k / 1024}')"
+    printf '%-52s %s MiB RSS, %s MiB PSS (%s processes)\n' "desktop app: idle memory (app + WebKit processes)" \
+        "$(awk -v k="$rss_kib" 'BEGIN {printf "%.0f", k / 1024}')" "$(awk -v k="$pss_kib" 'BEGIN {printf "%.0f", k / 1024}')" "$nprocs"
 fi
-[ -n "$browser_ms" ] && printf '%-52s %s ms\n' "browser adapter: navigation -> containers view" "$(echo "$browser_ms" | tr ' ' '\n' | median)"
+if [ -n "$browser_ms" ]; then
+    printf '%-52s %s ms\n' "browser adapter: navigation -> containers view" "$(echo "$browser_ms" | tr ' ' '\n' | median)"
+    printf '%-52s %s MiB RSS (the browser not counted)\n' "browser adapter: vmrun ui --browser after the runs" "$(awk -v k="$ui_rss" 'BEGIN {printf "%.1f", k / 1024}')"
+fi
 echo "all runs (ms): desktop=${desktop_ms[*]:-} browser=${browser_ms}"
