@@ -74,7 +74,16 @@ try {
   results.appearMs = Date.now() - tRun;
   say(`container started with the CLI appeared after ${results.appearMs} ms`);
   if (results.appearMs > 1000) throw new Error(`appeared after ${results.appearMs} ms (more than 1 s)`);
+  // Grouped by compose project; search filters the list.
+  cli("run", "-d", "--name", `${prefix}-p`, "--label", "com.docker.compose.project=uiproj", "busybox", "sleep", "300");
+  await page.waitForSelector("h2.project:has-text('uiproj') + table tr[data-container='" + `${prefix}-p` + "']", { timeout: 5000 });
+  await page.fill("input[aria-label='Search containers']", "uiproj");
+  await until("the search to filter", async () => (await page.$$("tr[data-container]")).length === 1);
   await shot(`${MODE}-containers`);
+  await page.fill("input[aria-label='Search containers']", "");
+  cli("rm", "-f", `${prefix}-p`);
+  await page.waitForSelector(`tr[data-container='${prefix}-p']`, { state: "detached", timeout: 5000 });
+  say("compose project group shown; search filtered the list; a removal from the CLI left the list");
 
   if (MODE === "dockerd") {
     // The same views list dockerd's objects: images, volumes, networks, system.

@@ -101,7 +101,15 @@ export function ContainersView() {
       {all.length > 0 && !list.length && <Empty>No container matches.</Empty>}
       {groups.map((g) => (
         <div class="group" key={g.project ?? "-"}>
-          {g.project && <h2 class="project">{g.project} <small>compose project</small></h2>}
+          {g.project && (
+            <h2 class="project">
+              {g.project} <small>compose project</small>
+              <span class="actions">
+                <IconButton label={`Start project ${g.project}`} icon="▶" disabled={busy} onClick={() => act("start", g.items.map((c) => c.Id))} />
+                <IconButton label={`Stop project ${g.project}`} icon="■" disabled={busy} onClick={() => act("stop", g.items.map((c) => c.Id))} />
+              </span>
+            </h2>
+          )}
           <table class="list">
             <thead>
               <tr>
