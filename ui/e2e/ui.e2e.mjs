@@ -150,6 +150,9 @@ try {
     results.pullMs = Date.now() - tPull;
     const pullText = await page.textContent("[data-testid='pull']");
     if (pullText.includes("Pull failed")) throw new Error(`pull failed: ${pullText}`);
+    const layers = await page.$$eval("[data-testid='pull'] .layer", (els) => els.map((e) => e.textContent ?? ""));
+    if (!layers.some((t) => /Pull complete/.test(t))) throw new Error(`no layer was downloaded: ${pullText}`);
+    results.pullLayers = layers;
     await page.waitForSelector(`tr[data-image='${ref}']`, { timeout: 5000 });
     await shot("vmrund-pull");
     say(`pulling ${ref} showed per-layer progress, then the image (${results.pullMs} ms)`);

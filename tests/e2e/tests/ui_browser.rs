@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vmrun_e2e::ui::{build_front_end, missing_tools, result_of, run_browser_script, UiServer};
-use vmrun_e2e::{bin_dir, busybox_tar, require_root, require_tool, Daemon, ReferenceDaemon};
+use vmrun_e2e::{bin_dir, require_root, require_tool, Daemon, ReferenceDaemon};
 use vmrun_test_registry::registry::{Auth, Registry};
 use vmrun_test_skip::skip;
 
@@ -30,7 +30,7 @@ fn shots(test: &str) -> PathBuf {
 
 #[test]
 fn dashboard_drives_vmrund_in_chromium() {
-    if !require_root() || !require_tool("skopeo") {
+    if !require_root() || !require_tool("docker-registry") {
         return;
     }
     if let Some(reason) = missing_tools() {
@@ -41,8 +41,16 @@ fn dashboard_drives_vmrund_in_chromium() {
     let Some(registry) = Registry::start(Auth::Anonymous) else {
         return;
     };
-    registry.skopeo_push(&busybox_tar(), "ui-e2e/busybox:v1", None);
+    // An image with a layer the daemon lacks (3 MB of random bytes on busybox), pushed to
+    // the local registry and removed here, so the UI's pull downloads it for real.
     let pull_ref = format!("{}/ui-e2e/busybox:v1", registry.addr);
+    let fill = "head -c 3000000 /dev/urandom > /blob";
+    d.vmrun(&["run", "--name", "ui-e2e-src", "busybox", "sh", "-c", fill])
+        .ok();
+    d.vmrun(&["commit", "ui-e2e-src", &pull_ref]).ok();
+    d.vmrun(&["push", &pull_ref]).ok();
+    d.vmrun(&["rm", "ui-e2e-src"]).ok();
+    d.vmrun(&["rmi", &pull_ref]).ok();
     let ui = UiServer::start(d.vmrun_cmd(&["ui", "--browser", "--no-open"]), &dist);
     let cli = serde_json::json!([bin_dir().join("vmrun"), "-H", d.host()]).to_string();
     let shots = shots("vmrund");
