@@ -85,6 +85,32 @@ try {
   await page.waitForSelector(`tr[data-container='${prefix}-p']`, { state: "detached", timeout: 5000 });
   say("compose project group shown; search filtered the list; a removal from the CLI left the list");
 
+  // Every button has a name for screen readers; the keyboard reaches search and views.
+  const unnamed = await page.$$eval("button", (bs) => bs.filter((b) => !(b.getAttribute("aria-label") || b.textContent?.trim())).length);
+  if (unnamed) throw new Error(`${unnamed} buttons without a label`);
+  await page.locator("body").click({ position: { x: 5, y: 780 } });
+  await page.keyboard.press("/");
+  if (!(await page.evaluate(() => document.activeElement?.getAttribute("aria-label") === "Search containers"))) throw new Error("'/' did not focus the search");
+  await page.keyboard.press("Escape");
+  await page.locator("body").click({ position: { x: 5, y: 780 } });
+  await page.keyboard.press("Alt+2");
+  await page.waitForSelector("section[data-view='images']", { timeout: 5000 });
+  await page.keyboard.press("Alt+1");
+  await page.waitForSelector("section[data-view='containers']", { timeout: 5000 });
+  say("buttons are labelled; '/' focuses search, Alt+N switches views");
+
+  // The theme follows the OS: a dark-scheme page has a dark background.
+  const dark = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "dark" });
+  const darkPage = await dark.newPage();
+  await darkPage.goto(URL_);
+  await darkPage.waitForSelector("body[data-containers-ready='1']", { timeout: 10000 });
+  const bg = await darkPage.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = (bg.match(/\d+/g) ?? ["255", "255", "255"]).map(Number);
+  if (r + g + b > 150) throw new Error(`dark scheme, but the background is ${bg}`);
+  await darkPage.screenshot({ path: `${SHOTS}/${MODE}-dark.png` });
+  await dark.close();
+  say(`dark OS theme gives a dark page (${bg})`);
+
   if (MODE === "dockerd") {
     // The same views list dockerd's objects: images, volumes, networks, system.
     await page.goto(URL_.replace(/\/\?.*/, "/#/images"));
