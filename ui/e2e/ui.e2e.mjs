@@ -144,6 +144,10 @@ try {
     await until("inspect JSON", async () => (await page.textContent("[data-testid='inspect']")).includes(`"Name": "/${name}"`));
     await page.click("a[role='tab']:has-text('Changes')");
     await page.waitForSelector("[data-testid='changes']");
+    // The stats graph draws from the live stats stream (two samples make a line).
+    await page.click("a[role='tab']:has-text('Stats')");
+    await until("two stats samples", async () => ((await page.getAttribute("[data-testid='stats'] polyline", "points")) ?? "").trim().split(" ").length >= 2, 10000);
+    say("inspect, changes and the live stats graph rendered");
 
     // Stopping it from the UI stops it (checked with the CLI).
     await page.click(`button[aria-label='Stop ${name}']`);
@@ -182,6 +186,18 @@ try {
     await page.waitForSelector(`tr[data-image='${ref}']`, { timeout: 5000 });
     await shot("vmrund-pull");
     say(`pulling ${ref} showed per-layer progress, then the image (${results.pullMs} ms)`);
+
+    // The run dialog starts a container from the pulled image (checked with the CLI).
+    await page.click(`button[aria-label='Run ${ref}']`);
+    await page.fill("[role='dialog'] label:has-text('Name') input", `${prefix}-run`);
+    await page.fill("[role='dialog'] label:has-text('Command') input", "sh -c 'echo from-run-dialog; sleep 300'");
+    await page.fill("[role='dialog'] label:has-text('Environment') textarea", "GREETING=hi");
+    await page.click("[role='dialog'] button[type='submit']");
+    await until("the CLI to see it running", async () => state(`${prefix}-run`) === "running", 20000);
+    if (!cli("inspect", "-f", "{{json .Config.Env}}", `${prefix}-run`).includes("GREETING=hi")) throw new Error("the env did not reach the container");
+    await until("its logs", async () => ((await page.textContent("[data-testid='logs']")) ?? "").includes("from-run-dialog"));
+    cli("rm", "-f", `${prefix}-run`);
+    say("the run dialog started a container from the pulled image (name, command, env)");
 
     // Volumes and networks views list and create.
     await page.goto(URL_.replace(/\/\?.*/, "/#/volumes"));
