@@ -49,6 +49,8 @@ command -v rustc >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 ensure_binaries vmrund vmrun-shim vmrun
 # shellcheck source=bench/lib/processes.sh
 . "$ROOT_DIR/bench/lib/processes.sh"
+# shellcheck source=bench/lib/daemon.sh
+. "$ROOT_DIR/bench/lib/daemon.sh"
 
 D=$(mktemp -d /tmp/vmp.XXXXXX)
 SOCK=$D/d.sock
@@ -58,9 +60,7 @@ SOCAT=
 cleanup() {
     set +e
     [ -n "$SOCAT" ] && kill "$SOCAT" 2>/dev/null
-    [ -n "$PID" ] && stop_pid "$PID" 20
-    ip link del "$BRIDGE" 2>/dev/null
-    umount "$D/run/netns" 2>/dev/null
+    stop_daemon
     rm -rf "$D"
 }
 trap cleanup EXIT INT TERM
@@ -78,15 +78,6 @@ figure() {
 rustc --edition 2021 -O -C strip=symbols -C target-feature=+crt-static \
     "$ROOT_DIR/tests/e2e/fixtures/netecho.rs" -o "$D/netecho"
 "$ROOT_DIR/installer/make-busybox-image.sh" "$D/busybox.tar" >/dev/null
-
-start_daemon() {
-    [ -n "$PID" ] && stop_pid "$PID" 20
-    "$BIN_DIR/vmrund" --host "unix://$SOCK" --data-root "$D/data" --exec-root "$D/run" \
-        --shim "$BIN_DIR/vmrun-shim" --bridge "$BRIDGE" "$@" >>"$D/vmrund.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 100); do [ -S "$SOCK" ] && vmrun version >/dev/null 2>&1 && return; sleep 0.1; done
-    die "vmrund did not start: $(tail -n 5 "$D/vmrund.log")"
-}
 
 # echo_container PORT: container srv with the echo server on 7000, published on PORT.
 echo_container() {

@@ -3,13 +3,15 @@
 
 # What the product needs at run time (e2fsprogs: mkfs.ext4 makes the VM backend's layer and
 # data disks; the agent boot test uses it and debugfs too).
-VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86 e2fsprogs)
+VMRUN_RUNTIME_PACKAGES=(iptables iproute2 busybox-static ca-certificates qemu-system-x86 e2fsprogs passt)
 # What building it needs (plus a Rust toolchain from rustup).
 VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # What the tests need on top (util-linux gives `script` for TTY tests; docker.io gives
 # dockerd, the reference engine the compatibility tests compare against; umoci is the
-# peer of the pull benchmark; docker-compose builds through POST /build in the build tests).
-VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose)
+# peer of the pull benchmark; docker-compose builds through POST /build in the build tests;
+# containerd and podman drive vmrun-runtime as an OCI runtime in tests/e2e/tests/oci_runtime.rs,
+# runc and crun are its peers there and in bench/oci_runtime.sh).
+VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose containerd podman runc crun)
 
 # What the desktop GUI (ui/) needs: node + npm build the web front end; chromium is the
 # browser the GUI's end-to-end tests drive (through playwright-core, no browser download);

@@ -1,9 +1,10 @@
 //! The OCI bundle the agent writes for a container: the spec, pointed at the bundle's
-//! `rootfs` mount point, with a cgroup path.
+//! `rootfs` mount point, with a cgroup path, and the `/etc` files the host gave for it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use vmrun_agent_protocol::network::EtcFiles;
 use vmrun_agent_protocol::{AgentError, ErrorKind};
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> AgentError {
@@ -43,6 +44,46 @@ pub fn prepare_spec(mut spec: Value, id: &str) -> Result<(Value, PathBuf), Agent
     Ok((spec, PathBuf::from(cgroups_path)))
 }
 
+/// Writes `files` into `dir` and binds them over the image's `/etc/hosts` and
+/// `/etc/resolv.conf` in `spec` (a spec [`prepare_spec`] accepted).
+pub fn add_etc_files(spec: &mut Value, dir: &Path, files: &EtcFiles) -> Result<(), AgentError> {
+    let mut binds = Vec::new();
+    for (name, content) in [("hosts", &files.hosts), ("resolv.conf", &files.resolv_conf)] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| {
+            err(
+                ErrorKind::Internal,
+                format!("writing {}: {e}", path.display()),
+            )
+        })?;
+        binds.push(json!({
+            "destination": format!("/etc/{name}"),
+            "type": "bind",
+            "source": path,
+            "options": ["rbind", "rprivate", "rw"],
+        }));
+    }
+    let Some(obj) = spec.as_object_mut() else {
+        return Err(err(ErrorKind::BadRequest, "the spec is not a JSON object"));
+    };
+    match obj
+        .entry("mounts")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    {
+        Some(mounts) => {
+            // The image's files, not the bind, would be seen under an earlier mount of /etc.
+            mounts.retain(|m| {
+                let dest = m.get("destination").and_then(Value::as_str);
+                !matches!(dest, Some("/etc/hosts" | "/etc/resolv.conf"))
+            });
+            mounts.extend(binds);
+            Ok(())
+        }
+        None => Err(err(ErrorKind::BadRequest, "spec.mounts is not an array")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +102,29 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::BadRequest);
         let e = prepare_spec(json!({"ociVersion": 5}), "c").unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn etc_files_are_written_and_bound_over_the_images() {
+        let dir = std::env::temp_dir().join(format!("vmrun-agent-etc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut spec = json!({"mounts": [{"destination": "/etc/hosts", "type": "bind"}, {"destination": "/proc"}]});
+        let files = EtcFiles {
+            hosts: "127.0.0.1\tlocalhost\n".into(),
+            resolv_conf: "nameserver 10.0.2.3\n".into(),
+        };
+        add_etc_files(&mut spec, &dir, &files).unwrap();
+        let dests: Vec<&str> = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["destination"].as_str())
+            .collect();
+        assert_eq!(dests, ["/proc", "/etc/hosts", "/etc/resolv.conf"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("resolv.conf")).unwrap(),
+            files.resolv_conf
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

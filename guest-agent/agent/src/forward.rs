@@ -147,17 +147,11 @@ pub async fn relay<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (token, waiting) = pending;
-    let mut back = match tokio::time::timeout(RETURN_TIMEOUT, waiting).await {
-        Ok(Ok(back)) => back,
-        _ => {
-            returns.forget(token);
-            tracing::debug!(token, "no return connection came for a forward");
-            if let Upstream::Tcp(tcp) = &upstream {
-                let _ = tcp.set_zero_linger();
-            }
-            return;
+    let Some(mut back) = take_return(returns, pending).await else {
+        if let Upstream::Tcp(tcp) = &upstream {
+            let _ = tcp.set_zero_linger();
         }
+        return;
     };
     match upstream {
         Upstream::Tcp(mut tcp) => {
@@ -174,6 +168,23 @@ pub async fn relay<S>(
             }
         }
         Upstream::Udp(udp) => relay_udp(host, &mut back, &udp).await,
+    }
+}
+
+/// The return connection `pending` waits for, once it has come; `None` (and the slot
+/// forgotten) when it did not come within [`RETURN_TIMEOUT`].
+pub async fn take_return(
+    returns: &PendingReturns,
+    pending: (u64, oneshot::Receiver<ReturnStream>),
+) -> Option<ReturnStream> {
+    let (token, waiting) = pending;
+    match tokio::time::timeout(RETURN_TIMEOUT, waiting).await {
+        Ok(Ok(back)) => Some(back),
+        _ => {
+            returns.forget(token);
+            tracing::debug!(token, "no return connection came");
+            None
+        }
     }
 }
 

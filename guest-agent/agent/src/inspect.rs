@@ -39,6 +39,27 @@ pub fn stats(e: &Entry) -> Result<ContainerStats, AgentError> {
     })
 }
 
+/// Freezes (`frozen`) or thaws the container's cgroup.
+pub fn freeze(e: &Entry, frozen: bool) -> Result<(), AgentError> {
+    vmrun_cgroups::manager(cgroup_of(e)?)
+        .and_then(|m| if frozen { m.freeze() } else { m.thaw() })
+        .map_err(|x| cgroup_err(&e.id, x))
+}
+
+/// Applies `resources` (an OCI `linux.resources` object) to the container's cgroup.
+pub fn update_resources(e: &Entry, resources: serde_json::Value) -> Result<(), AgentError> {
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(resources).map_err(|x| {
+            AgentError::new(
+                vmrun_agent_protocol::ErrorKind::BadRequest,
+                format!("the resources: {x}"),
+            )
+        })?;
+    vmrun_cgroups::manager(cgroup_of(e)?)
+        .and_then(|m| m.set(&resources))
+        .map_err(|x| cgroup_err(&e.id, x))
+}
+
 /// The container's processes (members of its cgroup), by pid.
 pub fn top(e: &Entry) -> Result<Vec<ProcessInfo>, AgentError> {
     let pids = vmrun_cgroups::manager(cgroup_of(e)?)

@@ -32,6 +32,7 @@ pub mod clock;
 pub mod data_files;
 pub mod data_tar;
 pub mod forward;
+pub mod guest_net;
 pub mod init;
 pub mod inspect;
 pub mod listeners;
@@ -42,9 +43,11 @@ pub mod power;
 pub mod procs;
 pub mod reaper;
 pub mod server;
+pub mod share;
 pub mod shim_client;
 pub mod spawn;
 pub mod streams;
+pub mod tap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -265,6 +268,16 @@ impl Agent {
             Op::Stats { id } => {
                 let e = self.procs.container(&id)?;
                 Reply::Stats(inspect::stats(&e)?)
+            }
+            Op::Freeze { id, frozen } => {
+                let e = self.procs.container(&id)?;
+                inspect::freeze(&e, frozen)?;
+                Reply::Done
+            }
+            Op::UpdateResources { id, resources } => {
+                let e = self.procs.container(&id)?;
+                inspect::update_resources(&e, resources)?;
+                Reply::Done
             }
             Op::Top { id } => {
                 let e = self.procs.container(&id)?;

@@ -231,7 +231,10 @@ impl Procs {
         let bundle = dir.join("bundle");
         let rootfs = bundle.join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(|e| internal("creating the bundle", e))?;
-        let (spec, cgroups_path) = crate::bundle::prepare_spec(req.spec, &req.id)?;
+        let (mut spec, cgroups_path) = crate::bundle::prepare_spec(req.spec, &req.id)?;
+        if let Some(files) = &req.etc_files {
+            crate::bundle::add_etc_files(&mut spec, dir, files)?;
+        }
         let spec_bytes = serde_json::to_vec(&spec).map_err(|e| internal("encoding the spec", e))?;
         std::fs::write(bundle.join("config.json"), spec_bytes)
             .map_err(|e| internal("writing config.json", e))?;

@@ -313,6 +313,50 @@ where
                 }
             }
         }
+        StreamTarget::Share {
+            id: share_id,
+            read_only,
+            return_token,
+        } => {
+            let returns = &agent.forward_returns;
+            let pending = crate::forward::prepare(returns, Some(return_token));
+            match pending.and_then(|p| Ok((crate::share::mount(&share_id, read_only)?, p))) {
+                Ok((share, pending)) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::share::relay(&mut stream, share, returns, pending).await;
+                    } else {
+                        share.unmount();
+                    }
+                }
+                Err(e) => {
+                    returns.forget(return_token);
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
+        StreamTarget::Network {
+            id: cid,
+            network,
+            return_token,
+        } => {
+            let returns = &agent.forward_returns;
+            let opened = async {
+                let pending = crate::forward::prepare(returns, Some(return_token))?;
+                let pid = agent.procs.container_pid(&cid)?;
+                Ok::<_, AgentError>((crate::guest_net::make_device(pid, network).await?, pending))
+            };
+            match opened.await {
+                Ok((tap, pending)) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::guest_net::relay(&mut stream, tap, returns, pending).await;
+                    }
+                }
+                Err(e) => {
+                    returns.forget(return_token);
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
         StreamTarget::ForwardReturn { token } => {
             if send_ready(&mut stream, id).await {
                 agent.forward_returns.deliver(token, Box::new(stream));

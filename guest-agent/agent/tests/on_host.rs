@@ -37,6 +37,7 @@ fn create(agent: &HostAgent, id: &str, args: &[&str], open_stdin: bool) -> Op {
         stdin_once: open_stdin,
         console_size: None,
         log_path: None,
+        etc_files: None,
     }))
 }
 

@@ -39,11 +39,12 @@
 //! `make_data_dir`, `list_data`, `remove_layer`,
 //! `open_stream` (attach, logs, put_file: a file stored on the data disk, forward: a
 //! published port's connection into a container, see [`forward`]; listeners: the ports a
-//! container listens on, as they change).
+//! container listens on, as they change; network: a container's Ethernet frames, see
+//! [`network`]).
 //!
 //! ```text
-//! → [len]{"version":3,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
-//! ← [len]{"type":"welcome","version":3,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
+//! → [len]{"version":4,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
+//! ← [len]{"type":"welcome","version":4,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
 //! → [len]{"id":7,"op":{"type":"start","id":"c1"}}
 //! ← [len]{"id":7,"result":{"Ok":{"type":"started","pid":42}}}
 //! ```
@@ -52,12 +53,13 @@
 pub mod forward;
 pub mod frame;
 mod messages;
+pub mod network;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;
@@ -74,6 +76,14 @@ pub const DATA_DIR: &str = "/run/vmrun/data";
 /// What follows a complete [`StreamTarget::DataTar`] archive (a tar reader cannot tell a
 /// truncated archive that ends between entries from a whole one).
 pub const DATA_TAR_END: &[u8] = b"\nvmrun: end of archive\n";
+
+/// Where [`StreamTarget::Share`] mounts host directories.
+pub const SHARES_DIR: &str = "/run/vmrun/shares";
+
+/// The guest path of share `id` ([`StreamTarget::Share`]).
+pub fn share_path(id: &str) -> std::path::PathBuf {
+    std::path::Path::new(SHARES_DIR).join(id)
+}
 
 /// The guest path of a mounted layer.
 pub fn layer_path(id: &str) -> std::path::PathBuf {

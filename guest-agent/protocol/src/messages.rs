@@ -175,6 +175,21 @@ pub enum Op {
         /// Container id.
         id: String,
     },
+    /// Freeze the container's cgroup (`frozen`, `docker pause`) or thaw it. Reply:
+    /// [`Reply::Done`] once the kernel says it is (un)frozen.
+    Freeze {
+        /// Container id.
+        id: String,
+        /// Freeze, or thaw.
+        frozen: bool,
+    },
+    /// Change the container's cgroup limits (`docker update`). Reply: [`Reply::Done`].
+    UpdateResources {
+        /// Container id.
+        id: String,
+        /// An OCI `linux.resources` object; what it leaves out stays as it is.
+        resources: serde_json::Value,
+    },
     /// The container's processes. Reply: [`Reply::Top`].
     Top {
         /// Container id.
@@ -241,6 +256,10 @@ pub struct CreateContainer {
     /// json-file log path in the guest; `None` puts it in the agent's state directory.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// `/etc/hosts` and `/etc/resolv.conf` to bind over the image's; `None` keeps the
+    /// image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etc_files: Option<crate::network::EtcFiles>,
 }
 
 /// [`Op::Exec`].
@@ -331,6 +350,37 @@ pub enum StreamTarget {
     DataTar {
         /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
         path: PathBuf,
+    },
+    /// A host directory shared into the guest (`-v /host/dir:/ctr/dir`): the agent mounts
+    /// a FUSE file system at [`crate::share_path`]`(id)` (read-only with `read_only`) and
+    /// answers `StreamReady`; from then on this connection carries the host's FUSE replies
+    /// and notifications to the guest kernel, and the kernel's requests go back on the
+    /// [`StreamTarget::ForwardReturn`] connection with `return_token`: raw FUSE messages,
+    /// each starting with its own length (a little-endian `u32`, as in `fuse_in_header`
+    /// and `fuse_out_header`). The file system server is on the host. The mount goes away
+    /// (lazily) when the host closes this connection.
+    Share {
+        /// The share's name (a plain id, see [`crate::valid_id`]).
+        id: String,
+        /// Mount read-only in the guest too (the host refuses changes anyway).
+        read_only: bool,
+        /// Names the return connection.
+        return_token: u64,
+    },
+    /// Container `id`'s network: the agent makes `eth0`, a TAP device, in the
+    /// container's network namespace, addresses it as `network` says with a default route
+    /// through its gateway, and answers `StreamReady` once it is up. Frames (see
+    /// [`crate::network`]) for the container come on this connection; the container's go
+    /// back on the [`StreamTarget::ForwardReturn`] connection with `return_token` (one
+    /// direction per connection, as for [`StreamTarget::Forward`]). `eth0` goes away when
+    /// the host closes this connection.
+    Network {
+        /// Container id.
+        id: String,
+        /// How `eth0` is set up.
+        network: crate::network::GuestNetwork,
+        /// Names the return connection.
+        return_token: u64,
     },
     /// The container's json-file log lines as stored (one JSON object per line, with
     /// timestamps); with `follow`, new lines as they come until the container has exited.

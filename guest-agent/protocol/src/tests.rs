@@ -56,6 +56,7 @@ fn every_op_round_trips() {
             stdin_once: false,
             console_size: Some([24, 80]),
             log_path: None,
+            etc_files: None,
         })),
         Op::Exec(Box::new(CreateExec {
             container_id: "c".into(),

@@ -108,6 +108,16 @@ impl Cgroup {
             .map_err(|e| err("set resources", e))
     }
 
+    /// Freezes every process of the cgroup (waits until frozen).
+    pub(crate) fn freeze(&self) -> Result<(), RuntimeError> {
+        self.manager.freeze().map_err(|e| err("freeze", e))
+    }
+
+    /// Thaws a frozen cgroup.
+    pub(crate) fn thaw(&self) -> Result<(), RuntimeError> {
+        self.manager.thaw().map_err(|e| err("thaw", e))
+    }
+
     /// Removes the cgroup.
     pub(crate) fn remove(&self) -> Result<(), RuntimeError> {
         self.manager.remove().map_err(|e| err("remove", e))

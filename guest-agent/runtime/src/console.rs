@@ -9,7 +9,7 @@
 //! process then sees `/dev/pts/0` like under docker, and window sizes the
 //! caller sets on the master reach it.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -45,10 +45,17 @@ fn open_ptmx() -> Result<OwnedFd, ChildError> {
 }
 
 /// In the child, in the container's mount namespace (after `pivot_root` for
-/// init): creates the pty, makes the slave the controlling terminal and
-/// stdio, optionally binds it onto `/dev/console`, and sends the master
-/// over `sync`. The caller must be a session leader without a terminal.
-pub(crate) fn setup(sync: &SyncSocket, bind_console: bool) -> Result<(), ChildError> {
+/// init): creates the pty (sized `size`, rows and columns, when given:
+/// `process.consoleSize`, set before the process runs, as runc does),
+/// makes the slave the controlling terminal and stdio, optionally binds it
+/// onto `/dev/console`, and sends the master over `sync`. The caller must
+/// be a session leader without a terminal.
+pub(crate) fn setup(
+    sync: &SyncSocket,
+    bind_console: bool,
+    size: Option<(u16, u16)>,
+    console_socket: Option<RawFd>,
+) -> Result<(), ChildError> {
     let master = open_ptmx()?;
     let sys = |what: &'static str| move |e: Errno| ChildError::sys(what, e);
     let unlock: libc::c_int = 0;
@@ -59,6 +66,17 @@ pub(crate) fn setup(sync: &SyncSocket, bind_console: bool) -> Result<(), ChildEr
     // SAFETY: TIOCGPTN writes an unsigned int through the pointer, which lives across the call.
     let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) };
     Errno::result(rc).map_err(sys("ptsname"))?;
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize through the pointer, which lives across the call.
+        let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        Errno::result(rc).map_err(sys("set terminal size"))?;
+    }
     let slave_path = format!("/dev/pts/{number}");
     let slave = open_fd(
         Path::new(&slave_path),
@@ -86,6 +104,62 @@ pub(crate) fn setup(sync: &SyncSocket, bind_console: bool) -> Result<(), ChildEr
             None,
         )?;
     }
+    if let Some(socket) = console_socket {
+        send_to_console_socket(socket, master.as_raw_fd())?;
+        if size.is_none() && !bind_console {
+            wait_for_size(&master);
+        }
+    }
     sync.send_console(master.as_raw_fd())
         .map_err(sys("send the terminal to the runtime"))
+}
+
+/// How long an exec'd process waits for the console socket's receiver to
+/// size its terminal.
+const SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// For an exec: conmon sizes the terminal as soon as it receives the master
+/// (podman passes no `consoleSize`), but an exec'd process reaches `execve`
+/// within microseconds of sending it, and a program that reads its size at
+/// once (`stty size`) would see 0x0. runc's init, slower, wins that race in
+/// practice; here the process waits until the terminal has a size, at most
+/// [`SIZE_WAIT`] (receivers that size it later, like containerd's shim, pay
+/// that once per TTY exec).
+fn wait_for_size(master: &OwnedFd) {
+    let deadline = std::time::Instant::now() + SIZE_WAIT;
+    loop {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes a winsize through the pointer, which lives across the call.
+        let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+        if rc != 0 || ws.ws_row != 0 || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+/// Sends the master over runc's console socket: one message whose payload
+/// is the master's name, the fd in `SCM_RIGHTS`.
+fn send_to_console_socket(socket: RawFd, master: RawFd) -> Result<(), ChildError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [master];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+    loop {
+        match sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(ChildError::sys(
+                    "send the terminal to the console socket",
+                    e,
+                ))
+            }
+        }
+    }
 }

@@ -19,6 +19,10 @@ pub enum RuntimeError {
     /// No state directory for this id.
     #[error("container {0} does not exist")]
     NotFound(String),
+    /// The container's init has exited (runc's wording, which containerd's
+    /// shim and podman match on to tell "already gone" apart).
+    #[error("container not running: {0} is stopped")]
+    NotRunning(String),
     /// The operation does not fit the container's current status.
     #[error("container {id} is {status}: cannot {action}")]
     InvalidState {

@@ -120,11 +120,17 @@ fn exec_child(plan: &ExecPlan) -> ! {
         crate::cgroup::join_self(&plan.cgroup_tasks)?;
         let mut keep: Vec<RawFd> = plan.namespaces.fds().collect();
         keep.push(plan.sync.raw());
+        keep.extend(plan.stdio.console_socket());
         close_fds_except(&mut keep);
         namespaces::enter(&plan.namespaces)?;
         if plan.stdio.is_terminal() {
             // The container's devpts, as its mount namespace shows it.
-            crate::console::setup(&plan.sync, false)?;
+            crate::console::setup(
+                &plan.sync,
+                false,
+                plan.process.console_size(),
+                plan.stdio.console_socket(),
+            )?;
         }
         wait_for_parent(&plan.sync)?;
         Ok(plan.process.finish_and_exec())

@@ -87,6 +87,7 @@ fn prepare(plan: &InitPlan) -> Result<(), ChildError> {
     let mut keep: Vec<RawFd> = plan.namespaces.fds().collect();
     keep.push(plan.sync.raw());
     keep.extend(plan.start_listener.as_ref().map(|l| l.as_raw_fd()));
+    keep.extend(plan.stdio.console_socket());
     close_fds_except(&mut keep);
     namespaces::enter(&plan.namespaces)?;
     // The parent finishes the cgroup meanwhile; wait for it only where it
@@ -109,7 +110,12 @@ fn prepare(plan: &InitPlan) -> Result<(), ChildError> {
     ensure_in_cgroup()?;
     rootfs::pivot(&plan.rootfs.rootfs)?;
     if plan.stdio.is_terminal() {
-        crate::console::setup(&plan.sync, true)?;
+        crate::console::setup(
+            &plan.sync,
+            true,
+            plan.process.console_size(),
+            plan.stdio.console_socket(),
+        )?;
     }
     if let Some(name) = &plan.hostname {
         nix::unistd::sethostname(name).map_err(|e| ChildError::sys("sethostname", e))?;

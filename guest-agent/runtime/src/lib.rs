@@ -12,7 +12,11 @@
 //! Runtime::start_id(&self, id)                               // same, from another process
 //! Runtime::run(&self, id, bundle, &Spec, Stdio) -> Container // create + start, fastest path
 //! Runtime::load(&self, id) -> Container;  Runtime::list(&self) -> Vec<String>
-//! Runtime::kill(&self, id, Signal);  Runtime::delete(&self, id, force)   // delete: cgroup + state dir
+//! Runtime::kill(&self, id, Signal);  Runtime::kill_all(&self, id, Signal)  // init / every process
+//! Runtime::delete(&self, id, force)                          // cgroup + state dir
+//! Runtime::pause(&self, id);  Runtime::resume(&self, id)     // cgroup freezer (v1 and v2)
+//! Runtime::pids(&self, id) -> Vec<Pid>                       // processes in the cgroup
+//! Runtime::update(&self, id, &LinuxResources)                // new cgroup limits
 //! Runtime::exec(&self, id, &Process, Stdio) -> ExecProcess  // joins ns (pid too) + cgroup
 //! Runtime::stats(&self, id) -> CgroupStats
 //! mount_overlay(lowers, upper, work, target); mount_overlay_read_only(lowers, target); unmount(target)
@@ -51,6 +55,7 @@ mod cgroup;
 mod cgroupfs;
 mod console;
 mod container;
+mod control;
 mod devices;
 mod error;
 mod exec;

@@ -35,6 +35,8 @@ pub(crate) struct ProcessPlan {
     seccomp: Option<CompiledSeccomp>,
     rlimits: Vec<(Resource, u64, u64)>,
     oom_score_adj: Option<i32>,
+    /// `process.consoleSize` (rows, columns): the terminal's first size.
+    console_size: Option<(u16, u16)>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, RuntimeError> {
@@ -118,7 +120,17 @@ impl ProcessPlan {
             seccomp,
             rlimits,
             oom_score_adj: process.oom_score_adj(),
+            console_size: process.console_size().and_then(|b| {
+                let rows = u16::try_from(b.height()).ok()?;
+                let cols = u16::try_from(b.width()).ok()?;
+                (rows > 0 && cols > 0).then_some((rows, cols))
+            }),
         })
+    }
+
+    /// The terminal size the spec asks for (`process.consoleSize`), rows and columns.
+    pub(crate) fn console_size(&self) -> Option<(u16, u16)> {
+        self.console_size
     }
 
     /// In the child, after namespaces and rootfs: the last steps, then exec.

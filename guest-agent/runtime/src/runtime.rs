@@ -1,8 +1,8 @@
-//! [`Runtime`]: create, start, run, load, kill, delete (exec is in `exec.rs`).
+//! [`Runtime`]: create, start, run, load, list (kill, delete, pause and the
+//! like are in `control.rs`, exec in `exec.rs`).
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -79,7 +79,7 @@ impl Runtime {
         &self.state_root
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn dir(&self, id: &str) -> PathBuf {
         self.state_root.join(id)
     }
 
@@ -167,61 +167,6 @@ impl Runtime {
             .collect();
         ids.sort();
         Ok(ids)
-    }
-
-    /// Sends `signal` to the container's init process.
-    pub fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
-        let container = self.load(id)?;
-        let status = container.status();
-        if status == Status::Stopped {
-            return Err(RuntimeError::InvalidState {
-                id: id.to_owned(),
-                status: status.to_string(),
-                action: "kill",
-            });
-        }
-        kill(container.pid, signal)
-            .map_err(|e| RuntimeError::sys(format!("kill {}", container.pid), e))
-    }
-
-    /// Cgroup usage counters of a container.
-    pub fn stats(&self, id: &str) -> Result<vmrun_cgroups::CgroupStats, RuntimeError> {
-        let container = self.load(id)?;
-        Cgroup::open(&container.cgroups_path)?.stats()
-    }
-
-    /// Removes the container's cgroup and state. A running container needs
-    /// `force` (it is killed); a created one is killed regardless.
-    pub fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        let container = self.load(id)?;
-        let status = container.status();
-        if status == Status::Running && !force {
-            return Err(RuntimeError::InvalidState {
-                id: id.to_owned(),
-                status: status.to_string(),
-                action: "delete without force",
-            });
-        }
-        let cgroup = Cgroup::open(&container.cgroups_path)?;
-        if status != Status::Stopped {
-            let _ = kill(container.pid, Signal::SIGKILL);
-            // Processes outside a pid namespace of their own survive their init.
-            for pid in cgroup.pids().unwrap_or_default() {
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-            self.wait_gone(&container);
-        }
-        cgroup.remove()?;
-        let dir = self.dir(id);
-        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io("remove", dir, e))
-    }
-
-    fn wait_gone(&self, container: &Container) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        // A zombie counts as stopped: reaping stays with the caller.
-        while container.status() != Status::Stopped && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
     }
 
     fn spawn(

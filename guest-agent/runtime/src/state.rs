@@ -25,6 +25,8 @@ pub enum Status {
     Created,
     /// The user's process runs.
     Running,
+    /// The container's processes are frozen (cgroup freezer).
+    Paused,
     /// The process has exited (or its pid is gone).
     Stopped,
 }
@@ -34,6 +36,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -61,7 +64,7 @@ pub(crate) struct StateFile {
     pub(crate) pid_start_time: u64,
     pub(crate) bundle: PathBuf,
     pub(crate) rootfs: PathBuf,
-    /// `Created` or `Running` as last recorded; liveness is checked on read.
+    /// `Created`, `Running` or `Paused` as last recorded; liveness is checked on read.
     pub(crate) status: Status,
     pub(crate) cgroups_path: PathBuf,
     /// Seconds since the epoch.

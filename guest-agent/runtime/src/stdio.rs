@@ -26,6 +26,11 @@ pub enum Stdio {
     /// in `console`. The spec needs a `devpts` mount on `/dev/pts` (runc's
     /// default: `newinstance,ptmxmode=0666`).
     Terminal,
+    /// Like [`Stdio::Terminal`], and the child itself also sends the master
+    /// over this connected Unix socket (runc's `--console-socket`) before
+    /// the process runs, so whoever listens there has the terminal (and can
+    /// size it) before the process starts.
+    ConsoleSocket(OwnedFd),
 }
 
 /// Stdio prepared in the parent, applied in the child.
@@ -33,8 +38,9 @@ pub enum Stdio {
 pub(crate) enum StdioPlan {
     Inherit,
     Fds([OwnedFd; 3]),
-    /// Set up by the child inside the container ([`crate::console::setup`]).
-    Terminal,
+    /// Set up by the child inside the container ([`crate::console::setup`]),
+    /// the master also sent over the console socket when there is one.
+    Terminal(Option<OwnedFd>),
 }
 
 impl StdioPlan {
@@ -62,13 +68,22 @@ impl StdioPlan {
                 };
                 StdioPlan::Fds([stdin, stdout, stderr])
             }
-            Stdio::Terminal => StdioPlan::Terminal,
+            Stdio::Terminal => StdioPlan::Terminal(None),
+            Stdio::ConsoleSocket(socket) => StdioPlan::Terminal(Some(socket)),
         })
     }
 
     /// Whether the child makes a terminal.
     pub(crate) fn is_terminal(&self) -> bool {
-        matches!(self, StdioPlan::Terminal)
+        matches!(self, StdioPlan::Terminal(_))
+    }
+
+    /// The console socket the child sends the master to, if any.
+    pub(crate) fn console_socket(&self) -> Option<RawFd> {
+        match self {
+            StdioPlan::Terminal(Some(socket)) => Some(socket.as_raw_fd()),
+            _ => None,
+        }
     }
 
     /// In the child: a new session, then the fds onto 0, 1, 2 (a terminal
@@ -76,7 +91,7 @@ impl StdioPlan {
     pub(crate) fn apply(&self) -> Result<(), ChildError> {
         nix::unistd::setsid().map_err(|e| ChildError::sys("setsid", e))?;
         match self {
-            StdioPlan::Inherit | StdioPlan::Terminal => Ok(()),
+            StdioPlan::Inherit | StdioPlan::Terminal(_) => Ok(()),
             StdioPlan::Fds(fds) => {
                 let raw = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
                 dup_onto_std(raw)

@@ -429,6 +429,28 @@ impl AgentClient {
         expect!(self.call(Op::Stats { id: id.into() }).await?, Reply::Stats(s) => s)
     }
 
+    /// Freezes (`docker pause`) or thaws a container.
+    pub async fn freeze(&self, id: &str, frozen: bool) -> Result<(), ClientError> {
+        let op = Op::Freeze {
+            id: id.into(),
+            frozen,
+        };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
+    /// Changes a container's cgroup limits (an OCI `linux.resources` object).
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let op = Op::UpdateResources {
+            id: id.into(),
+            resources,
+        };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
     /// Processes of a container.
     pub async fn top(&self, id: &str) -> Result<Vec<ProcessInfo>, ClientError> {
         expect!(self.call(Op::Top { id: id.into() }).await?, Reply::Top { processes } => processes)

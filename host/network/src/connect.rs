@@ -105,6 +105,7 @@ impl NetworkManager {
             host_veth: Some(host_veth.clone()),
             hosts_file: primary.hosts_file.clone(),
             interface: Some(interface),
+            extra_hosts: primary.extra_hosts.clone(),
         };
         let endpoint = record.to_endpoint(&network.name);
         let key = endpoint_key(&req.container_id, &network.id, replaces_primary);

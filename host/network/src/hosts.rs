@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::error::NetworkError;
 use crate::state::{EndpointRecord, NetworkRecord, State};
 
-const LOCALHOST_LINES: &str = "127.0.0.1\tlocalhost\n\
+pub const LOCALHOST_LINES: &str = "127.0.0.1\tlocalhost\n\
 ::1\tlocalhost ip6-localhost ip6-loopback\n\
 fe00::0\tip6-localnet\n\
 ff00::0\tip6-mcastprefix\n\
@@ -75,9 +75,19 @@ pub(crate) fn write_in_place(path: &Path, content: &str) -> Result<(), NetworkEr
         .map_err(|e| NetworkError::io(context(), e))
 }
 
-/// A copy of the host's own hosts file, for containers on the host network.
-pub(crate) fn host_copy() -> String {
-    std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| LOCALHOST_LINES.to_string())
+/// The hosts file of a container on the host network: a copy of the host's own, then
+/// `extra` (the host being loopback).
+pub fn for_host_network(extra: &[crate::ExtraHost]) -> String {
+    let mut text =
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| LOCALHOST_LINES.to_string());
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&crate::extra_hosts::render(
+        extra,
+        Some(crate::extra_hosts::host_network_gateway()),
+    ));
+    text
 }
 
 /// The hosts file of a container with no address ("none" network).
@@ -110,7 +120,16 @@ pub(crate) fn for_endpoint(
             .filter_map(entry)
             .collect()
     };
-    render(own.as_ref(), &peers)
+    let mut text = render(own.as_ref(), &peers);
+    text.push_str(&extra_lines(endpoint));
+    text
+}
+
+/// `endpoint`'s extra names, `host-gateway` being its gateway (the host's address on its
+/// bridge).
+fn extra_lines(endpoint: &EndpointRecord) -> String {
+    let gateway = endpoint.gateway.map(std::net::IpAddr::V4);
+    crate::extra_hosts::render(&endpoint.extra_hosts, gateway)
 }
 
 /// The hosts file of a container with all its endpoints: an own line per address, and
@@ -140,6 +159,10 @@ pub(crate) fn for_container(state: &State, container_id: &str) -> String {
     {
         text.push_str(line);
         text.push('\n');
+    }
+    // The first endpoint's (the namespace's owner) names and gateway.
+    if let Some((_, first)) = state.endpoints_of_container(container_id).next() {
+        text.push_str(&extra_lines(first));
     }
     text
 }

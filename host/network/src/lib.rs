@@ -75,6 +75,7 @@
 
 mod connect;
 mod error;
+pub mod extra_hosts;
 mod firewall;
 mod forward_target;
 mod hosts;
@@ -90,6 +91,8 @@ mod state;
 mod types;
 
 pub use error::NetworkError;
+pub use extra_hosts::{ExtraHost, ExtraHostAddress};
+pub use hosts::{for_host_network as host_network_hosts_file, LOCALHOST_LINES};
 pub use firewall::{bridge_rules, rule_exists, Rule};
 pub use forward_target::{DatagramReceiver, DatagramSender, ForwardTarget, SocketTarget, UdpFlow};
 pub use ipam::candidate_subnets;

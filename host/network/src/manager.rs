@@ -360,14 +360,20 @@ impl NetworkManager {
             host_veth: None,
             hosts_file: req.hosts_file.clone(),
             interface: None,
+            extra_hosts: req.extra_hosts.clone(),
         };
         match network.driver {
-            Driver::Host => hosts::write_in_place(&req.hosts_file, &hosts::host_copy())?,
+            Driver::Host => hosts::write_in_place(
+                &req.hosts_file,
+                &hosts::for_host_network(&req.extra_hosts),
+            )?,
             Driver::Null => {
                 let path = self.netns_path(&req.container_id);
                 self.fresh_namespace(&path)?.pin(&path)?;
                 record.netns_path = Some(path.clone());
-                if let Err(e) = hosts::write_in_place(&req.hosts_file, &hosts::localhost_only()) {
+                let mut text = hosts::localhost_only();
+                text.push_str(&crate::extra_hosts::render(&req.extra_hosts, None));
+                if let Err(e) = hosts::write_in_place(&req.hosts_file, &text) {
                     let _ = netns::remove(&path);
                     return Err(e);
                 }

@@ -55,6 +55,9 @@ pub(crate) struct EndpointRecord {
     /// The container side's device; `None`: `eth0`.
     #[serde(default)]
     pub interface: Option<String>,
+    /// Extra names in its hosts file.
+    #[serde(default)]
+    pub extra_hosts: Vec<crate::ExtraHost>,
 }
 
 impl EndpointRecord {

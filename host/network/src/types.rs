@@ -67,6 +67,9 @@ pub struct AttachRequest {
     /// The container's `/etc/hosts` file, written by `attach` (it is later
     /// bind-mounted into the container and rewritten in place).
     pub hosts_file: PathBuf,
+    /// Extra names in that file (`--add-host`, `host.docker.internal`).
+    #[serde(default)]
+    pub extra_hosts: Vec<crate::ExtraHost>,
 }
 
 /// A container's connection to a network.

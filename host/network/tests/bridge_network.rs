@@ -119,6 +119,11 @@ fn two_containers_on_a_user_network() {
         hosts2.contains("10.251.1.2\tvmtest-a1-host vmtest-a1-name vmtest-a1-alias\n"),
         "{hosts2}"
     );
+    // Extra names: `host-gateway` is the bridge's address, others as given.
+    assert!(
+        hosts1.ends_with("10.251.1.1\thost.docker.internal\n10.9.8.7\tdb.example\n"),
+        "{hosts1}"
+    );
     let inode2 = std::fs::metadata(env.hosts_file("vmtest-a2"))
         .unwrap()
         .ino();
@@ -248,13 +253,17 @@ fn default_bridge_none_and_host_networks() {
     }
     let hosts3 = std::fs::read_to_string(env.hosts_file("vmtest-b3")).unwrap();
     assert!(hosts3.starts_with("127.0.0.1\tlocalhost"), "{hosts3}");
+    // No network: no way to the host, so only the fixed extra name.
+    assert!(!hosts3.contains("host.docker.internal"), "{hosts3}");
+    assert!(hosts3.ends_with("10.9.8.7\tdb.example\n"), "{hosts3}");
 
-    // "host": no namespace, the host's hosts file.
+    // "host": no namespace, the host's hosts file, and the host on loopback.
     let host = manager.attach(env.request("vmtest-b4", "host")).unwrap();
     assert_eq!(host.netns_path, None);
     assert_eq!(
         std::fs::read_to_string(env.hosts_file("vmtest-b4")).unwrap(),
         std::fs::read_to_string("/etc/hosts").unwrap()
+            + "127.0.0.1\thost.docker.internal\n10.9.8.7\tdb.example\n"
     );
 
     for id in ["vmtest-b1", "vmtest-b2", "vmtest-b3", "vmtest-b4"] {

@@ -22,6 +22,7 @@ pub mod env;
 pub mod http;
 pub mod image;
 pub mod netecho;
+pub mod oci;
 pub mod reference;
 pub mod terminal;
 pub mod ui;

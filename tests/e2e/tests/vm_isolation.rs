@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use vmrun_e2e::{run_with_timeout, Daemon};
 use vmrun_e2e::vm::{docker, isolation_daemon, VM_COMMAND_TIMEOUT};
+use vmrun_e2e::{run_with_timeout, Daemon};
 
 /// `docker run -d --isolation vm --name NAME busybox sleep 300`.
 fn run_sleeping_vm(d: &Daemon, name: &str) {
@@ -355,4 +355,88 @@ fn a_hung_guest_fails_commands_at_the_agent_deadline() {
     let top = docker(&d, &["top", "frozen"]);
     assert!(top.success() && top.stdout.contains("sleep"), "{top}");
     docker(&d, &["rm", "-f", "frozen"]).ok();
+}
+
+/// The last number a counting container printed.
+fn last_count(d: &Daemon, name: &str) -> u64 {
+    let logs = docker(d, &["logs", "--tail", "1", name]);
+    logs.ok();
+    logs.stdout.trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn vm_pause_unpause_and_update() {
+    let Some(d) = isolation_daemon() else {
+        return;
+    };
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--isolation",
+            "vm",
+            "--name",
+            "vmpause",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+        ],
+    )
+    .ok();
+    std::thread::sleep(Duration::from_secs(1));
+    docker(&d, &["pause", "vmpause"]).ok();
+    let state = docker(
+        &d,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "vmpause",
+        ],
+    );
+    assert_eq!(state.stdout.trim(), "paused true", "{state}");
+    // Frozen in the guest: the count stands still.
+    let before = last_count(&d, "vmpause");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        last_count(&d, "vmpause"),
+        before,
+        "the count moved while paused"
+    );
+    docker(&d, &["unpause", "vmpause"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_count(&d, "vmpause") <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the count did not move after unpause"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // `docker update` reaches the guest's cgroup: the limit shows in stats.
+    docker(
+        &d,
+        &[
+            "update",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "64m",
+            "vmpause",
+        ],
+    )
+    .ok();
+    let stats = docker(
+        &d,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemUsage}}",
+            "vmpause",
+        ],
+    );
+    assert!(stats.stdout.contains("/ 64MiB"), "{stats}");
+    docker(&d, &["rm", "-f", "vmpause"]).ok();
 }

@@ -51,6 +51,9 @@ pub struct ContainerFlags {
     /// Expose a port or a range of ports
     #[arg(long = "expose", value_name = "PORT[/PROTO]")]
     pub expose: Vec<String>,
+    /// Add a custom host-to-IP mapping (HOST:IP; IP may be host-gateway)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Memory limit (e.g. 512m, 1g)
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
@@ -306,6 +309,7 @@ pub fn build_create_request(
         binds: (!binds.is_empty()).then_some(binds),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         publish_all_ports: flags.publish_all.then_some(true),
+        extra_hosts: (!flags.add_host.is_empty()).then(|| flags.add_host.clone()),
         memory,
         nano_cpus,
         pids_limit: flags.pids_limit,

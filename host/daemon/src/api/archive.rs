@@ -5,10 +5,8 @@
 //! The path's stat travels in the `X-Docker-Container-Path-Stat` header as base64 of
 //! its JSON, as dockerd sends it; archives are uncompressed tar streams.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,11 +14,26 @@ use axum::Router;
 use base64::Engine as _;
 use futures::TryStreamExt;
 
-use super::{json, query_bool, AppState};
+use super::query::{docker_bool, DockerQuery};
+use super::{json, AppState};
 use crate::backend::{ByteStream, ExtractOptions, PathStat};
 use crate::error::{ApiError, ApiResult};
 
-type Q = Query<HashMap<String, String>>;
+/// The archive routes' parameters.
+#[derive(serde::Deserialize)]
+struct ArchiveQuery {
+    path: Option<String>,
+    #[serde(
+        rename = "noOverwriteDirNonDir",
+        default,
+        deserialize_with = "docker_bool"
+    )]
+    no_overwrite_dir_non_dir: bool,
+    #[serde(rename = "copyUIDGID", default, deserialize_with = "docker_bool")]
+    copy_uid_gid: bool,
+}
+
+type Q = DockerQuery<ArchiveQuery>;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -33,9 +46,9 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/changes", get(changes))
 }
 
-fn path_of(q: &HashMap<String, String>) -> ApiResult<&str> {
-    q.get("path")
-        .map(String::as_str)
+fn path_of(q: &ArchiveQuery) -> ApiResult<&str> {
+    q.path
+        .as_deref()
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_request("bad parameter: path cannot be empty"))
 }
@@ -64,7 +77,7 @@ fn tar_response(stream: ByteStream, stat: Option<&PathStat>) -> ApiResult<Respon
 async fn head_archive(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): Q,
 ) -> ApiResult<Response> {
     let stat = engine.container_path_stat(&id, path_of(&q)?).await?;
     let mut res = StatusCode::OK.into_response();
@@ -80,7 +93,7 @@ async fn head_archive(
 async fn get_archive(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): Q,
 ) -> ApiResult<Response> {
     let (stat, stream) = engine.container_archive(&id, path_of(&q)?).await?;
     tar_response(stream, Some(&stat))
@@ -89,13 +102,13 @@ async fn get_archive(
 async fn put_archive(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): Q,
     req: Request,
 ) -> ApiResult<Response> {
     let path = path_of(&q)?.to_owned();
     let opts = ExtractOptions {
-        no_overwrite_dir_non_dir: query_bool(q.get("noOverwriteDirNonDir")),
-        copy_uid_gid: query_bool(q.get("copyUIDGID")),
+        no_overwrite_dir_non_dir: q.no_overwrite_dir_non_dir,
+        copy_uid_gid: q.copy_uid_gid,
     };
     let body: ByteStream = Box::pin(
         req.into_body()

@@ -6,33 +6,68 @@
 //! tar, a Dockerfile syntax error) are 4xx answers; once steps run, the response is the
 //! JSON-lines progress stream and a failure is its last line.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
+use serde::Deserialize;
 
 use super::images::{query_values, spool_body};
-use super::{query_bool, AppState};
+use super::query::{docker_bool, docker_bool_default_true, non_empty, yes, DockerQuery};
+use super::AppState;
 use crate::builder::{build_tmp, Build, BuildOptions, ContextError, ContextSpace, Progress};
 use crate::error::{ApiError, ApiResult};
 
+/// `POST /build`'s parameters (the tags, `t`, may repeat and are read apart).
+#[derive(Deserialize)]
+pub struct BuildQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    version: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    remote: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    labels: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    buildargs: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    cachefrom: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    isolation: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    networkmode: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    target: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    dockerfile: Option<String>,
+    #[serde(default, deserialize_with = "docker_bool")]
+    nocache: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    pull: bool,
+    #[serde(default = "yes", deserialize_with = "docker_bool_default_true")]
+    rm: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    forcerm: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    q: bool,
+}
+
 /// A JSON object of strings in a query value (`buildargs`, `labels`).
-fn json_map(q: &HashMap<String, String>, key: &str) -> ApiResult<BTreeMap<String, Option<String>>> {
-    match q.get(key).filter(|v| !v.is_empty()) {
+fn json_map(value: Option<&str>, key: &str) -> ApiResult<BTreeMap<String, Option<String>>> {
+    match value {
         None => Ok(BTreeMap::new()),
         Some(text) => serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("invalid {key}: {e}"))),
     }
 }
 
-fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOptions> {
-    if q.get("version").is_some_and(|v| v == "2") {
+fn options(q: &BuildQuery, tags: Vec<String>) -> ApiResult<BuildOptions> {
+    if q.version.as_deref() == Some("2") {
         return Err(ApiError::bad_request(
             "BuildKit builds (version=2) are not supported: this daemon speaks the classic builder protocol (DOCKER_BUILDKIT=0)",
         ));
     }
-    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+    if q.remote.is_some() {
         return Err(ApiError::bad_request(
             "remote build contexts are not supported: send the context as the request body",
         ));
@@ -41,32 +76,29 @@ fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOpt
         vmrun_images::normalize_reference(tag)
             .map_err(|e| ApiError::bad_request(format!("invalid tag {tag:?}: {e}")))?;
     }
-    let labels = json_map(q, "labels")?
+    let labels = json_map(q.labels.as_deref(), "labels")?
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
-    let cache_from: Vec<String> = match q.get("cachefrom").filter(|c| !c.is_empty()) {
+    let cache_from: Vec<String> = match &q.cachefrom {
         Some(text) => serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
         None => Vec::new(),
     };
-    let isolation = q.get("isolation").filter(|i| !i.is_empty()).cloned();
+    let isolation = q.isolation.clone();
     if let Some(i) = &isolation {
         crate::engine::requested_isolation(Some(i), None, crate::backend::Isolation::Native)?;
     }
-    let network = q
-        .get("networkmode")
-        .filter(|n| !n.is_empty() && n.as_str() != "default")
-        .cloned();
+    let network = q.networkmode.clone().filter(|n| n != "default");
     Ok(BuildOptions {
         tags,
-        build_args: json_map(q, "buildargs")?,
+        build_args: json_map(q.buildargs.as_deref(), "buildargs")?,
         labels,
-        target: q.get("target").filter(|t| !t.is_empty()).cloned(),
-        no_cache: query_bool(q.get("nocache")),
-        pull: query_bool(q.get("pull")),
-        remove: q.get("rm").is_none_or(|v| query_bool(Some(v))),
-        force_remove: query_bool(q.get("forcerm")),
+        target: q.target.clone(),
+        no_cache: q.nocache,
+        pull: q.pull,
+        remove: q.rm,
+        force_remove: q.forcerm,
         network,
         isolation,
         cache_from,
@@ -75,7 +107,7 @@ fn options(q: &HashMap<String, String>, tags: Vec<String>) -> ApiResult<BuildOpt
 
 pub async fn build(
     State(engine): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<BuildQuery>,
     req: Request,
 ) -> ApiResult<Response> {
     let tags: Vec<String> = query_values(req.uri(), "t")
@@ -83,10 +115,10 @@ pub async fn build(
         .filter(|t| !t.is_empty())
         .collect();
     let opts = options(&q, tags)?;
-    let quiet = query_bool(q.get("q"));
+    let quiet = q.q;
     let dockerfile = q
-        .get("dockerfile")
-        .filter(|d| !d.is_empty())
+        .dockerfile
+        .as_deref()
         .map(|d| {
             d.trim_start_matches("./")
                 .trim_start_matches('/')

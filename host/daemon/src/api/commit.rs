@@ -5,9 +5,7 @@
 //! the container's command. A running container is paused for the commit
 //! unless `pause=0` (`docker commit --pause=false`), where its backend can pause.
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -15,24 +13,40 @@ use serde_json::{json as j, Map, Value};
 use vmrun_images::CommitOptions;
 
 use super::images::{new_image_reference, query_values};
+use super::query::{docker_bool_default_true, non_empty, yes, DockerQuery};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
+
+/// `POST /commit`'s parameters (`changes` may repeat and is read apart).
+#[derive(serde::Deserialize)]
+pub struct CommitQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    container: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    repo: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    tag: Option<String>,
+    comment: Option<String>,
+    author: Option<String>,
+    #[serde(default = "yes", deserialize_with = "docker_bool_default_true")]
+    pause: bool,
+}
 
 /// The most a commit request's body (a container config) may hold.
 const MAX_BODY: usize = 1024 * 1024;
 
 pub async fn commit(
     State(engine): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<CommitQuery>,
     req: Request,
 ) -> ApiResult<Response> {
     let key = q
-        .get("container")
-        .filter(|c| !c.is_empty())
+        .container
+        .as_deref()
         .ok_or_else(|| ApiError::bad_request("container is required"))?;
     let rec = engine.container(key)?;
     let changes = query_values(req.uri(), "changes");
-    let reference = new_image_reference(&q)?;
+    let reference = new_image_reference(q.repo.as_deref(), q.tag.as_deref())?;
     let body = req
         .into_body()
         .collect()
@@ -64,8 +78,8 @@ pub async fn commit(
     let created_by = rec.config.cmd.clone().unwrap_or_default().join(" ");
     let opts = CommitOptions {
         reference,
-        message: q.get("comment").cloned(),
-        author: q.get("author").cloned(),
+        message: q.comment.clone(),
+        author: q.author.clone(),
         changes,
         config,
         created_by,
@@ -73,7 +87,7 @@ pub async fn commit(
     };
     let images = engine.images.clone();
     let parent = rec.image_id.clone();
-    let pause = q.get("pause").is_none_or(|v| super::query_bool(Some(v)));
+    let pause = q.pause;
     let paused_here = pause
         && rec.is_running()
         && !rec.state.paused

@@ -1,21 +1,55 @@
 //! Container routes: create, list, inspect, lifecycle, wait, remove, top, stats.
 
-use std::collections::HashMap;
-
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, ContainerTopResponse};
 
-use super::{convert, json, json_body, parse_filters, query_bool, streams, AppState};
+use serde::Deserialize;
+
+use super::query::{docker_bool, non_empty, DockerQuery};
+use super::{convert, json, json_body, parse_filters, streams, AppState};
 use crate::engine::{CreateRequest, WaitCondition};
 use crate::error::{ApiError, ApiResult};
 use crate::state::Status;
 
-type Q = Query<HashMap<String, String>>;
+/// Parameters of `create`, `rename`, `kill`, `wait` and `remove`.
+#[derive(Deserialize)]
+struct ContainerQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    signal: Option<String>,
+    condition: Option<String>,
+    #[serde(default, deserialize_with = "docker_bool")]
+    force: bool,
+}
+
+/// `list`'s parameters.
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default, deserialize_with = "docker_bool")]
+    all: bool,
+    filters: Option<String>,
+    limit: Option<String>,
+}
+
+/// `stop`'s and `restart`'s: the seconds to wait (`t`, or `timeout` of older clients).
+#[derive(Deserialize)]
+struct StopQuery {
+    t: Option<String>,
+    timeout: Option<String>,
+}
+
+/// A terminal's size (`resize` of a container or an exec).
+#[derive(Deserialize)]
+pub(super) struct SizeQuery {
+    h: Option<String>,
+    w: Option<String>,
+}
 
 /// Container routes.
 pub fn routes() -> Router<AppState> {
@@ -85,11 +119,15 @@ fn create_body(body: &Bytes) -> ApiResult<(ContainerCreateBody, Option<String>)>
     }
 }
 
-async fn create(State(engine): State<AppState>, Query(q): Q, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(engine): State<AppState>,
+    DockerQuery(q): DockerQuery<ContainerQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let (body, isolation) = create_body(&body)?;
     let (id, warnings) = engine
         .create_container(CreateRequest {
-            name: q.get("name").cloned(),
+            name: q.name,
             body,
             isolation,
         })
@@ -98,11 +136,14 @@ async fn create(State(engine): State<AppState>, Query(q): Q, body: Bytes) -> Api
     Ok((StatusCode::CREATED, axum::Json(resp)).into_response())
 }
 
-async fn list(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
-    let all = query_bool(q.get("all"));
-    let filters = parse_filters(&q)?;
+async fn list(
+    State(engine): State<AppState>,
+    DockerQuery(q): DockerQuery<ListQuery>,
+) -> ApiResult<Response> {
+    let all = q.all;
+    let filters = parse_filters(q.filters.as_deref())?;
     let limit = q
-        .get("limit")
+        .limit
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|l| *l > 0);
     let mut out = Vec::new();
@@ -188,8 +229,8 @@ async fn start(State(engine): State<AppState>, Path(id): Path<String>) -> ApiRes
     })
 }
 
-fn timeout(q: &HashMap<String, String>) -> ApiResult<Option<i64>> {
-    match q.get("t").or_else(|| q.get("timeout")) {
+fn timeout(q: &StopQuery) -> ApiResult<Option<i64>> {
+    match q.t.as_ref().or(q.timeout.as_ref()) {
         None => Ok(None),
         Some(t) => t
             .parse::<i64>()
@@ -201,7 +242,7 @@ fn timeout(q: &HashMap<String, String>) -> ApiResult<Option<i64>> {
 async fn stop(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<StopQuery>,
 ) -> ApiResult<Response> {
     let t = timeout(&q)?;
     Ok(if engine.stop_container(&id, t).await? {
@@ -214,7 +255,7 @@ async fn stop(
 async fn restart(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<StopQuery>,
 ) -> ApiResult<Response> {
     let t = timeout(&q)?;
     engine.restart_container(&id, t).await?;
@@ -224,14 +265,10 @@ async fn restart(
 async fn kill(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<ContainerQuery>,
 ) -> ApiResult<Response> {
     // An empty `signal=` is the default, as in dockerd.
-    let sig = q
-        .get("signal")
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("SIGKILL");
+    let sig = q.signal.as_deref().unwrap_or("SIGKILL");
     engine.kill_container(&id, sig).await?;
     Ok(no_content())
 }
@@ -239,9 +276,9 @@ async fn kill(
 async fn wait(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<ContainerQuery>,
 ) -> ApiResult<Response> {
-    let cond = WaitCondition::parse(q.get("condition").map(String::as_str))?;
+    let cond = WaitCondition::parse(q.condition.as_deref())?;
     let fut = engine.wait_container(&id, cond)?;
     // Headers go out at once (the docker CLI waits for them before it starts the
     // container); the body follows at the exit.
@@ -266,29 +303,28 @@ async fn wait(
 async fn rename(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<ContainerQuery>,
 ) -> ApiResult<Response> {
     let name = q
-        .get("name")
-        .filter(|n| !n.is_empty())
+        .name
         .ok_or_else(|| ApiError::bad_request("name is required"))?;
-    engine.rename_container(&id, name)?;
+    engine.rename_container(&id, &name)?;
     Ok(no_content())
 }
 
-pub(super) fn dims(q: &HashMap<String, String>) -> ApiResult<(u16, u16)> {
-    let get = |k: &str| -> ApiResult<u16> {
-        q.get(k)
+pub(super) fn dims(q: &SizeQuery) -> ApiResult<(u16, u16)> {
+    let get = |k: &str, v: &Option<String>| -> ApiResult<u16> {
+        v.as_deref()
             .and_then(|v| v.parse::<u16>().ok())
             .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
     };
-    Ok((get("h")?, get("w")?))
+    Ok((get("h", &q.h)?, get("w", &q.w)?))
 }
 
 async fn resize(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<SizeQuery>,
 ) -> ApiResult<Response> {
     let (h, w) = dims(&q)?;
     engine.resize_container(&id, h, w).await?;
@@ -298,11 +334,9 @@ async fn resize(
 async fn remove(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<ContainerQuery>,
 ) -> ApiResult<Response> {
-    engine
-        .remove_container(&id, query_bool(q.get("force")))
-        .await?;
+    engine.remove_container(&id, q.force).await?;
     Ok(no_content())
 }
 

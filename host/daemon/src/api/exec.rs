@@ -1,9 +1,7 @@
 //! Exec routes.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -113,7 +111,7 @@ async fn error_stream(message: &str, tty: bool) -> Box<dyn crate::backend::Attac
 async fn resize(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    super::query::DockerQuery(q): super::query::DockerQuery<super::containers::SizeQuery>,
 ) -> ApiResult<Response> {
     let (h, w) = super::containers::dims(&q)?;
     engine.exec_resize(&id, h, w).await?;

@@ -1,7 +1,5 @@
 //! Image routes. Image names contain slashes, so `/images/...` is dispatched by hand.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{Method, StatusCode};
@@ -10,7 +8,8 @@ use bollard_stubs::models::{ImageDeleteResponseItem, ImageSummary};
 use serde_json::json as j;
 use vmrun_images::{Image, RemovedItem};
 
-use super::{json, query_bool, AppState};
+use super::query::{docker_bool, non_empty, DockerQuery};
+use super::{json, AppState};
 use crate::error::{ApiError, ApiResult};
 
 fn created_unix(img: &Image) -> i64 {
@@ -53,16 +52,40 @@ pub(super) fn containers_using(engine: &crate::engine::Engine, image_id: &str) -
         .collect()
 }
 
+/// The parameters of the `/images/...` routes (each reads its own).
+#[derive(Default, serde::Deserialize)]
+pub(super) struct ImagesQuery {
+    #[serde(rename = "fromSrc")]
+    pub from_src: Option<String>,
+    #[serde(rename = "fromImage", default, deserialize_with = "non_empty")]
+    pub from_image: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub repo: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub tag: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub platform: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub format: Option<String>,
+    pub filters: Option<String>,
+    #[serde(default, deserialize_with = "docker_bool")]
+    pub all: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    pub force: bool,
+}
+
 /// `GET /images/json`. Without `all`, untagged images that other images were built
 /// from (a build's intermediate steps) are left out, as dockerd does.
 pub async fn list(
     State(engine): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<ImagesQuery>,
 ) -> ApiResult<Response> {
     let images = engine.images.list()?;
     let parents: std::collections::HashSet<&str> =
         images.iter().filter_map(|i| i.parent.as_deref()).collect();
-    let all = query_bool(q.get("all"));
+    let all = q.all;
     let out: Vec<ImageSummary> = images
         .iter()
         .filter(|i| all || !i.repo_tags.is_empty() || !parents.contains(i.id.as_str()))
@@ -110,11 +133,15 @@ pub async fn load(State(engine): State<AppState>, body: Body) -> ApiResult<Respo
 pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response {
     let method = req.method().clone();
     let path = super::percent_decode(req.uri().path());
-    let q: HashMap<String, String> = Query::try_from_uri(req.uri())
-        .map(|Query(q)| q)
-        .unwrap_or_default();
+    let q: ImagesQuery = match Query::try_from_uri(req.uri()) {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return ApiError::bad_request(format!("invalid query: {}", e.body_text()))
+                .into_response()
+        }
+    };
     let result = match path.strip_prefix("/images/") {
-        Some("create") if method == Method::POST && q.contains_key("fromSrc") => {
+        Some("create") if method == Method::POST && q.from_src.is_some() => {
             super::import::import(&engine, &q, req).await
         }
         Some("create") if method == Method::POST => {
@@ -345,16 +372,12 @@ fn prune_vm_layers(engine: &AppState) {
     tokio::spawn(async move { engine.prune_vm_layers().await });
 }
 
-fn tag(
-    engine: &crate::engine::Engine,
-    name: &str,
-    q: &HashMap<String, String>,
-) -> ApiResult<Response> {
+fn tag(engine: &crate::engine::Engine, name: &str, q: &ImagesQuery) -> ApiResult<Response> {
     let repo = q
-        .get("repo")
-        .filter(|r| !r.is_empty())
+        .repo
+        .as_ref()
         .ok_or_else(|| ApiError::bad_request("repository name is required"))?;
-    let target = match q.get("tag").filter(|t| !t.is_empty()) {
+    let target = match &q.tag {
         Some(t) => format!("{repo}:{t}"),
         None => repo.clone(),
     };
@@ -364,12 +387,8 @@ fn tag(
     Ok(StatusCode::CREATED.into_response())
 }
 
-fn remove(
-    engine: &crate::engine::Engine,
-    name: &str,
-    q: &HashMap<String, String>,
-) -> ApiResult<Response> {
-    let force = query_bool(q.get("force"));
+fn remove(engine: &crate::engine::Engine, name: &str, q: &ImagesQuery) -> ApiResult<Response> {
+    let force = q.force;
     let img = engine.images.resolve(name).map_err(|e| match e {
         vmrun_images::ImageError::NotFound(_) => {
             ApiError::not_found(format!("No such image: {name}"))
@@ -400,8 +419,8 @@ fn remove(
 
 /// `POST /images/prune?filters=…`: removes unused images; `dangling=false` (`-a`) takes
 /// every image no container uses, `label`/`label!` narrow the choice.
-async fn prune(engine: &AppState, q: &HashMap<String, String>) -> ApiResult<Response> {
-    let filters = super::parse_filters(q)?;
+async fn prune(engine: &AppState, q: &ImagesQuery) -> ApiResult<Response> {
+    let filters = super::parse_filters(q.filters.as_deref())?;
     let mut opts = vmrun_images::PruneOptions::default();
     for (key, values) in filters {
         match key.as_str() {
@@ -500,13 +519,13 @@ pub(super) async fn spool_body(
 
 /// The name for an image made here (`import`, `commit`): `repo[:tag]` from the
 /// `repo` and `tag` query parameters, none when neither is given.
-pub(super) fn new_image_reference(q: &HashMap<String, String>) -> ApiResult<Option<String>> {
-    match (
-        q.get("repo").filter(|r| !r.is_empty()),
-        q.get("tag").filter(|t| !t.is_empty()),
-    ) {
+pub(super) fn new_image_reference(
+    repo: Option<&str>,
+    tag: Option<&str>,
+) -> ApiResult<Option<String>> {
+    match (repo, tag) {
         (Some(repo), Some(tag)) => Ok(Some(format!("{repo}:{tag}"))),
-        (Some(repo), None) => Ok(Some(repo.clone())),
+        (Some(repo), None) => Ok(Some(repo.to_string())),
         (None, Some(_)) => Err(ApiError::bad_request("a tag needs a repository (repo=…)")),
         (None, None) => Ok(None),
     }
@@ -551,12 +570,10 @@ impl std::io::Write for ChannelWriter {
 fn save(
     engine: &crate::engine::Engine,
     names: Vec<String>,
-    q: &HashMap<String, String>,
+    q: &ImagesQuery,
 ) -> ApiResult<Response> {
-    let format = match q.get("format").map(String::as_str) {
-        None | Some("") | Some("docker") | Some("docker-archive") => {
-            vmrun_images::SaveFormat::DockerArchive
-        }
+    let format = match q.format.as_deref() {
+        None | Some("docker") | Some("docker-archive") => vmrun_images::SaveFormat::DockerArchive,
         Some("oci") | Some("oci-archive") => vmrun_images::SaveFormat::OciLayout,
         Some(other) => {
             return Err(ApiError::bad_request(format!(

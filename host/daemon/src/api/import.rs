@@ -4,8 +4,6 @@
 //! Importing from a URL (`fromSrc=http…`) is refused: tests and users here have
 //! no internet, and the CLI sends files in the body.
 
-use std::collections::HashMap;
-
 use axum::extract::Request;
 use axum::response::Response;
 use serde_json::json as j;
@@ -17,23 +15,23 @@ use crate::error::{ApiError, ApiResult};
 
 pub(super) async fn import(
     engine: &AppState,
-    q: &HashMap<String, String>,
+    q: &super::images::ImagesQuery,
     req: Request,
 ) -> ApiResult<Response> {
-    let source = q.get("fromSrc").map(String::as_str).unwrap_or_default();
+    let source = q.from_src.as_deref().unwrap_or_default();
     if source != "-" {
         return Err(ApiError::bad_request(format!(
             "importing from {source:?} is not supported: send the tarball in the request body (fromSrc=-)"
         )));
     }
-    let reference = new_image_reference(q)?;
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+    let reference = new_image_reference(q.repo.as_deref(), q.tag.as_deref())?;
+    let platform = match &q.platform {
         Some(p) => Some(p.parse::<vmrun_images::Platform>()?),
         None => None,
     };
     let opts = ImportOptions {
         reference,
-        message: q.get("message").filter(|m| !m.is_empty()).cloned(),
+        message: q.message.clone(),
         changes: query_values(req.uri(), "changes"),
         platform,
     };

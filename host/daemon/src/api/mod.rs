@@ -21,6 +21,7 @@ mod networks;
 mod prune;
 mod pull;
 mod push;
+pub(crate) mod query;
 mod search;
 mod streams;
 mod system;
@@ -211,11 +212,6 @@ pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(data).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 
-/// Docker's truthy query values: `1`, `true`, `True`.
-pub fn query_bool(v: Option<&String>) -> bool {
-    matches!(v.map(String::as_str), Some("1" | "true" | "True" | "yes"))
-}
-
 /// JSON response.
 pub fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -225,9 +221,9 @@ pub fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
 /// Docker's `filters` query: `{"status":["running"],"name":["web"]}` (or the older
 /// `{"status":{"running":true}}` form).
 pub(crate) fn parse_filters(
-    q: &std::collections::HashMap<String, String>,
+    raw: Option<&str>,
 ) -> crate::error::ApiResult<std::collections::HashMap<String, Vec<String>>> {
-    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
+    let Some(raw) = raw.filter(|f| !f.is_empty()) else {
         return Ok(std::collections::HashMap::new());
     };
     let v: serde_json::Value = serde_json::from_str(raw)

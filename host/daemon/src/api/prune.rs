@@ -3,14 +3,13 @@
 //! `SpaceReclaimed`). Volumes: a client speaking API 1.42 or later prunes anonymous
 //! volumes only unless it sends `all=true`; older clients prune every unused volume.
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
 use serde_json::{json as j, Value};
 
+use super::query::{DockerQuery, FiltersQuery};
 use super::{json, AppState, RequestedVersion};
 use crate::engine::prune::PruneFilters;
 use crate::error::ApiResult;
@@ -23,7 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/volumes/prune", post(volumes))
 }
 
-type Q = Query<HashMap<String, String>>;
+type Q = DockerQuery<FiltersQuery>;
 
 /// A list as docker sends it: `null` when empty.
 fn list_or_null(items: Vec<String>) -> Value {
@@ -34,8 +33,11 @@ fn list_or_null(items: Vec<String>) -> Value {
     }
 }
 
-async fn containers(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
-    let filters = PruneFilters::parse(&super::parse_filters(&q)?, &["until", "label", "label!"])?;
+async fn containers(State(engine): State<AppState>, DockerQuery(q): Q) -> ApiResult<Response> {
+    let filters = PruneFilters::parse(
+        &super::parse_filters(q.filters.as_deref())?,
+        &["until", "label", "label!"],
+    )?;
     let measure = |rec: &crate::state::ContainerRecord| {
         engine
             .container_files(rec)
@@ -50,8 +52,11 @@ async fn containers(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Re
     })))
 }
 
-async fn networks(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Response> {
-    let filters = PruneFilters::parse(&super::parse_filters(&q)?, &["until", "label", "label!"])?;
+async fn networks(State(engine): State<AppState>, DockerQuery(q): Q) -> ApiResult<Response> {
+    let filters = PruneFilters::parse(
+        &super::parse_filters(q.filters.as_deref())?,
+        &["until", "label", "label!"],
+    )?;
     let deleted = engine.prune_networks(&filters).await?;
     Ok(json(&j!({ "NetworksDeleted": list_or_null(deleted) })))
 }
@@ -59,9 +64,9 @@ async fn networks(State(engine): State<AppState>, Query(q): Q) -> ApiResult<Resp
 async fn volumes(
     State(engine): State<AppState>,
     version: Option<Extension<RequestedVersion>>,
-    Query(q): Q,
+    DockerQuery(q): Q,
 ) -> ApiResult<Response> {
-    let raw = super::parse_filters(&q)?;
+    let raw = super::parse_filters(q.filters.as_deref())?;
     let mut filters = PruneFilters::parse(&raw, &["label", "label!", "all"])?;
     let before_1_42 = version.is_some_and(|Extension(v)| v.older_than(1, 42));
     if before_1_42 && !raw.contains_key("all") {

@@ -7,8 +7,6 @@
 //! `{"errorDetail":…,"error":…}` lines. Credentials: `X-Registry-Auth`, else
 //! `$VMRUN_DOCKER_CONFIG` or `$HOME/.docker/config.json`.
 
-use std::collections::HashMap;
-
 use axum::response::Response;
 use serde_json::json as j;
 use vmrun_images::{ImageError, PullOptions, PulledImage, Reference};
@@ -31,16 +29,13 @@ enum PullMsg {
 
 pub(super) async fn create(
     engine: &AppState,
-    q: &HashMap<String, String>,
+    q: &super::images::ImagesQuery,
     headers: &axum::http::HeaderMap,
 ) -> ApiResult<Response> {
-    let from = q
-        .get("fromImage")
-        .filter(|f| !f.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("fromImage is required (importing with fromSrc is not supported)")
-        })?;
-    let tag = q.get("tag").filter(|t| !t.is_empty());
+    let from = q.from_image.as_ref().ok_or_else(|| {
+        ApiError::bad_request("fromImage is required (importing with fromSrc is not supported)")
+    })?;
+    let tag = q.tag.as_ref();
     let reference = match tag {
         Some(_) if from.contains('@') => from.clone(),
         Some(tag) if tag.starts_with("sha256:") => format!("{from}@{tag}"),
@@ -49,7 +44,7 @@ pub(super) async fn create(
     };
     let named = Reference::parse(&reference)?;
     let all_tags = named.tag().is_none() && named.digest().is_none();
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+    let platform = match &q.platform {
         Some(p) => Some(p.parse::<vmrun_images::Platform>()?),
         None => None,
     };

@@ -15,8 +15,6 @@
 //! An empty `tag` pushes every tag of the repository, as `docker push -a`.
 //! Credentials as for pulls ([`super::images::registry_auth`]).
 
-use std::collections::HashMap;
-
 use axum::extract::{Query, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -37,6 +35,12 @@ enum PushMsg {
 /// `POST /images/{name}/push`; every other `/images/...` request goes on to
 /// [`super::images::dispatch`] (image names contain slashes, so routes are
 /// matched by hand).
+/// `push`'s parameter: the tag (none: every tag of the repository).
+#[derive(serde::Deserialize)]
+struct TagQuery {
+    tag: Option<String>,
+}
+
 pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response {
     let name = (req.method() == Method::POST)
         .then(|| req.uri().path().strip_prefix("/images/"))
@@ -47,16 +51,14 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
     let Some(name) = name else {
         return super::images::dispatch(State(engine), req).await;
     };
-    let q: HashMap<String, String> = Query::try_from_uri(req.uri())
-        .map(|Query(q)| q)
-        .unwrap_or_default();
-    push(
-        &engine,
-        &name,
-        q.get("tag").map(String::as_str),
-        req.headers(),
-    )
-    .unwrap_or_else(IntoResponse::into_response)
+    let tag: Option<String> = match Query::<TagQuery>::try_from_uri(req.uri()) {
+        Ok(Query(q)) => q.tag,
+        Err(e) => {
+            return ApiError::bad_request(format!("invalid query: {}", e.body_text()))
+                .into_response()
+        }
+    };
+    push(&engine, &name, tag.as_deref(), req.headers()).unwrap_or_else(IntoResponse::into_response)
 }
 
 fn push(

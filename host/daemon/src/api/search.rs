@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::query::DockerQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use vmrun_images::registry::PullOptions;
@@ -54,16 +56,24 @@ fn keep(filters: &HashMap<String, Vec<String>>) -> ApiResult<bool> {
     Ok(keep)
 }
 
+/// `GET /images/search`'s parameters.
+#[derive(serde::Deserialize)]
+struct SearchQuery {
+    term: Option<String>,
+    limit: Option<String>,
+    filters: Option<String>,
+}
+
 async fn search(
     State(engine): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<SearchQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let term = q.get("term").map(String::as_str).unwrap_or_default().trim();
+    let term = q.term.as_deref().unwrap_or_default().trim();
     if term.is_empty() {
         return Err(ApiError::bad_request("bad parameter: term cannot be empty"));
     }
-    let limit = match q.get("limit").filter(|l| !l.is_empty()) {
+    let limit = match q.limit.as_ref().filter(|l| !l.is_empty()) {
         None => DEFAULT_LIMIT,
         Some(l) => l
             .parse::<usize>()
@@ -75,7 +85,7 @@ async fn search(
                 ))
             })?,
     };
-    let filters = parse_filters(&q)?;
+    let filters = parse_filters(q.filters.as_deref())?;
     let wanted = keep(&filters)?;
     let (Some(registry), query) = split_term(term) else {
         return Err(ApiError::bad_request(format!(

@@ -1,38 +1,73 @@
 //! Streaming container routes: attach, logs, stats.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::Response;
+use serde::Deserialize;
 
-use super::{hijack, json, query_bool, AppState};
+use super::query::{docker_bool, docker_bool_default_true, yes, DockerQuery};
+use super::{hijack, json, AppState};
 use crate::backend::AttachOptions;
 use crate::engine::logs::{parse_tail, LogOptions};
 use crate::error::{ApiError, ApiResult};
 
-type Q = Query<HashMap<String, String>>;
+/// `attach`'s parameters.
+#[derive(Deserialize)]
+pub struct AttachQuery {
+    #[serde(default, deserialize_with = "docker_bool")]
+    stdin: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    stdout: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    stderr: bool,
+}
+
+/// `logs`' parameters.
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    #[serde(default, deserialize_with = "docker_bool")]
+    stdout: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    stderr: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    follow: bool,
+    #[serde(default, deserialize_with = "docker_bool")]
+    timestamps: bool,
+    tail: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `stats`' parameters.
+#[derive(Deserialize)]
+pub struct StatsQuery {
+    #[serde(default = "yes", deserialize_with = "docker_bool_default_true")]
+    stream: bool,
+    #[serde(rename = "one-shot", default, deserialize_with = "docker_bool")]
+    one_shot: bool,
+}
 
 /// `POST /containers/{id}/attach`.
 pub async fn attach(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<AttachQuery>,
     req: Request,
 ) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
     let opts = AttachOptions {
-        stdin: query_bool(q.get("stdin")),
-        stdout: query_bool(q.get("stdout")),
-        stderr: query_bool(q.get("stderr")),
+        stdin: q.stdin,
+        stdout: q.stdout,
+        stderr: q.stderr,
     };
     let io = engine.attach_container(&rec.id, opts).await?;
     Ok(hijack::serve(req, rec.tty(), io, async {}))
 }
 
-fn unix_seconds(v: Option<&String>) -> ApiResult<Option<f64>> {
-    match v.filter(|s| !s.is_empty() && s.as_str() != "0") {
+fn unix_seconds(v: Option<&str>) -> ApiResult<Option<f64>> {
+    match v.filter(|s| !s.is_empty() && *s != "0") {
         None => Ok(None),
         Some(s) => s
             .parse::<f64>()
@@ -48,16 +83,16 @@ fn unix_seconds(v: Option<&String>) -> ApiResult<Option<f64>> {
 pub async fn logs(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     let opts = LogOptions {
-        stdout: query_bool(q.get("stdout")),
-        stderr: query_bool(q.get("stderr")),
-        follow: query_bool(q.get("follow")),
-        tail: parse_tail(q.get("tail").map(String::as_str))?,
-        timestamps: query_bool(q.get("timestamps")),
-        since: unix_seconds(q.get("since"))?,
-        until: unix_seconds(q.get("until"))?,
+        stdout: q.stdout,
+        stderr: q.stderr,
+        follow: q.follow,
+        tail: parse_tail(q.tail.as_deref())?,
+        timestamps: q.timestamps,
+        since: unix_seconds(q.since.as_deref())?,
+        until: unix_seconds(q.until.as_deref())?,
     };
     let (tty, stream) = engine.container_logs(&id, opts)?;
     let ct = if tty {
@@ -75,13 +110,10 @@ pub async fn logs(
 pub async fn stats(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Q,
+    DockerQuery(q): DockerQuery<StatsQuery>,
 ) -> ApiResult<Response> {
     let rec = engine.container(&id)?;
-    let stream = q
-        .get("stream")
-        .is_none_or(|s| matches!(s.as_str(), "1" | "true" | "True"));
-    let one_shot = query_bool(q.get("one-shot"));
+    let (stream, one_shot) = (q.stream, q.one_shot);
     let first = engine.container_stats(&rec, None).await?;
     if !stream {
         let sample = if one_shot {

@@ -1,9 +1,7 @@
 //! System routes: ping, version, info, events, disk usage, registry login.
 
-use std::collections::HashMap;
-
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json as j;
@@ -154,14 +152,22 @@ pub async fn info(State(engine): State<AppState>) -> ApiResult<Response> {
     })))
 }
 
+/// `GET /events`' parameters.
+#[derive(serde::Deserialize)]
+pub struct EventsQuery {
+    filters: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
 /// `GET /events`: a stream of JSON events, filtered like docker's `filters`.
 pub async fn events(
     State(engine): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    super::query::DockerQuery(q): super::query::DockerQuery<EventsQuery>,
 ) -> ApiResult<Response> {
-    let filters = super::parse_filters(&q)?;
-    let until = q.get("until").and_then(|u| u.parse::<f64>().ok());
-    let since = q.get("since").and_then(|u| u.parse::<f64>().ok());
+    let filters = super::parse_filters(q.filters.as_deref())?;
+    let until = q.until.and_then(|u| u.parse::<f64>().ok());
+    let since = q.since.and_then(|u| u.parse::<f64>().ok());
     let (past, mut rx) = match since {
         Some(s) => engine.events.replay((s * 1e9) as i64),
         None => (Vec::new(), engine.events.subscribe()),

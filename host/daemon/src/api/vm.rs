@@ -1,9 +1,7 @@
 //! vmrun's own endpoints for the shared VM (`vmrun vm status|start|stop`), outside
 //! Docker's API: `GET /vmrun/vm`, `POST /vmrun/vm/start`, `POST /vmrun/vm/stop?t=SECONDS`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -27,11 +25,17 @@ async fn start(State(engine): State<AppState>) -> ApiResult<Response> {
     Ok(json(&engine.shared_vm_start().await?))
 }
 
+/// `POST /vmrun/vm/stop`'s parameter: seconds to wait for the containers.
+#[derive(serde::Deserialize)]
+pub struct StopQuery {
+    t: Option<String>,
+}
+
 async fn stop(
     State(engine): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    super::query::DockerQuery(q): super::query::DockerQuery<StopQuery>,
 ) -> ApiResult<Response> {
-    let t = match q.get("t").filter(|t| !t.is_empty()) {
+    let t = match q.t.filter(|t| !t.is_empty()) {
         None => None,
         Some(t) => Some(
             t.parse::<i64>()

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bollard_stubs::models::{Volume, VolumeCreateRequest, VolumeListResponse};
 
-use super::{json, json_body, query_bool, AppState};
+use super::{json, json_body, AppState};
 use crate::engine::volumes::Volume as StoredVolume;
 use crate::error::{ApiError, ApiResult};
 
@@ -71,12 +71,20 @@ async fn inspect(State(engine): State<AppState>, Path(name): Path<String>) -> Ap
     Ok(json(&model(&engine.volumes.get(&name)?)))
 }
 
+/// `DELETE /volumes/{name}`'s parameter (`force` is accepted; a volume in use is
+/// refused either way, as dockerd refuses it).
+#[derive(serde::Deserialize)]
+pub struct RemoveQuery {
+    #[serde(default, deserialize_with = "super::query::docker_bool")]
+    #[allow(dead_code)]
+    force: bool,
+}
+
 async fn remove(
     State(engine): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    super::query::DockerQuery(_q): super::query::DockerQuery<RemoveQuery>,
 ) -> ApiResult<Response> {
-    let _force = query_bool(q.get("force"));
     let users: Vec<String> = engine
         .store
         .list()

@@ -25,6 +25,8 @@ pub struct ContainerSpec {
     pub process: ProcessSpec,
     /// The network to join.
     pub network: NetworkSpec,
+    /// Extra `/etc/hosts` names (`--add-host`, and `host.docker.internal`).
+    pub extra_hosts: Vec<vmrun_network::ExtraHost>,
     /// Ports to publish on the host.
     pub ports: Vec<PortBinding>,
     /// `-P`: every exposed port is in [`Self::ports`] already; a container in a VM also

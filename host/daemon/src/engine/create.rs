@@ -51,6 +51,7 @@ impl Engine {
         let host_config = body.host_config.clone().unwrap_or_default();
         validate_resources(&host_config)?;
         super::restart::validate(&host_config)?;
+        super::extra_hosts(host_config.extra_hosts.as_deref().unwrap_or_default())?;
         let isolation = requested_isolation(
             req.isolation.as_deref(),
             host_config.runtime.as_deref(),

@@ -51,7 +51,7 @@ pub use exec::ExecRecord;
 pub use isolation::requested_isolation;
 pub use lifecycle::{parse_signal, WaitCondition};
 pub use names::validate as validate_name;
-pub use spec::parse_port_key;
+pub use spec::{extra_hosts, parse_port_key};
 
 /// An attach request waiting for its container to start.
 struct PendingAttach {

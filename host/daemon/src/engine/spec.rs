@@ -89,6 +89,35 @@ pub fn publish_all(hc: &DockerHostConfig) -> bool {
         == Some(true)
 }
 
+/// `--add-host` values (`HostConfig.ExtraHosts`), then `host.docker.internal` pointing
+/// at the host unless one of them names it (every container can reach the host by that
+/// name, as with Docker Desktop).
+pub fn extra_hosts(values: &[String]) -> Result<Vec<vmrun_network::ExtraHost>, EngineError> {
+    let mut extra = values
+        .iter()
+        .map(|v| vmrun_network::ExtraHost::parse(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EngineError::bad_request(e.to_string()))?;
+    let host_internal = vmrun_network::ExtraHost::host_internal();
+    if !extra.iter().any(|e| e.name == host_internal.name) {
+        extra.push(host_internal);
+    }
+    Ok(extra)
+}
+
+/// The saved `HostConfig.ExtraHosts`.
+fn saved_extra_hosts(hc: &DockerHostConfig) -> Vec<String> {
+    hc.rest
+        .get("ExtraHosts")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What the container's backend is told about it.
 pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineError> {
     let hc = &rec.host_config;
@@ -120,6 +149,7 @@ pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineErro
             },
             aliases: rec.aliases.clone(),
         },
+        extra_hosts: extra_hosts(&saved_extra_hosts(hc))?,
         ports: port_bindings(rec)?,
         publish_all: publish_all(hc),
         mounts: rec

@@ -94,6 +94,10 @@ impl TestEnv {
             network: network.to_string(),
             aliases: vec![format!("{container}-alias")],
             hosts_file: self.hosts_file(container),
+            extra_hosts: vec![
+                vmrun_network::ExtraHost::host_internal(),
+                vmrun_network::ExtraHost::parse("db.example:10.9.8.7").expect("a valid extra host"),
+            ],
         }
     }
 }

@@ -154,9 +154,11 @@ fn resolv_conf() -> String {
 }
 
 /// With `--network host` the container sees the host's names.
-pub fn write_host_network_files(paths: &ContainerPaths) -> Result<(), BackendError> {
-    let hosts =
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+pub fn write_host_network_files(
+    paths: &ContainerPaths,
+    c: &ContainerSpec,
+) -> Result<(), BackendError> {
+    let hosts = vmrun_network::host_network_hosts_file(&c.extra_hosts);
     std::fs::write(&paths.hosts, hosts)
         .map_err(|e| BackendError::Failed(format!("writing {}: {e}", paths.hosts.display())))?;
     if let Ok(name) = nix::unistd::gethostname() {

@@ -67,6 +67,7 @@ impl NativeBackend {
             network: c.network.mode.clone(),
             aliases: c.network.aliases.clone(),
             hosts_file: paths.hosts.clone(),
+            extra_hosts: c.extra_hosts.clone(),
         };
         let endpoint = tokio::task::spawn_blocking(move || {
             // A stale endpoint from a run that ended while the daemon was away.
@@ -178,7 +179,7 @@ impl ContainerBackend for NativeBackend {
         paths.prepare(c)?;
         let host_network = c.network.mode == vmrun_network::HOST_NETWORK;
         let endpoint = if host_network {
-            files::write_host_network_files(&paths)?;
+            files::write_host_network_files(&paths, c)?;
             None
         } else {
             self.attach_network(c, &paths).await?
@@ -376,6 +377,7 @@ impl ContainerBackend for NativeBackend {
             network: network.to_string(),
             aliases: aliases.to_vec(),
             hosts_file: self.paths(&c.id).hosts,
+            extra_hosts: c.extra_hosts.clone(),
         };
         let endpoint = tokio::task::spawn_blocking(move || manager.connect(req))
             .await
@@ -446,13 +448,7 @@ impl ContainerBackend for NativeBackend {
     }
 
     async fn update(&self, c: &ContainerSpec, changed: &Resources) -> Result<(), BackendError> {
-        let mut resources = spec::linux_resources(changed)?;
-        // docker update --pids-limit 0 (or -1): unlimited.
-        if changed.pids_limit.is_some_and(|l| l <= 0) {
-            let mut pids = oci_spec::runtime::LinuxPids::default();
-            pids.set_limit(-1);
-            resources.set_pids(Some(pids));
-        }
+        let resources = spec::updated_resources(changed)?;
         with_cgroup(c, "updating", move |m| m.set(&resources)).await
     }
 }

@@ -278,6 +278,20 @@ fn resources(c: &ContainerSpec) -> Result<LinuxResources, BackendError> {
     linux_resources(&c.resources)
 }
 
+/// The cgroup limits a `docker update` sets: [`linux_resources`] of the changes, with a
+/// pids limit of 0 or -1 meaning unlimited.
+pub fn updated_resources(
+    changed: &crate::backend::Resources,
+) -> Result<LinuxResources, BackendError> {
+    let mut resources = linux_resources(changed)?;
+    if changed.pids_limit.is_some_and(|l| l <= 0) {
+        let mut pids = oci_spec::runtime::LinuxPids::default();
+        pids.set_limit(-1);
+        resources.set_pids(Some(pids));
+    }
+    Ok(resources)
+}
+
 /// The cgroup settings of `hc` (unset fields are left alone).
 pub fn linux_resources(hc: &crate::backend::Resources) -> Result<LinuxResources, BackendError> {
     let mut r = LinuxResources::default();

@@ -10,20 +10,31 @@ use oci_spec::runtime::Spec;
 use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
 
 use super::machine::Machine;
+use super::network::{self, ContainerNetwork};
 use super::ports::Forwards;
 use super::process::VmProcess;
+use super::shares::{self, ContainerShares, GuestShare};
 use super::spec;
 use crate::backend::{
     BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, PublishedPort,
-    ResourceStats, TopProcess,
+    ResourceStats, Resources, TopProcess,
 };
 
 /// A running container: its VM, the runtime spec it was created with (execs start
-/// from it) and what forwards its ports.
+/// from it), what forwards its ports, and its network and shares.
 struct Running {
     machine: Arc<Machine>,
     spec: Spec,
     ports: Forwards,
+    links: GuestLinks,
+}
+
+/// What connects a container in a VM to the host besides its ports: its network (none
+/// with `--network none`) and its shared directories. Dropping it ends both.
+#[derive(Default)]
+pub struct GuestLinks {
+    network: Option<ContainerNetwork>,
+    _shares: ContainerShares,
 }
 
 /// The containers of one backend that run, by id.
@@ -33,14 +44,15 @@ pub struct GuestContainers {
 }
 
 impl GuestContainers {
-    /// Records that `id` runs in `machine` with its ports forwarded by `ports`; returns
-    /// the VM of its previous run, if any.
+    /// Records that `id` runs in `machine` with its ports forwarded by `ports` and its
+    /// network and shares in `links`; returns the VM of its previous run, if any.
     pub fn insert(
         &self,
         id: &str,
         machine: Arc<Machine>,
         spec: Spec,
         ports: Forwards,
+        links: GuestLinks,
     ) -> Option<Arc<Machine>> {
         self.lock()
             .insert(
@@ -49,15 +61,19 @@ impl GuestContainers {
                     machine,
                     spec,
                     ports,
+                    links,
                 },
             )
             .map(|r| r.machine)
     }
 
-    /// Forgets `id` and closes its published ports; returns its VM.
+    /// Forgets `id` and closes its published ports, network and shares; returns its VM.
     pub async fn remove(&self, id: &str) -> Option<Arc<Machine>> {
         let running = self.lock().remove(id)?;
         running.ports.close().await;
+        if let Some(net) = running.links.network {
+            net.close();
+        }
         Some(running.machine)
     }
 
@@ -118,6 +134,24 @@ impl GuestContainers {
             .await
     }
 
+    /// Freezes (`docker pause`) or thaws container `id`.
+    pub async fn freeze(&self, id: &str, frozen: bool) -> Result<(), BackendError> {
+        let machine = self.machine(id)?;
+        let what = if frozen { "pausing" } else { "unpausing" };
+        machine.call(what, machine.agent().freeze(id, frozen)).await
+    }
+
+    /// Applies `docker update`'s `changed` limits to container `id`.
+    pub async fn update(&self, id: &str, changed: &Resources) -> Result<(), BackendError> {
+        let resources = crate::backend::native::spec::updated_resources(changed)?;
+        let resources = serde_json::to_value(&resources)
+            .map_err(|e| BackendError::Failed(format!("encoding the limits: {e}")))?;
+        let machine = self.machine(id)?;
+        machine
+            .call("updating", machine.agent().update_resources(id, resources))
+            .await
+    }
+
     /// cgroup figures of container `id`.
     pub async fn stats(&self, id: &str) -> Result<ResourceStats, BackendError> {
         let machine = self.machine(id)?;
@@ -167,15 +201,18 @@ pub fn created(machine: Arc<Machine>, id: &str, ports: Vec<PublishedPort>) -> Cr
 }
 
 /// Creates container `c` in `machine` over the guest's layer directories `layers` (bottom
-/// first) with its writable layer in `writable`, and starts copying its log to `host_log`.
+/// first) with its writable layer in `writable` and `shares` mounted first (`oci` binds
+/// them), starts copying its log to `host_log`, and connects its network (none for
+/// `--network none`).
 pub async fn create_container(
-    machine: &Machine,
+    machine: &Arc<Machine>,
     c: &ContainerSpec,
     oci: &Spec,
-    layers: Vec<PathBuf>,
-    writable: PathBuf,
+    (layers, writable): (Vec<PathBuf>, PathBuf),
+    shares: Vec<GuestShare>,
     host_log: &Path,
-) -> Result<(), BackendError> {
+) -> Result<GuestLinks, BackendError> {
+    let shares = shares::connect(machine, shares).await?;
     let spec = serde_json::to_value(oci)
         .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
     let req = CreateContainer {
@@ -191,9 +228,19 @@ pub async fn create_container(
         stdin_once: c.process.stdin_once,
         console_size: c.process.console_size,
         log_path: None,
+        etc_files: Some(network::etc_files(c)),
     };
     machine
         .call("creating the container", machine.agent().create(req))
         .await?;
-    machine.follow_log(&c.id, host_log).await
+    machine.follow_log(&c.id, host_log).await?;
+    let network = if network::wants_network(c) {
+        Some(network::connect(machine, &c.id).await?)
+    } else {
+        None
+    };
+    Ok(GuestLinks {
+        network,
+        _shares: shares,
+    })
 }

@@ -21,10 +21,12 @@ mod clock;
 mod guest;
 mod layers;
 mod machine;
+mod network;
 mod ports;
 mod process;
 mod shared;
 mod shared_backend;
+mod shares;
 mod spec;
 mod writable;
 
@@ -176,10 +178,11 @@ impl VmContainerBackend {
     /// Mounts the disks in the guest and creates the container there.
     async fn create_in_guest(
         &self,
-        machine: &Machine,
+        machine: &Arc<Machine>,
         c: &ContainerSpec,
         oci: &Spec,
-    ) -> Result<(), BackendError> {
+        shares: Vec<shares::GuestShare>,
+    ) -> Result<guest::GuestLinks, BackendError> {
         let agent = machine.agent();
         let mut guest_layers = Vec::new();
         for (i, layer) in c.layers.iter().enumerate() {
@@ -202,8 +205,8 @@ impl VmContainerBackend {
             machine,
             c,
             oci,
-            guest_layers,
-            data.join("rw"),
+            (guest_layers, data.join("rw")),
+            shares,
             &self.log_path(&c.id),
         )
         .await
@@ -245,7 +248,15 @@ fn device(i: usize) -> PathBuf {
 #[async_trait]
 impl ContainerBackend for VmContainerBackend {
     async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
-        let oci = spec::container_spec(c)?;
+        // Binds and named volumes alike are host directories, shared into the VM.
+        let mut guest_shares = Vec::new();
+        let mut guest_mounts = Vec::new();
+        for (i, m) in c.mounts.iter().enumerate() {
+            let (share, mount) = shares::share_mount(c, i, m)?;
+            guest_shares.push(share);
+            guest_mounts.push(mount);
+        }
+        let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
         // The last run's VM must have let go of the data disk.
         if let Some(last) = self.take_stopping(&c.id) {
             let _ = last.task.await;
@@ -276,10 +287,13 @@ impl ContainerBackend for VmContainerBackend {
             .await?,
         );
         machine.keep_clock();
-        if let Err(e) = self.create_in_guest(&machine, c, &oci).await {
-            machine.shutdown().await;
-            return Err(e);
-        }
+        let links = match self.create_in_guest(&machine, c, &oci, guest_shares).await {
+            Ok(links) => links,
+            Err(e) => {
+                machine.shutdown().await;
+                return Err(e);
+            }
+        };
         let (listeners, ports) = match ports::publish(&machine, c, self.config.auto_forward).await {
             Ok(p) => p,
             Err(e) => {
@@ -293,7 +307,10 @@ impl ContainerBackend for VmContainerBackend {
             pid = machine.pid(),
             "container VM ready"
         );
-        if let Some(old) = self.running.insert(&c.id, machine.clone(), oci, listeners) {
+        if let Some(old) = self
+            .running
+            .insert(&c.id, machine.clone(), oci, listeners, links)
+        {
             old.shutdown().await;
         }
         Ok(guest::created(machine, &c.id, ports))
@@ -368,6 +385,22 @@ impl ContainerBackend for VmContainerBackend {
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<super::TopProcess>>, BackendError> {
         Ok(Some(self.running.top(&c.id).await?))
+    }
+
+    async fn pause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.running.freeze(&c.id, true).await
+    }
+
+    async fn unpause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.running.freeze(&c.id, false).await
+    }
+
+    async fn update(
+        &self,
+        c: &ContainerSpec,
+        changed: &crate::backend::Resources,
+    ) -> Result<(), BackendError> {
+        self.running.update(&c.id, changed).await
     }
 
     async fn writable_layer(

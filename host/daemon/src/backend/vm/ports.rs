@@ -59,12 +59,20 @@ impl AgentForward {
     }
 
     async fn open_target(&self, target: StreamTarget) -> io::Result<tokio::net::UnixStream> {
-        let deadline = self.machine.call_timeout();
-        match tokio::time::timeout(deadline, self.machine.agent().open_stream(target)).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(io::Error::other(e.to_string())),
-            Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
-        }
+        open_target(&self.machine, target).await
+    }
+}
+
+/// A stream connection to `machine`'s agent, within its call timeout.
+pub(super) async fn open_target(
+    machine: &Machine,
+    target: StreamTarget,
+) -> io::Result<tokio::net::UnixStream> {
+    let deadline = machine.call_timeout();
+    match tokio::time::timeout(deadline, machine.agent().open_stream(target)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(io::Error::other(e.to_string())),
+        Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
     }
 }
 
@@ -72,7 +80,7 @@ impl AgentForward {
 /// `getrandom` blocks in a freshly booted host whose entropy pool is not ready, as in
 /// the nested KVM test host), started from the clock so a restarted daemon does not
 /// reuse its predecessor's tokens with a VM that outlived it.
-fn next_token() -> u64 {
+pub(super) fn next_token() -> u64 {
     static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
     NEXT.get_or_init(|| {
         let start = std::time::SystemTime::now()

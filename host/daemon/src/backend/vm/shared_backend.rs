@@ -9,7 +9,7 @@ use vmrun_agent_protocol::DATA_DIR;
 
 use super::guest::{self, GuestContainers};
 use super::shared::{SharedVm, SharedVmStatus};
-use super::{ports, spec};
+use super::{ports, shares, spec};
 use crate::backend::{
     BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
     GraphDriver, MountSpec, ProcessHandle, Reconnected, ResourceStats, TopProcess,
@@ -42,42 +42,52 @@ impl SharedVmBackend {
         self.config.container_dir(id).join(format!("{id}-json.log"))
     }
 
-    /// `c`'s mounts in the guest: named volumes (`<data-root>/volumes/<name>/_data`) live
-    /// on the VM's data disk; host directories need the file-share channel, not here yet.
-    fn guest_volumes(&self, c: &ContainerSpec) -> Result<Vec<(String, MountSpec)>, BackendError> {
+    /// `c`'s mounts in the guest, in order: named volumes
+    /// (`<data-root>/volumes/<name>/_data`) live on the VM's data disk; host directories
+    /// are shared into the VM.
+    fn guest_mounts(&self, c: &ContainerSpec) -> Result<GuestMounts, BackendError> {
         let root = self.config.data_root.join("volumes");
-        c.mounts
-            .iter()
-            .map(|m| {
-                let name = m
-                    .source
-                    .strip_prefix(&root)
-                    .ok()
-                    .and_then(|rest| {
-                        let mut parts = rest.iter();
-                        let name = parts.next()?.to_str()?.to_string();
-                        (parts.next()? == "_data" && parts.next().is_none()).then_some(name)
-                    })
-                    .filter(|n| vmrun_agent_protocol::valid_id(n))
-                    .ok_or_else(|| {
-                        BackendError::BadRequest(format!(
-                            "{}: host directories cannot be mounted into the shared VM yet \
-                             (named volumes can)",
-                            m.source.display()
-                        ))
-                    })?;
-                let source = Path::new(DATA_DIR).join(volume_data_dir(&name));
-                Ok((
-                    name,
-                    MountSpec {
-                        source,
+        let mut out = GuestMounts::default();
+        for (i, m) in c.mounts.iter().enumerate() {
+            let volume = m
+                .source
+                .strip_prefix(&root)
+                .ok()
+                .and_then(|rest| {
+                    let mut parts = rest.iter();
+                    let name = parts.next()?.to_str()?.to_string();
+                    (parts.next()? == "_data" && parts.next().is_none()).then_some(name)
+                })
+                .filter(|n| vmrun_agent_protocol::valid_id(n));
+            match volume {
+                Some(name) => {
+                    out.mounts.push(MountSpec {
+                        source: Path::new(DATA_DIR).join(volume_data_dir(&name)),
                         destination: m.destination.clone(),
                         read_only: m.read_only,
-                    },
-                ))
-            })
-            .collect()
+                    });
+                    out.volumes.push(name);
+                }
+                None => {
+                    let (share, mount) = shares::share_mount(c, i, m)?;
+                    out.mounts.push(mount);
+                    out.shares.push(share);
+                }
+            }
+        }
+        Ok(out)
     }
+}
+
+/// A container's mounts as the shared VM makes them.
+#[derive(Default)]
+struct GuestMounts {
+    /// Every mount, sources in the guest.
+    mounts: Vec<MountSpec>,
+    /// The named volumes among them.
+    volumes: Vec<String>,
+    /// The host directories among them.
+    shares: Vec<shares::GuestShare>,
 }
 
 /// A named volume's data on the data disk (relative to [`DATA_DIR`]).
@@ -88,9 +98,8 @@ fn volume_data_dir(name: &str) -> PathBuf {
 #[async_trait]
 impl ContainerBackend for SharedVmBackend {
     async fn create(&self, c: &ContainerSpec) -> Result<CreatedContainer, BackendError> {
-        let volumes = self.guest_volumes(c)?;
-        let guest_mounts: Vec<MountSpec> = volumes.iter().map(|(_, m)| m.clone()).collect();
-        let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
+        let guest = self.guest_mounts(c)?;
+        let oci = spec::container_spec_with_mounts(c, &guest.mounts)?;
         let dir = self.config.container_dir(&c.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| BackendError::Failed(format!("creating {}: {e}", dir.display())))?;
@@ -100,7 +109,7 @@ impl ContainerBackend for SharedVmBackend {
         let _ = machine
             .call("forgetting an old run", machine.agent().delete(&c.id, true))
             .await;
-        for (name, _) in &volumes {
+        for name in &guest.volumes {
             machine
                 .call(
                     "making the volume's directory",
@@ -113,12 +122,12 @@ impl ContainerBackend for SharedVmBackend {
             guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
         }
         let writable = Path::new(DATA_DIR).join(container_dir(&c.id));
-        guest::create_container(
+        let links = guest::create_container(
             &machine,
             c,
             &oci,
-            guest_layers,
-            writable,
+            (guest_layers, writable),
+            guest.shares,
             &self.log_path(&c.id),
         )
         .await?;
@@ -139,7 +148,8 @@ impl ContainerBackend for SharedVmBackend {
                 return Err(e);
             }
         };
-        self.running.insert(&c.id, machine.clone(), oci, listeners);
+        self.running
+            .insert(&c.id, machine.clone(), oci, listeners, links);
         Ok(guest::created(machine, &c.id, ports))
     }
 
@@ -206,6 +216,22 @@ impl ContainerBackend for SharedVmBackend {
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<TopProcess>>, BackendError> {
         Ok(Some(self.running.top(&c.id).await?))
+    }
+
+    async fn pause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.running.freeze(&c.id, true).await
+    }
+
+    async fn unpause(&self, c: &ContainerSpec) -> Result<(), BackendError> {
+        self.running.freeze(&c.id, false).await
+    }
+
+    async fn update(
+        &self,
+        c: &ContainerSpec,
+        changed: &crate::backend::Resources,
+    ) -> Result<(), BackendError> {
+        self.running.update(&c.id, changed).await
     }
 
     async fn writable_layer(

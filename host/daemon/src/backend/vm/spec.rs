@@ -1,8 +1,9 @@
 //! The OCI spec of a container in a microVM: the native backend's spec (command,
 //! environment, capabilities, seccomp, limits), less what names the host. The agent
-//! replaces `root.path`; the container gets a network namespace of its own with loopback
-//! only (published ports reach it through the agent; other networking across the VM
-//! boundary is a later issue); host binds are refused.
+//! replaces `root.path` and binds `/etc/hosts` and `/etc/resolv.conf`; the container gets
+//! a network namespace of its own (the agent adds `eth0` to it, see `network.rs`); its
+//! mounts are given with their sources in the guest (volumes on the data disk, shared
+//! host directories).
 
 use std::path::{Path, PathBuf};
 
@@ -10,23 +11,6 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Process, Spec};
 
 use crate::backend::native::spec::{self as native_spec, EtcFiles, SpecInputs};
 use crate::backend::{BackendError, ContainerSpec, ExecSpec};
-
-/// What is not supported in VM mode yet, as a clear error.
-pub fn check_supported(c: &ContainerSpec) -> Result<(), BackendError> {
-    if !c.mounts.is_empty() {
-        return Err(BackendError::BadRequest(
-            "bind mounts and volumes are not supported for containers in microVMs yet (--isolation vm)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// The guest spec of `c` (no mounts: they name host paths).
-pub fn container_spec(c: &ContainerSpec) -> Result<Spec, BackendError> {
-    check_supported(c)?;
-    guest_spec(c)
-}
 
 /// The guest spec of `c` with `guest_mounts` (sources in the guest) in place of its
 /// mounts, which the caller has translated.
@@ -118,7 +102,7 @@ mod tests {
 
     #[test]
     fn the_guest_spec_names_nothing_of_the_host() {
-        let spec = container_spec(&container()).unwrap();
+        let spec = container_spec_with_mounts(&container(), &[]).unwrap();
         let mounts = spec.mounts().clone().unwrap_or_default();
         assert!(mounts.iter().all(|m| m.typ().as_deref() != Some("bind")));
         let namespaces = spec
@@ -139,14 +123,34 @@ mod tests {
     }
 
     #[test]
-    fn binds_are_refused_clearly() {
+    fn mounts_are_the_guest_sources_given() {
         let mut c = container();
         c.mounts.push(MountSpec {
-            source: "/tmp".into(),
+            source: "/host/dir".into(),
             destination: "/x".into(),
             read_only: false,
         });
-        let e = container_spec(&c).unwrap_err();
-        assert!(e.to_string().contains("not supported"), "{e}");
+        let guest = [MountSpec {
+            source: "/run/vmrun/shares/c-0".into(),
+            destination: "/x".into(),
+            read_only: true,
+        }];
+        let spec = container_spec_with_mounts(&c, &guest).unwrap();
+        let binds: Vec<_> = spec
+            .mounts()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ().as_deref() == Some("bind"))
+            .collect();
+        assert_eq!(binds.len(), 1);
+        assert_eq!(
+            binds[0].source().as_deref(),
+            Some(Path::new("/run/vmrun/shares/c-0"))
+        );
+        assert!(binds[0]
+            .options()
+            .as_ref()
+            .is_some_and(|o| o.contains(&"ro".to_string())));
     }
 }

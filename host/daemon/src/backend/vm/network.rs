@@ -1,0 +1,168 @@
+//! Networking of containers in VMs beyond their published ports: each container's `eth0`
+//! in the guest is a TAP device whose Ethernet frames cross vsock (two agent streams,
+//! one per direction, see `StreamTarget::Network`) to a `passt` process of its own on the
+//! host (Debian's `passt`, a user-mode network stack: it turns the frames into ordinary
+//! sockets of an unprivileged process). So containers reach the host's network (TCP,
+//! UDP, ICMP) with no bridge, route or NAT rule on the host, their DNS queries go to the
+//! host's resolver (`--dns-forward`), and the gateway's address reaches the host's own
+//! loopback, which is where `host.docker.internal` points.
+//!
+//! Chosen over a virtio-net device because the same path serves both VM monitors (our
+//! VMM has no network device, QEMU would need one more per VM) and every container gets
+//! a stack of its own, so containers in the shared VM need no NAT inside the guest.
+
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use vmrun_agent_protocol::network::{EtcFiles, GuestNetwork};
+use vmrun_agent_protocol::StreamTarget;
+
+use super::machine::Machine;
+use super::ports::{next_token, open_target};
+use crate::backend::{BackendError, ContainerSpec};
+
+/// A container's network while it runs: its `passt` and the relay to the agent.
+pub struct ContainerNetwork {
+    relay: JoinHandle<()>,
+}
+
+impl ContainerNetwork {
+    /// Ends the relay and `passt` (the container's `eth0` goes with the closed streams).
+    pub fn close(self) {
+        self.relay.abort();
+    }
+}
+
+impl Drop for ContainerNetwork {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+/// Whether container `c` gets a network beyond loopback.
+pub fn wants_network(c: &ContainerSpec) -> bool {
+    c.network.mode != "none"
+}
+
+/// `/etc/hosts` and `/etc/resolv.conf` of container `c` in a VM.
+pub fn etc_files(c: &ContainerSpec) -> EtcFiles {
+    let net = GuestNetwork::user_mode();
+    let mut hosts = String::from(vmrun_network::LOCALHOST_LINES);
+    let gateway = if wants_network(c) {
+        if !c.hostname.is_empty() {
+            hosts.push_str(&format!("{}\t{}\n", net.address, c.hostname));
+        }
+        Some(IpAddr::V4(net.gateway))
+    } else {
+        None
+    };
+    hosts.push_str(&vmrun_network::extra_hosts::render(&c.extra_hosts, gateway));
+    EtcFiles {
+        hosts,
+        resolv_conf: format!("nameserver {}\n", net.dns),
+    }
+}
+
+/// The `passt` binary.
+fn passt_binary() -> Result<PathBuf, BackendError> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("passt"))
+            .find(|p| p.is_file())
+    });
+    found.ok_or_else(|| {
+        BackendError::Failed(
+            "passt is not installed: containers in VMs reach the network through it \
+             (apt-get install passt), or run them with --network none"
+                .into(),
+        )
+    })
+}
+
+/// Starts container `id`'s network in `machine`: its `passt`, then `eth0` in the guest
+/// (set up before this returns, so before the container's process starts).
+pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwork, BackendError> {
+    let failed = |what: &str, e: std::io::Error| {
+        BackendError::Failed(format!("starting the container's network: {what}: {e}"))
+    };
+    let net = GuestNetwork::user_mode();
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| failed("a socket pair", e))?;
+    let mut cmd = tokio::process::Command::new(passt_binary()?);
+    cmd.args([
+        "--foreground",
+        "--quiet",
+        "--one-off",
+        "--ipv4-only",
+        "--fd",
+        "3",
+    ])
+    .args(["--address", &net.address.to_string()])
+    .args(["--netmask", &net.prefix_len.to_string()])
+    .args(["--gateway", &net.gateway.to_string()])
+    .args(["--dns-forward", &net.dns.to_string()])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    let fd = theirs.as_raw_fd();
+    // SAFETY: runs in the child between fork and exec and only calls `dup2`/`fcntl`,
+    // which are async-signal-safe; `fd` is open in the child (inherited).
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut passt = cmd.spawn().map_err(|e| failed("running passt", e))?;
+    drop(theirs);
+    ours.set_nonblocking(true)
+        .map_err(|e| failed("the socket pair", e))?;
+    let passt_sock =
+        tokio::net::UnixStream::from_std(ours).map_err(|e| failed("the socket pair", e))?;
+    let token = next_token();
+    let (to_guest, from_guest) = tokio::try_join!(
+        open_target(
+            machine,
+            StreamTarget::Network {
+                id: id.to_string(),
+                network: net,
+                return_token: token,
+            }
+        ),
+        open_target(machine, StreamTarget::ForwardReturn { token }),
+    )
+    .map_err(|e| failed("eth0 in the guest", e))?;
+    let short = id.get(..12).unwrap_or(id).to_string();
+    let relay = tokio::spawn(async move {
+        // Both halves of each stream stay bound: a dropped write half would shut the
+        // connection down for writing, which a vsock path may take for a full close.
+        let (mut passt_rd, mut passt_wr) = passt_sock.into_split();
+        let (mut guest_rd, _kept_open) = from_guest.into_split();
+        let (_also_kept_open, mut guest_wr) = to_guest.into_split();
+        tokio::select! {
+            r = tokio::io::copy(&mut passt_rd, &mut guest_wr) => {
+                tracing::debug!(container = %short, "network to the guest ended: {r:?}");
+            }
+            r = tokio::io::copy(&mut guest_rd, &mut passt_wr) => {
+                tracing::debug!(container = %short, "network from the guest ended: {r:?}");
+            }
+            status = passt.wait() => {
+                tracing::warn!(container = %short, "passt exited: {status:?}");
+            }
+        }
+        let _ = passt.start_kill();
+    });
+    Ok(ContainerNetwork { relay })
+}
