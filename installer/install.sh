@@ -4,7 +4,20 @@
 # (built from Debian's busybox-static, so no network is needed).
 #
 # Idempotent: run it again after pulling new code.
+#
+#   --with-gui   also build and install the desktop dashboard: the web front end in
+#                PREFIX/share/vmrun/ui (for `vmrun ui --browser`) and the Tauri app
+#                `vmrun-desktop` (for `vmrun ui`). Linux packages (.deb, AppImage) of the
+#                app: ui/build-desktop.sh --bundle.
 set -euo pipefail
+
+with_gui=""
+for arg in "$@"; do
+    case "$arg" in
+    --with-gui) with_gui=1 ;;
+    *) printf 'usage: %s [--with-gui]\n' "$0" >&2; exit 2 ;;
+    esac
+done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -68,6 +81,21 @@ for pid in $(pgrep -x vmrund || true); do
         ;;
     esac
 done
+if [ -n "$with_gui" ]; then
+    ensure_gui_build_packages
+    ensure_packages "${VMRUN_TAURI_PACKAGES[@]}"
+    say "building the desktop dashboard (front end + Tauri app)"
+    desktop=$(bash "$repo/ui/build-desktop.sh")
+    install -d -m 0755 "$prefix/share/vmrun"
+    rm -rf "$prefix/share/vmrun/ui.new"
+    cp -r "$repo/ui/dist" "$prefix/share/vmrun/ui.new"
+    rm -rf "$prefix/share/vmrun/ui"
+    mv "$prefix/share/vmrun/ui.new" "$prefix/share/vmrun/ui"
+    install -m 0755 "$desktop" "$prefix/bin/vmrun-desktop.new"
+    mv -f "$prefix/bin/vmrun-desktop.new" "$prefix/bin/vmrun-desktop"
+    say "desktop dashboard: 'vmrun ui' (window) or 'vmrun ui --browser'"
+fi
+
 # `load` starts the daemon if it is not running.
 "$prefix/bin/vmrun" load -i "$image"
 say "done: try 'vmrun run --rm busybox echo hello from vmrun'"

@@ -13,6 +13,15 @@ VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # runc and crun are its peers there and in bench/oci_runtime.sh).
 VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose containerd podman runc crun)
 
+# What the desktop GUI (ui/) needs: node + npm build the web front end; chromium is the
+# browser the GUI's end-to-end tests drive (through playwright-core, no browser download);
+# the rest builds and runs the Tauri 2 shell (WebKitGTK) and screenshots it under Xvfb.
+# (Debian's npm is needed only with Debian's nodejs: NodeSource's nodejs bundles npm and
+# conflicts with it; see ensure_gui_build_packages.)
+VMRUN_GUI_BUILD_PACKAGES=(nodejs)
+VMRUN_GUI_TEST_PACKAGES=(chromium fonts-dejavu-core)
+VMRUN_TAURI_PACKAGES=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev xvfb x11-apps imagemagick)
+
 # What building the guest kernel needs (kernel-config/build.sh).
 VMRUN_KERNEL_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev xz-utils)
 
@@ -36,4 +45,11 @@ ensure_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
     [ -n "$placed" ] && rm -f "$policy"
     return "$rc"
+}
+
+# node + npm for the GUI's front end: Debian's nodejs (18) with Debian's npm, or an
+# installed NodeSource nodejs (which bundles npm) as it is.
+ensure_gui_build_packages() {
+    ensure_packages "${VMRUN_GUI_BUILD_PACKAGES[@]}" || return
+    command -v npm >/dev/null 2>&1 || ensure_packages npm
 }

@@ -17,6 +17,9 @@ if [ "$(id -u)" -eq 0 ]; then
     # shellcheck source=installer/packages.sh
     . installer/packages.sh
     ensure_packages "${VMRUN_RUNTIME_PACKAGES[@]}" "${VMRUN_BUILD_PACKAGES[@]}" "${VMRUN_TEST_PACKAGES[@]}"
+    # The desktop GUI's tests: node + npm, chromium, WebKitGTK + Xvfb for the Tauri app.
+    ensure_gui_build_packages
+    ensure_packages "${VMRUN_GUI_TEST_PACKAGES[@]}" "${VMRUN_TAURI_PACKAGES[@]}"
 else
     echo "tests/run.sh: not root: tests that need root will skip" >&2
 fi
@@ -48,6 +51,14 @@ bins="${CARGO_TARGET_DIR:-$repo/target}/debug"
 
 echo "== cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings || failed_steps+=(clippy)
+
+# The desktop GUI's front end: Vitest unit tests (npm ci first when its lock changed). Its
+# browser and desktop-window tests are in tests/e2e (ui_browser.rs, ui_desktop.rs).
+if command -v npm >/dev/null 2>&1; then
+    echo "== ui: npm test"
+    (cd ui && { { [ -f node_modules/.package-lock.json ] && [ ! package-lock.json -nt node_modules/.package-lock.json ]; } ||
+        npm ci --no-audit --no-fund; } && npm test) || failed_steps+=("ui npm test")
+fi
 
 # The vmrun CLI against our daemon and against Debian's dockerd, output compared with the
 # docker CLI's (each script prints why it skips when it cannot run). Each counts as a test.

@@ -118,6 +118,8 @@ pub enum Command {
     /// Manage the shared Linux VM (`vmrund --mode vm`): status, start, stop
     #[command(subcommand)]
     Vm(commands::vm::VmCommand),
+    /// Open the desktop dashboard (`--browser`: serve it to a web browser)
+    Ui(commands::ui::UiArgs),
     /// Show the vmrun version information
     Version,
     /// Display system-wide information

@@ -25,6 +25,7 @@ pub mod netecho;
 pub mod oci;
 pub mod reference;
 pub mod terminal;
+pub mod ui;
 pub mod vm;
 
 pub use command::{run_with_timeout, CmdOutput};

@@ -26,6 +26,7 @@ pub mod search;
 pub mod stats;
 pub mod system;
 pub mod top;
+pub mod ui;
 pub mod vm;
 pub mod volume;
 
@@ -120,6 +121,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Network(cmd) => network::network(&connect().await?, cmd).await,
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
         Command::Vm(cmd) => vm::vm(&connect().await?, cmd).await,
+        Command::Ui(args) => ui::ui(&host, &args).await,
         Command::Version => system::version(&host).await,
         Command::Info => system::info(&connect().await?, debug).await,
         Command::Image(image::ImageCommand::Prune(args)) => {
