@@ -148,6 +148,8 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
             super::pull::create(&engine, &q, req.headers()).await
         }
         Some("get") if method == Method::GET => save(&engine, query_values(req.uri(), "names"), &q),
+        Some("get") => Ok(method_not_allowed("GET")),
+        Some("prune") if method != Method::POST => Ok(method_not_allowed("POST")),
         Some("prune") if method == Method::POST => {
             let pruned = prune(&engine, &q).await;
             prune_vm_layers(&engine);
@@ -172,6 +174,17 @@ pub async fn dispatch(State(engine): State<AppState>, req: Request) -> Response 
         None => Err(not_found(&path)),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A 405 for a path that exists with other methods (`allow`), as the routed paths give.
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut res =
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
+    res.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static(allow),
+    );
+    res
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -478,7 +491,7 @@ async fn prune(engine: &AppState, q: &ImagesQuery) -> ApiResult<Response> {
         &[("reclaimed", report.space_reclaimed.to_string())],
     );
     Ok(json(&serde_json::json!({
-        "ImagesDeleted": if deleted.is_empty() { serde_json::Value::Null } else { deleted.into() },
+        "ImagesDeleted": deleted,
         "SpaceReclaimed": report.space_reclaimed,
     })))
 }

@@ -24,13 +24,10 @@ pub fn routes() -> Router<AppState> {
 
 type Q = DockerQuery<FiltersQuery>;
 
-/// A list as docker sends it: `null` when empty.
+/// A list as the 1.45 spec has it: an array, empty or not (dockerd 20.10 sends `null`
+/// for an empty one; clients read both).
 fn list_or_null(items: Vec<String>) -> Value {
-    if items.is_empty() {
-        Value::Null
-    } else {
-        items.into()
-    }
+    items.into()
 }
 
 async fn containers(State(engine): State<AppState>, DockerQuery(q): Q) -> ApiResult<Response> {

@@ -13,8 +13,19 @@ use super::images::{containers_using, summary};
 use super::{convert, json, AppState};
 use crate::error::ApiResult;
 
-/// `GET /system/df`.
-pub async fn disk_usage(State(engine): State<AppState>) -> ApiResult<Response> {
+/// `GET /system/df`. Its `type` parameters (API 1.42+, may repeat) must each be one of
+/// the four object types the spec names; all types are reported either way.
+pub async fn disk_usage(
+    State(engine): State<AppState>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    for t in super::images::query_values(&uri, "type") {
+        if !matches!(t.as_str(), "container" | "image" | "volume" | "build-cache") {
+            return Err(crate::error::ApiError::bad_request(format!(
+                "invalid type {t:?}: container, image, volume or build-cache"
+            )));
+        }
+    }
     let task = tokio::task::spawn_blocking(move || usage(&engine));
     task.await
         .map_err(|e| crate::error::ApiError::internal(format!("disk usage task failed: {e}")))?
