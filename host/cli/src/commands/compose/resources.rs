@@ -187,6 +187,14 @@ pub async fn labelled(api: &Api, project: &str) -> CliResult<(Vec<String>, Vec<S
         "label".to_owned(),
         vec![format!("{LABEL_PROJECT}={project}")],
     )]);
+    // The filter is checked here too: what the engine returns is not trusted to be
+    // filtered (vmrund lists every network whatever the label filter).
+    let ours = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get(LABEL_PROJECT))
+            .map(String::as_str)
+            == Some(project)
+    };
     let networks = api
         .docker
         .list_networks(Some(
@@ -195,6 +203,7 @@ pub async fn labelled(api: &Api, project: &str) -> CliResult<(Vec<String>, Vec<S
         .await
         .map_err(fail)?
         .into_iter()
+        .filter(|n| ours(n.labels.as_ref()))
         .filter_map(|n| n.name)
         .collect();
     let volumes = api
@@ -207,6 +216,7 @@ pub async fn labelled(api: &Api, project: &str) -> CliResult<(Vec<String>, Vec<S
         .volumes
         .unwrap_or_default()
         .into_iter()
+        .filter(|v| ours(Some(&v.labels)))
         .map(|v| v.name)
         .collect();
     Ok((networks, volumes))
