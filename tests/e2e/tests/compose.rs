@@ -4,9 +4,10 @@
 //! policy that brings a crashed service back; `up -d`, `ps`, `logs`, `exec`, `run --rm`,
 //! `up --scale`, `down -v`, with the same outcomes on both; and a second file with networks,
 //! aliases, a service on two networks, `entrypoint`, `environment`, `working_dir`, `user`
-//! and `ports`.
+//! and `ports` (that one also through `vmrun compose` on vmrund; `vmrun_compose.rs` has the
+//! rest of `vmrun compose`'s comparisons).
 
-use vmrun_e2e::compose::{read_port, ComposeTarget};
+use vmrun_e2e::compose::{read_port, Client, ComposeTarget};
 use vmrun_e2e::reference::ReferenceDaemon;
 use vmrun_e2e::{has_tool, require_root, Daemon};
 
@@ -322,6 +323,12 @@ fn compose_networks_aliases_and_ports_match_dockerd() {
         ours[0], "front → backend: \"api-hello-1000-/tmp\"",
         "{ours:#?}"
     );
+    // The same file through `vmrun compose` on vmrund.
+    let vmrun = networks_scenario(
+        &Target::docker_compose(d.host(), dir.path(), PROJECT).with_client(Client::Vmrun),
+        port,
+    );
+    assert_eq!(ours, vmrun, "vmrun compose");
     let oracle = match ReferenceDaemon::start() {
         Ok(o) => o,
         Err(reason) => {

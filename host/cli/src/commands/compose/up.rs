@@ -207,26 +207,17 @@ pub async fn wait_for_dependencies(
                 std::slice::from_ref(dep),
             )
             .await?;
-            if reached(api, &list, how.condition).await? {
-                if announced {
-                    progress(
-                        "Container",
-                        &list.first().map(|c| c.name.clone()).unwrap_or_default(),
-                        condition_word(how.condition),
-                    );
-                }
-                break;
-            }
+            let name = list
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| dep.clone());
             if !announced {
-                progress(
-                    "Container",
-                    &list
-                        .first()
-                        .map(|c| c.name.clone())
-                        .unwrap_or_else(|| dep.clone()),
-                    "Waiting",
-                );
+                progress("Container", &name, "Waiting");
                 announced = true;
+            }
+            if reached(api, &list, how.condition).await? {
+                progress("Container", &name, condition_word(how.condition));
+                break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
