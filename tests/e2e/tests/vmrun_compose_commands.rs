@@ -81,10 +81,6 @@ fn vmrun_compose_commands_on_vmrund() {
         "echo $GREETING $FROM_DEFAULT $(pwd)",
     ]);
     assert_eq!(env.stdout, "hi dflt /tmp\n", "{env}");
-    eprintln!(
-        "docker exec id -u: {}",
-        t.docker(&["exec", &t.container_id("app"), "id", "-u"])
-    );
     let logs = t.compose(&["logs", "app", "db"]);
     assert!(
         logs.stdout
@@ -103,7 +99,7 @@ fn vmrun_compose_commands_on_vmrund() {
     );
 
     let app = t.container_id("app");
-    t.compose(&["stop"]).ok();
+    t.compose(&["stop", "-t", "1"]).ok();
     assert!(t.compose(&["ps", "-q"]).stdout.is_empty());
     t.compose(&["start"]).ok();
     assert_eq!(t.compose(&["ps", "--services"]).stdout, "app\ndb\nmany\n");
@@ -112,7 +108,7 @@ fn vmrun_compose_commands_on_vmrund() {
             .stdout
     };
     let before = started(&app);
-    t.compose(&["restart", "app"]).ok();
+    t.compose(&["restart", "-t", "1", "app"]).ok();
     assert_eq!(t.container_id("app"), app, "restart keeps the container");
     assert_ne!(started(&app), before, "and starts it again");
     let scaled = t.compose(&["up", "-d", "--scale", "many=1"]);
@@ -122,7 +118,7 @@ fn vmrun_compose_commands_on_vmrund() {
         "unchanged: {scaled}"
     );
     assert_eq!(t.compose(&["ps", "-q", "many"]).stdout.lines().count(), 1);
-    t.compose(&["down"]).ok();
+    t.compose(&["down", "-t", "1"]).ok();
 
     // `run` brings the dependencies up first and gives the command's exit code.
     let run = t.compose(&[
@@ -136,7 +132,7 @@ fn vmrun_compose_commands_on_vmrund() {
     ]);
     assert_eq!((run.code, run.stdout.as_str()), (4, "ran-hi\n"), "{run}");
     assert_eq!(t.labelled_containers(false), ["db 1 False"]);
-    t.compose(&["down"]).ok();
+    t.compose(&["down", "-t", "1"]).ok();
     assert!(t.labelled_containers(true).is_empty());
 
     // `up` without -d follows the logs until the containers stop.
@@ -148,9 +144,9 @@ fn vmrun_compose_commands_on_vmrund() {
     let attached = t.compose(&["up"]);
     attached.ok();
     assert!(
-        attached.stdout.contains("e2evcc-once-1  | once-done"),
+        attached.stdout.contains("e2evcc-once-1 | once-done"),
         "{attached}"
     );
-    t.compose(&["down"]).ok();
+    t.compose(&["down", "-t", "1"]).ok();
     assert_eq!(t.networks_and_volumes(), (vec![], vec![]));
 }
