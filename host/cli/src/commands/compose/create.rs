@@ -271,3 +271,73 @@ pub async fn create_container(
     }
     Ok(created.id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmrun_compose::LoadOptions;
+
+    fn project(text: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+        vmrun_compose::load_project(&LoadOptions {
+            cwd: dir.path().to_path_buf(),
+            project_name: Some("p".into()),
+            ..LoadOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_service_becomes_docker_composes_create_request() {
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    command: [httpd, -f]\n    ports: ['127.0.0.1:8080:80']\n    volumes: [data:/data, /srv:/srv:ro, /anon]\n    networks:\n      front: {aliases: [www]}\n      back:\n    restart: on-failure:3\n    labels: {role: server}\nnetworks: {front: {}, back: {}}\nvolumes: {data: {}}\n",
+        );
+        let web = &p.services["web"];
+        let (body, later) = container_body(&p, web, 2, &Overrides::default()).unwrap();
+        let labels = body.labels.clone().unwrap();
+        assert_eq!(labels["com.docker.compose.project"], "p");
+        assert_eq!(labels["com.docker.compose.service"], "web");
+        assert_eq!(labels["com.docker.compose.container-number"], "2");
+        assert_eq!(labels["com.docker.compose.oneoff"], "False");
+        assert_eq!(labels["com.docker.compose.config-hash"], config_hash(web));
+        assert_eq!(labels["role"], "server");
+        let host = body.host_config.clone().unwrap();
+        assert_eq!(
+            host.binds.unwrap(),
+            vec!["p_data:/data".to_owned(), "/srv:/srv:ro".to_owned()]
+        );
+        assert_eq!(body.volumes.clone().unwrap(), vec!["/anon".to_owned()]);
+        let binding = &host.port_bindings.unwrap()["80/tcp"];
+        assert_eq!(
+            binding.as_ref().unwrap()[0].host_port.as_deref(),
+            Some("8080")
+        );
+        assert_eq!(host.network_mode.as_deref(), Some("p_back"));
+        assert_eq!(host.restart_policy.unwrap().maximum_retry_count, Some(3));
+        // The first network (by key) at create time, the other connected after it.
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(endpoints["p_back"].aliases.clone().unwrap(), vec!["web"]);
+        assert_eq!(later.len(), 1);
+        let front = later[0].endpoint_config.clone().unwrap();
+        assert_eq!(front.network_id.as_deref(), Some("p_front"));
+        assert_eq!(front.aliases.unwrap(), vec!["web", "www"]);
+    }
+
+    #[test]
+    fn run_containers_are_one_off_without_ports_or_restart() {
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    ports: ['80']\n    restart: always\n",
+        );
+        let extra = Overrides {
+            oneoff: true,
+            command: Some(vec!["true".into()]),
+            ..Overrides::default()
+        };
+        let (body, _) = container_body(&p, &p.services["web"], 1, &extra).unwrap();
+        assert_eq!(body.labels.unwrap()["com.docker.compose.oneoff"], "True");
+        let host = body.host_config.unwrap();
+        assert!(host.port_bindings.is_none() && host.restart_policy.is_none());
+        assert_eq!(body.cmd.unwrap(), vec!["true"]);
+    }
+}
