@@ -262,8 +262,9 @@ fn resolve_one(
                     chain,
                     cache,
                 )?;
-                cache.insert(key, done.clone());
-                done
+                let rebased = rebase_paths(done, &other_dir);
+                cache.insert(key, rebased.clone());
+                rebased
             }
         }
     };
@@ -271,6 +272,68 @@ fn resolve_one(
     let mut merged = base;
     merge_service(&mut merged, &body);
     Ok(merged)
+}
+
+/// A path relative to `dir` made absolute (`~` and absolute paths kept).
+fn absolute(text: &str, dir: &Path) -> String {
+    if text.starts_with('/') || text.starts_with('~') {
+        text.to_owned()
+    } else {
+        crate::normalize::clean_path(&dir.join(text))
+            .display()
+            .to_string()
+    }
+}
+
+/// A service read from another file, its relative paths (build context, `env_file`,
+/// bind mount sources) made absolute against that file's directory.
+fn rebase_paths(mut service: Mapping, dir: &Path) -> Mapping {
+    if let Some(build) = service.get_mut("build") {
+        match build {
+            Value::String(context) => *context = absolute(context, dir),
+            Value::Mapping(long) => {
+                let context = long.get("context").and_then(Value::as_str).unwrap_or(".");
+                let context = absolute(context, dir);
+                long.insert("context".into(), context.into());
+            }
+            _ => {}
+        }
+    }
+    match service.get_mut("env_file") {
+        Some(Value::String(file)) => *file = absolute(file, dir),
+        Some(Value::Sequence(files)) => {
+            for file in files.iter_mut() {
+                if let Value::String(f) = file {
+                    *f = absolute(f, dir);
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(Value::Sequence(volumes)) = service.get_mut("volumes") {
+        for volume in volumes.iter_mut() {
+            match volume {
+                Value::String(spec) if spec.starts_with('.') => {
+                    let (source, rest) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+                    let rebased = absolute(source, dir);
+                    *spec = if rest.is_empty() {
+                        rebased
+                    } else {
+                        format!("{rebased}:{rest}")
+                    };
+                }
+                Value::Mapping(long)
+                    if long.get("type").and_then(Value::as_str) == Some("bind") =>
+                {
+                    if let Some(Value::String(source)) = long.get_mut("source") {
+                        *source = absolute(source, dir);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    service
 }
 
 #[cfg(test)]
@@ -312,5 +375,13 @@ mod tests {
         let err =
             resolve_extends(&mut looped, Path::new("/"), &Environment::new(), "f.yml").unwrap_err();
         assert!(err.to_string().contains("dependency cycle"), "{err}");
+    }
+
+    #[test]
+    fn services_from_other_directories_keep_their_paths() {
+        let service = yaml("build: ./app\nenv_file: [a.env]\nvolumes: ['./data:/data:ro', 'named:/n', {type: bind, source: ../x, target: /x}]\n");
+        let rebased = rebase_paths(service, Path::new("/srv/common"));
+        let expected = yaml("build: /srv/common/app\nenv_file: [/srv/common/a.env]\nvolumes: ['/srv/common/data:/data:ro', 'named:/n', {type: bind, source: /srv/x, target: /x}]\n");
+        assert_eq!(rebased, expected);
     }
 }
