@@ -3,7 +3,7 @@
 //! `service_completed_successfully`, `env_file` and `${VAR:-default}`, `working_dir` and
 //! `user`, `ps` (table, `--format json`, `--services`, `-a`), `logs` with prefixes and
 //! `-f`, `stop`/`start`/`restart`, `run` bringing dependencies up first, `up` attached,
-//! `--scale` and `deploy.replicas`.
+//! `--scale` and `deploy.replicas`, a dependency that exits instead of becoming healthy.
 
 use std::time::Duration;
 
@@ -149,4 +149,21 @@ fn vmrun_compose_commands_on_vmrund() {
     );
     t.compose(&["down", "-t", "1"]).ok();
     assert_eq!(t.networks_and_volumes(), (vec![], vec![]));
+
+    // A dependency that exits instead of becoming healthy fails `up`, naming it.
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  dep:\n    image: busybox\n    command: sh -c 'sleep 1; exit 1'\n    healthcheck: {test: [CMD, 'false'], interval: 5s}\n  gated:\n    image: busybox\n    command: sleep 600\n    depends_on: {dep: {condition: service_healthy}}\n",
+    )
+    .expect("file");
+    let failed = t.compose(&["up", "-d"]);
+    assert!(
+        failed.code == 1
+            && failed
+                .stderr
+                .contains("dependency failed to start: container e2evcc-dep-1 exited (1)"),
+        "{failed}"
+    );
+    assert_eq!(t.labelled_containers(false), Vec::<String>::new());
+    t.compose(&["down", "-t", "1"]).ok();
 }

@@ -246,8 +246,25 @@ async fn reached(api: &Api, list: &[ProjectContainer], condition: Condition) -> 
             .await
             .map_err(fail)?;
         let state = inspected.state.unwrap_or_default();
+        // A container the engine will restart is not given up on when it exits.
+        let restarts = inspected
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name)
+            .is_some_and(|n| !matches!(n.to_string().as_str(), "" | "no"));
         match condition {
             Condition::ServiceHealthy => {
+                let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+                if (status == "exited" && !restarts) || status == "dead" {
+                    let code = state.exit_code.unwrap_or(0);
+                    return Err(CliError::new(
+                        1,
+                        format!(
+                            "dependency failed to start: container {} exited ({code})",
+                            c.name
+                        ),
+                    ));
+                }
                 let Some(health) = state.health else {
                     return Err(CliError::new(1, format!("dependency failed to start: container {} has no healthcheck configured", c.name)));
                 };
