@@ -115,6 +115,8 @@ pub enum Command {
     /// Manage the engine: disk usage, information
     #[command(subcommand)]
     System(commands::disk_usage::SystemCommand),
+    /// Define and run multi-container applications (the Compose Specification)
+    Compose(commands::compose::ComposeArgs),
     /// Manage the shared Linux VM (`vmrund --mode vm`): status, start, stop
     #[command(subcommand)]
     Vm(commands::vm::VmCommand),

@@ -17,6 +17,7 @@
 
 pub mod cleanup;
 pub mod command;
+pub mod compose;
 pub mod daemon;
 pub mod env;
 pub mod http;

@@ -4,14 +4,12 @@
 //! policy that brings a crashed service back; `up -d`, `ps`, `logs`, `exec`, `run --rm`,
 //! `up --scale`, `down -v`, with the same outcomes on both; and a second file with networks,
 //! aliases, a service on two networks, `entrypoint`, `environment`, `working_dir`, `user`
-//! and `ports`.
+//! and `ports` (that one also through `vmrun compose` on vmrund; `vmrun_compose.rs` has the
+//! rest of `vmrun compose`'s comparisons).
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
+use vmrun_e2e::compose::{read_port, Client, ComposeTarget};
 use vmrun_e2e::reference::ReferenceDaemon;
-use vmrun_e2e::{has_tool, require_root, run_with_timeout, CmdOutput, Daemon};
+use vmrun_e2e::{has_tool, require_root, Daemon};
 
 const PROJECT: &str = "e2ecompose";
 
@@ -40,68 +38,11 @@ volumes:
   data:
 "#;
 
-/// One daemon as compose and the docker CLI reach it.
-struct Target<'a> {
-    host: String,
-    dir: &'a Path,
-}
+/// docker-compose on one daemon, for this file's project.
+type Target = ComposeTarget;
 
-impl Target<'_> {
-    fn compose(&self, args: &[&str]) -> CmdOutput {
-        let mut cmd = Command::new("docker-compose");
-        cmd.arg("-p")
-            .arg(PROJECT)
-            .arg("-f")
-            .arg(self.dir.join("docker-compose.yml"))
-            .args(args)
-            .current_dir(self.dir)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
-            .env("COMPOSE_INTERACTIVE_NO_CLI", "1");
-        run_with_timeout(cmd, None, Duration::from_secs(180))
-    }
-
-    fn docker(&self, args: &[&str]) -> CmdOutput {
-        let mut cmd = Command::new("docker");
-        cmd.arg("-H")
-            .arg(&self.host)
-            .args(args)
-            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
-            .env("DOCKER_CLI_HINTS", "false");
-        run_with_timeout(cmd, None, Duration::from_secs(60))
-    }
-
-    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what} on {}",
-                self.host
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-/// `name state` per line of `docker-compose ps`, e.g. `e2ecompose_web_1 Up (healthy)`.
 fn ps_states(out: &str) -> Vec<String> {
-    out.lines()
-        .filter(|l| l.starts_with(PROJECT))
-        .map(|l| {
-            let name = l.split_whitespace().next().unwrap_or("");
-            let state = if l.contains("Up (healthy)") {
-                "Up (healthy)"
-            } else if l.contains("Up (health: starting)") {
-                "Up (health: starting)"
-            } else if l.contains(" Up") {
-                "Up"
-            } else {
-                "other"
-            };
-            format!("{name} {state}")
-        })
-        .collect()
+    vmrun_e2e::compose::ps_states(PROJECT, out)
 }
 
 /// The scenario on one daemon; what was seen, step by step.
@@ -261,10 +202,7 @@ fn docker_compose_gives_the_same_outcome_on_vmrund_and_dockerd() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("docker-compose.yml"), COMPOSE_FILE).unwrap();
     let d = Daemon::start();
-    let ours = scenario(&Target {
-        host: d.host(),
-        dir: dir.path(),
-    });
+    let ours = scenario(&Target::docker_compose(d.host(), dir.path(), PROJECT));
     eprintln!("vmrund: {ours:#?}");
     assert!(
         ours.iter()
@@ -278,10 +216,11 @@ fn docker_compose_gives_the_same_outcome_on_vmrund_and_dockerd() {
             return;
         }
     };
-    let theirs = scenario(&Target {
-        host: format!("unix://{}", oracle.dir().join("d.sock").display()),
-        dir: dir.path(),
-    });
+    let theirs = scenario(&Target::docker_compose(
+        format!("unix://{}", oracle.dir().join("d.sock").display()),
+        dir.path(),
+        PROJECT,
+    ));
     assert_eq!(ours, theirs);
 }
 
@@ -315,25 +254,6 @@ networks:
   back:
 "#;
 
-/// One TCP read from 127.0.0.1:port, retried until the service listens.
-fn read_port(port: u16) -> String {
-    use std::io::Read;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-            let mut text = String::new();
-            if s.read_to_string(&mut text).is_ok() && !text.is_empty() {
-                return text;
-            }
-        }
-        if Instant::now() > deadline {
-            return String::new();
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn networks_scenario(t: &Target, port: u16) -> Vec<String> {
     let mut seen = Vec::new();
     let up = t.compose(&["up", "-d"]);
@@ -363,10 +283,12 @@ fn networks_scenario(t: &Target, port: u16) -> Vec<String> {
         "-c",
         "nc -w 2 backend 7000 </dev/null",
     ]);
+    // Only whether it got through: docker-compose 1.29's `exec -T` mixes the command's
+    // stderr into its stdout, `vmrun compose exec` keeps them apart (as docker compose v2).
     seen.push(format!(
-        "lonely → backend: {} {:?}",
+        "lonely → backend: {} reached {}",
         lonely.success(),
-        lonely.stdout.trim()
+        lonely.stdout.contains("api-hello")
     ));
     seen.push(format!("published port: {:?}", read_port(port).trim()));
     let down = t.compose(&["down"]);
@@ -397,18 +319,18 @@ fn compose_networks_aliases_and_ports_match_dockerd() {
     )
     .unwrap();
     let d = Daemon::start();
-    let ours = networks_scenario(
-        &Target {
-            host: d.host(),
-            dir: dir.path(),
-        },
-        port,
-    );
+    let ours = networks_scenario(&Target::docker_compose(d.host(), dir.path(), PROJECT), port);
     eprintln!("vmrund: {ours:#?}");
     assert_eq!(
         ours[0], "front → backend: \"api-hello-1000-/tmp\"",
         "{ours:#?}"
     );
+    // The same file through `vmrun compose` on vmrund.
+    let vmrun = networks_scenario(
+        &Target::docker_compose(d.host(), dir.path(), PROJECT).with_client(Client::Vmrun),
+        port,
+    );
+    assert_eq!(ours, vmrun, "vmrun compose");
     let oracle = match ReferenceDaemon::start() {
         Ok(o) => o,
         Err(reason) => {
@@ -417,10 +339,11 @@ fn compose_networks_aliases_and_ports_match_dockerd() {
         }
     };
     let theirs = networks_scenario(
-        &Target {
-            host: format!("unix://{}", oracle.dir().join("d.sock").display()),
-            dir: dir.path(),
-        },
+        &Target::docker_compose(
+            format!("unix://{}", oracle.dir().join("d.sock").display()),
+            dir.path(),
+            PROJECT,
+        ),
         port,
     );
     assert_eq!(ours, theirs);

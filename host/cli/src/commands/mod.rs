@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod commit;
+pub mod compose;
 pub mod container_ops;
 pub mod cp;
 pub mod disk_usage;
@@ -120,6 +121,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         }
         Command::Network(cmd) => network::network(&connect().await?, cmd).await,
         Command::Volume(cmd) => volume::volume(&connect().await?, cmd).await,
+        Command::Compose(args) => compose::compose(&host, autostart, args).await,
         Command::Vm(cmd) => vm::vm(&connect().await?, cmd).await,
         Command::Ui(args) => ui::ui(&host, &args).await,
         Command::Version => system::version(&host).await,
