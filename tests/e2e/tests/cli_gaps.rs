@@ -1,6 +1,7 @@
 //! Small gaps found while running compose files: `-u uid:gid` gives the supplementary
 //! group dockerd gives, an unknown flag before the image is refused as such, any command
-//! that needs the daemon starts it (and says so), and an over-long volume name is a 400.
+//! that needs the daemon starts it (and says so), an over-long volume name is a 400, an
+//! exec runs as the container's user, and `network ls` honours its filters.
 
 use std::path::Path;
 
@@ -101,4 +102,62 @@ fn an_overlong_volume_name_is_a_bad_request() {
     assert!(r.text().contains("too long"), "{}", r.text());
     let r = d.api("GET", &format!("/volumes/{name}"), None);
     assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[test]
+fn an_exec_runs_as_the_containers_user() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "as-user",
+        "-u",
+        "1000:1000",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .ok();
+    let inherited = d.docker(&["exec", "as-user", "id", "-u"]);
+    inherited.ok();
+    assert_eq!(inherited.stdout.trim(), "1000");
+    let asked = d.docker(&["exec", "-u", "0", "as-user", "id", "-u"]);
+    asked.ok();
+    assert_eq!(asked.stdout.trim(), "0");
+    d.docker(&["rm", "-f", "as-user"]).ok();
+}
+
+#[test]
+fn network_ls_filters_by_label_name_and_type() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.docker(&["network", "create", "--label", "team=a", "filt-a"])
+        .ok();
+    d.docker(&["network", "create", "filt-b"]).ok();
+    let names = |args: &[&str]| {
+        let mut argv = vec!["network", "ls", "--format", "{{.Name}}"];
+        argv.extend_from_slice(args);
+        let out = d.docker(&argv);
+        out.ok();
+        let mut v: Vec<String> = out.stdout.lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&["--filter", "label=team=a"]), ["filt-a"]);
+    assert_eq!(names(&["--filter", "label=team"]), ["filt-a"]);
+    assert_eq!(names(&["--filter", "name=filt-"]), ["filt-a", "filt-b"]);
+    assert_eq!(names(&["--filter", "type=custom"]), ["filt-a", "filt-b"]);
+    assert_eq!(
+        names(&["--filter", "type=builtin"]),
+        ["bridge", "host", "none"]
+    );
+    for n in ["filt-a", "filt-b"] {
+        d.docker(&["network", "rm", n]).ok();
+    }
 }

@@ -169,13 +169,11 @@ async fn list(
                 "status" => status == v,
                 "name" => rec.name.contains(v.trim_start_matches('/')),
                 "id" => rec.id.starts_with(v.as_str()),
-                "label" => {
-                    let labels = rec.config.labels.clone().unwrap_or_default();
-                    match v.split_once('=') {
-                        Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
-                        None => labels.contains_key(v),
-                    }
-                }
+                "label" => rec
+                    .config
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| crate::engine::prune::label_holds(l.iter(), v)),
                 "ancestor" => rec.image == *v || rec.image_id.starts_with(v.as_str()),
                 "network" => crate::engine::networks::networks_of(&rec)
                     .iter()

@@ -89,14 +89,46 @@ fn model(engine: &crate::engine::Engine, n: &NetworkInfo) -> Value {
     })
 }
 
-async fn list(State(engine): State<AppState>) -> ApiResult<Response> {
+async fn list(
+    State(engine): State<AppState>,
+    super::query::DockerQuery(q): super::query::DockerQuery<super::query::FiltersQuery>,
+) -> ApiResult<Response> {
+    let filters = super::parse_filters(q.filters.as_deref())?;
     let nets: Vec<Value> = engine
         .network()?
         .list()
         .iter()
+        .filter(|n| network_passes(n, &filters))
         .map(|n| model(&engine, n))
         .collect();
     Ok(json(&nets))
+}
+
+/// docker's `network ls` filters: every `label` must hold, and for each other key one of
+/// its values must (`name` and `id` by part, `driver`, `type` custom/builtin, `scope`).
+fn network_passes(n: &vmrun_network::NetworkInfo, filters: &HashMap<String, Vec<String>>) -> bool {
+    let predefined = [
+        vmrun_network::DEFAULT_NETWORK,
+        vmrun_network::HOST_NETWORK,
+        vmrun_network::NONE_NETWORK,
+    ]
+    .contains(&n.name.as_str());
+    filters.iter().all(|(key, values)| {
+        let test = |v: &String| match key.as_str() {
+            "label" => crate::engine::prune::label_holds(n.labels.iter(), v),
+            "name" => n.name.contains(v.as_str()),
+            "id" => n.id.starts_with(v.as_str()),
+            "driver" => n.driver.as_str() == v,
+            "type" => (v == "builtin") == predefined && matches!(v.as_str(), "builtin" | "custom"),
+            "scope" => v == "local",
+            _ => true,
+        };
+        if key == "label" {
+            values.iter().all(test)
+        } else {
+            values.iter().any(test)
+        }
+    })
 }
 
 async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

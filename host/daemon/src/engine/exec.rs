@@ -46,6 +46,10 @@ impl Engine {
         if spec.cmd.is_empty() {
             return Err(EngineError::bad_request("No exec command specified"));
         }
+        // No user given: the container's (`--user`), as dockerd runs execs.
+        if spec.user.as_deref().is_none_or(str::is_empty) {
+            spec.user = rec.config.user.clone().filter(|u| !u.is_empty());
+        }
         spec.id = super::new_id();
         let id = spec.id.clone();
         self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(

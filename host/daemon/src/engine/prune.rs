@@ -112,10 +112,7 @@ impl PruneFilters {
 
     /// Whether labels pass `label` and `label!`.
     pub fn labels_match(&self, labels: &HashMap<String, String>) -> bool {
-        let has = |f: &str| match f.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-            None => labels.contains_key(f),
-        };
+        let has = |f: &str| label_holds(labels.iter(), f);
         self.labels.iter().all(|f| has(f)) && !self.labels_not.iter().any(|f| has(f))
     }
 
@@ -123,6 +120,17 @@ impl PruneFilters {
     pub fn before_until(&self, created: &str) -> bool {
         let Some(until) = self.until else { return true };
         DateTime::parse_from_rfc3339(created).is_ok_and(|t| t.with_timezone(&Utc) < until)
+    }
+}
+
+/// Whether docker's `label` filter `filter` (`KEY` or `KEY=VALUE`) holds for `labels`.
+pub fn label_holds<'a>(
+    mut labels: impl Iterator<Item = (&'a String, &'a String)>,
+    filter: &str,
+) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.any(|(lk, lv)| lk == k && lv == v),
+        None => labels.any(|(lk, _)| lk == filter),
     }
 }
 
