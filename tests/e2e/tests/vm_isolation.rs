@@ -397,7 +397,9 @@ fn vm_pause_unpause_and_update() {
         ],
     );
     assert_eq!(state.stdout.trim(), "paused true", "{state}");
-    // Frozen in the guest: the count stands still.
+    // Frozen in the guest: the count stands still. (The log reaches the host a little
+    // after the guest wrote it: let the lines printed before the pause arrive first.)
+    std::thread::sleep(Duration::from_secs(1));
     let before = last_count(&d, "vmpause");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
