@@ -92,9 +92,9 @@ mod types;
 
 pub use error::NetworkError;
 pub use extra_hosts::{ExtraHost, ExtraHostAddress};
-pub use hosts::{for_host_network as host_network_hosts_file, LOCALHOST_LINES};
 pub use firewall::{bridge_rules, rule_exists, Rule};
 pub use forward_target::{DatagramReceiver, DatagramSender, ForwardTarget, SocketTarget, UdpFlow};
+pub use hosts::{for_host_network as host_network_hosts_file, LOCALHOST_LINES};
 pub use ipam::candidate_subnets;
 pub use ipnet::Ipv4Net;
 pub use manager::{ManagerConfig, NetworkManager};

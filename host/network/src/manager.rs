@@ -363,10 +363,9 @@ impl NetworkManager {
             extra_hosts: req.extra_hosts.clone(),
         };
         match network.driver {
-            Driver::Host => hosts::write_in_place(
-                &req.hosts_file,
-                &hosts::for_host_network(&req.extra_hosts),
-            )?,
+            Driver::Host => {
+                hosts::write_in_place(&req.hosts_file, &hosts::for_host_network(&req.extra_hosts))?
+            }
             Driver::Null => {
                 let path = self.netns_path(&req.container_id);
                 self.fresh_namespace(&path)?.pin(&path)?;

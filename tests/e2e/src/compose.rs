@@ -18,6 +18,33 @@ pub enum Client {
     Vmrun,
 }
 
+/// A web service (busybox httpd, `restart: always`, a health check, a named volume)
+/// and a client gated on its health that fetches from it by service name.
+pub const WEB_AND_CLIENT: &str = r#"version: "2.4"
+services:
+  web:
+    image: busybox
+    # httpd in the background, the shell as init: killing httpd is a crash (exit 3).
+    command: sh -c "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www && while pidof httpd >/dev/null; do sleep 0.5; done; exit 3"
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://localhost/index.html"]
+      interval: 1s
+      retries: 30
+    restart: always
+    volumes:
+      - data:/data
+    labels:
+      e2e.role: server
+  client:
+    image: busybox
+    command: sh -c "wget -q -O- http://web/index.html && exec sleep 600"
+    depends_on:
+      web:
+        condition: service_healthy
+volumes:
+  data:
+"#;
+
 /// A compose client, a daemon and a project directory.
 #[derive(Debug, Clone)]
 pub struct ComposeTarget {

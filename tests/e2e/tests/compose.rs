@@ -13,31 +13,6 @@ use vmrun_e2e::{has_tool, require_root, Daemon};
 
 const PROJECT: &str = "e2ecompose";
 
-const COMPOSE_FILE: &str = r#"version: "2.4"
-services:
-  web:
-    image: busybox
-    # httpd in the background, the shell as init: killing httpd is a crash (exit 3).
-    command: sh -c "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www && while pidof httpd >/dev/null; do sleep 0.5; done; exit 3"
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O-", "http://localhost/index.html"]
-      interval: 1s
-      retries: 30
-    restart: always
-    volumes:
-      - data:/data
-    labels:
-      e2e.role: server
-  client:
-    image: busybox
-    command: sh -c "wget -q -O- http://web/index.html && exec sleep 600"
-    depends_on:
-      web:
-        condition: service_healthy
-volumes:
-  data:
-"#;
-
 /// docker-compose on one daemon, for this file's project.
 type Target = ComposeTarget;
 
@@ -200,7 +175,11 @@ fn docker_compose_gives_the_same_outcome_on_vmrund_and_dockerd() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("docker-compose.yml"), COMPOSE_FILE).unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        vmrun_e2e::compose::WEB_AND_CLIENT,
+    )
+    .unwrap();
     let d = Daemon::start();
     let ours = scenario(&Target::docker_compose(d.host(), dir.path(), PROJECT));
     eprintln!("vmrund: {ours:#?}");

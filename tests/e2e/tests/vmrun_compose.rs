@@ -17,31 +17,6 @@ use vmrun_test_registry::registry::{Auth, Registry};
 
 const PROJECT: &str = "e2evc";
 
-const APP_FILE: &str = r#"version: "2.4"
-services:
-  web:
-    image: busybox
-    # httpd in the background, the shell as init: killing httpd is a crash (exit 3).
-    command: sh -c "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -p 80 -h /www && while pidof httpd >/dev/null; do sleep 0.5; done; exit 3"
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O-", "http://localhost/index.html"]
-      interval: 1s
-      retries: 30
-    restart: always
-    volumes:
-      - data:/data
-    labels:
-      e2e.role: server
-  client:
-    image: busybox
-    command: sh -c "wget -q -O- http://web/index.html && exec sleep 600"
-    depends_on:
-      web:
-        condition: service_healthy
-volumes:
-  data:
-"#;
-
 /// Skips (and says why) unless root and docker-compose are there.
 fn prerequisites() -> bool {
     if !require_root() {
@@ -160,7 +135,7 @@ fn vmrun_compose_matches_docker_compose_on_vmrund_and_dockerd() {
     if !prerequisites() {
         return;
     }
-    let dir = project_dir(APP_FILE);
+    let dir = project_dir(vmrun_e2e::compose::WEB_AND_CLIENT);
     let d = Daemon::start();
     let target = ComposeTarget::docker_compose(d.host(), dir.path(), PROJECT);
     let ours = app_scenario(&target.with_client(Client::Vmrun));
