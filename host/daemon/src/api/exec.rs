@@ -63,30 +63,31 @@ async fn start(
         .map_err(|e| crate::error::ApiError::bad_request(format!("reading the body: {e}")))?;
     let cfg: ExecStartConfig = json_body(&bytes)?;
     let req = Request::from_parts(parts, axum::body::Body::empty());
-    let exec = engine.exec_get(&id)?;
-    let detach = cfg.detach.unwrap_or(false);
-    let io = match engine.exec_start(&id, detach).await {
-        Ok(io) => io,
-        // Like dockerd: once the exec exists, a failure to start it (no such command) is
-        // reported inside the upgraded stream, and its exit code is 126.
-        Err(EngineError::BadRequest(message)) if !detach => {
-            Some(error_stream(&message, exec.spec.tty).await)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    match io {
-        None => Ok(StatusCode::OK.into_response()),
-        Some(io) => {
-            let settle_engine = engine.clone();
-            let settle_id = id.clone();
-            Ok(hijack::serve(
-                req,
-                exec.spec.tty,
-                async move { Ok::<_, EngineError>(io) },
-                async move { settle_engine.exec_settle(&settle_id).await },
-            ))
-        }
+    if cfg.detach.unwrap_or(false) {
+        engine.exec_start(&id, true).await?;
+        return Ok(StatusCode::OK.into_response());
     }
+    // Refusals (started already, container stopped) are answers before the upgrade, as
+    // dockerd gives them; the process itself starts only once the upgrade's answer has
+    // gone out, so its first output never travels with that answer's headers (clients
+    // that read the stream from the raw socket, as docker-py does, would lose it).
+    let (exec, _) = engine.exec_startable(&id)?;
+    let tty = exec.spec.tty;
+    let (start_engine, start_id) = (engine.clone(), id.clone());
+    let io = async move {
+        match start_engine.exec_start(&start_id, false).await {
+            Ok(Some(io)) => Ok(io),
+            Ok(None) => Err(EngineError::internal("the exec gave no stream")),
+            // Like dockerd: once the exec exists, a failure to start it (no such command)
+            // is reported inside the upgraded stream, and its exit code is 126.
+            Err(EngineError::BadRequest(message)) => Ok(error_stream(&message, tty).await),
+            Err(e) => Err(e),
+        }
+    };
+    let (settle_engine, settle_id) = (engine.clone(), id.clone());
+    Ok(hijack::serve(req, tty, io, async move {
+        settle_engine.exec_settle(&settle_id).await
+    }))
 }
 
 /// A stream that carries one error line (on stderr unless the exec has a terminal).

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{Engine, EngineError};
 use crate::backend::{AttachIo, AttachOptions, ExecSpec, ProcessHandle};
+use crate::state::ContainerRecord;
 
 /// One exec, kept in memory like docker does.
 #[derive(Clone)]
@@ -74,6 +75,25 @@ impl Engine {
     }
 
     /// An exec by id.
+    /// Exec `id` and its container, if it can start now: not started before, its
+    /// container running.
+    pub fn exec_startable(&self, id: &str) -> Result<(ExecRecord, ContainerRecord), EngineError> {
+        let exec = self.exec_get(id)?;
+        if exec.running || exec.exit_code.is_some() {
+            return Err(EngineError::conflict(format!(
+                "exec {id} has already been started"
+            )));
+        }
+        let rec = self.container(&exec.container_id)?;
+        if !rec.is_running() {
+            return Err(EngineError::not_running(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        Ok((exec, rec))
+    }
+
     pub fn exec_get(&self, id: &str) -> Result<ExecRecord, EngineError> {
         self.execs
             .lock()
@@ -101,19 +121,7 @@ impl Engine {
         id: &str,
         detach: bool,
     ) -> Result<Option<Box<dyn AttachIo>>, EngineError> {
-        let exec = self.exec_get(id)?;
-        if exec.running || exec.exit_code.is_some() {
-            return Err(EngineError::conflict(format!(
-                "exec {id} has already been started"
-            )));
-        }
-        let rec = self.container(&exec.container_id)?;
-        if !rec.is_running() {
-            return Err(EngineError::not_running(format!(
-                "container {} is not running",
-                rec.id
-            )));
-        }
+        let (exec, rec) = self.exec_startable(id)?;
         let (backend, spec) = self.backend_of(&rec)?;
         let process = backend.create_exec(&spec, &exec.spec).await?;
         let io = if detach {

@@ -4,15 +4,16 @@ use super::*;
 
 #[tokio::test]
 async fn names_conflict_and_rename() {
+    // Names with a letter past `f`: a lookup by a hex name could match an id's prefix.
     let (_root, _fake, engine) = setup();
     let mut events = engine.events.subscribe();
-    let a = create(&engine, "aa", body(HostConfig::default()))
+    let a = create(&engine, "an", body(HostConfig::default()))
         .await
         .unwrap();
-    let err = create(&engine, "aa", body(HostConfig::default()))
+    let err = create(&engine, "an", body(HostConfig::default()))
         .await
         .unwrap_err();
-    assert_eq!(err, EngineError::Conflict(format!("Conflict. The container name \"/aa\" is already in use by container \"{a}\". You have to remove (or rename) that container to be able to reuse that name.")));
+    assert_eq!(err, EngineError::Conflict(format!("Conflict. The container name \"/an\" is already in use by container \"{a}\". You have to remove (or rename) that container to be able to reuse that name.")));
     assert_eq!(
         create(&engine, "-bad", body(HostConfig::default()))
             .await
@@ -21,18 +22,18 @@ async fn names_conflict_and_rename() {
             "Invalid container name (-bad), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed".into()
         )
     );
-    engine.rename_container("aa", "/bb").unwrap();
-    assert_eq!(engine.container("bb").unwrap().id, a);
-    assert!(engine.container("aa").is_err());
-    let c = create(&engine, "aa", body(HostConfig::default()))
+    engine.rename_container("an", "/bn").unwrap();
+    assert_eq!(engine.container("bn").unwrap().id, a);
+    assert!(engine.container("an").is_err());
+    let c = create(&engine, "an", body(HostConfig::default()))
         .await
         .unwrap();
     assert!(matches!(
-        engine.rename_container("bb", "aa").unwrap_err(),
+        engine.rename_container("bn", "an").unwrap_err(),
         EngineError::Conflict(_)
     ));
     assert!(matches!(
-        engine.rename_container("bb", "x y").unwrap_err(),
+        engine.rename_container("bn", "x y").unwrap_err(),
         EngineError::BadRequest(_)
     ));
     assert_eq!(
@@ -40,7 +41,7 @@ async fn names_conflict_and_rename() {
         EngineError::NotFound("No such container: nope".into())
     );
     // An id prefix finds the container too.
-    assert_eq!(engine.container(&c[..10]).unwrap().name, "aa");
+    assert_eq!(engine.container(&c[..10]).unwrap().name, "an");
     assert_eq!(actions(&mut events, &a), ["create", "rename"]);
 }
 
