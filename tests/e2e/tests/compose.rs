@@ -131,6 +131,27 @@ fn scenario(t: &Target) -> Vec<String> {
     ]);
     seen.push(format!("volume: {}", volumes.stdout.trim()));
 
+    // stop, start, restart and config of one service, as dockerd answers them.
+    let code = |args: &[&str]| t.compose(args).code;
+    seen.push(format!("stop: {}", code(&["stop", "-t", "1", "client"])));
+    seen.push(format!(
+        "after stop: {:?}",
+        ps_states(&t.compose(&["ps", "client"]).stdout)
+    ));
+    seen.push(format!("start: {}", code(&["start", "client"])));
+    t.until("the clients up again", || {
+        ps_states(&t.compose(&["ps", "client"]).stdout)
+            .iter()
+            .all(|s| s.ends_with(" Up"))
+    });
+    seen.push(format!("restart: {}", code(&["restart", "-t", "1", "client"])));
+    seen.push(format!(
+        "after restart: {:?}",
+        ps_states(&t.compose(&["ps", "client"]).stdout)
+    ));
+    let config = t.compose(&["config", "--services"]);
+    seen.push(format!("config: {} {:?}", config.code, config.stdout.trim()));
+
     let down = t.compose(&["down", "-v"]);
     assert!(
         down.success(),
