@@ -144,13 +144,20 @@ fn scenario(t: &Target) -> Vec<String> {
             .iter()
             .all(|s| s.ends_with(" Up"))
     });
-    seen.push(format!("restart: {}", code(&["restart", "-t", "1", "client"])));
+    seen.push(format!(
+        "restart: {}",
+        code(&["restart", "-t", "1", "client"])
+    ));
     seen.push(format!(
         "after restart: {:?}",
         ps_states(&t.compose(&["ps", "client"]).stdout)
     ));
     let config = t.compose(&["config", "--services"]);
-    seen.push(format!("config: {} {:?}", config.code, config.stdout.trim()));
+    seen.push(format!(
+        "config: {} {:?}",
+        config.code,
+        config.stdout.trim()
+    ));
 
     let down = t.compose(&["down", "-v"]);
     assert!(
