@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
-use serde_json::{json as j, Value};
+use serde_json::json as j;
 
 use super::query::{DockerQuery, FiltersQuery};
 use super::{json, AppState, RequestedVersion};
@@ -24,12 +24,6 @@ pub fn routes() -> Router<AppState> {
 
 type Q = DockerQuery<FiltersQuery>;
 
-/// A list as the 1.45 spec has it: an array, empty or not (dockerd 20.10 sends `null`
-/// for an empty one; clients read both).
-fn list_or_null(items: Vec<String>) -> Value {
-    items.into()
-}
-
 async fn containers(State(engine): State<AppState>, DockerQuery(q): Q) -> ApiResult<Response> {
     let filters = PruneFilters::parse(
         &super::parse_filters(q.filters.as_deref())?,
@@ -44,7 +38,8 @@ async fn containers(State(engine): State<AppState>, DockerQuery(q): Q) -> ApiRes
     };
     let (deleted, reclaimed) = engine.prune_containers(&filters, &measure).await;
     Ok(json(&j!({
-        "ContainersDeleted": list_or_null(deleted),
+        // Arrays even when empty, as the 1.45 spec has them (dockerd 20.10 sends `null`).
+        "ContainersDeleted": deleted,
         "SpaceReclaimed": reclaimed,
     })))
 }
@@ -55,7 +50,7 @@ async fn networks(State(engine): State<AppState>, DockerQuery(q): Q) -> ApiResul
         &["until", "label", "label!"],
     )?;
     let deleted = engine.prune_networks(&filters).await?;
-    Ok(json(&j!({ "NetworksDeleted": list_or_null(deleted) })))
+    Ok(json(&j!({ "NetworksDeleted": deleted })))
 }
 
 async fn volumes(
@@ -72,7 +67,7 @@ async fn volumes(
     let measure = |dir: &std::path::Path| super::usage::dir_size(dir);
     let (deleted, reclaimed) = engine.prune_volumes(&filters, &measure).await;
     Ok(json(&j!({
-        "VolumesDeleted": list_or_null(deleted),
+        "VolumesDeleted": deleted,
         "SpaceReclaimed": reclaimed,
     })))
 }

@@ -71,20 +71,9 @@ async fn inspect(State(engine): State<AppState>, Path(name): Path<String>) -> Ap
     Ok(json(&model(&engine.volumes.get(&name)?)))
 }
 
-/// `DELETE /volumes/{name}`'s parameter (`force` is accepted; a volume in use is
-/// refused either way, as dockerd refuses it).
-#[derive(serde::Deserialize)]
-pub struct RemoveQuery {
-    #[serde(default, deserialize_with = "super::query::docker_bool")]
-    #[allow(dead_code)]
-    force: bool,
-}
-
-async fn remove(
-    State(engine): State<AppState>,
-    Path(name): Path<String>,
-    super::query::DockerQuery(_q): super::query::DockerQuery<RemoveQuery>,
-) -> ApiResult<Response> {
+/// `DELETE /volumes/{name}`: a volume in use is refused whatever `force` says, as dockerd
+/// refuses it (so the parameter is not read).
+async fn remove(State(engine): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
     let users: Vec<String> = engine
         .store
         .list()

@@ -33,7 +33,7 @@ struct Running {
 /// with `--network none`) and its shared directories. Dropping it ends both.
 #[derive(Default)]
 pub struct GuestLinks {
-    network: Option<ContainerNetwork>,
+    _network: Option<ContainerNetwork>,
     _shares: ContainerShares,
 }
 
@@ -71,9 +71,7 @@ impl GuestContainers {
     pub async fn remove(&self, id: &str) -> Option<Arc<Machine>> {
         let running = self.lock().remove(id)?;
         running.ports.close().await;
-        if let Some(net) = running.links.network {
-            net.close();
-        }
+        drop(running.links);
         Some(running.machine)
     }
 
@@ -240,7 +238,7 @@ pub async fn create_container(
         None
     };
     Ok(GuestLinks {
-        network,
+        _network: network,
         _shares: shares,
     })
 }

@@ -25,16 +25,10 @@ use super::machine::Machine;
 use super::ports::{next_token, open_target};
 use crate::backend::{BackendError, ContainerSpec};
 
-/// A container's network while it runs: its `passt` and the relay to the agent.
+/// A container's network while it runs: its `passt` and the relay to the agent. Dropping
+/// it ends both (the container's `eth0` goes with the closed streams).
 pub struct ContainerNetwork {
     relay: JoinHandle<()>,
-}
-
-impl ContainerNetwork {
-    /// Ends the relay and `passt` (the container's `eth0` goes with the closed streams).
-    pub fn close(self) {
-        self.relay.abort();
-    }
 }
 
 impl Drop for ContainerNetwork {
