@@ -30,9 +30,12 @@ command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 # nested KVM host's outer kernel (Debian's linux-image-amd64, fetched once into
 # ~/.cache/vmrun/kvmhost). The tests find them there; without them they skip and say so.
 if [ "$(id -u)" -eq 0 ]; then
-    kernel-config/build.sh >/dev/null
-    # The guest agent initramfs (static vmrun-agent + vmrun-shim) for the agent boot test.
-    installer/agent-initramfs.sh >/dev/null
+    # The daemons the tests start boot exactly these two (not merely the newest in the
+    # cache, which another checkout may have written).
+    VMRUN_VM_KERNEL=$(kernel-config/build.sh)
+    # The guest agent initramfs (static vmrun-agent + vmrun-shim).
+    VMRUN_VM_INITRD=$(installer/agent-initramfs.sh)
+    export VMRUN_VM_KERNEL VMRUN_VM_INITRD
     # shellcheck source=installer/tools.sh
     . installer/tools.sh
     ensure_vhost_device_vsock
