@@ -334,10 +334,11 @@ pub enum StreamTarget {
         /// The forward's `return_token`.
         token: u64,
     },
-    /// The TCP ports container `id` listens on (any address, IPv4 or IPv6), as they
-    /// change: one JSON line now, `{"tcp":[80,8080]}`, and one more each time the set
-    /// changes (`{"error":"..."}` if watching fails), until the container exits. The host
-    /// forwards them (automatic port forwarding, `-P` on a VM container).
+    /// The ports container `id` serves on (any address, IPv4 or IPv6: TCP listeners, and
+    /// UDP sockets bound and not connected outside the ephemeral port range), as they
+    /// change: one JSON line now, `{"tcp":[80,8080],"udp":[53]}`, and one more each time
+    /// the sets change (`{"error":"..."}` if watching fails), until the container exits.
+    /// The host forwards them (automatic port forwarding, `-P` on a VM container).
     Listeners {
         /// Container id.
         id: String,

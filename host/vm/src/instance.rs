@@ -38,6 +38,8 @@ pub trait VmInstance: Send + Sync + fmt::Debug {
     /// SIGTERM to the monitor, SIGKILL after `grace`; returns why it stopped (which is not
     /// [`VmExit::Stopped`] if the VM had already ended by itself).
     fn stop(&self, grace: Duration) -> Result<VmExit, VmError>;
+    /// The tail of the monitor's error output so far (what a failed check should show).
+    fn monitor_log(&self) -> String;
 }
 
 /// What a backend knows when its monitor has exited.
@@ -181,6 +183,10 @@ impl VmInstance for ProcessVm {
             .terminate(grace)
             .map_err(|e| self.io("stopping", e))?;
         self.finish(status)
+    }
+
+    fn monitor_log(&self) -> String {
+        log_tail(&self.main_log, STDERR_TAIL)
     }
 }
 

@@ -103,6 +103,16 @@ impl Guest {
         self.dir.path().join("v.sock")
     }
 
+    /// What a failed check shows: how the VM is, the monitor's log, the guest's serial log.
+    fn diagnostics(&self) -> String {
+        format!(
+            "VM: {:?}\nvmrun-vmm log:\n{}\nserial:\n{}",
+            self.vm.try_wait(),
+            self.vm.monitor_log(),
+            self.serial()
+        )
+    }
+
     fn serial(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serial.log")).unwrap_or_default()
     }
@@ -285,7 +295,12 @@ fn vmm_vsock_carries_64_connections_and_64_mib_each_way() {
             s.shutdown(std::net::Shutdown::Write).unwrap();
             let mut answer = String::new();
             s.read_to_string(&mut answer).unwrap();
-            assert_eq!(answer.trim(), format!("{TOTAL} {:016x}", sum.0));
+            let expected = format!("{TOTAL} {:016x}", sum.0);
+            assert!(
+                answer.trim() == expected,
+                "the guest answered {answer:?} after 64 MiB host → guest, not {expected:?}\n{}",
+                guest.diagnostics()
+            );
             let up = started.elapsed();
             eprintln!(
                 "vsock throughput (nested KVM on TCG): host→guest {:.1} MiB/s",
@@ -313,10 +328,9 @@ fn vmm_vsock_carries_64_connections_and_64_mib_each_way() {
                 off as f64 / f64::from(1 << 20) / down.as_secs_f64()
             );
             if off != TOTAL {
-                let exit = guest.vm.try_wait();
                 panic!(
-                    "bytes lost guest → host: {off} of {TOTAL}; VM: {exit:?}\nserial:\n{}",
-                    guest.serial()
+                    "bytes lost guest → host: {off} of {TOTAL}\n{}",
+                    guest.diagnostics()
                 );
             }
             guest.assert_clean_kernel_log();

@@ -362,14 +362,92 @@ fn shared_vm_forwards_listeners_as_they_come_and_go() {
         "listener forwarded {:?} after `docker exec -d` returned",
         started.elapsed()
     );
-    docker(&d, &["exec", "auto", "sh", "-c", "kill $(pidof nc)"]).ok();
+    // `docker port` lists it, as a published port.
+    let tcp_line = format!("{port}/tcp -> 127.0.0.1:{port}");
+    wait_for(IO_TIMEOUT, "docker port to list the forward", || {
+        let out = docker(&d, &["port", "auto"]);
+        out.stdout.contains(&tcp_line).then_some(())
+    });
+
+    // A UDP server (bound, not connected, outside the ephemeral range) is forwarded too.
+    if let Err(skip) = netecho::install(&d, "auto") {
+        skip.report();
+        docker(&d, &["rm", "-f", "auto"]).ok();
+        return;
+    }
+    let udp_port = free_udp_port_below_ephemeral();
+    let udp = SocketAddr::from(([127, 0, 0, 1], udp_port));
+    docker(
+        &d,
+        &[
+            "exec",
+            "-d",
+            "auto",
+            "netecho",
+            "udp",
+            &udp_port.to_string(),
+        ],
+    )
+    .ok();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let started = Instant::now();
-    wait_for(IO_TIMEOUT, "the forward to stop", || {
-        TcpListener::bind(addr).ok().map(drop)
+    wait_for(IO_TIMEOUT, "the UDP server to be forwarded", || {
+        client.send_to(b"udp", udp).ok()?;
+        let mut buf = [0u8; 16];
+        match client.recv_from(&mut buf) {
+            Ok((3, from)) if from == udp && &buf[..3] == b"udp" => Some(()),
+            _ => None,
+        }
     });
     eprintln!(
-        "forward gone {:?} after the server was killed",
+        "UDP server forwarded {:?} after `docker exec -d` returned",
         started.elapsed()
     );
+    let udp_line = format!("{udp_port}/udp -> 127.0.0.1:{udp_port}");
+    let out = docker(&d, &["port", "auto"]);
+    assert!(out.stdout.contains(&udp_line), "{udp_line:?} in {out}");
+    assert!(out.stdout.contains(&tcp_line), "{tcp_line:?} in {out}");
+
+    docker(
+        &d,
+        &[
+            "exec",
+            "auto",
+            "sh",
+            "-c",
+            "kill $(pidof nc) $(pidof netecho)",
+        ],
+    )
+    .ok();
+    let started = Instant::now();
+    wait_for(IO_TIMEOUT, "the forwards to stop", || {
+        TcpListener::bind(addr).ok()?;
+        UdpSocket::bind(udp).ok().map(drop)
+    });
+    eprintln!(
+        "forwards gone {:?} after the servers were killed",
+        started.elapsed()
+    );
+    let out = docker(&d, &["port", "auto"]);
+    assert!(
+        !out.stdout.contains(&tcp_line) && !out.stdout.contains(&udp_line),
+        "closed forwards still listed: {out}"
+    );
     docker(&d, &["rm", "-f", "auto"]).ok();
+}
+
+/// A UDP port free on the host and below Linux's default ephemeral range (32768+), where
+/// the guest takes a bound socket for a server's.
+fn free_udp_port_below_ephemeral() -> u16 {
+    (20000..32000)
+        .step_by(97)
+        .map(|p| p + (std::process::id() % 97) as u16)
+        .find(|p| {
+            UdpSocket::bind(("127.0.0.1", *p)).is_ok()
+                && TcpListener::bind(("127.0.0.1", *p)).is_ok()
+        })
+        .expect("a free UDP port below 32000")
 }

@@ -203,6 +203,9 @@ pub struct CreatedContainer {
     pub endpoint: Option<NetworkEndpoint>,
     /// Its published ports.
     pub ports: Vec<PublishedPort>,
+    /// The ports forwarded automatically as they change (containers in VMs with
+    /// automatic forwarding), shown next to `ports` while the container runs.
+    pub auto_ports: Option<tokio::sync::watch::Receiver<Vec<PublishedPort>>>,
 }
 
 /// A container's address on its network.

@@ -12,10 +12,21 @@ use crate::backend::{BackendError, ContainerSpec, PortBinding, Protocol, Publish
 /// Listeners of a container's published ports; closed when dropped.
 pub type Listeners = Vec<vmrun_network::PublishedPort>;
 
-fn net_protocol(p: Protocol) -> NetProtocol {
-    match p {
-        Protocol::Tcp => NetProtocol::Tcp,
-        Protocol::Udp => NetProtocol::Udp,
+impl From<Protocol> for NetProtocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Tcp => NetProtocol::Tcp,
+            Protocol::Udp => NetProtocol::Udp,
+        }
+    }
+}
+
+impl From<NetProtocol> for Protocol {
+    fn from(p: NetProtocol) -> Self {
+        match p {
+            NetProtocol::Tcp => Protocol::Tcp,
+            NetProtocol::Udp => Protocol::Udp,
+        }
     }
 }
 
@@ -62,7 +73,7 @@ where
             host_ip,
             host_port,
             container_port: b.container_port,
-            proto: net_protocol(b.proto),
+            proto: b.proto.into(),
         };
         match PortForwarder::publish_to(port_spec, target(b)).await {
             Ok(p) => {

@@ -138,6 +138,9 @@ impl Engine {
             &[("name", rec.name.clone()), ("image", rec.image.clone())],
         );
         self.start_health_monitor(&id, true);
+        if let Some(auto) = created.auto_ports {
+            self.follow_auto_ports(id.clone(), pid, rec.ports.clone(), auto);
+        }
         let engine = self.clone();
         let process = created.process;
         tokio::spawn(async move { engine.watch(id, process).await });

@@ -6,6 +6,7 @@
 //! about a container with a [`ContainerSpec`] built from the record. Its errors are
 //! [`EngineError`]s; what HTTP status each becomes is the API's business.
 
+mod auto_ports;
 mod control;
 mod create;
 mod error;

@@ -156,6 +156,27 @@ impl ContainerStore {
         Ok(next)
     }
 
+    /// [`Self::update`] only while `holds` is true of the record (checked under the same
+    /// lock); `Ok(false)` when it was not, nothing changed.
+    pub fn update_if<P, F>(&self, id: &str, holds: P, f: F) -> Result<bool, StoreError>
+    where
+        P: FnOnce(&ContainerRecord) -> bool,
+        F: FnOnce(&mut ContainerRecord),
+    {
+        let mut records = self.lock();
+        let rec = records
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        if !holds(rec) {
+            return Ok(false);
+        }
+        let mut next = rec.clone();
+        f(&mut next);
+        self.write(&next)?;
+        *rec = next;
+        Ok(true)
+    }
+
     /// Rename, checking the new name is free.
     pub fn rename(&self, id: &str, name: &str) -> Result<(), StoreError> {
         let mut records = self.lock();

@@ -122,6 +122,8 @@ struct State {
     fail_start: Option<BackendError>,
     released: Vec<String>,
     removed: Vec<String>,
+    /// Automatic forwarding of `-P` containers: what the test says is forwarded.
+    auto_ports: HashMap<String, watch::Sender<Vec<PublishedPort>>>,
 }
 
 /// The fake backend. Processes outlive an engine, as shims outlive a daemon.
@@ -202,6 +204,15 @@ impl FakeBackend {
         self.state().released.iter().filter(|c| *c == id).count()
     }
 
+    /// Says that the backend now forwards `ports` of `-P` container `id` by itself
+    /// (false: the container's current run does not forward automatically).
+    pub fn forward_automatically(&self, id: &str, ports: Vec<PublishedPort>) -> bool {
+        self.state()
+            .auto_ports
+            .get(id)
+            .is_some_and(|tx| tx.send(ports).is_ok())
+    }
+
     pub fn removed(&self, id: &str) -> bool {
         self.state().removed.iter().any(|c| c == id)
     }
@@ -236,6 +247,11 @@ impl ContainerBackend for FakeBackend {
         let mut state = self.state();
         state.inits.insert(c.id.clone(), process.clone());
         state.specs.insert(c.id.clone(), c.clone());
+        let auto_ports = c.publish_all.then(|| {
+            let (tx, rx) = watch::channel(Vec::new());
+            state.auto_ports.insert(c.id.clone(), tx);
+            rx
+        });
         Ok(CreatedContainer {
             process,
             monitor_pid: 0,
@@ -247,6 +263,7 @@ impl ContainerBackend for FakeBackend {
                 ..Default::default()
             }),
             ports,
+            auto_ports,
         })
     }
 

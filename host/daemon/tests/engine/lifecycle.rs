@@ -1,6 +1,7 @@
 //! Create, start, stop, kill, restart, remove, and failures to start.
 
 use super::*;
+use vmrun_daemon::backend::{Protocol, PublishedPort};
 
 #[tokio::test]
 async fn create_start_exit_and_wait() {
@@ -70,6 +71,55 @@ async fn create_start_exit_and_wait() {
         err,
         EngineError::NotRunning(format!("container {id} is not running"))
     );
+}
+
+/// Ports a backend forwards by itself (automatic forwarding in VMs, `-P`) join the
+/// published ones in the record while that run lasts, and go with it.
+#[tokio::test]
+async fn automatically_forwarded_ports_are_recorded_for_the_run() {
+    let (_root, fake, engine) = setup();
+    let hc = HostConfig {
+        publish_all_ports: Some(true),
+        ..Default::default()
+    };
+    let id = create(&engine, "auto", body(hc)).await.unwrap();
+    assert!(engine.start_container(&id).await.unwrap());
+    let port = |p: u16, proto: Protocol| PublishedPort {
+        host_ip: "127.0.0.1".into(),
+        host_port: p,
+        container_port: p,
+        proto,
+    };
+    let listed = |engine: &Engine| -> Vec<(u16, String)> {
+        let rec = engine.container(&id).unwrap();
+        rec.ports
+            .iter()
+            .map(|p| (p.container_port, p.proto.clone()))
+            .collect()
+    };
+    assert!(fake.forward_automatically(
+        &id,
+        vec![port(8080, Protocol::Tcp), port(53, Protocol::Udp)]
+    ));
+    eventually("the forwarded ports are recorded", || {
+        listed(&engine) == [(8080, "tcp".to_string()), (53, "udp".to_string())]
+    })
+    .await;
+    assert!(fake.forward_automatically(&id, vec![port(53, Protocol::Udp)]));
+    eventually("a closed port goes", || {
+        listed(&engine) == [(53, "udp".to_string())]
+    })
+    .await;
+
+    fake.init(&id).exit(0);
+    eventually("the exit is recorded", || {
+        engine.container(&id).unwrap().state.status == Status::Exited
+    })
+    .await;
+    // A late report of the ended run changes nothing.
+    fake.forward_automatically(&id, vec![port(9090, Protocol::Tcp)]);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(listed(&engine).is_empty());
 }
 
 #[tokio::test]

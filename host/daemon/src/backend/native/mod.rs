@@ -215,6 +215,7 @@ impl ContainerBackend for NativeBackend {
             monitor_pid: shim_pid,
             endpoint: endpoint_state,
             ports,
+            auto_ports: None,
         })
     }
 

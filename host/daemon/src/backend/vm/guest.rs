@@ -189,12 +189,18 @@ impl GuestContainers {
 
 /// What `create` hands the engine for container `id` running in `machine` with its
 /// ports published as `ports`.
-pub fn created(machine: Arc<Machine>, id: &str, ports: Vec<PublishedPort>) -> CreatedContainer {
+pub fn created(
+    machine: Arc<Machine>,
+    id: &str,
+    ports: Vec<PublishedPort>,
+    auto_ports: Option<super::ports::AutoPorts>,
+) -> CreatedContainer {
     CreatedContainer {
         monitor_pid: i32::try_from(machine.pid()).unwrap_or(0),
         process: Arc::new(VmProcess::new(machine, id.to_string())),
         endpoint: None,
         ports,
+        auto_ports,
     }
 }
 

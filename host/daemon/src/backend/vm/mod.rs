@@ -294,13 +294,15 @@ impl ContainerBackend for VmContainerBackend {
                 return Err(e);
             }
         };
-        let (listeners, ports) = match ports::publish(&machine, c, self.config.auto_forward).await {
-            Ok(p) => p,
-            Err(e) => {
-                machine.shutdown().await;
-                return Err(e);
-            }
-        };
+        let (mut listeners, ports) =
+            match ports::publish(&machine, c, self.config.auto_forward).await {
+                Ok(p) => p,
+                Err(e) => {
+                    machine.shutdown().await;
+                    return Err(e);
+                }
+            };
+        let auto_ports = listeners.take_auto_ports();
         tracing::info!(
             container = c.short_id(),
             backend = machine.backend(),
@@ -313,7 +315,7 @@ impl ContainerBackend for VmContainerBackend {
         {
             old.shutdown().await;
         }
-        Ok(guest::created(machine, &c.id, ports))
+        Ok(guest::created(machine, &c.id, ports, auto_ports))
     }
 
     async fn create_exec(

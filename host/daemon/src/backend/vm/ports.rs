@@ -8,9 +8,10 @@
 //! `StreamTarget::Forward`).
 //!
 //! Automatic forwarding (`vmrund --auto-forward`, or `-P` on the container): the agent
-//! reports the TCP ports the container listens on as they change
+//! reports the TCP and UDP ports the container serves on as they change
 //! ([`StreamTarget::Listeners`]) and the host listens on the same port of `127.0.0.1`
 //! while the container does (a port the host already uses is left alone, with a warning).
+//! The ports forwarded so go to the engine as they change (`docker port`, inspect).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -150,9 +151,16 @@ impl DatagramReceiver for FramedReceiver {
 pub struct Forwards {
     listeners: Listeners,
     auto: Option<tokio::task::JoinHandle<()>>,
+    auto_ports: Option<AutoPorts>,
 }
 
 impl Forwards {
+    /// The automatically forwarded ports as they change (once; `None` without automatic
+    /// forwarding).
+    pub fn take_auto_ports(&mut self) -> Option<AutoPorts> {
+        self.auto_ports.take()
+    }
+
     /// Stops listening on every port (the automatic ones too).
     pub async fn close(self) {
         if let Some(task) = self.auto {
@@ -178,17 +186,34 @@ pub async fn publish(
         })
     })
     .await?;
+    let mut auto_ports = None;
     let auto = (auto || c.publish_all).then(|| {
-        let explicit: Vec<u16> = c
+        let explicit: Vec<(u16, NetProtocol)> = c
             .ports
             .iter()
-            .filter(|b| b.proto == Protocol::Tcp)
-            .map(|b| b.container_port)
+            .map(|b| (b.container_port, b.proto.into()))
             .collect();
-        tokio::spawn(follow_listeners(machine.clone(), c.id.clone(), explicit))
+        let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+        auto_ports = Some(rx);
+        tokio::spawn(follow_listeners(
+            machine.clone(),
+            c.id.clone(),
+            explicit,
+            tx,
+        ))
     });
-    Ok((Forwards { listeners, auto }, published))
+    Ok((
+        Forwards {
+            listeners,
+            auto,
+            auto_ports,
+        },
+        published,
+    ))
 }
+
+/// The ports automatic forwarding has open on the host now.
+pub type AutoPorts = tokio::sync::watch::Receiver<Vec<PublishedPort>>;
 
 /// One report of the agent's listener watch.
 #[derive(serde::Deserialize)]
@@ -196,12 +221,20 @@ struct ListenerReport {
     #[serde(default)]
     tcp: Vec<u16>,
     #[serde(default)]
+    udp: Vec<u16>,
+    #[serde(default)]
     error: Option<String>,
 }
 
-/// Forwards `127.0.0.1:PORT` on the host to each TCP port container `id` listens on
-/// (but those `-p` publishes already), while it listens.
-async fn follow_listeners(machine: Arc<Machine>, id: String, explicit: Vec<u16>) {
+/// Forwards `127.0.0.1:PORT` on the host to each TCP and UDP port container `id` serves
+/// on (but those `-p` publishes already), while it does; `report` gets the forwarded set
+/// at each change.
+async fn follow_listeners(
+    machine: Arc<Machine>,
+    id: String,
+    explicit: Vec<(u16, NetProtocol)>,
+    forwarded_ports: tokio::sync::watch::Sender<Vec<PublishedPort>>,
+) {
     let short = id.get(..12).unwrap_or(&id).to_string();
     let stream = match machine
         .agent()
@@ -215,8 +248,8 @@ async fn follow_listeners(machine: Arc<Machine>, id: String, explicit: Vec<u16>)
         }
     };
     let mut lines = tokio::io::BufReader::new(stream).lines();
-    let mut open: HashMap<u16, vmrun_network::PublishedPort> = HashMap::new();
-    let mut refused: HashSet<u16> = HashSet::new();
+    let mut open: HashMap<(u16, NetProtocol), vmrun_network::PublishedPort> = HashMap::new();
+    let mut refused: HashSet<(u16, NetProtocol)> = HashSet::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let report: ListenerReport = match serde_json::from_str(&line) {
             Ok(r) => r,
@@ -229,47 +262,71 @@ async fn follow_listeners(machine: Arc<Machine>, id: String, explicit: Vec<u16>)
             tracing::warn!(container = %short, "automatic port forwarding stopped: {e}");
             break;
         }
-        let now: HashSet<u16> = report
-            .tcp
-            .into_iter()
-            .filter(|p| !explicit.contains(p))
-            .collect();
-        let gone: Vec<u16> = open.keys().filter(|p| !now.contains(p)).copied().collect();
-        for port in gone {
-            if let Some(listener) = open.remove(&port) {
+        let tcp = report.tcp.into_iter().map(|p| (p, NetProtocol::Tcp));
+        let udp = report.udp.into_iter().map(|p| (p, NetProtocol::Udp));
+        let now: HashSet<(u16, NetProtocol)> =
+            tcp.chain(udp).filter(|p| !explicit.contains(p)).collect();
+        let gone: Vec<_> = open.keys().filter(|p| !now.contains(p)).copied().collect();
+        for key in gone {
+            if let Some(listener) = open.remove(&key) {
                 listener.close().await;
-                tracing::info!(container = %short, port, "stopped forwarding 127.0.0.1:{port}");
+                let (port, proto) = key;
+                tracing::info!(container = %short, port, "stopped forwarding 127.0.0.1:{port}/{}", proto_name(proto));
             }
         }
         refused.retain(|p| now.contains(p));
-        for &port in &now {
-            if open.contains_key(&port) || refused.contains(&port) {
+        for &(port, proto) in &now {
+            if open.contains_key(&(port, proto)) || refused.contains(&(port, proto)) {
                 continue;
             }
             let spec = PortSpec {
                 host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 host_port: port,
                 container_port: port,
-                proto: NetProtocol::Tcp,
+                proto,
             };
             let target = Arc::new(AgentForward {
                 machine: machine.clone(),
                 id: id.clone(),
                 port,
             });
+            let name = proto_name(proto);
             match PortForwarder::publish_to(spec, target).await {
                 Ok(listener) => {
-                    tracing::info!(container = %short, port, "forwarding 127.0.0.1:{port} to the container's port {port}");
-                    open.insert(port, listener);
+                    tracing::info!(container = %short, port, "forwarding 127.0.0.1:{port}/{name} to the container's port {port}");
+                    open.insert((port, proto), listener);
                 }
                 Err(e) => {
-                    tracing::warn!(container = %short, port, "not forwarding port {port}: {e}");
-                    refused.insert(port);
+                    tracing::warn!(container = %short, port, "not forwarding port {port}/{name}: {e}");
+                    refused.insert((port, proto));
                 }
             }
         }
+        let mut forwarded: Vec<PublishedPort> = open
+            .keys()
+            .map(|&(port, proto)| PublishedPort {
+                host_ip: Ipv4Addr::LOCALHOST.to_string(),
+                host_port: port,
+                container_port: port,
+                proto: proto.into(),
+            })
+            .collect();
+        forwarded.sort_by_key(|p| (p.container_port, p.proto == Protocol::Udp));
+        forwarded_ports.send_if_modified(|old| {
+            let changed = *old != forwarded;
+            *old = forwarded;
+            changed
+        });
     }
     for (_, listener) in open.drain() {
         listener.close().await;
+    }
+    forwarded_ports.send_replace(Vec::new());
+}
+
+fn proto_name(p: NetProtocol) -> &'static str {
+    match p {
+        NetProtocol::Tcp => "tcp",
+        NetProtocol::Udp => "udp",
     }
 }

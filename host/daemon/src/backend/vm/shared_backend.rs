@@ -136,21 +136,23 @@ impl ContainerBackend for SharedVmBackend {
             pid = machine.pid(),
             "container created in the shared VM"
         );
-        let (listeners, ports) = match ports::publish(&machine, c, self.config.auto_forward).await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = machine
-                    .call(
-                        "forgetting the container",
-                        machine.agent().delete(&c.id, true),
-                    )
-                    .await;
-                return Err(e);
-            }
-        };
+        let (mut listeners, ports) =
+            match ports::publish(&machine, c, self.config.auto_forward).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = machine
+                        .call(
+                            "forgetting the container",
+                            machine.agent().delete(&c.id, true),
+                        )
+                        .await;
+                    return Err(e);
+                }
+            };
+        let auto_ports = listeners.take_auto_ports();
         self.running
             .insert(&c.id, machine.clone(), oci, listeners, links);
-        Ok(guest::created(machine, &c.id, ports))
+        Ok(guest::created(machine, &c.id, ports, auto_ports))
     }
 
     async fn create_exec(

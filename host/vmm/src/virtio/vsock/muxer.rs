@@ -192,9 +192,10 @@ impl Muxer {
         self.rx_ready.retain(|k| *k != key);
     }
 
-    /// Queues an RST for `key` and forgets the connection.
-    fn reset_conn(&mut self, key: ConnKey) {
+    /// Queues an RST for `key` and forgets the connection; `why` goes to the debug log.
+    fn reset_conn(&mut self, key: ConnKey, why: &str) {
         if let Some(conn) = self.conns.get_mut(&key) {
+            tracing::debug!(local = key.0, guest = key.1, "vsock: reset: {why}");
             let pkt = conn.control(op::RST, 0);
             self.control.push_back(pkt);
         }
@@ -359,14 +360,14 @@ impl Muxer {
                 None => return,
             };
             if !ok {
-                self.reset_conn(key);
+                self.reset_conn(key, "writing to the host stream failed");
                 return;
             }
             let drained_after_close = self.conns.get(&key).is_some_and(|c| {
                 c.guest_send_closed && c.guest_rcv_closed && !c.wants_host_write()
             });
             if drained_after_close {
-                self.reset_conn(key);
+                self.reset_conn(key, "both sides closed and everything was delivered");
                 return;
             }
             self.queue_credit_update_if_wanted(key);
@@ -419,7 +420,7 @@ impl Muxer {
                 self.request_deadlines.remove(&key);
                 let line = handshake::ok_line(conn.local_port);
                 if (&conn.stream).write_all(line.as_bytes()).is_err() {
-                    self.reset_conn(key);
+                    self.reset_conn(key, "writing the OK line failed");
                     return;
                 }
                 if !self.rx_ready.contains(&key) {
@@ -427,11 +428,12 @@ impl Muxer {
                 }
             }
             op::RST => {
+                tracing::debug!(local = key.0, guest = key.1, "vsock: the guest reset");
                 self.remove(key);
                 return;
             }
             _ if conn.state != ConnState::Established => {
-                self.reset_conn(key);
+                self.reset_conn(key, "packet before the connection was established");
                 return;
             }
             op::SHUTDOWN => {
@@ -441,14 +443,14 @@ impl Muxer {
                         // first (the RST goes once it is written; see `conn_event`).
                         self.update_interest(key);
                     } else {
-                        self.reset_conn(key);
+                        self.reset_conn(key, "the guest closed both directions");
                     }
                     return;
                 }
             }
             op::RW => {
                 if conn.guest_send_closed || conn.write_from_guest(payload).is_err() {
-                    self.reset_conn(key);
+                    self.reset_conn(key, "guest data after its SHUTDOWN(SEND) or beyond its credit, or the host stream broke");
                     return;
                 }
                 self.queue_credit_update_if_wanted(key);
@@ -463,7 +465,7 @@ impl Muxer {
                 }
             }
             _ => {
-                self.reset_conn(key);
+                self.reset_conn(key, "unknown operation");
                 return;
             }
         }
@@ -493,7 +495,7 @@ impl Muxer {
             .collect();
         for key in late_requests {
             tracing::debug!("vsock: guest port {} did not answer in time", key.1);
-            self.reset_conn(key);
+            self.reset_conn(key, "the guest did not answer the REQUEST in time");
         }
         let next = self
             .handshakes
@@ -567,7 +569,7 @@ impl Muxer {
                     return Some(pkt);
                 }
                 HostRead::Error => {
-                    self.reset_conn(key);
+                    self.reset_conn(key, "reading the host stream failed");
                     return self.control.pop_front();
                 }
             }
