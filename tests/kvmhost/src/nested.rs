@@ -8,7 +8,7 @@ use std::time::Duration;
 use vmrun_test_skip::Skip;
 
 use crate::job::Job;
-use crate::outer::KvmHost;
+use crate::outer::{KvmHost, RunError};
 
 /// Set (to `1`) in the environment of a test re-run inside the outer host.
 const INSIDE_ENV: &str = "VMRUN_KVMHOST_INSIDE";
@@ -135,14 +135,24 @@ pub fn nested_test(
     }
     let outcome = match host.run(&job) {
         Ok(o) => o,
+        // QEMU TCG's nested SVM now and then stalls a whole run, the outer kernel included
+        // (README, "nested KVM host"): a run that hangs to its limit gets one more try,
+        // said out loud with the stalled run's serial log. A failure is never retried.
+        Err(RunError::Timeout { after, serial }) => {
+            eprintln!(
+                "nested KVM host: {test} did not finish within {after:?}; running it once \
+                 more. The stalled run's serial log:\n{}",
+                indent(&serial)
+            );
+            match host.run(&job) {
+                Ok(o) => o,
+                Err(e) => panic!("nested KVM run of {test} failed twice: {e}"),
+            }
+        }
         Err(e) => panic!("nested KVM run of {test} failed: {e}"),
     };
     // Indented, so that the inner libtest's "test result" lines are not read as this run's.
-    let indented: String = outcome
-        .output
-        .lines()
-        .map(|l| format!("  | {l}\n"))
-        .collect();
+    let indented = indent(&outcome.output);
     eprintln!(
         "nested KVM host: booted in {:.1?}, whole run {:.1?}; the test's output:\n{indented}",
         outcome.boot, outcome.elapsed
@@ -152,11 +162,7 @@ pub fn nested_test(
         0,
         "{test} failed inside the nested KVM host (exit {}); serial log:\n{}",
         outcome.exit_code,
-        outcome
-            .serial
-            .lines()
-            .map(|l| format!("  | {l}\n"))
-            .collect::<String>()
+        indent(&outcome.serial)
     );
     // A re-run that filtered to nothing would pass vacuously.
     assert!(
@@ -171,4 +177,9 @@ pub fn nested_test(
     {
         vmrun_test_skip::report(format!("inside the nested KVM host: {skipped}"));
     }
+}
+
+/// `text` with each line behind `  | `.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  | {l}\n")).collect()
 }
