@@ -186,13 +186,17 @@ impl Engine {
             return;
         };
         if fresh || rec.health.is_none() {
-            let _ = self.store.update(id, |r| {
+            let reset = self.store.update(id, |r| {
                 r.health = Some(HealthState {
                     status: "starting".into(),
                     failing_streak: 0,
                     log: Vec::new(),
                 })
             });
+            if let Err(e) = reset {
+                // The monitor still runs; its next result is written again.
+                tracing::warn!("recording the health of {id} as starting: {e}");
+            }
         }
         let run = rec.state.started_at.clone();
         let engine = self.clone();

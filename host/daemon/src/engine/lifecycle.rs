@@ -319,7 +319,7 @@ impl Engine {
         self.settle_restart(&rec.id).await;
         let rec = self.container(&rec.id)?;
         if !rec.is_running() {
-            self.stopped_while_down(&rec);
+            self.stopped_while_down(&rec)?;
             return Ok(false);
         }
         self.store

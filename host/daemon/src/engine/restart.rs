@@ -298,16 +298,17 @@ impl Engine {
 
     /// A stop of a container that is not running: no restart follows (also one its exit,
     /// being recorded right now, may still schedule).
-    pub(super) fn stopped_while_down(&self, rec: &ContainerRecord) {
+    pub(super) fn stopped_while_down(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
         if Policy::of(rec) == Policy::No {
-            return;
+            return Ok(());
         }
-        let _ = self.store.update(&rec.id, |r| {
+        self.restarts.cancel(&rec.id);
+        self.store.update(&rec.id, |r| {
             if !r.is_running() {
                 r.state.stopped_by_user = true;
             }
-        });
-        self.restarts.cancel(&rec.id);
+        })?;
+        Ok(())
     }
 
     /// At daemon start, after [`Engine::recover`]: starts the containers whose policy

@@ -162,7 +162,9 @@ pub fn write_host_network_files(
     std::fs::write(&paths.hosts, hosts)
         .map_err(|e| BackendError::Failed(format!("writing {}: {e}", paths.hosts.display())))?;
     if let Ok(name) = nix::unistd::gethostname() {
-        let _ = std::fs::write(&paths.hostname, format!("{}\n", name.to_string_lossy()));
+        std::fs::write(&paths.hostname, format!("{}\n", name.to_string_lossy())).map_err(|e| {
+            BackendError::Failed(format!("writing {}: {e}", paths.hostname.display()))
+        })?;
     }
     Ok(())
 }
