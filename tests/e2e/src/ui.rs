@@ -69,13 +69,36 @@ pub fn build_front_end() -> Result<PathBuf, String> {
             return Err(format!("npm ci failed: {out}"));
         }
     }
-    let mut cmd = Command::new("npm");
-    cmd.args(["run", "build"]).current_dir(&ui);
-    let out = run_with_timeout(cmd, None, Duration::from_secs(300));
-    if !out.success() {
-        return Err(format!("npm run build failed: {out}"));
+    // Only when a source changed (as ui/build-desktop.sh does): a rebuilt ui/dist makes
+    // cargo recompile the desktop app, which embeds it.
+    let built = ui.join("dist/index.html");
+    let sources = [
+        "src",
+        "index.html",
+        "vite.config.ts",
+        "tsconfig.json",
+        "package.json",
+        "package-lock.json",
+    ];
+    if sources.iter().any(|s| newer_in(&ui.join(s), &built)) {
+        let mut cmd = Command::new("npm");
+        cmd.args(["run", "build"]).current_dir(&ui);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(300));
+        if !out.success() {
+            return Err(format!("npm run build failed: {out}"));
+        }
     }
     Ok(ui.join("dist"))
+}
+
+/// Whether `path` or anything under it is newer than `than` (or `than` is missing).
+fn newer_in(path: &Path, than: &Path) -> bool {
+    if newer(path, than) {
+        return true;
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().any(|e| newer_in(&e.path(), than)))
+        .unwrap_or(false)
 }
 
 /// A running `vmrun ui --browser`; dropping it stops it.
