@@ -12,22 +12,82 @@
 //! and clicks), kept current from the daemon's events, and a port link clicked through
 //! D-Bus.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vmrun_e2e::dbus::{self, SessionBus};
-use vmrun_e2e::ui::{build_desktop, missing_desktop_tools, Xvfb};
+use vmrun_e2e::ui::{build_desktop, missing_desktop_tools, DesktopBuild, Xvfb};
 use vmrun_e2e::{free_port, require_root, Daemon};
 use vmrun_test_skip::skip;
 
-/// The app, built once for all tests of this binary.
-fn desktop_app() -> PathBuf {
-    static APP: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    APP.get_or_init(build_desktop)
+/// The app and its .deb, built once for all tests of this binary.
+fn desktop_build() -> DesktopBuild {
+    static BUILD: OnceLock<Result<DesktopBuild, String>> = OnceLock::new();
+    BUILD
+        .get_or_init(build_desktop)
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `dpkg-deb ARGS`' stdout; panics on failure.
+fn dpkg_deb(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("dpkg-deb: {e}"));
+    assert!(
+        out.status.success(),
+        "dpkg-deb {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The app's binary as the .deb installs it, unpacked into `dir`.
+fn unpack_deb(deb: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    dpkg_deb(&[OsStr::new("-x"), deb.as_os_str(), dir.as_os_str()]);
+    dir.join("usr/bin/vmrun-desktop")
+}
+
+#[test]
+fn desktop_deb_holds_the_app() {
+    if let Some(reason) = missing_desktop_tools() {
+        skip!("{reason}");
+    }
+    let build = desktop_build();
+    let deb = build.deb.as_os_str();
+    let size = build.deb.metadata().map(|m| m.len()).unwrap_or(0);
+    let listing = dpkg_deb(&[OsStr::new("-c"), deb]);
+    for path in [
+        "usr/bin/vmrun-desktop",
+        "usr/share/applications/vmrun-desktop.desktop",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(path)),
+            "{path} is not in {}:\n{listing}",
+            build.deb.display()
+        );
+    }
+    let fields = dpkg_deb(&[
+        OsStr::new("-f"),
+        deb,
+        OsStr::new("Package"),
+        OsStr::new("Architecture"),
+        OsStr::new("Depends"),
+    ]);
+    assert!(fields.contains("Package: vmrun-desktop"), "{fields}");
+    assert!(fields.contains("libwebkit2gtk-4.1-0"), "{fields}");
+    // Every library the packaged binary needs resolves here (the tray test runs it). It is
+    // not byte for byte the built one: the bundler marks the package type in it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let packaged = unpack_deb(&build.deb, dir.path());
+    let ldd = Command::new("ldd").arg(&packaged).output().expect("ldd");
+    let ldd = String::from_utf8_lossy(&ldd.stdout);
+    assert!(!ldd.contains("not found"), "{ldd}");
+    eprintln!("{}: {size} bytes\n{fields}", build.deb.display());
 }
 
 #[test]
@@ -38,7 +98,7 @@ fn desktop_window_renders_the_containers_view() {
     if let Some(reason) = missing_desktop_tools() {
         skip!("{reason}");
     }
-    let app = desktop_app();
+    let app = desktop_build().binary;
     let d = Daemon::start();
     d.vmrun(&[
         "run",
@@ -156,7 +216,16 @@ impl TrayApp {
         what: &str,
         want: impl Fn(&[(String, bool)]) -> bool,
     ) -> Vec<(String, bool)> {
-        poll(Duration::from_secs(30), || {
+        self.wait_menu_for(Duration::from_secs(30), what, want)
+    }
+
+    fn wait_menu_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        want: impl Fn(&[(String, bool)]) -> bool,
+    ) -> Vec<(String, bool)> {
+        poll(timeout, || {
             hook_items(&self.hook).filter(|items| want(items))
         })
         .unwrap_or_else(|| {
@@ -184,8 +253,10 @@ fn desktop_tray_shows_vm_state_and_port_links() {
     if let Some(reason) = missing_desktop_tools().or_else(dbus::missing_tools) {
         skip!("{reason}");
     }
-    let app = desktop_app();
-    let d = Daemon::start();
+    let build = desktop_build();
+    let mut d = Daemon::start();
+    // A small shared VM, for the tray's Start VM (TCG guests are slow to fill).
+    d.restart_with(&["--vm-memory", "512", "--vm-disk-size", "4"]);
     let (port_a, port_b) = (free_port(), free_port());
     let publish = |name: &str, port: u16| {
         d.vmrun(&[
@@ -221,6 +292,8 @@ fn desktop_tray_shows_vm_state_and_port_links() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // The app as its .deb installs it.
+    let app = unpack_deb(&build.deb, &d.dir().join("pkg"));
     let log = d.dir().join("desktop-tray.log");
     let log_file = std::fs::File::create(&log).expect("log file");
     let hook = d.dir().join("tray.json");
@@ -354,6 +427,66 @@ fn desktop_tray_shows_vm_state_and_port_links() {
     let mut expected_after = expected.clone();
     expected_after[3] = (link_b, true);
     assert_eq!(items, expected_after, "{}", app.log());
+    exported(&expected_after);
+
+    // 5. Start VM and Stop VM clicked through D-Bus: the daemon's shared VM boots and
+    //    stops, and the menu follows (the daemon sends no event for these: the app
+    //    refreshes after its own action).
+    if running {
+        eprintln!("the shared VM was already running: Start VM not clicked");
+        return;
+    }
+    let click = |label: &str| {
+        let item = exported(&app.wait_menu("the current menu", |_| true))
+            .into_iter()
+            .find(|i| i.label == label)
+            .unwrap_or_else(|| panic!("no {label:?} item"));
+        assert!(item.enabled, "{label:?} is disabled");
+        bus.call(
+            &name,
+            &menu_path,
+            "com.canonical.dbusmenu.Event",
+            &[&item.id.to_string(), "'clicked'", "<''>", "0"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let clicked = Instant::now();
+    click("Start VM");
+    let vm_is = |state: &str| {
+        let status = format!("VM: {state}");
+        move |items: &[(String, bool)]| items.first().is_some_and(|(l, _)| *l == status)
+    };
+    let settled = poll(Duration::from_secs(180), || {
+        hook_items(&app.hook)
+            .filter(|items| vm_is("running")(items) || app.log().contains("/vmrun/vm/start: "))
+    });
+    if settled.is_some_and(|items| !vm_is("running")(&items)) {
+        let log = app.log();
+        let why = log
+            .lines()
+            .find(|l| l.contains("/vmrun/vm/start: "))
+            .unwrap_or_default();
+        vmrun_test_skip::report(format_args!(
+            "the tray's Start VM was clicked but this host cannot run the shared VM ({why})"
+        ));
+        return;
+    }
+    let items = app.wait_menu("VM: running", vm_is("running"));
+    eprintln!(
+        "VM running {:?} after the click: {items:?}",
+        clicked.elapsed()
+    );
+    let vm: serde_json::Value =
+        serde_json::from_slice(&d.api("GET", "/vmrun/vm", None).body).expect("GET /vmrun/vm");
+    assert_eq!(vm["State"], "running", "{vm}");
+    let mut expected_running = expected_after.clone();
+    expected_running[0] = ("VM: running".to_string(), false);
+    expected_running[1] = ("Start VM".to_string(), false);
+    expected_running[2] = ("Stop VM".to_string(), true);
+    assert_eq!(items, expected_running, "{}", app.log());
+    exported(&expected_running);
+    click("Stop VM");
+    app.wait_menu_for(Duration::from_secs(120), "VM: stopped", vm_is("stopped"));
     exported(&expected_after);
     eprintln!("tray checks done in {:?}", started.elapsed());
 }
