@@ -38,7 +38,8 @@ impl SessionBus {
             .arg(format!("--address=unix:path={}", socket.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its notes (service activations by WebKit, the fd limit) are noise here.
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting dbus-daemon: {e}"))?;
         let stdout = child.stdout.take().ok_or("dbus-daemon: no stdout")?;

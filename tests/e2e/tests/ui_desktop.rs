@@ -320,23 +320,32 @@ fn desktop_tray_shows_vm_state_and_port_links() {
 
     // 1. The app's own view of its menu: the VM's state as the daemon reports it,
     //    start/stop enabled accordingly, the published port, show and quit.
-    let vm: serde_json::Value =
-        serde_json::from_slice(&d.api("GET", "/vmrun/vm", None).body).expect("GET /vmrun/vm");
-    let vm_state = vm["State"].as_str().expect("the VM's State").to_string();
-    let running = vm_state == "running";
+    let vm = d.api("GET", "/vmrun/vm", None);
+    let vm_state = serde_json::from_slice::<serde_json::Value>(&vm.body)
+        .ok()
+        .filter(|_| vm.status == 200)
+        .and_then(|v| v["State"].as_str().map(str::to_string));
+    let running = vm_state.as_deref() == Some("running");
     let link_a = format!("ui-tray-a → localhost:{port_a}");
     let items = app.wait_menu("the first container's port", |items| {
         items.iter().any(|(l, _)| *l == link_a)
     });
     eprintln!("tray menu after {:?}: {items:?}", started.elapsed());
-    let expected = vec![
-        (format!("VM: {vm_state}"), false),
-        ("Start VM".to_string(), !running),
-        ("Stop VM".to_string(), running),
+    // Without the shared VM's endpoint the menu says so and has no Start/Stop VM.
+    let mut expected = match &vm_state {
+        Some(state) => vec![
+            (format!("VM: {state}"), false),
+            ("Start VM".to_string(), !running),
+            ("Stop VM".to_string(), running),
+        ],
+        None => vec![("Daemon: running (no VM endpoints)".to_string(), false)],
+    };
+    expected.extend([
         (link_a.clone(), true),
         ("Show dashboard".to_string(), true),
         ("Quit".to_string(), true),
-    ];
+    ]);
+    let link_index = expected.len() - 3;
     assert_eq!(items, expected, "{}", app.log());
 
     // 2. The same menu as the desktop shell sees it: exported on the session bus.
@@ -425,16 +434,27 @@ fn desktop_tray_shows_vm_state_and_port_links() {
         !items.iter().any(|(l, _)| *l == link_a)
     });
     let mut expected_after = expected.clone();
-    expected_after[3] = (link_b, true);
+    expected_after[link_index] = (link_b, true);
     assert_eq!(items, expected_after, "{}", app.log());
     exported(&expected_after);
 
     // 5. Start VM and Stop VM clicked through D-Bus: the daemon's shared VM boots and
     //    stops, and the menu follows (the daemon sends no event for these: the app
     //    refreshes after its own action).
-    if running {
-        eprintln!("the shared VM was already running: Start VM not clicked");
-        return;
+    match vm_state.as_deref() {
+        Some("running") => {
+            eprintln!("the shared VM was already running: Start VM not clicked");
+            return;
+        }
+        None => {
+            let why = String::from_utf8_lossy(&vm.body).into_owned();
+            vmrun_test_skip::report(format_args!(
+                "the tray's VM items not clicked: GET /vmrun/vm answered {}: {why}",
+                vm.status
+            ));
+            return;
+        }
+        Some(_) => {}
     }
     let click = |label: &str| {
         let item = exported(&app.wait_menu("the current menu", |_| true))
