@@ -396,6 +396,25 @@ fn desktop_tray_shows_vm_state_and_port_links() {
     };
     let dbus_items = exported(&expected);
     eprintln!("dbusmenu {menu_path} on {name}: {dbus_items:?}");
+    // The status-notifier item a host registers points at that menu and is active.
+    let item = bus
+        .objects_with(&name, "org.kde.StatusNotifierItem")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no org.kde.StatusNotifierItem on {name}"));
+    let property = |key: &str| {
+        bus.call(
+            &name,
+            &item,
+            "org.freedesktop.DBus.Properties.Get",
+            &["org.kde.StatusNotifierItem", key],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let menu_prop = property("Menu");
+    assert!(menu_prop.contains(&format!("'{menu_path}'")), "{menu_prop}");
+    let status = property("Status");
+    assert!(status.contains("'Active'"), "{status}");
 
     // 3. Clicking the port link through D-Bus opens the container's URL.
     let link = dbus_items
