@@ -18,8 +18,9 @@
 #     its children (WebKitWebProcess, WebKitNetworkProcess), summed;
 #  4. browser adapter: `vmrun ui --browser` once, then N fresh chromium pages (new
 #     context each, playwright-core) timed from navigation to the rendered view;
-#  5. prints medians and the memory; on exit stops everything it started and removes
-#     its temp dir.
+#  5. prints medians and the memory, then other dashboards' idle memory as published by
+#     third parties (not measured here: neither runs on this host), with their sources;
+#     on exit stops everything it started and removes its temp dir.
 set -euo pipefail
 export LC_ALL=C
 
@@ -148,3 +149,12 @@ if [ -n "$browser_ms" ]; then
     printf '%-52s %s MiB RSS (the browser not counted)\n' "browser adapter: vmrun ui --browser after the runs" "$(awk -v k="$ui_rss" 'BEGIN {printf "%.1f", k / 1024}')"
 fi
 echo "all runs (ms): desktop=${desktop_ms[*]:-} browser=${browser_ms}"
+# Other dashboards' idle memory: not measured here (neither runs on this host). Neither
+# vendor publishes an idle-memory figure for its dashboard; what could be found are
+# third-party figures, printed with their sources and not comparable like for like.
+echo
+echo "reference, third-party figures, NOT measured here (sources in README.md, bench/ui.sh):"
+printf '%-52s %s\n' "Docker Desktop (M2 Mac, VM + app, methodology unstated)" "~250 MB  binh.cc/insights/docker-desktop-apple-silicon"
+printf '%-52s %s\n' "Docker Desktop backend process alone (Windows, user)" "150-180 MB  github.com/docker/for-win/issues/14367"
+printf '%-52s %s\n' "Podman (Lima VM, same teardown as above)" "~200 MB  binh.cc/insights/docker-desktop-apple-silicon"
+printf '%-52s %s\n' "Podman Desktop 1.14.2 idle (Windows, a bug report)" "up to 4 GB  github.com/podman-desktop/podman-desktop/issues/10356"

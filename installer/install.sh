@@ -7,8 +7,12 @@
 #
 #   --with-gui   also build and install the desktop dashboard: the web front end in
 #                PREFIX/share/vmrun/ui (for `vmrun ui --browser`) and the Tauri app
-#                `vmrun-desktop` (for `vmrun ui`). Linux packages (.deb, AppImage) of the
-#                app: ui/build-desktop.sh --bundle.
+#                `vmrun-desktop` (for `vmrun ui`), built through Tauri's bundler, which
+#                also makes the app's Debian package: copied to
+#                $VMRUN_CACHE/vmrun-desktop_VERSION_ARCH.deb (default /var/cache/vmrun),
+#                to install elsewhere with `apt install ./vmrun-desktop_…deb`. (An AppImage
+#                needs linuxdeploy from GitHub: VMRUN_BUNDLES=deb,appimage where that is
+#                reachable.)
 set -euo pipefail
 
 with_gui=""
@@ -85,7 +89,13 @@ if [ -n "$with_gui" ]; then
     ensure_gui_build_packages
     ensure_packages "${VMRUN_TAURI_PACKAGES[@]}"
     say "building the desktop dashboard (front end + Tauri app)"
-    desktop=$(bash "$repo/ui/build-desktop.sh")
+    built=$(bash "$repo/ui/build-desktop.sh" --bundle)
+    desktop=$(printf '%s\n' "$built" | tail -1)
+    for package in $(printf '%s\n' "$built" | grep -E '\.(deb|AppImage)$' || true); do
+        install -m 0644 "$package" "$cache/$(basename "$package").new"
+        mv -f "$cache/$(basename "$package").new" "$cache/$(basename "$package")"
+        say "desktop app package: $cache/$(basename "$package")"
+    done
     install -d -m 0755 "$prefix/share/vmrun"
     rm -rf "$prefix/share/vmrun/ui.new"
     cp -r "$repo/ui/dist" "$prefix/share/vmrun/ui.new"

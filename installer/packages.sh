@@ -15,12 +15,13 @@ VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry sko
 
 # What the desktop GUI (ui/) needs: node + npm build the web front end; chromium is the
 # browser the GUI's end-to-end tests drive (through playwright-core, no browser download);
-# the rest builds and runs the Tauri 2 shell (WebKitGTK) and screenshots it under Xvfb.
+# the rest builds and runs the Tauri 2 shell (WebKitGTK) and screenshots it under Xvfb
+# (dbus-daemon and gdbus: the tray test reads and clicks its menu on a private session bus).
 # (Debian's npm is needed only with Debian's nodejs: NodeSource's nodejs bundles npm and
 # conflicts with it; see ensure_gui_build_packages.)
 VMRUN_GUI_BUILD_PACKAGES=(nodejs)
 VMRUN_GUI_TEST_PACKAGES=(chromium fonts-dejavu-core)
-VMRUN_TAURI_PACKAGES=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev xvfb x11-apps imagemagick)
+VMRUN_TAURI_PACKAGES=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev xvfb x11-apps imagemagick dbus-daemon libglib2.0-bin)
 
 # What building the guest kernel needs (kernel-config/build.sh).
 VMRUN_KERNEL_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev xz-utils)

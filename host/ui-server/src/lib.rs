@@ -8,13 +8,15 @@
 //! by a loopback host, so no other local page can drive the daemon through it. The
 //! optional "start daemon" action is a callback of the embedding binary (the CLI starts
 //! `vmrund` exactly as its other commands do). [`daemon`] and [`relay`] are shared with
-//! the Tauri shell, which offers the same operations as Tauri commands.
+//! the Tauri shell, which offers the same operations as Tauri commands; so is [`tray`],
+//! the model of its tray menu.
 
 pub mod assets;
 pub mod auth;
 pub mod daemon;
 pub mod relay;
 mod routes;
+pub mod tray;
 pub mod ws;
 
 use std::future::IntoFuture;

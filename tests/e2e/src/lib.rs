@@ -19,6 +19,7 @@ pub mod cleanup;
 pub mod command;
 pub mod compose;
 pub mod daemon;
+pub mod dbus;
 pub mod env;
 pub mod http;
 pub mod image;

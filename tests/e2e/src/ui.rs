@@ -69,13 +69,36 @@ pub fn build_front_end() -> Result<PathBuf, String> {
             return Err(format!("npm ci failed: {out}"));
         }
     }
-    let mut cmd = Command::new("npm");
-    cmd.args(["run", "build"]).current_dir(&ui);
-    let out = run_with_timeout(cmd, None, Duration::from_secs(300));
-    if !out.success() {
-        return Err(format!("npm run build failed: {out}"));
+    // Only when a source changed (as ui/build-desktop.sh does): a rebuilt ui/dist makes
+    // cargo recompile the desktop app, which embeds it.
+    let built = ui.join("dist/index.html");
+    let sources = [
+        "src",
+        "index.html",
+        "vite.config.ts",
+        "tsconfig.json",
+        "package.json",
+        "package-lock.json",
+    ];
+    if sources.iter().any(|s| newer_in(&ui.join(s), &built)) {
+        let mut cmd = Command::new("npm");
+        cmd.args(["run", "build"]).current_dir(&ui);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(300));
+        if !out.success() {
+            return Err(format!("npm run build failed: {out}"));
+        }
     }
     Ok(ui.join("dist"))
+}
+
+/// Whether `path` or anything under it is newer than `than` (or `than` is missing).
+fn newer_in(path: &Path, than: &Path) -> bool {
+    if newer(path, than) {
+        return true;
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().any(|e| newer_in(&e.path(), than)))
+        .unwrap_or(false)
 }
 
 /// A running `vmrun ui --browser`; dropping it stops it.
@@ -163,20 +186,36 @@ pub fn missing_desktop_tools() -> Option<String> {
     None
 }
 
-/// Builds the desktop app with `ui/build-desktop.sh` (minutes when cold; its target
-/// dir is outside the checkout) and returns the binary.
-pub fn build_desktop() -> Result<PathBuf, String> {
+/// The desktop app as `ui/build-desktop.sh --bundle` made it.
+#[derive(Debug, Clone)]
+pub struct DesktopBuild {
+    /// The release binary.
+    pub binary: PathBuf,
+    /// The Debian package Tauri's bundler made of it.
+    pub deb: PathBuf,
+}
+
+/// Builds the desktop app through Tauri's bundler with `ui/build-desktop.sh --bundle`
+/// (minutes when cold; its target dir is outside the checkout; the `.deb` adds about 4 s).
+pub fn build_desktop() -> Result<DesktopBuild, String> {
     let mut cmd = Command::new("bash");
-    cmd.arg(ui_dir().join("build-desktop.sh"));
+    cmd.arg(ui_dir().join("build-desktop.sh")).arg("--bundle");
     let out = run_with_timeout(cmd, None, Duration::from_secs(1800));
     if !out.success() {
-        return Err(format!("ui/build-desktop.sh failed: {out}"));
+        return Err(format!("ui/build-desktop.sh --bundle failed: {out}"));
     }
-    let path = PathBuf::from(out.stdout.lines().last().unwrap_or_default().trim());
-    if !path.is_file() {
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    let binary = PathBuf::from(lines.last().copied().unwrap_or_default());
+    if !binary.is_file() {
         return Err(format!("ui/build-desktop.sh printed no binary: {out}"));
     }
-    Ok(path)
+    let deb = lines
+        .iter()
+        .find(|l| l.ends_with(".deb"))
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| format!("ui/build-desktop.sh --bundle printed no .deb: {out}"))?;
+    Ok(DesktopBuild { binary, deb })
 }
 
 /// A private X server (`Xvfb :N`); dropping it stops it.

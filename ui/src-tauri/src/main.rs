@@ -6,7 +6,9 @@
 //!
 //! Environment: `VMRUN_HOST` (the daemon, default unix:///run/vmrun/docker.sock);
 //! `VMRUN_DESKTOP_READY_FILE` (test hook: when the containers view has rendered with
-//! data, `{"view", "ms" since start, "rows": container names}` is written there); `VMRUN_DESKTOP_NO_TRAY`.
+//! data, `{"view", "ms" since start, "rows": container names}` is written there);
+//! `VMRUN_DESKTOP_TRAY_FILE` (test hook: the tray menu as JSON, see tray.rs);
+//! `VMRUN_DESKTOP_NO_TRAY`.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
