@@ -92,7 +92,8 @@ pub enum Op {
         /// Layer id (`[A-Za-z0-9_.-]`, at most 128 characters; a digest's hex works).
         id: String,
     },
-    /// Mount the writable ext4 data disk (formatted by the host) at [`crate::DATA_DIR`].
+    /// Mount the writable ext4 data disk (formatted by the host) at [`crate::DATA_DIR`],
+    /// its file system grown online to fill the device when the host made the disk larger.
     /// Reply: [`Reply::Mounted`].
     MountDataDisk {
         /// Block device in the guest.
