@@ -43,7 +43,7 @@ where
 }
 
 /// `Write` into a channel, in the chunks tar writes.
-struct ChannelWriter(mpsc::Sender<Vec<u8>>);
+pub(crate) struct ChannelWriter(pub(crate) mpsc::Sender<Vec<u8>>);
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -24,11 +24,12 @@
 //! [`init`] (boot set-up), [`reaper`], [`clock`], [`power`] (shutdown), [`mounts`] (layer
 //! and data disks), [`procs`] (the process table), [`bundle`] (the OCI bundle), [`spawn`] (running a shim),
 //! [`shim_client`], [`streams`]
-//! (attach and log streams), [`forward`] (published ports' connections), [`data_tar`] (a writable layer as a tar), [`netns`] (containers' network
+//! (attach and log streams), [`forward`] (published ports' connections), [`data_tar`] (a writable layer as a tar), [`container_files`] (`docker cp` and `docker export`), [`netns`] (containers' network
 //! namespaces), [`listeners`] (ports containers listen on), [`inspect`] (stats, top, logs), [`server`] (connections).
 
 pub mod bundle;
 pub mod clock;
+pub mod container_files;
 pub mod data_files;
 pub mod data_tar;
 pub mod forward;

@@ -50,14 +50,60 @@ pub fn unmount_layer(id: &str) -> Result<(), AgentError> {
     }
 }
 
-/// Mounts the ext4 data disk at [`DATA_DIR`].
+/// Mounts the ext4 data disk at [`DATA_DIR`] and grows its file system to the device's
+/// size when the host made the disk larger (a failure to grow is logged; the disk stays
+/// usable at its old size).
 pub fn mount_data_disk(device: &Path) -> Result<(PathBuf, bool), AgentError> {
-    mount_ext4(
+    let mounted = mount_ext4(
         device,
         Path::new(DATA_DIR),
         MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
         None,
-    )
+    )?;
+    if !mounted.1 {
+        match grow_to_device(device, Path::new(DATA_DIR)) {
+            Ok(Some(blocks)) => tracing::info!("the data disk grew to {blocks} blocks"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("growing the data disk: {e}"),
+        }
+    }
+    Ok(mounted)
+}
+
+nix::ioctl_write_ptr!(ext4_resize_fs, b'f', 16, u64);
+
+/// Grows the ext4 file system of `device` mounted at `mount_point` (online,
+/// `EXT4_IOC_RESIZE_FS`, as `resize2fs` does) to fill the device; `Some(new block count)`
+/// when it grew.
+fn grow_to_device(device: &Path, mount_point: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
+    let mut dev = std::fs::File::open(device)?;
+    let device_bytes = dev.seek(SeekFrom::End(0))?;
+    // The superblock: 1024 bytes at offset 1024.
+    let mut sb = [0u8; 1024];
+    dev.seek(SeekFrom::Start(1024))?;
+    dev.read_exact(&mut sb)?;
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    if u16::from_le_bytes([sb[0x38], sb[0x39]]) != 0xEF53 {
+        return Err(std::io::Error::other("not an ext4 file system"));
+    }
+    let block = 1024u64 << u32_at(24).min(6);
+    let high = if u32_at(0x60) & 0x80 != 0 {
+        u64::from(u32_at(0x150)) << 32
+    } else {
+        0
+    };
+    let current = high | u64::from(u32_at(4));
+    let wanted = device_bytes / block;
+    if wanted <= current {
+        return Ok(None);
+    }
+    let dir = std::fs::File::open(mount_point)?;
+    // SAFETY: the ioctl reads one u64 through the pointer, valid for the call, on a
+    // descriptor this function owns.
+    unsafe { ext4_resize_fs(dir.as_raw_fd(), &wanted) }.map_err(std::io::Error::from)?;
+    Ok(Some(wanted))
 }
 
 fn mount_ext4(

@@ -395,6 +395,75 @@ where
                 let _ = write_frame(&mut stream, &fail(e)).await;
             }
         },
+        StreamTarget::Archive {
+            id: cid,
+            path,
+            stopped,
+            stat_only,
+        } => {
+            let a = agent.clone();
+            let found = crate::container_files::blocking(move || {
+                let opened = crate::container_files::open(&a.procs, &cid, stopped.as_ref(), true)?;
+                crate::container_files::find(opened, &path)
+            })
+            .await;
+            match found {
+                Ok(found) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::container_files::send_archive(&mut stream, found, stat_only).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
+        StreamTarget::Extract {
+            id: cid,
+            path,
+            stopped,
+            no_overwrite_dir_non_dir,
+            copy_uid_gid,
+            user,
+        } => {
+            let a = agent.clone();
+            let opened = crate::container_files::blocking(move || {
+                crate::container_files::open(&a.procs, &cid, stopped.as_ref(), true)
+            })
+            .await;
+            match opened {
+                Ok(opened) => {
+                    if send_ready(&mut stream, id).await {
+                        let opts = vmrun_containerfs::ExtractOptions {
+                            no_overwrite_dir_non_dir,
+                            copy_uid_gid,
+                        };
+                        crate::container_files::receive(&mut stream, opened, path, opts, user)
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
+        StreamTarget::Export { id: cid, stopped } => {
+            let a = agent.clone();
+            let opened = crate::container_files::blocking(move || {
+                crate::container_files::open(&a.procs, &cid, stopped.as_ref(), false)
+            })
+            .await;
+            match opened {
+                Ok(opened) => {
+                    if send_ready(&mut stream, id).await {
+                        crate::container_files::send_export(&mut stream, opened).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = write_frame(&mut stream, &fail(e)).await;
+                }
+            }
+        }
         StreamTarget::Logs { id: cid, follow } => {
             let found = agent.procs.container(&cid).and_then(|e| {
                 let path = crate::inspect::log_path(&e)?.to_owned();

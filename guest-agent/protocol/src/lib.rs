@@ -59,7 +59,7 @@ pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;

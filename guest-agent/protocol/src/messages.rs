@@ -92,7 +92,8 @@ pub enum Op {
         /// Layer id (`[A-Za-z0-9_.-]`, at most 128 characters; a digest's hex works).
         id: String,
     },
-    /// Mount the writable ext4 data disk (formatted by the host) at [`crate::DATA_DIR`].
+    /// Mount the writable ext4 data disk (formatted by the host) at [`crate::DATA_DIR`],
+    /// its file system grown online to fill the device when the host made the disk larger.
     /// Reply: [`Reply::Mounted`].
     MountDataDisk {
         /// Block device in the guest.
@@ -351,6 +352,61 @@ pub enum StreamTarget {
     DataTar {
         /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
         path: PathBuf,
+    },
+    /// `docker cp` out of container `id` (and its stat, `HEAD /archive`): `path` resolved
+    /// inside the container's root as dockerd resolves it (symlinks and `..` never leave
+    /// the root; the last component not followed). The agent answers an error when the
+    /// path does not resolve (`not_found` for a missing file), else `StreamReady`, one JSON
+    /// line of docker's path stat (`name`, `size`, `mode`, `mtime`, `linkTarget`) and,
+    /// unless `stat_only`, the tar `docker cp` sends followed by [`crate::DATA_TAR_END`];
+    /// then it closes. Its root is the running container's, volumes and binds included, or
+    /// with `stopped` the overlay of those layers, mounted for this stream only.
+    Archive {
+        /// Container id.
+        id: String,
+        /// Absolute path in the container.
+        path: String,
+        /// The stopped container's root file system.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<RootfsSpec>,
+        /// Send the stat line alone.
+        #[serde(default)]
+        stat_only: bool,
+    },
+    /// `docker cp` into container `id`: after `StreamReady` the host sends a tar in the
+    /// chunks of [`crate::forward`] (a zero-length chunk ends it); the agent extracts it into
+    /// directory `path` (resolved inside the root as for [`StreamTarget::Archive`]; entries
+    /// leaving it refused), reads the input to its end and answers one JSON line,
+    /// `{"Ok":null}` or `{"Err":<AgentError>}` (`not_found`: no such directory;
+    /// `bad_request`: not a directory, a bad archive, a read-only volume), then closes.
+    Extract {
+        /// Container id.
+        id: String,
+        /// Absolute path of a directory in the container.
+        path: String,
+        /// The stopped container's root file system.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<RootfsSpec>,
+        /// Refuse to replace a directory by a non-directory or the reverse.
+        #[serde(default)]
+        no_overwrite_dir_non_dir: bool,
+        /// Own the files by `user` (looked up in the container) instead of the archive's
+        /// owners.
+        #[serde(default)]
+        copy_uid_gid: bool,
+        /// The container's user, docker's form.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// `docker export` of container `id`: `StreamReady`, a tar of its root file system (the
+    /// overlay alone, not its volumes or binds) and [`crate::DATA_TAR_END`]; `stopped` as
+    /// for [`StreamTarget::Archive`].
+    Export {
+        /// Container id.
+        id: String,
+        /// The stopped container's root file system.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<RootfsSpec>,
     },
     /// A host directory shared into the guest (`-v /host/dir:/ctr/dir`): the agent mounts
     /// a FUSE file system at [`crate::share_path`]`(id)` (read-only with `read_only`) and

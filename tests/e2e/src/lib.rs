@@ -18,6 +18,7 @@
 pub mod cleanup;
 pub mod command;
 pub mod compose;
+pub mod cp;
 pub mod daemon;
 pub mod dbus;
 pub mod env;

@@ -1,13 +1,14 @@
 //! The shared VM (`vmrund --mode vm`): every container runs in one Linux VM (QEMU TCG on
 //! PVM hosts), managed with `vmrun vm status|start|stop`; image layers are copied into it
-//! once, and writable layers live on its data disk across VM and daemon restarts.
+//! once, and writable layers live on its data disk across VM and daemon restarts; a larger
+//! configured size grows that disk.
 //!
 //! Needs root, the docker CLI, a VM backend (QEMU + vhost-device-vsock), the guest kernel
 //! and the agent initramfs; skips, saying which, when the daemon has no shared VM.
 
 use std::time::{Duration, Instant};
 
-use vmrun_e2e::vm::{docker, shared_vm_daemon, vmrun, VM_COMMAND_TIMEOUT};
+use vmrun_e2e::vm::{docker, shared_vm_daemon, vmrun, SHARED_VM_MODE, VM_COMMAND_TIMEOUT};
 use vmrun_e2e::{require_tool, run_with_timeout, Daemon};
 
 fn status(d: &Daemon) -> serde_json::Value {
@@ -564,4 +565,54 @@ fn builds_in_vm_mode_run_their_steps_in_the_shared_vm() {
     );
     assert_eq!(vi.code, 1, "the deletion is in the layer: {vi}");
     assert_eq!(docker(&d, &["ps", "-aq"]).stdout, "", "no container left");
+}
+
+/// The 1K-blocks of the container's `/` (the overlay reports its upper file system: the
+/// shared VM's data disk).
+fn root_kib(d: &Daemon) -> u64 {
+    let out = docker(d, &["run", "--rm", "busybox", "df", "-k", "/"]);
+    out.ok();
+    out.stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {out}"))
+}
+
+#[test]
+fn a_larger_configured_size_grows_the_shared_vm_data_disk() {
+    let Some(mut d) = shared_vm_daemon() else {
+        return;
+    };
+    let before = root_kib(&d);
+    assert!((3 << 20..=4 << 20).contains(&before), "{before} KiB");
+    docker(
+        &d,
+        &[
+            "run",
+            "--name",
+            "kept",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /kept",
+        ],
+    )
+    .ok();
+    vmrun(&d, &["vm", "stop"]).ok();
+    d.restart_with(&["--mode", "vm", "--vm-memory", "512", "--vm-disk-size", "5"]);
+    let after = root_kib(&d);
+    assert!(after > before + (900 << 10), "{before} KiB -> {after} KiB");
+    let disk = d.data_root().join("vm/shared/data.ext4");
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 5 << 30);
+    // What was on it is still there.
+    let out = docker(&d, &["cp", "kept:/kept", "-"]);
+    out.ok();
+    assert!(out.stdout.contains("kept\n"), "{out}");
+    // A smaller size leaves it as it is.
+    vmrun(&d, &["vm", "stop"]).ok();
+    d.restart_with(&SHARED_VM_MODE);
+    assert_eq!(root_kib(&d), after);
+    docker(&d, &["rm", "kept"]).ok();
 }

@@ -16,6 +16,7 @@ mod exec;
 mod native;
 mod ports;
 mod registry;
+mod stream_io;
 mod vm;
 
 use std::sync::Arc;

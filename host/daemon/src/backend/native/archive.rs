@@ -5,22 +5,17 @@
 //! volumes and binds, as `docker cp` sees them); a stopped one's overlay, volumes and
 //! binds are mounted for the operation and unmounted after ([`stopped`]; the engine
 //! keeps the container from starting meanwhile). Export reads the overlay alone: the host's view
-//! of the rootfs mount while it runs, without descending into other file systems.
+//! of the rootfs mount while it runs, without descending into other file systems. The
+//! path rules and the tars are [`vmrun_containerfs`]'s, shared with the guest agent.
 
-use std::io::Read;
-use std::os::fd::AsFd;
 use std::path::Path;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use rustix::fs::{FileType, OFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+use vmrun_containerfs::Root;
 
 use super::files::ContainerPaths;
-use super::inroot::Root;
-use super::pack::{ChannelWriter, Names, Packer};
 use super::stopped::{self, Mounted};
-use super::unpack::{extract, Target};
+use crate::backend::stream_io::{stream_of, BlockingReader, ChannelWriter};
 use crate::backend::{BackendError, ByteStream, Change, ContainerSpec, ExtractOptions, PathStat};
 
 fn failed(what: &str) -> impl Fn(std::io::Error) -> BackendError + '_ {
@@ -59,17 +54,15 @@ fn overlay_root(
     Ok((root, Some(mounted)))
 }
 
-fn not_found(path: &str, c: &ContainerSpec) -> BackendError {
-    BackendError::NotFound(format!(
-        "Could not find the file {path} in container {}",
-        c.name
-    ))
-}
-
-fn stat_error(path: &str, c: &ContainerSpec, e: std::io::Error) -> BackendError {
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR) => not_found(path, c),
-        _ => BackendError::Failed(format!("stat {path}: {e}")),
+/// A [`vmrun_containerfs::Error`] of container `c` as the backend reports it.
+pub fn fs_error(c: &ContainerSpec, e: vmrun_containerfs::Error) -> BackendError {
+    match e {
+        vmrun_containerfs::Error::NotFound(path) => BackendError::NotFound(format!(
+            "Could not find the file {path} in container {}",
+            c.name
+        )),
+        vmrun_containerfs::Error::BadRequest(m) => BackendError::BadRequest(m),
+        vmrun_containerfs::Error::Failed(m) => BackendError::Failed(m),
     }
 }
 
@@ -89,18 +82,10 @@ pub async fn path_stat(
 ) -> Result<PathStat, BackendError> {
     blocking(move || {
         let (root, _mounted) = cp_root(&paths, &c)?;
-        let (_, stat) = root
-            .path_stat(path.as_bytes())
-            .map_err(|e| stat_error(&path, &c, e))?;
+        let (_, stat) = vmrun_containerfs::stat(&root, &path).map_err(|e| fs_error(&c, e))?;
         Ok(stat)
     })
     .await
-}
-
-fn stream_of(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ByteStream {
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
 }
 
 /// `GET /containers/{id}/archive`: the stat and a tar of the path (a directory with its
@@ -111,12 +96,11 @@ pub async fn archive(
     path: String,
 ) -> Result<(PathStat, ByteStream), BackendError> {
     let (stat_tx, stat_rx) = oneshot::channel();
-    let (tx, rx) = mpsc::channel(8);
+    let (writer, rx) = ChannelWriter::pair();
     tokio::task::spawn_blocking(move || {
         let opened = cp_root(&paths, &c).and_then(|(root, mounted)| {
-            let (located, stat) = root
-                .path_stat(path.as_bytes())
-                .map_err(|e| stat_error(&path, &c, e))?;
+            let (located, stat) =
+                vmrun_containerfs::stat(&root, &path).map_err(|e| fs_error(&c, e))?;
             Ok((root, mounted, located, stat))
         });
         let (root, _mounted, located, stat) = match opened {
@@ -126,24 +110,14 @@ pub async fn archive(
                 return;
             }
         };
-        let mut name = stat.name.clone();
-        if name == "/" {
-            name = ".".into();
-        }
-        if stat_tx.send(Ok(stat)).is_err() {
+        if stat_tx.send(Ok(stat.clone())).is_err() {
             return;
         }
-        let errors = tx.clone();
-        let names = owner_names(&root);
-        let mut packer = Packer::new(ChannelWriter::new(tx), names, None);
-        let written = packer
-            .add(&located.parent, &located.base, name.as_bytes())
-            .and_then(|()| packer.finish())
-            .and_then(|mut w| std::io::Write::flush(&mut w));
-        if let Err(e) = written {
+        let errors = writer.errors();
+        if let Err(e) = vmrun_containerfs::write_archive(&root, &located, &stat, writer) {
             tracing::warn!("archiving {path}: {e}");
             // The response ends in an error, not in a tar that looks complete.
-            let _ = errors.blocking_send(Err(e));
+            errors.fail(e);
         }
     });
     let stat = stat_rx
@@ -155,16 +129,9 @@ pub async fn archive(
 /// `GET /containers/{id}/export`: a tar of the container's root file system.
 pub async fn export(paths: ContainerPaths, c: ContainerSpec) -> Result<ByteStream, BackendError> {
     let (ready_tx, ready_rx) = oneshot::channel();
-    let (tx, rx) = mpsc::channel(8);
+    let (writer, rx) = ChannelWriter::pair();
     tokio::task::spawn_blocking(move || {
-        let opened = overlay_root(&paths, &c).and_then(|(root, mounted)| {
-            let dir = root
-                .open_dir(b"/")
-                .map_err(failed("opening the container's files"))?;
-            let dev = rustix::fs::fstat(&dir).map_err(|e| BackendError::Failed(e.to_string()))?;
-            Ok((root, mounted, dir, dev.st_dev))
-        });
-        let (root, _mounted, dir, dev) = match opened {
+        let (root, _mounted) = match overlay_root(&paths, &c) {
             Ok(o) => o,
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
@@ -174,72 +141,16 @@ pub async fn export(paths: ContainerPaths, c: ContainerSpec) -> Result<ByteStrea
         if ready_tx.send(Ok(())).is_err() {
             return;
         }
-        let errors = tx.clone();
-        let names = owner_names(&root);
-        let mut packer = Packer::new(ChannelWriter::new(tx), names, Some(dev));
-        let written = packer
-            .tree(&dir, b"")
-            .and_then(|()| packer.finish())
-            .and_then(|mut w| std::io::Write::flush(&mut w));
-        if let Err(e) = written {
+        let errors = writer.errors();
+        if let Err(e) = vmrun_containerfs::write_export(&root, writer) {
             tracing::warn!("exporting {}: {e}", c.short_id());
-            let _ = errors.blocking_send(Err(e));
+            errors.fail(e);
         }
     });
     ready_rx
         .await
         .map_err(|_| BackendError::Failed("the export task ended early".into()))??;
     Ok(stream_of(rx))
-}
-
-/// Reads an async byte stream from a blocking thread.
-struct BlockingReader {
-    stream: ByteStream,
-    handle: tokio::runtime::Handle,
-    chunk: Bytes,
-}
-
-impl Read for BlockingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.handle.block_on(self.stream.next()) {
-                Some(Ok(b)) => self.chunk = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
-        Ok(n)
-    }
-}
-
-/// A file of the container as text; empty when it cannot be read.
-fn read_text(root: &Root, path: &[u8]) -> String {
-    let Ok(fd) = root.open_at(path, OFlags::RDONLY) else {
-        return String::new();
-    };
-    let mut text = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut text);
-    text
-}
-
-/// The container's user and group names.
-fn owner_names(root: &Root) -> Names {
-    Names::new(
-        &read_text(root, b"/etc/passwd"),
-        &read_text(root, b"/etc/group"),
-    )
-}
-
-/// The owner `copyUIDGID` gives files: the container's user, from its `/etc/passwd`
-/// and `/etc/group` read inside its root.
-fn container_owner(root: &Root, user: &str) -> Result<(u32, u32), BackendError> {
-    let passwd = vmrun_runtime::user::parse_passwd(&read_text(root, b"/etc/passwd"));
-    let groups = vmrun_runtime::user::parse_group(&read_text(root, b"/etc/group"));
-    let u = vmrun_runtime::user::resolve(&passwd, &groups, user)
-        .map_err(|e| BackendError::BadRequest(e.to_string()))?;
-    Ok((u.uid, u.gid))
 }
 
 /// `PUT /containers/{id}/archive`: extracts `tar` into directory `path`.
@@ -255,40 +166,12 @@ pub async fn extract_into(
             "container rootfs is marked read-only".into(),
         ));
     }
-    let handle = tokio::runtime::Handle::current();
+    let input = BlockingReader::new(tar);
     blocking(move || {
         let (root, _mounted) = cp_root(&paths, &c)?;
-        let dest = root
-            .follow_in_scope(path.as_bytes())
-            .map_err(|e| stat_error(&path, &c, e))?;
-        let dir = root
-            .open_at(&dest, OFlags::PATH)
-            .map_err(|e| stat_error(&path, &c, e))?;
-        let st = rustix::fs::fstat(dir.as_fd()).map_err(|e| stat_error(&path, &c, e.into()))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            return Err(BackendError::BadRequest(
-                "extraction point is not a directory".into(),
-            ));
-        }
-        // As dockerd: a container without a user keeps the archive's owners.
-        let user = c.process.user.as_deref().filter(|u| !u.is_empty());
-        let owner = if let (true, Some(user)) = (opts.copy_uid_gid, user) {
-            Some(container_owner(&root, user)?)
-        } else {
-            None
-        };
-        let target = Target {
-            root: &root,
-            dest,
-            opts,
-            owner,
-        };
-        let input = BlockingReader {
-            stream: tar,
-            handle,
-            chunk: Bytes::new(),
-        };
-        extract(&target, input)
+        let user = c.process.user.as_deref();
+        vmrun_containerfs::extract_into(&root, &path, opts, user, input)
+            .map_err(|e| fs_error(&c, e))
     })
     .await
 }

@@ -3,12 +3,9 @@
 
 mod archive;
 mod files;
-mod inroot;
-mod pack;
 mod shim_client;
 pub mod spec;
 mod stopped;
-mod unpack;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

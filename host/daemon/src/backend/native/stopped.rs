@@ -15,8 +15,8 @@ use nix::mount::{umount2, MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags};
 
 use super::files::ContainerPaths;
-use super::inroot::Root;
 use crate::backend::{BackendError, ContainerSpec, MountSpec};
+use vmrun_containerfs::Root;
 
 /// What was mounted; unmounted (binds first, newest first) on drop.
 pub struct Mounted {

@@ -189,12 +189,12 @@ fn usage(dir: &Path) -> Result<(u64, u64), DiskError> {
     Ok((bytes, entries))
 }
 
-/// Makes a data disk of `bytes` at `path` unless it exists: a sparse ext4 image the guest
-/// mounts for writable layers (and, in the shared VM, layer images), kept across runs.
-/// Blocking.
+/// Makes a data disk of `bytes` at `path` unless it exists (an existing shorter one is
+/// lengthened, [`grow`]): a sparse ext4 image the guest mounts for writable layers (and, in
+/// the shared VM, layer images), kept across runs. Blocking.
 pub fn ensure_data_disk(path: &Path, bytes: u64) -> Result<(), DiskError> {
     if path.is_file() {
-        return Ok(());
+        return grow(path, bytes);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
@@ -218,6 +218,26 @@ pub fn ensure_data_disk(path: &Path, bytes: u64) -> Result<(), DiskError> {
     )?;
     tmp.persist(path)
         .map_err(|e| io(format!("renaming into {}", path.display()))(e.error))?;
+    Ok(())
+}
+
+/// Makes the existing disk image `path` `bytes` long (sparse) when it is shorter; its
+/// file system is grown to match by the agent when it mounts it. A smaller size leaves it
+/// as it is (ext4 is not shrunk).
+fn grow(path: &Path, bytes: u64) -> Result<(), DiskError> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    let len = f
+        .metadata()
+        .map_err(io(format!("reading {}", path.display())))?
+        .len();
+    if len < bytes {
+        f.set_len(bytes)
+            .map_err(io(format!("growing {}", path.display())))?;
+        tracing::info!(disk = %path.display(), from = len, to = bytes, "data disk grown");
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 
 mod assets;
 mod clock;
+mod files;
 mod guest;
 mod layers;
 mod machine;
@@ -40,8 +41,8 @@ use vmrun_agent_protocol::DATA_DIR;
 use vmrun_vm::{DiskSpec, VmBackend, VmSpec};
 
 use super::{
-    BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
-    GraphDriver, ProcessHandle, Reconnected, ResourceStats,
+    BackendError, ByteStream, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer,
+    ExecSpec, ExtractOptions, GraphDriver, PathStat, ProcessHandle, Reconnected, ResourceStats,
 };
 use crate::config::DaemonConfig;
 pub use assets::GuestAssets;
@@ -74,7 +75,7 @@ pub struct VmContainerBackend {
     assets: GuestAssets,
     layers: Arc<LayerDisks>,
     running: GuestContainers,
-    stopping: Mutex<HashMap<String, Stopping>>,
+    stopping: Arc<Mutex<HashMap<String, Stopping>>>,
 }
 
 impl VmContainerBackend {
@@ -87,7 +88,7 @@ impl VmContainerBackend {
             assets,
             layers,
             running: GuestContainers::default(),
-            stopping: Mutex::new(HashMap::new()),
+            stopping: Arc::default(),
         }
     }
 
@@ -175,14 +176,48 @@ impl VmContainerBackend {
         spec
     }
 
-    /// Mounts the disks in the guest and creates the container there.
-    async fn create_in_guest(
+    /// Boots `c`'s VM with its disks (made where missing), once its last run's VM has
+    /// let go of the data disk.
+    async fn boot(&self, c: &ContainerSpec) -> Result<Arc<Machine>, BackendError> {
+        // The last run's VM must have let go of the data disk.
+        if let Some(last) = self.take_stopping(&c.id) {
+            let _ = last.task.await;
+        }
+        let dir = self.dir(&c.id);
+        let vsock = self.vsock_path(&c.id);
+        for d in [Some(dir.as_path()), vsock.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| BackendError::Failed(format!("creating {}: {e}", d.display())))?;
+        }
+        let disks = self.disks(c).await?;
+        // A fresh console log: the boot waits for the agent's ready line in it.
+        let serial = self.serial_log(&c.id);
+        if let Err(e) = std::fs::remove_file(&serial) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(BackendError::Failed(format!(
+                    "removing {}: {e}",
+                    serial.display()
+                )));
+            }
+        }
+        let machine = Arc::new(
+            Machine::boot(
+                self.vm.clone(),
+                self.vm_spec(c, disks),
+                self.config.vm_agent_timeout,
+            )
+            .await?,
+        );
+        Ok(machine)
+    }
+
+    /// Mounts `c`'s layer disks and data disk in the guest: the guest's layer
+    /// directories (bottom first) and the data disk's mount point.
+    async fn mount_disks(
         &self,
-        machine: &Arc<Machine>,
+        machine: &Machine,
         c: &ContainerSpec,
-        oci: &Spec,
-        shares: Vec<shares::GuestShare>,
-    ) -> Result<guest::GuestLinks, BackendError> {
+    ) -> Result<(Vec<PathBuf>, PathBuf), BackendError> {
         let agent = machine.agent();
         let mut guest_layers = Vec::new();
         for (i, layer) in c.layers.iter().enumerate() {
@@ -201,6 +236,18 @@ impl VmContainerBackend {
             )
             .await?;
         debug_assert_eq!(data, Path::new(DATA_DIR));
+        Ok((guest_layers, data))
+    }
+
+    /// Mounts the disks in the guest and creates the container there.
+    async fn create_in_guest(
+        &self,
+        machine: &Arc<Machine>,
+        c: &ContainerSpec,
+        oci: &Spec,
+        shares: Vec<shares::GuestShare>,
+    ) -> Result<guest::GuestLinks, BackendError> {
+        let (guest_layers, data) = self.mount_disks(machine, c).await?;
         guest::create_container(
             machine,
             c,
@@ -210,6 +257,63 @@ impl VmContainerBackend {
             &self.log_path(&c.id),
         )
         .await
+    }
+
+    /// Where `c`'s files are for `docker cp`/`export`: its running VM, or (stopped) a VM
+    /// booted for the operation with its disks, shut down once the operation ends.
+    async fn files_at(&self, c: &ContainerSpec) -> Result<files::FilesAt, BackendError> {
+        if let Ok(machine) = self.running.machine(&c.id) {
+            return Ok(files::FilesAt {
+                machine,
+                stopped: None,
+                _keep: None,
+            });
+        }
+        let machine = self.boot(c).await?;
+        let keep = FilesVm {
+            id: c.id.clone(),
+            machine: machine.clone(),
+            stopping: self.stopping.clone(),
+        };
+        let (layers, data) = self.mount_disks(&machine, c).await?;
+        Ok(files::FilesAt {
+            machine,
+            stopped: Some(vmrun_agent_protocol::RootfsSpec {
+                layers,
+                writable: Some(data.join("rw")),
+            }),
+            _keep: Some(Box::new(keep)),
+        })
+    }
+}
+
+/// A stopped container's VM booted for a `docker cp`/`export`: shut down when dropped,
+/// recorded as its container's last VM so a `start` waits until the data disk is free.
+struct FilesVm {
+    id: String,
+    machine: Arc<Machine>,
+    stopping: Arc<Mutex<HashMap<String, Stopping>>>,
+}
+
+impl Drop for FilesVm {
+    fn drop(&mut self) {
+        let machine = self.machine.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(container = %self.id, "no runtime to stop the VM booted for its files");
+            return;
+        };
+        let task = rt.spawn({
+            let machine = machine.clone();
+            async move { machine.shutdown().await }
+        });
+        let old = self
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.id.clone(), Stopping { machine, task });
+        if let Some(old) = old {
+            rt.spawn(async move { old.machine.kill().await });
+        }
     }
 }
 
@@ -257,35 +361,7 @@ impl ContainerBackend for VmContainerBackend {
             guest_mounts.push(mount);
         }
         let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
-        // The last run's VM must have let go of the data disk.
-        if let Some(last) = self.take_stopping(&c.id) {
-            let _ = last.task.await;
-        }
-        let dir = self.dir(&c.id);
-        let vsock = self.vsock_path(&c.id);
-        for d in [Some(dir.as_path()), vsock.parent()].into_iter().flatten() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| BackendError::Failed(format!("creating {}: {e}", d.display())))?;
-        }
-        let disks = self.disks(c).await?;
-        // A fresh console log: the boot waits for the agent's ready line in it.
-        let serial = self.serial_log(&c.id);
-        if let Err(e) = std::fs::remove_file(&serial) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(BackendError::Failed(format!(
-                    "removing {}: {e}",
-                    serial.display()
-                )));
-            }
-        }
-        let machine = Arc::new(
-            Machine::boot(
-                self.vm.clone(),
-                self.vm_spec(c, disks),
-                self.config.vm_agent_timeout,
-            )
-            .await?,
-        );
+        let machine = self.boot(c).await?;
         machine.keep_clock();
         let links = match self.create_in_guest(&machine, c, &oci, guest_shares).await {
             Ok(links) => links,
@@ -424,6 +500,32 @@ impl ContainerBackend for VmContainerBackend {
             .await
             .map_err(|e| BackendError::Failed(format!("mounting the data disk: {e}")))?
             .map(Some)
+    }
+
+    async fn path_stat(&self, c: &ContainerSpec, path: &str) -> Result<PathStat, BackendError> {
+        files::path_stat(self.files_at(c).await?, c, path).await
+    }
+
+    async fn archive(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+    ) -> Result<(PathStat, ByteStream), BackendError> {
+        files::archive(self.files_at(c).await?, c, path).await
+    }
+
+    async fn extract(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+        opts: ExtractOptions,
+        tar: ByteStream,
+    ) -> Result<(), BackendError> {
+        files::extract(self.files_at(c).await?, c, path, opts, tar).await
+    }
+
+    async fn export(&self, c: &ContainerSpec) -> Result<ByteStream, BackendError> {
+        files::export(self.files_at(c).await?, c).await
     }
 
     async fn changes(&self, c: &ContainerSpec) -> Result<Vec<super::Change>, BackendError> {

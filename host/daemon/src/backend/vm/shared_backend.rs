@@ -42,6 +42,31 @@ impl SharedVmBackend {
         self.config.container_dir(id).join(format!("{id}-json.log"))
     }
 
+    /// Where `c`'s files are for `docker cp`/`export`: the shared VM (booted if needed),
+    /// with the stopped container's layers and writable layer named to the agent.
+    async fn files_at(&self, c: &ContainerSpec) -> Result<super::files::FilesAt, BackendError> {
+        if let Ok(machine) = self.running.machine(&c.id) {
+            return Ok(super::files::FilesAt {
+                machine,
+                stopped: None,
+                _keep: None,
+            });
+        }
+        let machine = self.shared.ensure().await?;
+        let mut layers = Vec::with_capacity(c.layers.len());
+        for layer in &c.layers {
+            layers.push(self.shared.mount_layer(&machine, layer).await?);
+        }
+        Ok(super::files::FilesAt {
+            machine,
+            stopped: Some(vmrun_agent_protocol::RootfsSpec {
+                layers,
+                writable: Some(Path::new(DATA_DIR).join(container_dir(&c.id))),
+            }),
+            _keep: None,
+        })
+    }
+
     /// `c`'s mounts in the guest, in order: named volumes
     /// (`<data-root>/volumes/<name>/_data`) live on the VM's data disk; host directories
     /// are shared into the VM.
@@ -246,6 +271,36 @@ impl ContainerBackend for SharedVmBackend {
         super::writable::fetch(&machine, container_dir(&c.id).join("upper"), &tmp)
             .await
             .map(Some)
+    }
+
+    async fn path_stat(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+    ) -> Result<crate::backend::PathStat, BackendError> {
+        super::files::path_stat(self.files_at(c).await?, c, path).await
+    }
+
+    async fn archive(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+    ) -> Result<(crate::backend::PathStat, crate::backend::ByteStream), BackendError> {
+        super::files::archive(self.files_at(c).await?, c, path).await
+    }
+
+    async fn extract(
+        &self,
+        c: &ContainerSpec,
+        path: &str,
+        opts: crate::backend::ExtractOptions,
+        tar: crate::backend::ByteStream,
+    ) -> Result<(), BackendError> {
+        super::files::extract(self.files_at(c).await?, c, path, opts, tar).await
+    }
+
+    async fn export(&self, c: &ContainerSpec) -> Result<crate::backend::ByteStream, BackendError> {
+        super::files::export(self.files_at(c).await?, c).await
     }
 
     async fn changes(

@@ -1,5 +1,5 @@
 //! Tar archives of a container's files, read through descriptors inside its root
-//! ([`super::inroot`]): `docker cp` out of a container and `docker export`.
+//! ([`crate::inroot`]): `docker cp` out of a container and `docker export`.
 //!
 //! Directories are walked with `openat(O_NOFOLLOW)` on their descriptors, entries in
 //! byte order of their names; symlinks are archived as links, never followed; hard
@@ -12,9 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
-use bytes::Bytes;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
-use tokio::sync::mpsc;
 
 /// Writes tar entries for files found through descriptors.
 pub struct Packer<W: Write> {
@@ -228,47 +226,4 @@ pub fn open_child_dir(parent: &OwnedFd, name: &[u8]) -> io::Result<OwnedFd> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
-}
-
-/// A blocking writer whose bytes go out as chunks of an async stream.
-pub struct ChannelWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-}
-
-/// Chunks are sent when this much is buffered.
-const CHUNK: usize = 64 * 1024;
-
-impl ChannelWriter {
-    /// A writer sending to `tx`.
-    pub fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
-        ChannelWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
 }

@@ -1,6 +1,6 @@
 //! Extracting a tar archive into a directory of a container (`docker cp` into it), every
 //! file created by an `*at` call on a parent directory opened inside the container's
-//! root ([`super::inroot`]).
+//! root ([`crate::inroot`]).
 //!
 //! As dockerd does: entry names are relative to the destination and one that would
 //! leave it (`../x`) is refused; missing parent directories are created; an existing
@@ -16,8 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use super::inroot::Root;
-use crate::backend::{BackendError, ExtractOptions};
+use crate::inroot::Root;
+use crate::{Error, ExtractOptions};
 
 /// Where and how to extract.
 pub struct Target<'a> {
@@ -31,22 +31,22 @@ pub struct Target<'a> {
     pub owner: Option<(u32, u32)>,
 }
 
-fn bad(msg: String) -> BackendError {
-    BackendError::BadRequest(msg)
+fn bad(msg: String) -> Error {
+    Error::BadRequest(msg)
 }
 
-fn io_err(what: &str, name: &[u8], e: impl Into<io::Error>) -> BackendError {
+fn io_err(what: &str, name: &[u8], e: impl Into<io::Error>) -> Error {
     let e: io::Error = e.into();
     if e.raw_os_error() == Some(libc::EROFS) {
         // A read-only volume or bind (dockerd refuses these before extracting).
         return bad("mounted volume is marked read-only".into());
     }
-    BackendError::Failed(format!("{what} {}: {e}", String::from_utf8_lossy(name)))
+    Error::Failed(format!("{what} {}: {e}", String::from_utf8_lossy(name)))
 }
 
 /// `name` as components relative to the destination, `.` and `..` folded; an error if it
 /// would leave the destination.
-pub fn clean_entry(name: &[u8]) -> Result<Vec<Vec<u8>>, BackendError> {
+pub fn clean_entry(name: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for c in name.split(|b| *b == b'/') {
         match c {
@@ -78,7 +78,7 @@ impl Target<'_> {
     }
 
     /// Opens (creating as needed, mode 0755) the directory `parts` below the destination.
-    fn ensure_dir(&self, parts: &[Vec<u8>]) -> Result<OwnedFd, BackendError> {
+    fn ensure_dir(&self, parts: &[Vec<u8>]) -> Result<OwnedFd, Error> {
         let path = self.path_of(parts);
         match self.root.open_dir(&path) {
             Ok(fd) => return Ok(fd),
@@ -98,7 +98,7 @@ impl Target<'_> {
 }
 
 /// Extracts the archive read from `input` into `target`.
-pub fn extract(target: &Target<'_>, input: impl Read) -> Result<(), BackendError> {
+pub fn extract(target: &Target<'_>, input: impl Read) -> Result<(), Error> {
     let mut archive = tar::Archive::new(input);
     let entries = archive
         .entries()

@@ -17,7 +17,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
-use crate::backend::PathStat;
+use crate::PathStat;
 
 /// The most symlinks one resolution follows (dockerd's limit).
 const MAX_LINKS: usize = 255;

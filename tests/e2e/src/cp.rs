@@ -1,0 +1,224 @@
+//! `docker cp` scenarios the archive tests run against several daemons (vmrund natively,
+//! in VMs, Debian's dockerd) and compare line by line.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{run_with_timeout, CmdOutput};
+
+/// Runs a docker command, keeping its binary standard output.
+pub fn output(mut cmd: Command) -> (bool, Vec<u8>, String) {
+    let out = cmd.output().expect("running docker");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tar tv` of an archive without the times: `mode owner size name [-> target]`.
+pub fn listing(tar: &[u8]) -> Vec<String> {
+    let out = run_with_timeout(
+        {
+            let mut c = Command::new("tar");
+            c.args(["-tvf", "-"]);
+            c
+        },
+        Some(tar),
+        Duration::from_secs(30),
+    );
+    if !out.success() {
+        return vec![format!("not a tar: {}", out.stderr.trim())];
+    }
+    out.stdout
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let size = if w[0].starts_with('d') { "-" } else { w[2] };
+            format!("{} {} {} {}", w[0], w[1], size, w[5..].join(" "))
+        })
+        .collect()
+}
+
+/// `mode uid:gid type [size] name` of every file under `dir` on this host, sorted.
+pub fn host_tree(dir: &Path) -> Vec<String> {
+    let script = format!(
+        "cd {} && find . | sort | while read -r f; do if [ -d \"$f\" ]; then stat -c '%a %u:%g %F %n' \"$f\"; else stat -c '%a %u:%g %F %s %n' \"$f\"; fi; done",
+        dir.display()
+    );
+    let out = run_with_timeout(
+        {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        },
+        None,
+        Duration::from_secs(30),
+    );
+    out.ok();
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// The same in a container, through `docker exec`.
+pub const TREE_IN: &str = "cd \"$1\" && find . | sort | while read -r f; do if [ -d \"$f\" ]; then stat -c '%a %u:%g %F %n' \"$f\"; else stat -c '%a %u:%g %F %s %n' \"$f\"; fi; done";
+
+fn note(seen: &mut Vec<String>, what: &str, out: &CmdOutput) {
+    seen.push(format!("{what}: exit {} {}", out.code, out.stderr.trim()));
+}
+
+/// Everything one daemon shows for the cp scenario, as lines to compare.
+pub fn cp_scenario(docker: &dyn Fn(&[&str]) -> Command, work: &Path) -> Vec<String> {
+    let run = |args: &[&str]| run_with_timeout(docker(args), None, Duration::from_secs(120));
+    let mut seen = Vec::new();
+    let setup = "mkdir -p /data/sub && echo hello > /data/file && echo deep > /data/sub/deep \
+        && ln -s /data/file /data/link && ln -s / /data/root && ln /data/file /data/hard \
+        && chown 1000:1000 /data/file && chmod 640 /data/file && mkfifo /data/fifo && touch /ready; sleep 600";
+    run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        setup,
+    ])
+    .ok();
+    for _ in 0..100 {
+        if run(&["exec", "src", "test", "-e", "/ready"]).success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Out of the container: a file, a directory, a symlink kept and followed.
+    let host_out = work.join("out");
+    std::fs::create_dir_all(&host_out).unwrap();
+    for (src, dest) in [
+        ("src:/data/file", "file"),
+        ("src:/data", "dir"),
+        ("src:/data/link", "link"),
+        ("src:/data/sub/", "sub"),
+    ] {
+        let out = run(&["cp", src, host_out.join(dest).to_str().unwrap()]);
+        note(&mut seen, &format!("cp {src}"), &out);
+    }
+    let out = run(&[
+        "cp",
+        "-L",
+        "src:/data/link",
+        host_out.join("followed").to_str().unwrap(),
+    ]);
+    note(&mut seen, "cp -L link", &out);
+    seen.extend(host_tree(&host_out));
+    for path in [
+        "/data",
+        "/data/link",
+        "/data/file",
+        "/data/.",
+        "/data/root/etc/passwd",
+    ] {
+        let (ok, tar, err) = output(docker(&["cp", &format!("src:{path}"), "-"]));
+        seen.push(format!("cp {path} -: {ok} {}", err.trim()));
+        seen.extend(listing(&tar));
+    }
+    let out = run(&["cp", "src:/nope", host_out.join("nope").to_str().unwrap()]);
+    note(&mut seen, "cp missing", &out);
+
+    // Into a running container: a tree with owners, with and without -a.
+    let tree = work.join("in");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("f.txt"), "local\n").unwrap();
+    std::fs::write(tree.join("d/g"), "g\n").unwrap();
+    std::os::unix::fs::symlink("f.txt", tree.join("l")).unwrap();
+    for (p, mode) in [("", 0o750), ("f.txt", 0o600), ("d", 0o700), ("d/g", 0o644)] {
+        let path = tree.join(p);
+        nix::unistd::chown(&path, Some(1234.into()), Some(5678.into())).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+    }
+    let t = tree.to_str().unwrap();
+    note(&mut seen, "cp in dir", &run(&["cp", t, "src:/data/in"]));
+    note(
+        &mut seen,
+        "cp in file",
+        &run(&["cp", &format!("{t}/f.txt"), "src:/data/renamed.txt"]),
+    );
+    note(
+        &mut seen,
+        "cp in into dir",
+        &run(&["cp", &format!("{t}/f.txt"), "src:/data/sub"]),
+    );
+    note(
+        &mut seen,
+        "cp -a",
+        &run(&["cp", "-a", &format!("{t}/f.txt"), "src:/data/archive.txt"]),
+    );
+    let clash = work.join("clash");
+    std::fs::create_dir_all(&clash).unwrap();
+    std::fs::write(clash.join("sub"), "not a dir").unwrap();
+    let c = clash.to_str().unwrap();
+    let mut out = run(&["cp", &format!("{c}/."), "src:/data/"]);
+    // An artifact of dockerd's re-exec'd extraction.
+    out.stderr = out
+        .stderr
+        .replace("Error processing tar file(exit status 1): ", "");
+    note(&mut seen, "cp file over dir", &out);
+    note(
+        &mut seen,
+        "cp into missing dir",
+        &run(&["cp", &format!("{t}/f.txt"), "src:/missing/x"]),
+    );
+    let listed = run(&["exec", "src", "sh", "-c", TREE_IN, "sh", "/data"]);
+    listed.ok();
+    seen.extend(listed.stdout.lines().map(|l| format!("in src: {l}")));
+
+    // A stopped (never started) container with a user for -a (dockerd looks the user
+    // up on its host: a name both have).
+    run(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "stopped",
+        "-u",
+        "root",
+        "busybox",
+        "sh",
+        "-c",
+        TREE_IN,
+        "sh",
+        "/tmp",
+    ])
+    .ok();
+    note(
+        &mut seen,
+        "cp into created",
+        &run(&["cp", t, "stopped:/tmp/plain"]),
+    );
+    note(
+        &mut seen,
+        "cp -a into created",
+        &run(&["cp", "-a", t, "stopped:/tmp/owned"]),
+    );
+    let (ok, tar, err) = output(docker(&["cp", "stopped:/tmp/owned", "-"]));
+    seen.push(format!("cp from created: {ok} {}", err.trim()));
+    seen.extend(listing(&tar));
+    let started = run(&["start", "-a", "stopped"]);
+    started.ok();
+    seen.extend(started.stdout.lines().map(|l| format!("in stopped: {l}")));
+    // And once it has run and exited.
+    note(
+        &mut seen,
+        "cp into exited",
+        &run(&["cp", &format!("{t}/f.txt"), "stopped:/tmp/after.txt"]),
+    );
+    let (ok, tar, err) = output(docker(&["cp", "stopped:/tmp/after.txt", "-"]));
+    seen.push(format!("cp from exited: {ok} {}", err.trim()));
+    seen.extend(listing(&tar));
+    run(&["rm", "-f", "src", "stopped"]).ok();
+    seen
+}
