@@ -9,7 +9,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 
 use crate::error::NetworkError;
-use crate::netlink::{is_exists, Netlink, VethPair};
+use vmrun_netlink::{is_exists, Netlink, VethPair};
 use crate::netns::{self, UnpinnedNetns};
 
 /// Name of the container side of every veth pair.
