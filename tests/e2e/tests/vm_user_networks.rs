@@ -48,13 +48,14 @@ fn hosts_when(d: &Daemon, name: &str, ready: impl Fn(&str) -> bool) -> String {
     text
 }
 
-/// A fetch of `http://host/` from `name`, retried while the server comes up.
+/// A fetch of `http://host/` from `name`, retried while the server comes up. (`timeout`,
+/// not `wget -T`: the test image's busybox wget crashes with `-T`.)
 fn fetch(d: &Daemon, name: &str, host: &str) -> vmrun_e2e::CmdOutput {
     exec_sh(
         d,
         name,
         &format!(
-            "for i in $(seq 1 40); do wget -q -T 3 -O- http://{host}/ && exit 0; sleep 0.25; done; exit 1"
+            "for i in $(seq 1 40); do timeout 3 wget -q -O- http://{host}/ && exit 0; sleep 0.25; done; exit 1"
         ),
     )
 }
@@ -111,7 +112,7 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
     let out = exec_sh(
         &d,
         "other",
-        &format!("grep -w web /etc/hosts; wget -q -T 3 -O- http://{web_ip}/ && echo REACHED"),
+        &format!("grep -w web /etc/hosts; timeout 3 wget -q -O- http://{web_ip}/ && echo REACHED"),
     );
     assert!(!out.stdout.contains("REACHED"), "bar reached foo's web: {}", out.stdout);
     assert!(!out.stdout.contains(&web_ip), "bar resolves web: {}", out.stdout);
@@ -136,7 +137,7 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
     let out = exec_sh(
         &d,
         "other",
-        &format!("grep -w web /etc/hosts; wget -q -T 3 -O- http://{web_ip}/ && echo REACHED"),
+        &format!("grep -w web /etc/hosts; timeout 3 wget -q -O- http://{web_ip}/ && echo REACHED"),
     );
     assert!(!out.stdout.contains("REACHED"), "reached web after disconnect: {}", out.stdout);
 
