@@ -141,7 +141,11 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts");
-        std::fs::write(&path, "127.0.0.1\tlocalhost\n10.0.0.9\ta-much-longer-name\n").unwrap();
+        std::fs::write(
+            &path,
+            "127.0.0.1\tlocalhost\n10.0.0.9\ta-much-longer-name\n",
+        )
+        .unwrap();
         let inode = std::fs::metadata(&path).unwrap().ino();
         write_hosts(&path, "127.0.0.1\tlocalhost\n").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);

@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use crate::error::NetworkError;
+use crate::ipam;
 use crate::manager::{random_hex, NetworkManager};
 use crate::plumbing::{self, EndpointWiring};
 use crate::state::{endpoint_key, EndpointRecord};
 use crate::types::{AttachRequest, Driver, Endpoint, NONE_NETWORK};
-use crate::ipam;
 
 /// Longest Linux interface name.
 const IFNAME_MAX: usize = 15;

@@ -17,11 +17,12 @@ fn guest_endpoints_share_ipam_but_list_only_their_vm() {
     let mut env = TestEnv::new("g", "10.246.0.0/24");
     let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
     let sink = seen.clone();
-    env.manager().set_hosts_sink(Arc::new(move |id, domain, text| {
-        sink.lock()
-            .unwrap()
-            .push((id.into(), domain.into(), text.into()));
-    }));
+    env.manager()
+        .set_hosts_sink(Arc::new(move |id, domain, text| {
+            sink.lock()
+                .unwrap()
+                .push((id.into(), domain.into(), text.into()));
+        }));
     let options = CreateOptions {
         subnet: Some("10.246.1.0/24".parse().unwrap()),
         ..Default::default()
@@ -58,14 +59,24 @@ fn guest_endpoints_share_ipam_but_list_only_their_vm() {
     let a_hosts = manager.hosts_text("vmtest-a");
     assert!(a_hosts.contains("10.246.1.3\tvmtest-a-host vmtest-a-name vmtest-a-alias"));
     assert!(a_hosts.contains("10.246.1.4\tvmtest-b-host"), "{a_hosts}");
-    assert!(!a_hosts.contains("vmtest-c-host"), "another VM listed: {a_hosts}");
-    assert!(!a_hosts.contains("vmtest-native"), "a native peer listed: {a_hosts}");
+    assert!(
+        !a_hosts.contains("vmtest-c-host"),
+        "another VM listed: {a_hosts}"
+    );
+    assert!(
+        !a_hosts.contains("vmtest-native"),
+        "a native peer listed: {a_hosts}"
+    );
     let native = std::fs::read_to_string(env.hosts_file("vmtest-native")).unwrap();
     assert!(!native.contains("vmtest-a-host"), "{native}");
     // b's arrival rewrote a's file, and the sink heard of it.
-    assert!(seen.lock().unwrap().iter().any(|(id, domain, text)| id == "vmtest-a"
-        && domain == "vm-1"
-        && text.contains("vmtest-b-host")));
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(id, domain, text)| id == "vmtest-a"
+            && domain == "vm-1"
+            && text.contains("vmtest-b-host")));
 
     // A second network: eth2, listed on both.
     let options = CreateOptions {
@@ -78,7 +89,9 @@ fn guest_endpoints_share_ipam_but_list_only_their_vm() {
         .unwrap();
     assert_eq!(second.interface, "eth2");
     assert_eq!(
-        manager.disconnect_guest("vmtest-a", "vmtest-gnet2").unwrap(),
+        manager
+            .disconnect_guest("vmtest-a", "vmtest-gnet2")
+            .unwrap(),
         Some(second.host_veth.clone())
     );
     assert!(!manager.hosts_text("vmtest-a").contains("10.246.2."));

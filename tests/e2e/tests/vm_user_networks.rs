@@ -72,23 +72,53 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
     // The client first: its hosts file must learn about the server when that starts.
     let client = ["run", "-d", "--name", "client", "--network", "foo"];
     docker(&d, &[&client[..], &["busybox", "sleep", "600"]].concat()).ok();
-    let server = format!("mkdir -p /www && echo '{PAGE}' > /www/index.html && exec httpd -f -p 80 -h /www");
+    let server =
+        format!("mkdir -p /www && echo '{PAGE}' > /www/index.html && exec httpd -f -p 80 -h /www");
     docker(
         &d,
         &[
-            "run", "-d", "--name", "web", "--network", "foo", "--network-alias", "webalias",
-            "busybox", "sh", "-c", &server,
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "foo",
+            "--network-alias",
+            "webalias",
+            "busybox",
+            "sh",
+            "-c",
+            &server,
         ],
     )
     .ok();
-    docker(&d, &["run", "-d", "--name", "other", "--network", "bar", "busybox", "sleep", "600"])
-        .ok();
+    docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "other",
+            "--network",
+            "bar",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    )
+    .ok();
 
     // Inspect shows the addresses the containers have (eth1 on the guest's bridge).
     let web_ip = inspect_ip(&d, "web", "foo");
     let client_ip = inspect_ip(&d, "client", "foo");
-    assert!(!web_ip.is_empty() && web_ip != client_ip, "web {web_ip:?}, client {client_ip:?}");
-    assert!(addresses_in(&d, "web").contains(&format!("inet {web_ip}/")), "web lacks {web_ip}");
+    assert!(
+        !web_ip.is_empty() && web_ip != client_ip,
+        "web {web_ip:?}, client {client_ip:?}"
+    );
+    assert!(
+        addresses_in(&d, "web").contains(&format!("inet {web_ip}/")),
+        "web lacks {web_ip}"
+    );
     assert!(
         addresses_in(&d, "client").contains(&format!("inet {client_ip}/")),
         "client lacks {client_ip}"
@@ -100,7 +130,10 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
             .any(|l| l.starts_with(&format!("{web_ip}\t")) && l.contains("webalias"))
     };
     let hosts = hosts_when(&d, "client", web_line);
-    assert!(web_line(&hosts), "the client's hosts file lacks web: {hosts}");
+    assert!(
+        web_line(&hosts),
+        "the client's hosts file lacks web: {hosts}"
+    );
     for name in ["web", "webalias"] {
         let got = fetch(&d, "client", name);
         got.ok();
@@ -114,11 +147,30 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
         "other",
         &format!("grep -w web /etc/hosts; timeout 3 wget -q -O- http://{web_ip}/ && echo REACHED"),
     );
-    assert!(!out.stdout.contains("REACHED"), "bar reached foo's web: {}", out.stdout);
-    assert!(!out.stdout.contains(&web_ip), "bar resolves web: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("REACHED"),
+        "bar reached foo's web: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains(&web_ip),
+        "bar resolves web: {}",
+        out.stdout
+    );
 
     // Connected while running: reachable by name both ways, its address shown and real.
-    docker(&d, &["network", "connect", "--alias", "otheralias", "foo", "other"]).ok();
+    docker(
+        &d,
+        &[
+            "network",
+            "connect",
+            "--alias",
+            "otheralias",
+            "foo",
+            "other",
+        ],
+    )
+    .ok();
     let other_ip = inspect_ip(&d, "other", "foo");
     assert!(!other_ip.is_empty(), "no address for other on foo");
     assert!(addresses_in(&d, "other").contains(&format!("inet {other_ip}/")));
@@ -126,25 +178,38 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
     got.ok();
     assert_eq!(got.stdout.trim(), PAGE);
     let hosts = hosts_when(&d, "web", |h| h.contains("otheralias"));
-    assert!(hosts.contains(&format!("{other_ip}\t")), "web's hosts file: {hosts}");
+    assert!(
+        hosts.contains(&format!("{other_ip}\t")),
+        "web's hosts file: {hosts}"
+    );
     exec_sh(&d, "web", "ping -c 1 -W 5 otheralias").ok();
 
     // Disconnected: gone from the peers' files, its interface gone, web out of reach.
     docker(&d, &["network", "disconnect", "foo", "other"]).ok();
     let web_hosts = hosts_when(&d, "web", |h| !h.contains("otheralias"));
-    assert!(!web_hosts.contains("otheralias"), "web still lists other: {web_hosts}");
+    assert!(
+        !web_hosts.contains("otheralias"),
+        "web still lists other: {web_hosts}"
+    );
     assert!(!addresses_in(&d, "other").contains(&format!("inet {other_ip}/")));
     let out = exec_sh(
         &d,
         "other",
         &format!("grep -w web /etc/hosts; timeout 3 wget -q -O- http://{web_ip}/ && echo REACHED"),
     );
-    assert!(!out.stdout.contains("REACHED"), "reached web after disconnect: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("REACHED"),
+        "reached web after disconnect: {}",
+        out.stdout
+    );
 
     // A peer that stops leaves the others' files.
     docker(&d, &["rm", "-f", "web"]).ok();
     let hosts = hosts_when(&d, "client", |h| !h.contains("webalias"));
-    assert!(!hosts.contains("webalias"), "the client still lists web: {hosts}");
+    assert!(
+        !hosts.contains("webalias"),
+        "the client still lists web: {hosts}"
+    );
 
     docker(&d, &["rm", "-f", "client", "other"]).ok();
     docker(&d, &["network", "rm", "foo", "bar"]).ok();

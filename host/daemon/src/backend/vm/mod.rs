@@ -305,8 +305,7 @@ impl ContainerBackend for VmContainerBackend {
             .await?,
         );
         machine.keep_clock();
-        let (links, endpoint) = match self.create_in_guest(&machine, c, &oci, guest_shares).await
-        {
+        let (links, endpoint) = match self.create_in_guest(&machine, c, &oci, guest_shares).await {
             Ok(created) => created,
             Err(e) => {
                 machine.shutdown().await;

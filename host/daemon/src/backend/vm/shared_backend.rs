@@ -13,8 +13,7 @@ use super::user_networks::{UserNetworks, SHARED_DOMAIN};
 use super::{ports, shares, spec};
 use crate::backend::{
     BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
-    GraphDriver, MountSpec, NetworkEndpoint, ProcessHandle, Reconnected, ResourceStats,
-    TopProcess,
+    GraphDriver, MountSpec, NetworkEndpoint, ProcessHandle, Reconnected, ResourceStats, TopProcess,
 };
 use crate::config::DaemonConfig;
 

@@ -69,7 +69,12 @@ impl UserNetworks {
 
     /// Starts the task that carries hosts files into VMs, in order, once.
     fn start_writer(&self) {
-        let Some(mut rx) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(mut rx) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
             return;
         };
         let machines = self.machines.clone();
