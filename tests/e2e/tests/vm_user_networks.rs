@@ -5,10 +5,12 @@
 //! connect`/`disconnect` of a running container adds and removes its interface, and
 //! inspect shows the addresses the containers really have.
 //!
+//! A container in a VM of its own gets its address on its user network the same way.
+//!
 //! Needs root, the docker CLI, a VM backend, the guest kernel, the agent initramfs and
 //! `passt`; skips, saying which, without them.
 
-use vmrun_e2e::vm::{docker, shared_vm_daemon};
+use vmrun_e2e::vm::{docker, isolation_daemon, shared_vm_daemon};
 use vmrun_e2e::Daemon;
 
 /// What the web server serves.
@@ -203,6 +205,33 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
         out.stdout
     );
 
+    // Connected while stopped: joined at its start.
+    docker(
+        &d,
+        &[
+            "create",
+            "--name",
+            "late",
+            "--network",
+            "bar",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    )
+    .ok();
+    docker(
+        &d,
+        &["network", "connect", "--alias", "latealias", "foo", "late"],
+    )
+    .ok();
+    docker(&d, &["start", "late"]).ok();
+    let late_ip = inspect_ip(&d, "late", "foo");
+    assert!(addresses_in(&d, "late").contains(&format!("inet {late_ip}/")));
+    let got = fetch(&d, "late", "webalias");
+    got.ok();
+    assert_eq!(got.stdout.trim(), PAGE);
+
     // A peer that stops leaves the others' files.
     docker(&d, &["rm", "-f", "web"]).ok();
     let hosts = hosts_when(&d, "client", |h| !h.contains("webalias"));
@@ -211,7 +240,35 @@ fn shared_vm_containers_reach_each_other_by_name_on_user_networks() {
         "the client still lists web: {hosts}"
     );
 
-    docker(&d, &["rm", "-f", "client", "other"]).ok();
+    docker(&d, &["rm", "-f", "client", "other", "late"]).ok();
     docker(&d, &["network", "rm", "foo", "bar"]).ok();
     eprintln!("user networks in the shared VM: {:?}", started.elapsed());
+}
+
+/// A container in a VM of its own gets its address on a user network too (alone on the
+/// VM's bridge): inspect's address is the one it has.
+#[test]
+fn own_vm_container_has_its_user_network_address() {
+    let Some(d) = isolation_daemon() else {
+        return;
+    };
+    docker(&d, &["network", "create", "solo-net"]).ok();
+    let run = [
+        "run",
+        "-d",
+        "--isolation",
+        "vm",
+        "--name",
+        "solo",
+        "--network",
+        "solo-net",
+    ];
+    docker(&d, &[&run[..], &["busybox", "sleep", "600"]].concat()).ok();
+    let ip = inspect_ip(&d, "solo", "solo-net");
+    assert!(!ip.is_empty(), "no address on solo-net");
+    assert!(addresses_in(&d, "solo").contains(&format!("inet {ip}/")));
+    let hosts = exec_sh(&d, "solo", "cat /etc/hosts").stdout;
+    assert!(hosts.contains(&format!("{ip}\t")), "{hosts}");
+    docker(&d, &["rm", "-f", "solo"]).ok();
+    docker(&d, &["network", "rm", "solo-net"]).ok();
 }
