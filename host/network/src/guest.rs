@@ -162,13 +162,11 @@ impl NetworkManager {
         Ok(host_veth)
     }
 
-    /// The hosts file a container has now, as its endpoints say (localhost lines only
-    /// when it has none).
-    pub fn hosts_text(&self, container_id: &str) -> String {
+    /// The hosts file a container has now, as its endpoints say; `None` when it has no
+    /// endpoint (its file is not the manager's).
+    pub fn hosts_text(&self, container_id: &str) -> Option<String> {
         let state = self.lock();
-        if state.endpoints_of_container(container_id).next().is_none() {
-            return hosts::LOCALHOST_LINES.to_string();
-        }
-        hosts::for_container(&state, container_id)
+        state.endpoints_of_container(container_id).next()?;
+        Some(hosts::for_container(&state, container_id))
     }
 }

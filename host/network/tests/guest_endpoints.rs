@@ -56,7 +56,7 @@ fn guest_endpoints_share_ipam_but_list_only_their_vm() {
     ));
     assert_eq!(manager.inspect("vmtest-gnet").unwrap().containers.len(), 4);
 
-    let a_hosts = manager.hosts_text("vmtest-a");
+    let a_hosts = manager.hosts_text("vmtest-a").unwrap();
     assert!(a_hosts.contains("10.246.1.3\tvmtest-a-host vmtest-a-name vmtest-a-alias"));
     assert!(a_hosts.contains("10.246.1.4\tvmtest-b-host"), "{a_hosts}");
     assert!(
@@ -94,12 +94,20 @@ fn guest_endpoints_share_ipam_but_list_only_their_vm() {
             .unwrap(),
         Some(second.host_veth.clone())
     );
-    assert!(!manager.hosts_text("vmtest-a").contains("10.246.2."));
+    assert!(!manager
+        .hosts_text("vmtest-a")
+        .unwrap()
+        .contains("10.246.2."));
+
+    assert_eq!(manager.hosts_text("vmtest-nobody"), None);
 
     // b goes: a's file loses it, through the sink too.
     seen.lock().unwrap().clear();
     manager.detach("vmtest-b").unwrap();
-    assert!(!manager.hosts_text("vmtest-a").contains("vmtest-b-host"));
+    assert!(!manager
+        .hosts_text("vmtest-a")
+        .unwrap()
+        .contains("vmtest-b-host"));
     assert!(seen
         .lock()
         .unwrap()

@@ -271,7 +271,9 @@ async fn create_wired(
     let shares = shares::connect(machine, shares).await?;
     let mut etc_files = network::etc_files(c);
     if first.is_some() {
-        etc_files.hosts = networks.hosts_text(&c.id);
+        if let Some(hosts) = networks.hosts_text(&c.id) {
+            etc_files.hosts = hosts;
+        }
     }
     let spec = serde_json::to_value(oci)
         .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;

@@ -125,8 +125,8 @@ impl UserNetworks {
         .map(Some)
     }
 
-    /// The hosts file container `id` has now.
-    pub fn hosts_text(&self, id: &str) -> String {
+    /// The hosts file container `id` has now, when it is on a user network.
+    pub fn hosts_text(&self, id: &str) -> Option<String> {
         self.manager.hosts_text(id)
     }
 
@@ -160,10 +160,10 @@ impl UserNetworks {
     pub fn register(&self, id: &str, machine: &Arc<Machine>) {
         self.start_writer();
         self.machines().insert(id.to_string(), machine.clone());
-        // What changed between its creation and now.
-        let _ = self
-            .updates
-            .send((id.to_string(), self.manager.hosts_text(id)));
+        // What changed between its creation and now (nothing to say off user networks).
+        if let Some(text) = self.manager.hosts_text(id) {
+            let _ = self.updates.send((id.to_string(), text));
+        }
     }
 
     /// Container `id` stopped: its endpoints go and its peers' hosts files lose it.
