@@ -190,35 +190,29 @@ pub enum Op {
         /// An OCI `linux.resources` object; what it leaves out stays as it is.
         resources: serde_json::Value,
     },
-    /// Connect a created or running container to a user network's bridge in the guest:
-    /// the bridge is made (and set up) in the guest's own namespace if it is not there,
-    /// and a veth pair joins it to the container (`link.interface` inside, with its
-    /// address and MAC, no route beyond its subnet). Bridges have no address in the guest,
-    /// so nothing routes between them: networks stay apart. Reply: [`Reply::Done`];
-    /// [`ErrorKind::AlreadyExists`] when the container has that interface.
+    /// Join a created or running container to a user network's bridge in the guest (made
+    /// if missing, no address: nothing routes between networks) through a veth pair, its
+    /// side named, addressed and up as `link` says. Reply: [`Reply::Done`].
     ConnectNetwork {
         /// Container id.
         id: String,
         /// The bridge and the container's side.
         link: crate::network::NetworkLink,
     },
-    /// Remove a container's veth pair named by its bridge side (the container's side goes
-    /// with it). Reply: [`Reply::Done`], also when it was gone (a container that exited
-    /// takes its pairs with its namespace).
+    /// Delete a container's veth pair by its bridge side's name. Reply: [`Reply::Done`],
+    /// also when it is gone.
     DisconnectNetwork {
         /// Container id.
         id: String,
-        /// The bridge side's name ([`crate::network::NetworkLink::host_veth`]).
+        /// [`crate::network::NetworkLink::host_veth`].
         host_veth: String,
     },
-    /// Rewrite a container's `/etc/hosts` in place (the file is bound into the container,
-    /// so it is written from offset 0 and cut to length, never replaced): its peers on user
-    /// networks came or went. Reply: [`Reply::Done`]; [`ErrorKind::NotFound`] when the
-    /// container was created without its own `/etc/hosts`.
+    /// Rewrite a container's `/etc/hosts` in place (it is bound into the container).
+    /// Reply: [`Reply::Done`]; [`ErrorKind::NotFound`] when it was created without one.
     WriteHosts {
         /// Container id.
         id: String,
-        /// The file's new text.
+        /// The new text.
         hosts: String,
     },
     /// The container's processes. Reply: [`Reply::Top`].
