@@ -49,6 +49,7 @@ pub mod shim_client;
 pub mod spawn;
 pub mod streams;
 pub mod tap;
+pub mod user_net;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -278,6 +279,23 @@ impl Agent {
             Op::UpdateResources { id, resources } => {
                 let e = self.procs.container(&id)?;
                 inspect::update_resources(&e, resources)?;
+                Reply::Done
+            }
+            Op::ConnectNetwork { id, link } => {
+                let pid = self.procs.container_pid(&id)?;
+                user_net::connect(pid, link).await?;
+                Reply::Done
+            }
+            Op::DisconnectNetwork { id, host_veth } => {
+                // Gone with the container's namespace when it has exited.
+                if self.procs.container_pid(&id).is_ok() {
+                    user_net::disconnect(host_veth).await?;
+                }
+                Reply::Done
+            }
+            Op::WriteHosts { id, hosts } => {
+                self.procs.container(&id)?;
+                user_net::write_hosts(&self.procs.hosts_file(&id), &hosts)?;
                 Reply::Done
             }
             Op::Top { id } => {

@@ -463,6 +463,11 @@ impl Procs {
         Ok(())
     }
 
+    /// Where container `id`'s own `/etc/hosts` is (when it was created with one).
+    pub fn hosts_file(&self, id: &str) -> PathBuf {
+        self.paths.state.join("containers").join(id).join("hosts")
+    }
+
     /// The pid of container `id`'s init, created or started (its namespaces are the
     /// container's); `Conflict` once it has exited.
     pub fn container_pid(&self, id: &str) -> Result<i32, AgentError> {

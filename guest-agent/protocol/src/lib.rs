@@ -36,6 +36,8 @@
 //! at [`layer_path`]), `mount_data_disk` (at [`DATA_DIR`]), `create` (OCI spec + overlay of
 //! layer dirs + writable dir, user, tty, stdin, log path), `exec`, `start`, `wait`, `kill`,
 //! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
+//! `connect_network`/`disconnect_network` (a container's veth on a user network's bridge
+//! in the guest), `write_hosts` (a container's `/etc/hosts` rewritten in place),
 //! `make_data_dir`, `list_data`, `remove_layer`,
 //! `open_stream` (attach, logs, put_file: a file stored on the data disk, forward: a
 //! published port's connection into a container, see [`forward`]; listeners: the ports a
@@ -43,8 +45,8 @@
 //! [`network`]).
 //!
 //! ```text
-//! → [len]{"version":4,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
-//! ← [len]{"type":"welcome","version":4,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
+//! → [len]{"version":5,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
+//! ← [len]{"type":"welcome","version":5,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
 //! → [len]{"id":7,"op":{"type":"start","id":"c1"}}
 //! ← [len]{"id":7,"result":{"Ok":{"type":"started","pid":42}}}
 //! ```

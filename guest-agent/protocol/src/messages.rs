@@ -191,6 +191,31 @@ pub enum Op {
         /// An OCI `linux.resources` object; what it leaves out stays as it is.
         resources: serde_json::Value,
     },
+    /// Join a created or running container to a user network's bridge in the guest (made
+    /// if missing, no address: nothing routes between networks) through a veth pair, its
+    /// side named, addressed and up as `link` says. Reply: [`Reply::Done`].
+    ConnectNetwork {
+        /// Container id.
+        id: String,
+        /// The bridge and the container's side.
+        link: crate::network::NetworkLink,
+    },
+    /// Delete a container's veth pair by its bridge side's name. Reply: [`Reply::Done`],
+    /// also when it is gone.
+    DisconnectNetwork {
+        /// Container id.
+        id: String,
+        /// [`crate::network::NetworkLink::host_veth`].
+        host_veth: String,
+    },
+    /// Rewrite a container's `/etc/hosts` in place (it is bound into the container).
+    /// Reply: [`Reply::Done`]; [`ErrorKind::NotFound`] when it was created without one.
+    WriteHosts {
+        /// Container id.
+        id: String,
+        /// The new text.
+        hosts: String,
+    },
     /// The container's processes. Reply: [`Reply::Top`].
     Top {
         /// Container id.

@@ -70,3 +70,35 @@ pub fn encode_frame(frame: &[u8]) -> Vec<u8> {
     out.extend_from_slice(frame);
     out
 }
+
+/// A container's link to a user network in the guest ([`crate::Op::ConnectNetwork`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkLink {
+    /// The network's bridge device in the guest's own namespace (at most 15 bytes).
+    pub bridge: String,
+    /// The name of the veth side on the bridge (at most 15 bytes, unique in the guest).
+    pub host_veth: String,
+    /// The name of the container's side (`eth1`, ...).
+    pub interface: String,
+    /// The container's address on the network (the daemon's IPAM chose it).
+    pub address: Ipv4Addr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// The container side's MAC address.
+    pub mac: [u8; 6],
+}
+
+impl NetworkLink {
+    /// Whether every device name is a usable Linux interface name (1 to 15 bytes of
+    /// `[A-Za-z0-9_.-]`).
+    pub fn valid_names(&self) -> bool {
+        [&self.bridge, &self.host_veth, &self.interface]
+            .iter()
+            .all(|name| {
+                (1..=15).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            })
+    }
+}

@@ -32,6 +32,25 @@ fn every_op_round_trips() {
     let ops = vec![
         Op::Ping,
         Op::Version,
+        Op::ConnectNetwork {
+            id: "c1".into(),
+            link: network::NetworkLink {
+                bridge: "vmr-0123456789a".into(),
+                host_veth: "vg0123456789abc".into(),
+                interface: "eth1".into(),
+                address: std::net::Ipv4Addr::new(172, 18, 0, 2),
+                prefix_len: 16,
+                mac: [2, 0x42, 172, 18, 0, 2],
+            },
+        },
+        Op::DisconnectNetwork {
+            id: "c1".into(),
+            host_veth: "vg0123456789abc".into(),
+        },
+        Op::WriteHosts {
+            id: "c1".into(),
+            hosts: "127.0.0.1\tlocalhost\n".into(),
+        },
         Op::SetTime { unix_nanos: 5 },
         Op::Shutdown {
             action: ShutdownAction::Reboot,
@@ -346,4 +365,23 @@ fn data_paths_stay_under_the_data_dir() {
     for bad in ["", "/etc/passwd", "../x", "a/../../b", "./a", "a/.."] {
         assert_eq!(data_path(Path::new(bad)), None, "{bad:?}");
     }
+}
+
+#[test]
+fn network_link_names_are_checked() {
+    let mut link = network::NetworkLink {
+        bridge: "vmr-0123456789a".into(),
+        host_veth: "vg0123456789abc".into(),
+        interface: "eth1".into(),
+        address: std::net::Ipv4Addr::new(172, 18, 0, 2),
+        prefix_len: 16,
+        mac: [0; 6],
+    };
+    assert!(link.valid_names());
+    link.interface = "eth1/../x".into();
+    assert!(!link.valid_names());
+    link.interface = "a-name-too-long".into();
+    assert!(link.valid_names());
+    link.interface.push('x');
+    assert!(!link.valid_names());
 }

@@ -438,6 +438,37 @@ impl AgentClient {
         expect!(self.call(op).await?, Reply::Done => ())
     }
 
+    /// Joins a container to a user network's bridge in the guest.
+    pub async fn connect_network(
+        &self,
+        id: &str,
+        link: vmrun_agent_protocol::network::NetworkLink,
+    ) -> Result<(), ClientError> {
+        let op = Op::ConnectNetwork {
+            id: id.into(),
+            link,
+        };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
+    /// Removes a container's veth pair (named by its bridge side) in the guest.
+    pub async fn disconnect_network(&self, id: &str, host_veth: &str) -> Result<(), ClientError> {
+        let op = Op::DisconnectNetwork {
+            id: id.into(),
+            host_veth: host_veth.into(),
+        };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
+    /// Rewrites a container's `/etc/hosts` in place.
+    pub async fn write_hosts(&self, id: &str, hosts: String) -> Result<(), ClientError> {
+        let op = Op::WriteHosts {
+            id: id.into(),
+            hosts,
+        };
+        expect!(self.call(op).await?, Reply::Done => ())
+    }
+
     /// Changes a container's cgroup limits (an OCI `linux.resources` object).
     pub async fn update_resources(
         &self,

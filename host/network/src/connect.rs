@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use crate::error::NetworkError;
+use crate::ipam;
 use crate::manager::{random_hex, NetworkManager};
 use crate::plumbing::{self, EndpointWiring};
 use crate::state::{endpoint_key, EndpointRecord};
 use crate::types::{AttachRequest, Driver, Endpoint, NONE_NETWORK};
-use crate::{hosts, ipam};
 
 /// Longest Linux interface name.
 const IFNAME_MAX: usize = 15;
@@ -106,6 +106,7 @@ impl NetworkManager {
             hosts_file: primary.hosts_file.clone(),
             interface: Some(interface),
             extra_hosts: primary.extra_hosts.clone(),
+            domain: None,
         };
         let endpoint = record.to_endpoint(&network.name);
         let key = endpoint_key(&req.container_id, &network.id, replaces_primary);
@@ -117,7 +118,7 @@ impl NetworkManager {
             let _ = plumbing::delete_link(&host_veth);
             return Err(e);
         }
-        hosts::refresh_container(&state, &req.container_id);
+        self.refresh_container(&state, &req.container_id);
         self.refresh_peers(&state, &network.id);
         tracing::debug!(container_id = req.container_id, network = network.name, %ip, "connected");
         Ok(endpoint)
@@ -137,7 +138,7 @@ impl NetworkManager {
                 network: network.name,
             });
         };
-        if let Some(veth) = &record.host_veth {
+        if let (Some(veth), None) = (&record.host_veth, &record.domain) {
             plumbing::delete_link(veth)?;
         }
         if key == container_id {
@@ -160,7 +161,7 @@ impl NetworkManager {
             state.endpoints.remove(&key);
         }
         state.save(&self.config.state_dir)?;
-        hosts::refresh_container(&state, container_id);
+        self.refresh_container(&state, container_id);
         self.refresh_peers(&state, &network.id);
         tracing::debug!(container_id, network = network.name, "disconnected");
         Ok(())

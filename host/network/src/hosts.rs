@@ -117,6 +117,7 @@ pub(crate) fn for_endpoint(
         state
             .endpoints_of(&network.id)
             .filter(|peer| peer.container_id != endpoint.container_id)
+            .filter(|peer| peer.domain == endpoint.domain)
             .filter_map(entry)
             .collect()
     };
@@ -149,6 +150,7 @@ pub(crate) fn for_container(state: &State, container_id: &str) -> String {
             state
                 .endpoints_of(&network.id)
                 .filter(|peer| peer.container_id != container_id)
+                .filter(|peer| peer.domain == endpoint.domain)
                 .filter_map(entry),
         );
     }
@@ -167,11 +169,10 @@ pub(crate) fn for_container(state: &State, container_id: &str) -> String {
     text
 }
 
-/// Rewrites one container's hosts file from the state; failures are logged.
-pub(crate) fn refresh_container(state: &State, container_id: &str) {
-    let Some((_, first)) = state.endpoints_of_container(container_id).next() else {
-        return;
-    };
+/// Rewrites one container's hosts file from the state; failures are logged. Returns the
+/// text and the container's domain when it is in a VM (whose copy is elsewhere).
+pub(crate) fn refresh_container(state: &State, container_id: &str) -> Option<(String, String)> {
+    let (_, first) = state.endpoints_of_container(container_id).next()?;
     let on_host = state.endpoints_of_container(container_id).any(|(_, e)| {
         state
             .networks
@@ -180,12 +181,13 @@ pub(crate) fn refresh_container(state: &State, container_id: &str) {
     });
     if on_host {
         // A copy of the host's file: not ours to list.
-        return;
+        return None;
     }
     let text = for_container(state, container_id);
     if let Err(e) = write_in_place(&first.hosts_file, &text) {
         tracing::warn!(container_id, error = %e, "updating hosts file");
     }
+    first.domain.clone().map(|domain| (text, domain))
 }
 
 fn entry(e: &EndpointRecord) -> Option<HostEntry> {

@@ -60,6 +60,12 @@
 //! Hosts files are bind-mounted into containers, so they are always
 //! rewritten in place, never replaced.
 //!
+//! # Containers in VMs
+//! [`NetworkManager::connect_guest`] gives a container in a VM an address on a bridge
+//! network with nothing made on this host (the guest agent wires it to a bridge in the
+//! VM); its hosts file lists only peers in the same VM and every rewrite of it goes to the
+//! [`HostsSink`] ([`NetworkManager::set_hosts_sink`]). See `guest.rs`.
+//!
 //! # Persistence
 //! State is `networks.json` in the state directory. On open, bridges and
 //! iptables rules are re-created if missing, endpoints whose namespace file
@@ -78,10 +84,10 @@ mod error;
 pub mod extra_hosts;
 mod firewall;
 mod forward_target;
+mod guest;
 mod hosts;
 mod ipam;
 mod manager;
-mod netlink;
 pub mod netns;
 mod netns_pool;
 mod plumbing;
@@ -94,6 +100,7 @@ pub use error::NetworkError;
 pub use extra_hosts::{ExtraHost, ExtraHostAddress};
 pub use firewall::{bridge_rules, rule_exists, Rule};
 pub use forward_target::{DatagramReceiver, DatagramSender, ForwardTarget, SocketTarget, UdpFlow};
+pub use guest::{GuestEndpoint, HostsSink};
 pub use hosts::{for_host_network as host_network_hosts_file, LOCALHOST_LINES};
 pub use ipam::candidate_subnets;
 pub use ipnet::Ipv4Net;

@@ -64,6 +64,8 @@ pub struct NetworkManager {
     pub(crate) config: ManagerConfig,
     state: Mutex<State>,
     pool: NetnsPool,
+    /// Told about every rewritten hosts file of a container in a VM.
+    pub(crate) hosts_sink: std::sync::OnceLock<crate::guest::HostsSink>,
 }
 
 // The daemon shares one manager between threads.
@@ -111,6 +113,7 @@ impl NetworkManager {
         predefined::ensure(&config, &mut state)?;
         let manager = NetworkManager {
             pool: NetnsPool::new(config.netns_pool_size),
+            hosts_sink: std::sync::OnceLock::new(),
             config,
             state: Mutex::new(state),
         };
@@ -143,7 +146,11 @@ impl NetworkManager {
         let stale: Vec<String> = state
             .endpoints
             .values()
-            .filter(|endpoint| matches!(&endpoint.netns_path, Some(path) if !netns::is_netns(path)))
+            .filter(|endpoint| {
+                // A VM's endpoints: the VM ended with the daemon that ran it.
+                endpoint.domain.is_some()
+                    || matches!(&endpoint.netns_path, Some(path) if !netns::is_netns(path))
+            })
             .map(|endpoint| endpoint.container_id.clone())
             .collect();
         for container_id in stale {
@@ -157,6 +164,10 @@ impl NetworkManager {
                 .collect();
             for endpoint in removed {
                 tracing::info!(container_id, "dropping endpoint whose namespace is gone");
+                if endpoint.domain.is_some() {
+                    self.refresh_peers(state, &endpoint.network_id);
+                    continue;
+                }
                 if let Err(e) = plumbing::disconnect(
                     endpoint.host_veth.as_deref(),
                     endpoint.netns_path.as_deref(),
@@ -361,6 +372,7 @@ impl NetworkManager {
             hosts_file: req.hosts_file.clone(),
             interface: None,
             extra_hosts: req.extra_hosts.clone(),
+            domain: None,
         };
         match network.driver {
             Driver::Host => {
@@ -481,7 +493,9 @@ impl NetworkManager {
             let netns_path = (key == container_id)
                 .then_some(record.netns_path.as_deref())
                 .flatten();
-            plumbing::disconnect_in_background(record.host_veth.as_deref(), netns_path)?;
+            if record.domain.is_none() {
+                plumbing::disconnect_in_background(record.host_veth.as_deref(), netns_path)?;
+            }
             state.endpoints.remove(key);
         }
         state.save(&self.config.state_dir)?;
@@ -506,7 +520,17 @@ impl NetworkManager {
             .map(|e| e.container_id.as_str())
             .collect();
         for container_id in containers {
-            hosts::refresh_container(state, container_id);
+            self.refresh_container(state, container_id);
+        }
+    }
+
+    /// Rewrites one container's hosts file; a container in a VM's new text also goes to
+    /// the hosts sink ([`NetworkManager::set_hosts_sink`]).
+    pub(crate) fn refresh_container(&self, state: &State, container_id: &str) {
+        if let Some((text, domain)) = hosts::refresh_container(state, container_id) {
+            if let Some(sink) = self.hosts_sink.get() {
+                sink(container_id, &domain, &text);
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
 use crate::error::NetworkError;
-use crate::netlink::Netlink;
+use vmrun_netlink::Netlink;
 
 /// `ifindex` of the loopback device in every network namespace.
 const LOOPBACK_INDEX: u32 = 1;

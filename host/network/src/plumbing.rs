@@ -9,8 +9,8 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 
 use crate::error::NetworkError;
-use crate::netlink::{is_exists, Netlink, VethPair};
 use crate::netns::{self, UnpinnedNetns};
+use vmrun_netlink::{is_exists, Netlink, VethPair};
 
 /// Name of the container side of every veth pair.
 pub(crate) const CONTAINER_INTERFACE: &str = "eth0";

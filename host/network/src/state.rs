@@ -58,6 +58,11 @@ pub(crate) struct EndpointRecord {
     /// Extra names in its hosts file.
     #[serde(default)]
     pub extra_hosts: Vec<crate::ExtraHost>,
+    /// Where a container in a VM is wired (`None`: on this host). Such an endpoint has no
+    /// namespace or veth here ([`crate::guest`]), and only peers of the same domain share
+    /// its bridge, so only they are listed in each other's hosts files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 impl EndpointRecord {

@@ -234,7 +234,7 @@ pub fn host_backends(
 ) -> (Backends, Option<Arc<dyn SharedVmControl>>) {
     let backends = Backends::new().with(
         Isolation::Native,
-        Arc::new(native::NativeBackend::new(config.clone(), network)),
+        Arc::new(native::NativeBackend::new(config.clone(), network.clone())),
     );
     let Some(monitor) = vm.backend() else {
         let reason = vm.unavailable().unwrap_or("no VM backend on this host");
@@ -252,7 +252,7 @@ pub fn host_backends(
                 monitor.name()
             );
             let (per_container, shared) =
-                vm::vm_backends(config, monitor.clone(), vm.accelerator(), assets);
+                vm::vm_backends(config, monitor.clone(), vm.accelerator(), assets, network);
             let backends = backends
                 .with(Isolation::Vm, per_container)
                 .with(Isolation::SharedVm, shared.clone());

@@ -138,7 +138,7 @@ impl NativeBackend {
     }
 }
 
-fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<NetworkEndpoint> {
+pub(in crate::backend) fn endpoint_state(e: &vmrun_network::Endpoint) -> Option<NetworkEndpoint> {
     let ip = e.ip?;
     Some(NetworkEndpoint {
         network: e.network.clone(),
@@ -472,7 +472,7 @@ async fn with_cgroup(
 }
 
 /// A network manager's refusal as a backend error.
-fn network_error(e: vmrun_network::NetworkError) -> BackendError {
+pub(in crate::backend) fn network_error(e: vmrun_network::NetworkError) -> BackendError {
     use vmrun_network::NetworkError as N;
     match e {
         N::NotFound(_)

@@ -15,10 +15,12 @@ use super::ports::Forwards;
 use super::process::VmProcess;
 use super::shares::{self, ContainerShares, GuestShare};
 use super::spec;
+use super::user_networks::UserNetworks;
 use crate::backend::{
-    BackendError, ContainerSpec, CreatedContainer, ExecSpec, ProcessHandle, PublishedPort,
-    ResourceStats, Resources, TopProcess,
+    BackendError, ContainerSpec, CreatedContainer, ExecSpec, NetworkEndpoint, ProcessHandle,
+    PublishedPort, ResourceStats, Resources, TopProcess,
 };
+use vmrun_network::GuestEndpoint;
 
 /// A running container: its VM, the runtime spec it was created with (execs start
 /// from it), what forwards its ports, and its network and shares.
@@ -188,26 +190,40 @@ impl GuestContainers {
 }
 
 /// What `create` hands the engine for container `id` running in `machine` with its
-/// ports published as `ports`.
+/// ports published as `ports` (and forwarded automatically as `auto_ports` says) and its
+/// first user network's `endpoint`.
 pub fn created(
     machine: Arc<Machine>,
     id: &str,
     ports: Vec<PublishedPort>,
     auto_ports: Option<super::ports::AutoPorts>,
+    endpoint: Option<NetworkEndpoint>,
 ) -> CreatedContainer {
     CreatedContainer {
         monitor_pid: i32::try_from(machine.pid()).unwrap_or(0),
         process: Arc::new(VmProcess::new(machine, id.to_string())),
-        endpoint: None,
+        endpoint,
         ports,
         auto_ports,
     }
 }
 
+/// Where a container in a VM sits among user networks: the networks of its VMs, its
+/// domain (the VM) and the host-side copy of its hosts file.
+pub struct NetworkPlace<'a> {
+    /// Shared by both VM backends.
+    pub networks: &'a UserNetworks,
+    /// [`super::user_networks::SHARED_DOMAIN`] or a VM of its own.
+    pub domain: &'a str,
+    /// The copy on this host (the manager writes it like a native container's).
+    pub hosts_file: PathBuf,
+}
+
 /// Creates container `c` in `machine` over the guest's layer directories `layers` (bottom
 /// first) with its writable layer in `writable` and `shares` mounted first (`oci` binds
 /// them), starts copying its log to `host_log`, and connects its network (none for
-/// `--network none`).
+/// `--network none`), and its first user network where `place` says. Returns its links
+/// and that network's endpoint.
 pub async fn create_container(
     machine: &Arc<Machine>,
     c: &ContainerSpec,
@@ -215,8 +231,53 @@ pub async fn create_container(
     (layers, writable): (Vec<PathBuf>, PathBuf),
     shares: Vec<GuestShare>,
     host_log: &Path,
+    place: NetworkPlace<'_>,
+) -> Result<(GuestLinks, Option<NetworkEndpoint>), BackendError> {
+    let first = place
+        .networks
+        .first_network(c, place.domain, place.hosts_file)
+        .await?;
+    let created = create_wired(
+        machine,
+        c,
+        oci,
+        (layers, writable),
+        shares,
+        host_log,
+        (place.networks, first.as_ref()),
+    )
+    .await;
+    match created {
+        Ok(links) => {
+            place.networks.register(&c.id, machine);
+            let endpoint = first
+                .as_ref()
+                .and_then(|e| crate::backend::native::endpoint_state(&e.endpoint));
+            Ok((links, endpoint))
+        }
+        Err(e) => {
+            place.networks.release(&c.id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn create_wired(
+    machine: &Arc<Machine>,
+    c: &ContainerSpec,
+    oci: &Spec,
+    (layers, writable): (Vec<PathBuf>, PathBuf),
+    shares: Vec<GuestShare>,
+    host_log: &Path,
+    (networks, first): (&UserNetworks, Option<&GuestEndpoint>),
 ) -> Result<GuestLinks, BackendError> {
     let shares = shares::connect(machine, shares).await?;
+    let mut etc_files = network::etc_files(c);
+    if first.is_some() {
+        if let Some(hosts) = networks.hosts_text(&c.id) {
+            etc_files.hosts = hosts;
+        }
+    }
     let spec = serde_json::to_value(oci)
         .map_err(|e| BackendError::Failed(format!("encoding the runtime spec: {e}")))?;
     let req = CreateContainer {
@@ -232,7 +293,7 @@ pub async fn create_container(
         stdin_once: c.process.stdin_once,
         console_size: c.process.console_size,
         log_path: None,
-        etc_files: Some(network::etc_files(c)),
+        etc_files: Some(etc_files),
     };
     machine
         .call("creating the container", machine.agent().create(req))
@@ -243,6 +304,9 @@ pub async fn create_container(
     } else {
         None
     };
+    if let Some(first) = first {
+        networks.wire(machine, &c.id, first).await?;
+    }
     Ok(GuestLinks {
         _network: network,
         _shares: shares,

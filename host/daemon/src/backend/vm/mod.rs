@@ -29,6 +29,7 @@ mod shared;
 mod shared_backend;
 mod shares;
 mod spec;
+mod user_networks;
 mod writable;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +43,8 @@ use vmrun_vm::{DiskSpec, VmBackend, VmSpec};
 
 use super::{
     BackendError, ByteStream, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer,
-    ExecSpec, ExtractOptions, GraphDriver, PathStat, ProcessHandle, Reconnected, ResourceStats,
+    ExecSpec, ExtractOptions, GraphDriver, NetworkEndpoint, PathStat, ProcessHandle, Reconnected,
+    ResourceStats,
 };
 use crate::config::DaemonConfig;
 pub use assets::GuestAssets;
@@ -52,6 +54,7 @@ use machine::Machine;
 use shared::SharedVm;
 pub use shared::SharedVmStatus;
 use shared_backend::SharedVmBackend;
+use user_networks::UserNetworks;
 
 /// Memory of a VM whose container has no limit.
 const DEFAULT_MEMORY_MIB: u32 = 256;
@@ -76,11 +79,18 @@ pub struct VmContainerBackend {
     layers: Arc<LayerDisks>,
     running: GuestContainers,
     stopping: Arc<Mutex<HashMap<String, Stopping>>>,
+    networks: Arc<UserNetworks>,
 }
 
 impl VmContainerBackend {
-    /// A backend launching VMs through `vm` from `assets`.
-    pub fn new(config: DaemonConfig, vm: Arc<dyn VmBackend>, assets: GuestAssets) -> Self {
+    /// A backend launching VMs through `vm` from `assets`, its containers on user
+    /// networks through `networks` (each alone in its VM).
+    pub fn new(
+        config: DaemonConfig,
+        vm: Arc<dyn VmBackend>,
+        assets: GuestAssets,
+        networks: Arc<UserNetworks>,
+    ) -> Self {
         let layers = Arc::new(LayerDisks::new(config.data_root.join("vm").join("layers")));
         VmContainerBackend {
             config,
@@ -89,6 +99,7 @@ impl VmContainerBackend {
             layers,
             running: GuestContainers::default(),
             stopping: Arc::default(),
+            networks,
         }
     }
 
@@ -246,7 +257,7 @@ impl VmContainerBackend {
         c: &ContainerSpec,
         oci: &Spec,
         shares: Vec<shares::GuestShare>,
-    ) -> Result<guest::GuestLinks, BackendError> {
+    ) -> Result<(guest::GuestLinks, Option<NetworkEndpoint>), BackendError> {
         let (guest_layers, data) = self.mount_disks(machine, c).await?;
         guest::create_container(
             machine,
@@ -255,6 +266,11 @@ impl VmContainerBackend {
             (guest_layers, data.join("rw")),
             shares,
             &self.log_path(&c.id),
+            guest::NetworkPlace {
+                networks: &self.networks,
+                domain: &user_networks::own_vm_domain(&c.id),
+                hosts_file: self.dir(&c.id).join("hosts"),
+            },
         )
         .await
     }
@@ -324,11 +340,14 @@ pub fn vm_backends(
     monitor: Arc<dyn VmBackend>,
     accelerator: &str,
     assets: GuestAssets,
+    network: Arc<vmrun_network::NetworkManager>,
 ) -> (Arc<VmContainerBackend>, Arc<SharedVmBackend>) {
+    let networks = UserNetworks::new(network);
     let per_container = Arc::new(VmContainerBackend::new(
         config.clone(),
         monitor.clone(),
         assets.clone(),
+        networks.clone(),
     ));
     let shared = Arc::new(SharedVm::new(
         config,
@@ -339,7 +358,7 @@ pub fn vm_backends(
     ));
     (
         per_container,
-        Arc::new(SharedVmBackend::new(config.clone(), shared)),
+        Arc::new(SharedVmBackend::new(config.clone(), shared, networks)),
     )
 }
 
@@ -363,8 +382,8 @@ impl ContainerBackend for VmContainerBackend {
         let oci = spec::container_spec_with_mounts(c, &guest_mounts)?;
         let machine = self.boot(c).await?;
         machine.keep_clock();
-        let links = match self.create_in_guest(&machine, c, &oci, guest_shares).await {
-            Ok(links) => links,
+        let (links, endpoint) = match self.create_in_guest(&machine, c, &oci, guest_shares).await {
+            Ok(created) => created,
             Err(e) => {
                 machine.shutdown().await;
                 return Err(e);
@@ -374,6 +393,7 @@ impl ContainerBackend for VmContainerBackend {
             match ports::publish(&machine, c, self.config.auto_forward).await {
                 Ok(p) => p,
                 Err(e) => {
+                    self.networks.release(&c.id).await;
                     machine.shutdown().await;
                     return Err(e);
                 }
@@ -391,7 +411,7 @@ impl ContainerBackend for VmContainerBackend {
         {
             old.shutdown().await;
         }
-        Ok(guest::created(machine, &c.id, ports, auto_ports))
+        Ok(guest::created(machine, &c.id, ports, auto_ports, endpoint))
     }
 
     async fn create_exec(
@@ -410,6 +430,7 @@ impl ContainerBackend for VmContainerBackend {
     }
 
     async fn release(&self, c: &ContainerSpec) {
+        self.networks.release(&c.id).await;
         let Some(machine) = self.running.remove(&c.id).await else {
             return;
         };
@@ -463,6 +484,29 @@ impl ContainerBackend for VmContainerBackend {
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<super::TopProcess>>, BackendError> {
         Ok(Some(self.running.top(&c.id).await?))
+    }
+
+    async fn connect_network(
+        &self,
+        c: &ContainerSpec,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<NetworkEndpoint, BackendError> {
+        let machine = self.running.machine(&c.id)?;
+        let domain = user_networks::own_vm_domain(&c.id);
+        let hosts_file = self.dir(&c.id).join("hosts");
+        self.networks
+            .connect(&machine, c, &domain, network, aliases, hosts_file)
+            .await
+    }
+
+    async fn disconnect_network(
+        &self,
+        c: &ContainerSpec,
+        network: &str,
+    ) -> Result<(), BackendError> {
+        let machine = self.running.machine(&c.id)?;
+        self.networks.disconnect(&machine, c, network).await
     }
 
     async fn pause(&self, c: &ContainerSpec) -> Result<(), BackendError> {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use vmrun_agent_protocol::DATA_DIR;
 
-use super::guest::{self, GuestContainers};
+use super::guest::{self, GuestContainers, NetworkPlace};
 use super::shared::{SharedVm, SharedVmStatus};
+use super::user_networks::{UserNetworks, SHARED_DOMAIN};
 use super::{ports, shares, spec};
 use crate::backend::{
     BackendError, ContainerBackend, ContainerFiles, ContainerSpec, CreatedContainer, ExecSpec,
-    GraphDriver, MountSpec, ProcessHandle, Reconnected, ResourceStats, TopProcess,
+    GraphDriver, MountSpec, NetworkEndpoint, ProcessHandle, Reconnected, ResourceStats, TopProcess,
 };
 use crate::config::DaemonConfig;
 
@@ -26,16 +27,23 @@ pub struct SharedVmBackend {
     config: DaemonConfig,
     shared: Arc<SharedVm>,
     running: GuestContainers,
+    networks: Arc<UserNetworks>,
 }
 
 impl SharedVmBackend {
-    /// A backend over `shared`.
-    pub fn new(config: DaemonConfig, shared: Arc<SharedVm>) -> Self {
+    /// A backend over `shared`, its containers on user networks through `networks`.
+    pub fn new(config: DaemonConfig, shared: Arc<SharedVm>, networks: Arc<UserNetworks>) -> Self {
         SharedVmBackend {
             config,
             shared,
             running: GuestContainers::default(),
+            networks,
         }
+    }
+
+    /// The host's copy of container `id`'s hosts file.
+    fn hosts_file(&self, id: &str) -> PathBuf {
+        self.config.container_dir(id).join("hosts")
     }
 
     fn log_path(&self, id: &str) -> PathBuf {
@@ -147,13 +155,18 @@ impl ContainerBackend for SharedVmBackend {
             guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
         }
         let writable = Path::new(DATA_DIR).join(container_dir(&c.id));
-        let links = guest::create_container(
+        let (links, endpoint) = guest::create_container(
             &machine,
             c,
             &oci,
             (guest_layers, writable),
             guest.shares,
             &self.log_path(&c.id),
+            NetworkPlace {
+                networks: &self.networks,
+                domain: SHARED_DOMAIN,
+                hosts_file: self.hosts_file(&c.id),
+            },
         )
         .await?;
         tracing::info!(
@@ -165,6 +178,7 @@ impl ContainerBackend for SharedVmBackend {
             match ports::publish(&machine, c, self.config.auto_forward).await {
                 Ok(p) => p,
                 Err(e) => {
+                    self.networks.release(&c.id).await;
                     let _ = machine
                         .call(
                             "forgetting the container",
@@ -177,7 +191,7 @@ impl ContainerBackend for SharedVmBackend {
         let auto_ports = listeners.take_auto_ports();
         self.running
             .insert(&c.id, machine.clone(), oci, listeners, links);
-        Ok(guest::created(machine, &c.id, ports, auto_ports))
+        Ok(guest::created(machine, &c.id, ports, auto_ports, endpoint))
     }
 
     async fn create_exec(
@@ -197,6 +211,7 @@ impl ContainerBackend for SharedVmBackend {
     }
 
     async fn release(&self, c: &ContainerSpec) {
+        self.networks.release(&c.id).await;
         let Some(machine) = self.running.remove(&c.id).await else {
             return;
         };
@@ -243,6 +258,28 @@ impl ContainerBackend for SharedVmBackend {
 
     async fn top(&self, c: &ContainerSpec) -> Result<Option<Vec<TopProcess>>, BackendError> {
         Ok(Some(self.running.top(&c.id).await?))
+    }
+
+    async fn connect_network(
+        &self,
+        c: &ContainerSpec,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<NetworkEndpoint, BackendError> {
+        let machine = self.running.machine(&c.id)?;
+        let hosts_file = self.hosts_file(&c.id);
+        self.networks
+            .connect(&machine, c, SHARED_DOMAIN, network, aliases, hosts_file)
+            .await
+    }
+
+    async fn disconnect_network(
+        &self,
+        c: &ContainerSpec,
+        network: &str,
+    ) -> Result<(), BackendError> {
+        let machine = self.running.machine(&c.id)?;
+        self.networks.disconnect(&machine, c, network).await
     }
 
     async fn pause(&self, c: &ContainerSpec) -> Result<(), BackendError> {

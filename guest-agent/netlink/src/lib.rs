@@ -1,4 +1,7 @@
-//! A small synchronous rtnetlink client: links, addresses and routes.
+//! A small synchronous rtnetlink client: links, bridges, veth pairs, addresses and
+//! routes. One copy serves both sides: the host's bridge networks (`vmrun-network`) and
+//! the guest agent's bridges of user networks in a VM (a static binary: everything here
+//! is plain Rust over a netlink socket, no C library).
 //!
 //! A netlink socket is bound to the network namespace of the thread that
 //! created it, so a [`Netlink`] opened inside a container's namespace keeps
@@ -27,30 +30,39 @@ const RECV_BUFFER: usize = 64 * 1024;
 
 /// An IPv4 address configured on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct InterfaceAddress {
+pub struct InterfaceAddress {
+    /// The interface's index.
     pub index: u32,
+    /// The address and its prefix.
     pub network: Ipv4Net,
 }
 
 /// An IPv4 route of any table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Route {
+pub struct Route {
+    /// Where it leads.
     pub destination: Ipv4Net,
+    /// Its output interface, if it names one.
     pub oif: Option<u32>,
 }
 
 /// The parameters of a veth pair whose peer is created directly inside a
 /// network namespace.
-pub(crate) struct VethPair<'a> {
+pub struct VethPair<'a> {
+    /// The name of the side that stays in the caller's namespace.
     pub host_name: &'a str,
+    /// The bridge that side is put on.
     pub bridge_index: u32,
+    /// The name of the side created in the other namespace.
     pub peer_name: &'a str,
+    /// That side's MAC address.
     pub peer_mac: [u8; 6],
+    /// An open descriptor of the other namespace (`/proc/PID/ns/net`, a pinned file).
     pub peer_netns_fd: RawFd,
 }
 
 /// A connected NETLINK_ROUTE socket.
-pub(crate) struct Netlink {
+pub struct Netlink {
     socket: Socket,
     sequence: u32,
     buffer: Vec<u8>,
@@ -345,6 +357,6 @@ impl Netlink {
 }
 
 /// True when a netlink error means "already exists".
-pub(crate) fn is_exists(error: &io::Error) -> bool {
+pub fn is_exists(error: &io::Error) -> bool {
     error.raw_os_error() == Some(libc::EEXIST)
 }
