@@ -16,7 +16,7 @@ mod exec;
 mod native;
 mod ports;
 mod registry;
-mod vm;
+pub mod vm;
 
 use std::sync::Arc;
 

@@ -20,13 +20,13 @@ mod assets;
 mod clock;
 mod guest;
 mod layers;
-mod machine;
+pub mod machine;
 mod network;
 mod ports;
 mod process;
 mod shared;
 mod shared_backend;
-mod shares;
+pub mod shares;
 mod spec;
 mod writable;
 
