@@ -164,3 +164,72 @@ fn ctr_task_exec_and_kill_in_the_vm() {
         .ok();
     ctd.ctr(&["container", "rm", "vm2"]).ok();
 }
+
+#[test]
+fn tasks_of_one_pod_sandbox_share_its_vm() {
+    let _serial = serial();
+    let Some(ctd) = containerd() else {
+        return;
+    };
+    // What containerd's CRI plugin puts on every container of a pod.
+    let pod = "--annotation=io.kubernetes.cri.sandbox-id=pod1";
+    let Some(first) = ctr_run(&ctd, &["-d", pod], "pause1", &["sleep", "1000"]) else {
+        return;
+    };
+    first.ok();
+    let second = ctd.ctr_within(
+        VM_CTR_TIMEOUT,
+        &[
+            "run",
+            "--runtime",
+            RUNTIME,
+            "--rm",
+            pod,
+            CTR_BUSYBOX,
+            "app1",
+            "sh",
+            "-c",
+            "cat /proc/sys/kernel/random/boot_id; ls /proc | grep -c '^[0-9]'",
+        ],
+    );
+    second.ok();
+    let mut lines = second.stdout.lines();
+    let app_boot_id = lines.next().unwrap_or_default().to_string();
+    let in_first = ctd.ctr_within(
+        VM_CTR_TIMEOUT,
+        &[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "pause1",
+            "cat",
+            "/proc/sys/kernel/random/boot_id",
+        ],
+    );
+    assert_eq!(in_first.ok().out(), app_boot_id, "two VMs for one pod");
+    assert_ne!(app_boot_id, host_boot_id());
+    // Its own PID namespace within the VM: sh, ls, grep at most.
+    let pids: usize = lines
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(99);
+    assert!(pids <= 3, "the second task sees {pids} processes: {second}");
+    // One shim serves the pod.
+    let shims = vmrun_e2e::cleanup::pids_mentioning("containerd-shim-vmrun-v2")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains(&ctd.namespace))
+        })
+        .count();
+    assert_eq!(shims, 1, "one shim per sandbox");
+    ctd.ctr(&["task", "kill", "-s", "KILL", "pause1"]).ok();
+    wait_for(Duration::from_secs(30), "the first task to stop", || {
+        (task_status(&ctd, "pause1").as_deref() == Some("STOPPED")).then_some(())
+    });
+    ctd.ctr_within(VM_CTR_TIMEOUT, &["task", "delete", "pause1"])
+        .ok();
+}
