@@ -233,3 +233,37 @@ fn tasks_of_one_pod_sandbox_share_its_vm() {
     ctd.ctr_within(VM_CTR_TIMEOUT, &["task", "delete", "pause1"])
         .ok();
 }
+
+#[test]
+fn ctr_run_with_a_terminal() {
+    let _serial = serial();
+    if !vmrun_e2e::has_tool("script") {
+        vmrun_test_skip::report("`script` not installed (apt-get install util-linux)");
+        return;
+    }
+    let Some(ctd) = containerd() else {
+        return;
+    };
+    let cmd = ctd.ctr_cmd(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        RUNTIME,
+        CTR_BUSYBOX,
+        "tty1",
+        "sh",
+        "-c",
+        "tty; exit 2",
+    ]);
+    let out = vmrun_e2e::terminal::command_under_script(&cmd, VM_CTR_TIMEOUT);
+    if out.stdout.contains("no VM monitor on this host") {
+        vmrun_test_skip::report(out.stdout.trim());
+        return;
+    }
+    out.code_is(2);
+    assert!(
+        out.stdout.contains("/dev/pts/"),
+        "no terminal in the VM: {out}"
+    );
+}
