@@ -211,13 +211,17 @@ impl Procs {
                 "rootfs.layers is empty: a container needs at least one layer",
             ));
         }
-        for l in &req.rootfs.layers {
-            if !l.is_dir() {
-                return Err(err(
-                    ErrorKind::NotFound,
-                    format!("layer directory {} does not exist", l.display()),
-                ));
-            }
+        // Off the agent's only thread: a layer can be a share, whose FUSE requests this
+        // thread relays to the host.
+        let layers = req.rootfs.layers.clone();
+        let missing = tokio::task::spawn_blocking(move || layers.into_iter().find(|l| !l.is_dir()))
+            .await
+            .map_err(|e| internal("checking the layers", e))?;
+        if let Some(l) = missing {
+            return Err(err(
+                ErrorKind::NotFound,
+                format!("layer directory {} does not exist", l.display()),
+            ));
         }
         let dir = self.paths.state.join("containers").join(&req.id);
         let result = self.create_in(&dir, req).await;

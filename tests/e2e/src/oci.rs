@@ -25,7 +25,30 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The `vmrun-runtime` binary: in `VMRUN_BIN_DIR`, else next to the test
 /// executable's `deps/` (build it with `cargo build -p vmrun-runtime`).
 pub fn runtime_binary() -> PathBuf {
-    let dir = match std::env::var_os("VMRUN_BIN_DIR") {
+    built_binary("vmrun-runtime", "vmrun-runtime")
+}
+
+/// The containerd shim `containerd-shim-vmrun-v2` (build it with
+/// `cargo build -p vmrun-containerd-shim`), found as [`runtime_binary`] is.
+pub fn shim_binary() -> PathBuf {
+    built_binary("containerd-shim-vmrun-v2", "vmrun-containerd-shim")
+}
+
+/// Binary `name` of cargo package `package` in [`binaries_dir`].
+fn built_binary(name: &str, package: &str) -> PathBuf {
+    let bin = binaries_dir().join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build -p {package}` \
+         (same target directory) or set VMRUN_BIN_DIR",
+        bin.display()
+    );
+    bin
+}
+
+/// `VMRUN_BIN_DIR`, else the directory of the test executable's `deps/`.
+fn binaries_dir() -> PathBuf {
+    match std::env::var_os("VMRUN_BIN_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => {
             let exe = std::env::current_exe().expect("current_exe");
@@ -36,15 +59,7 @@ pub fn runtime_binary() -> PathBuf {
                 deps.to_path_buf()
             }
         }
-    };
-    let bin = dir.join("vmrun-runtime");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it first with `cargo build -p vmrun-runtime` \
-         (same target directory) or set VMRUN_BIN_DIR",
-        bin.display()
-    );
-    bin
+    }
 }
 
 /// A unique short name for this process (namespaces, directories).
@@ -101,6 +116,12 @@ pub struct Containerd {
 impl Containerd {
     /// Starts one and imports busybox, or says why it cannot run here.
     pub fn start() -> Result<Containerd, String> {
+        Self::start_with_env(&[])
+    }
+
+    /// [`Containerd::start`] with `env` added to containerd's environment (its shims
+    /// inherit it).
+    pub fn start_with_env(env: &[(&str, &Path)]) -> Result<Containerd, String> {
         for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
             if !has_tool(tool) {
                 return Err(format!(
@@ -122,7 +143,15 @@ impl Containerd {
         );
         std::fs::write(dir.join("config.toml"), config).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
+        // containerd finds runtime `io.containerd.vmrun.v2` as `containerd-shim-vmrun-v2`
+        // on its PATH: put the build's binaries first.
+        let path = std::env::join_paths(std::iter::once(binaries_dir()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .map_err(|e| e.to_string())?;
         let child = Command::new("containerd")
+            .env("PATH", path)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("config.toml"))
             .stdin(Stdio::null())
@@ -169,7 +198,12 @@ impl Containerd {
 
     /// Runs `ctr`.
     pub fn ctr(&self, args: &[&str]) -> CmdOutput {
-        run_with_timeout(self.ctr_cmd(args), None, CLIENT_TIMEOUT)
+        self.ctr_within(CLIENT_TIMEOUT, args)
+    }
+
+    /// Runs `ctr` with deadline `timeout` (a task that boots a VM).
+    pub fn ctr_within(&self, timeout: Duration, args: &[&str]) -> CmdOutput {
+        run_with_timeout(self.ctr_cmd(args), None, timeout)
     }
 
     /// The flags that make a task use `runtime` (`--runc-binary`, i.e. the

@@ -25,6 +25,23 @@ pub fn under_script(d: &Daemon, line: &str, timeout: Duration) -> CmdOutput {
     run_with_timeout(cmd, None, timeout)
 }
 
+/// Runs `cmd` (program, arguments, added environment) under `script` in a 30x100
+/// terminal, with deadline `timeout`.
+pub fn command_under_script(cmd: &Command, timeout: Duration) -> CmdOutput {
+    let mut words: Vec<String> = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let quoted: Vec<String> = words.iter().map(|a| shell_quote(a)).collect();
+    let line = format!("stty rows 30 cols 100; {}", quoted.join(" "));
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    run_with_timeout(script, None, timeout)
+}
+
 /// The `rows cols` line `stty size` printed in `out`. The terminal's echo of a NUL byte
 /// (`^@`, which the docker CLI sends on `-it`, moby#53701) may precede it on its line.
 pub fn stty_size(out: &CmdOutput) -> Option<String> {

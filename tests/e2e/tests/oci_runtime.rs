@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use vmrun_e2e::oci::{runtime_binary, Containerd, OciBundle, Podman, CTR_BUSYBOX, PODMAN_BUSYBOX};
-use vmrun_e2e::terminal::shell_quote;
+use vmrun_e2e::terminal::command_under_script;
 use vmrun_e2e::{has_tool, require_root, run_with_timeout, wait_for, CmdOutput};
 use vmrun_test_skip::skip;
 
@@ -242,18 +242,7 @@ fn podman_detached_exec_stop() {
 /// Runs `cmd` (program, arguments, environment) under `script` in a 30x100
 /// terminal.
 fn under_script(cmd: &Command) -> CmdOutput {
-    let mut line: Vec<String> = vec![cmd.get_program().to_string_lossy().into_owned()];
-    line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
-    let quoted: Vec<String> = line.iter().map(|a| shell_quote(a)).collect();
-    let script_line = format!("stty rows 30 cols 100; {}", quoted.join(" "));
-    let mut script = Command::new("script");
-    script.args(["-qec", &script_line, "/dev/null"]);
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            script.env(k, v);
-        }
-    }
-    run_with_timeout(script, None, Duration::from_secs(60))
+    command_under_script(cmd, Duration::from_secs(60))
 }
 
 #[test]

@@ -17,7 +17,7 @@ mod native;
 mod ports;
 mod registry;
 mod stream_io;
-mod vm;
+pub mod vm;
 
 use std::sync::Arc;
 

@@ -21,10 +21,16 @@ impl GuestAssets {
     /// The configured files, else the newest in the cache; `Err` says what is missing
     /// and how to get it.
     pub fn find(config: &DaemonConfig) -> Result<Self, String> {
+        Self::locate(config.vm_kernel.as_deref(), config.vm_initrd.as_deref())
+    }
+
+    /// [`GuestAssets::find`] from the two paths alone (`None`: the newest cached), for
+    /// programs other than the daemon (the containerd shim).
+    pub fn locate(kernel: Option<&Path>, initrd: Option<&Path>) -> Result<Self, String> {
         let cache = vmrun_agent_client::initramfs::default_cache_root().ok();
         let kernel = pick(
             "the guest kernel",
-            config.vm_kernel.as_deref(),
+            kernel,
             cache.as_deref(),
             "kernel",
             "vmlinux",
@@ -32,7 +38,7 @@ impl GuestAssets {
         )?;
         let initrd = pick(
             "the agent initramfs",
-            config.vm_initrd.as_deref(),
+            initrd,
             cache.as_deref(),
             "initramfs",
             "initramfs.cpio",
