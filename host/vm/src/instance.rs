@@ -19,6 +19,8 @@ use crate::process::{describe_status, log_tail, Monitor};
 const HELPER_GRACE: Duration = Duration::from_secs(1);
 /// How much of a monitor's stderr goes into messages.
 const STDERR_TAIL: usize = 2000;
+/// How much of the monitor's log [`VmInstance::monitor_log`] gives (a debug log is long).
+const MONITOR_LOG_TAIL: usize = 16 * 1024;
 
 /// A launched VM. Dropping it kills what is still running and removes its sockets.
 pub trait VmInstance: Send + Sync + fmt::Debug {
@@ -186,7 +188,7 @@ impl VmInstance for ProcessVm {
     }
 
     fn monitor_log(&self) -> String {
-        log_tail(&self.main_log, STDERR_TAIL)
+        log_tail(&self.main_log, MONITOR_LOG_TAIL)
     }
 }
 

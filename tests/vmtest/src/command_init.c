@@ -104,6 +104,7 @@ static void serve(int c) {
             for (ssize_t i = 0; i < r; i++) { h ^= (unsigned char)buf[i]; h *= 0x100000001b3ULL; }
             total += (uint64_t)r;
         }
+        if (r < 0) fprintf(stderr, "init: sink: read failed after %llu bytes: %s\n", (unsigned long long)total, strerror(errno));
         char out[64];
         snprintf(out, sizeof out, "%llu %016llx\n", (unsigned long long)total, (unsigned long long)h);
         say(c, out);
