@@ -23,6 +23,8 @@ RUNS=${1:-30}
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/numbers.sh
 source "$ROOT_DIR/bench/lib/numbers.sh"
+# shellcheck source=lib/containerd.sh
+source "$ROOT_DIR/bench/lib/containerd.sh"
 if [[ $EUID -ne 0 ]]; then
     echo "oci_runtime.sh: needs root" >&2
     exit 1
@@ -46,42 +48,12 @@ fi
 
 WORK=$(mktemp -d /tmp/oci-bench.XXXXXX)
 cleanup() {
-    set +e +o pipefail # best effort: nothing here may stop the removal
-    # Shims outlive containerd: they name our socket on their command line.
-    pkill_ours() {
-        local pid
-        for pid in $(grep -l -s -F "$WORK" /proc/[0-9]*/cmdline | cut -d/ -f3); do
-            kill -9 "$pid" 2>/dev/null || true
-        done
-    }
-    pkill_ours
-    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    for h in /sys/fs/cgroup/*/; do
-        [[ -d $h/oci-bench ]] || continue
-        find "$h/oci-bench" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    done
-    rm -rf "$WORK"
+    cleanup_private_containerd "$WORK" oci-bench
 }
 trap cleanup EXIT
 
-echo "building the busybox image..." >&2
-bash "$ROOT_DIR/installer/make-busybox-image.sh" "$WORK/busybox.tar" --format oci >/dev/null
-
-cat >"$WORK/config.toml" <<EOF
-version = 2
-root = "$WORK/root"
-state = "$WORK/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$WORK/c.sock"
-[ttrpc]
-  address = "$WORK/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-EOF
+make_busybox_oci_tar "$WORK"
+write_private_containerd_config "$WORK"
 
 cat >"$WORK/measure.sh" <<'INNER'
 set -euo pipefail

@@ -20,6 +20,8 @@ RUNS=${1:-5}
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/numbers.sh
 source "$ROOT_DIR/bench/lib/numbers.sh"
+# shellcheck source=lib/containerd.sh
+source "$ROOT_DIR/bench/lib/containerd.sh"
 if [[ $EUID -ne 0 ]]; then
     echo "shim.sh: needs root" >&2
     exit 1
@@ -46,41 +48,15 @@ export VMRUN_VM_KERNEL VMRUN_VM_INITRD
 WORK=$(mktemp -d /tmp/shim-bench.XXXXXX)
 CTD=
 cleanup() {
-    set +e +o pipefail # best effort: nothing here may stop the removal
-    [[ -n $CTD ]] && kill "$CTD" 2>/dev/null
-    # Shims outlive containerd: they name our socket on their command line.
-    local pid
-    for pid in $(grep -l -s -F "$WORK" /proc/[0-9]*/cmdline | cut -d/ -f3); do
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    for h in /sys/fs/cgroup/*/; do
-        [[ -d $h/shim-bench ]] || continue
-        find "$h/shim-bench" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    done
-    rm -rf "$WORK"
+    [[ -z $CTD ]] || kill "$CTD" 2>/dev/null || true
+    cleanup_private_containerd "$WORK" shim-bench
 }
 trap cleanup EXIT
 
-echo "building the busybox image..." >&2
-bash "$ROOT_DIR/installer/make-busybox-image.sh" "$WORK/busybox.tar" --format oci >/dev/null
+make_busybox_oci_tar "$WORK"
 mkdir -p "$WORK/bin"
 ln -s "$SHIM" "$WORK/bin/containerd-shim-vmrun-v2"
-cat >"$WORK/config.toml" <<EOF
-version = 2
-root = "$WORK/root"
-state = "$WORK/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$WORK/c.sock"
-[ttrpc]
-  address = "$WORK/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-EOF
+write_private_containerd_config "$WORK"
 PATH="$WORK/bin:$PATH" containerd --config "$WORK/config.toml" >"$WORK/containerd.log" 2>&1 &
 CTD=$!
 ctr_() { ctr --address "$WORK/c.sock" --namespace shim-bench "$@"; }

@@ -7,6 +7,33 @@ use std::time::Duration;
 
 use crate::{run_with_timeout, CmdOutput};
 
+/// Asserts that the lines `got` (from `got_label`) equal `want` (from `want_label`),
+/// showing each differing pair and both listings when they do not.
+pub fn assert_same_lines(got_label: &str, got: &[String], want_label: &str, want: &[String]) {
+    let width = got_label.len().max(want_label.len()) + 1;
+    let diff: Vec<String> = got
+        .iter()
+        .zip(want.iter())
+        .filter(|(g, w)| g != w)
+        .map(|(g, w)| {
+            format!(
+                "{:width$} {g}\n{:width$} {w}",
+                format!("{got_label}:"),
+                format!("{want_label}:")
+            )
+        })
+        .collect();
+    assert!(
+        diff.is_empty() && got.len() == want.len(),
+        "differences from {want_label}:\n{}\n\n{got_label} ({} lines):\n{}\n\n{want_label} ({} lines):\n{}",
+        diff.join("\n"),
+        got.len(),
+        got.join("\n"),
+        want.len(),
+        want.join("\n")
+    );
+}
+
 /// Runs a docker command, keeping its binary standard output.
 pub fn output(mut cmd: Command) -> (bool, Vec<u8>, String) {
     let out = cmd.output().expect("running docker");

@@ -196,6 +196,16 @@ impl Containerd {
         cmd
     }
 
+    /// The STATUS column of `ctr task ls` for task `id` (`RUNNING`, `STOPPED`, …), if listed.
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let ls = self.ctr(&["task", "ls"]);
+        ls.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .map(str::to_owned)
+    }
+
     /// Runs `ctr`.
     pub fn ctr(&self, args: &[&str]) -> CmdOutput {
         self.ctr_within(CLIENT_TIMEOUT, args)

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use vmrun_e2e::cp::{cp_scenario, listing, output};
+use vmrun_e2e::cp::{assert_same_lines, cp_scenario, listing, output};
 use vmrun_e2e::{require_root, require_tool, run_with_timeout, Daemon, ReferenceDaemon};
 
 /// Both daemons, or a visible skip.
@@ -33,21 +33,7 @@ fn cp_matches_dockerd() {
     let work_ref = tempfile::tempdir().unwrap();
     let got = cp_scenario(&|a| ours.docker_cmd(a), work_ours.path());
     let want = cp_scenario(&|a| oracle.docker_cmd(a), work_ref.path());
-    let diff: Vec<String> = got
-        .iter()
-        .zip(want.iter())
-        .filter(|(g, w)| g != w)
-        .map(|(g, w)| format!("vmrund: {g}\ndockerd: {w}"))
-        .collect();
-    assert!(
-        diff.is_empty() && got.len() == want.len(),
-        "differences from dockerd:\n{}\n\nvmrund ({} lines):\n{}\n\ndockerd ({} lines):\n{}",
-        diff.join("\n"),
-        got.len(),
-        got.join("\n"),
-        want.len(),
-        want.join("\n")
-    );
+    assert_same_lines("vmrund", &got, "dockerd", &want);
     // The file is the container's, not the host's /etc/passwd.
     let (ok, tar, _) = output(ours.docker_cmd(&["run", "--rm", "busybox", "cat", "/etc/passwd"]));
     assert!(ok);

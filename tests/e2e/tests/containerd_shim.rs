@@ -116,15 +116,6 @@ fn ctr_run_runs_the_task_in_its_own_microvm() {
     });
 }
 
-fn task_status(ctd: &Containerd, id: &str) -> Option<String> {
-    let ls = ctd.ctr(&["task", "ls"]);
-    ls.stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .map(str::to_owned)
-}
-
 #[test]
 fn ctr_task_exec_and_kill_in_the_vm() {
     let _serial = serial();
@@ -135,7 +126,7 @@ fn ctr_task_exec_and_kill_in_the_vm() {
         return;
     };
     run.ok();
-    assert_eq!(task_status(&ctd, "vm2").as_deref(), Some("RUNNING"));
+    assert_eq!(ctd.task_status("vm2").as_deref(), Some("RUNNING"));
     let exec = ctd.ctr_within(
         VM_CTR_TIMEOUT,
         &[
@@ -158,7 +149,7 @@ fn ctr_task_exec_and_kill_in_the_vm() {
     assert_eq!(exec.out().len(), 36, "{exec}");
     ctd.ctr(&["task", "kill", "-s", "KILL", "vm2"]).ok();
     wait_for(Duration::from_secs(30), "the task to stop", || {
-        (task_status(&ctd, "vm2").as_deref() == Some("STOPPED")).then_some(())
+        (ctd.task_status("vm2").as_deref() == Some("STOPPED")).then_some(())
     });
     ctd.ctr_within(VM_CTR_TIMEOUT, &["task", "delete", "vm2"])
         .ok();
@@ -228,7 +219,7 @@ fn tasks_of_one_pod_sandbox_share_its_vm() {
     assert_eq!(shims, 1, "one shim per sandbox");
     ctd.ctr(&["task", "kill", "-s", "KILL", "pause1"]).ok();
     wait_for(Duration::from_secs(30), "the first task to stop", || {
-        (task_status(&ctd, "pause1").as_deref() == Some("STOPPED")).then_some(())
+        (ctd.task_status("pause1").as_deref() == Some("STOPPED")).then_some(())
     });
     ctd.ctr_within(VM_CTR_TIMEOUT, &["task", "delete", "pause1"])
         .ok();

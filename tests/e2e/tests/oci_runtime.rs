@@ -50,15 +50,6 @@ fn ctr_run(ctd: &Containerd, rt: &Path, extra: &[&str], id: &str, cmd: &[&str]) 
     ctd.ctr(&args)
 }
 
-fn task_status(ctd: &Containerd, id: &str) -> Option<String> {
-    let ls = ctd.ctr(&["task", "ls"]);
-    ls.stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .map(str::to_owned)
-}
-
 #[test]
 fn ctr_run_returns_stdout_and_exit_code() {
     let _serial = serial();
@@ -90,7 +81,7 @@ fn ctr_task_exec_pause_kill_delete() {
         return;
     };
     ctr_run(&ctd, &rt, &["-d"], "svc", &["sleep", "1000"]).ok();
-    assert_eq!(task_status(&ctd, "svc").as_deref(), Some("RUNNING"));
+    assert_eq!(ctd.task_status("svc").as_deref(), Some("RUNNING"));
     let exec = ctd.ctr(&[
         "task",
         "exec",
@@ -107,14 +98,14 @@ fn ctr_task_exec_pause_kill_delete() {
     let ps = ctd.ctr(&["task", "ps", "svc"]);
     assert_eq!(ps.ok().stdout.lines().count(), 2, "{ps}");
     ctd.ctr(&["task", "pause", "svc"]).ok();
-    assert_eq!(task_status(&ctd, "svc").as_deref(), Some("PAUSED"));
+    assert_eq!(ctd.task_status("svc").as_deref(), Some("PAUSED"));
     ctd.ctr(&["task", "resume", "svc"]).ok();
-    assert_eq!(task_status(&ctd, "svc").as_deref(), Some("RUNNING"));
+    assert_eq!(ctd.task_status("svc").as_deref(), Some("RUNNING"));
     // --all: the shim runs the runtime's `kill --all`.
     ctd.ctr(&["task", "kill", "--all", "-s", "KILL", "svc"])
         .ok();
     wait_for(Duration::from_secs(10), "task stopped", || {
-        (task_status(&ctd, "svc").as_deref() == Some("STOPPED")).then_some(())
+        (ctd.task_status("svc").as_deref() == Some("STOPPED")).then_some(())
     });
     let delete = ctd.ctr(&["task", "delete", "svc"]);
     delete.ok();

@@ -13,7 +13,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use vmrun_e2e::cp::{cp_scenario, listing, output};
+use vmrun_e2e::cp::{assert_same_lines, cp_scenario, listing, output};
 use vmrun_e2e::vm::{docker, isolation_daemon, shared_vm_daemon, VM_COMMAND_TIMEOUT};
 use vmrun_e2e::{require_tool, Daemon};
 
@@ -37,21 +37,7 @@ fn compare_with_native(d: &Daemon, native_flags: &[&str], vm_flags: &[&str]) {
     let started = std::time::Instant::now();
     let got = cp_scenario(&|a| with_flags(d, a, vm_flags), work_vm.path());
     eprintln!("cp scenario {vm_flags:?}: {:?}", started.elapsed());
-    let diff: Vec<String> = got
-        .iter()
-        .zip(want.iter())
-        .filter(|(g, w)| g != w)
-        .map(|(g, w)| format!("vm:     {g}\nnative: {w}"))
-        .collect();
-    assert!(
-        diff.is_empty() && got.len() == want.len(),
-        "differences from native:\n{}\n\nvm ({} lines):\n{}\n\nnative ({} lines):\n{}",
-        diff.join("\n"),
-        got.len(),
-        got.join("\n"),
-        want.len(),
-        want.join("\n")
-    );
+    assert_same_lines("vm", &got, "native", &want);
 }
 
 /// Escapes through symlinks and `..` stay in the container; export lists its files,
