@@ -224,7 +224,19 @@ impl Prepared {
                 self.runtime.start(&mut c).map_err(from_runtime)?;
                 (pid, console)
             }
-            Pending::Exec(process) => {
+            Pending::Exec(mut process) => {
+                // An exec runs at once: its terminal is sized by the child before the
+                // process starts (`consoleSize`), not by us afterwards (`stty size` would
+                // race us and read 0x0).
+                if let (Some([h, w]), None) = (config.console_size, process.console_size()) {
+                    if let Ok(size) = oci_spec::runtime::BoxBuilder::default()
+                        .height(u64::from(h))
+                        .width(u64::from(w))
+                        .build()
+                    {
+                        process.set_console_size(Some(size));
+                    }
+                }
                 let stdio = child_stdio(config, &mut self.stdio);
                 let p = self
                     .runtime
