@@ -107,6 +107,11 @@ pub struct MountState {
     pub destination: String,
     /// Writable.
     pub rw: bool,
+    /// A volume (not `nocopy`) that starts with the image's content at its mount point
+    /// when it is empty: done at creation where volumes are host directories, at the
+    /// first start in the shared VM (whose volumes are on its data disk).
+    #[serde(default)]
+    pub fill: bool,
 }
 
 /// One more network a container is on, beyond `network_mode` (`network connect`).
