@@ -44,11 +44,20 @@ pub fn prepare_spec(mut spec: Value, id: &str) -> Result<(Value, PathBuf), Agent
     Ok((spec, PathBuf::from(cgroups_path)))
 }
 
-/// Writes `files` into `dir` and binds them over the image's `/etc/hosts` and
-/// `/etc/resolv.conf` in `spec` (a spec [`prepare_spec`] accepted).
+/// Writes `files` into `dir` and binds them over the image's `/etc/hostname` (when
+/// given), `/etc/hosts` and `/etc/resolv.conf` in `spec` (a spec [`prepare_spec`]
+/// accepted).
 pub fn add_etc_files(spec: &mut Value, dir: &Path, files: &EtcFiles) -> Result<(), AgentError> {
     let mut binds = Vec::new();
-    for (name, content) in [("hosts", &files.hosts), ("resolv.conf", &files.resolv_conf)] {
+    let all = [
+        ("hostname", &files.hostname),
+        ("hosts", &files.hosts),
+        ("resolv.conf", &files.resolv_conf),
+    ];
+    for (name, content) in all
+        .into_iter()
+        .filter(|(name, content)| *name != "hostname" || !content.is_empty())
+    {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| {
             err(
@@ -75,7 +84,10 @@ pub fn add_etc_files(spec: &mut Value, dir: &Path, files: &EtcFiles) -> Result<(
             // The image's files, not the bind, would be seen under an earlier mount of /etc.
             mounts.retain(|m| {
                 let dest = m.get("destination").and_then(Value::as_str);
-                !matches!(dest, Some("/etc/hosts" | "/etc/resolv.conf"))
+                !matches!(
+                    dest,
+                    Some("/etc/hosts" | "/etc/resolv.conf" | "/etc/hostname")
+                )
             });
             mounts.extend(binds);
             Ok(())
@@ -109,21 +121,40 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vmrun-agent-etc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut spec = json!({"mounts": [{"destination": "/etc/hosts", "type": "bind"}, {"destination": "/proc"}]});
-        let files = EtcFiles {
+        let mut files = EtcFiles {
             hosts: "127.0.0.1\tlocalhost\n".into(),
+            hostname: String::new(),
             resolv_conf: "nameserver 10.0.2.3\n".into(),
         };
+        let dests = |spec: &Value| -> Vec<String> {
+            spec["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|m| m["destination"].as_str().map(str::to_string))
+                .collect()
+        };
         add_etc_files(&mut spec, &dir, &files).unwrap();
-        let dests: Vec<&str> = spec["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["destination"].as_str())
-            .collect();
-        assert_eq!(dests, ["/proc", "/etc/hosts", "/etc/resolv.conf"]);
+        assert_eq!(dests(&spec), ["/proc", "/etc/hosts", "/etc/resolv.conf"]);
         assert_eq!(
             std::fs::read_to_string(dir.join("resolv.conf")).unwrap(),
             files.resolv_conf
+        );
+        assert!(!dir.join("hostname").exists());
+        // With a hostname: bound too (once, over an earlier bind of the image's).
+        files.hostname = "box\n".into();
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/etc/hostname", "type": "bind"}));
+        add_etc_files(&mut spec, &dir, &files).unwrap();
+        assert_eq!(
+            dests(&spec),
+            ["/proc", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hostname")).unwrap(),
+            "box\n"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,12 +1,15 @@
 //! Files the host keeps on the guest's data disk ([`vmrun_agent_protocol::DATA_DIR`]):
 //! stored whole from a stream ([`receive`], e.g. a layer's ext4 image) and removed
 //! ([`remove`], e.g. a removed container's writable layer), and directories made
-//! ([`make_dir`], a named volume's data).
+//! ([`make_dir`], a named volume's data) and filled from an image ([`fill`]).
 
 use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use vmrun_agent_protocol::{data_path, AgentError, ErrorKind};
+use vmrun_agent_protocol::{data_path, AgentError, ErrorKind, FillDataDir};
+
+/// Where [`fill`] mounts the merged view of an image's layers for the copy.
+const FILL_SCRATCH: &str = "/run/vmrun/fill";
 
 /// The guest path of `relative` under the data directory, or a `BadRequest` naming it.
 pub fn target(relative: &Path) -> Result<PathBuf, AgentError> {
@@ -78,6 +81,37 @@ pub async fn make_dir(relative: &Path) -> Result<(), AgentError> {
             format!("making {}: {e}", relative.display()),
         )
     })
+}
+
+/// Fills the volume directory `req.path` under the data directory, when it is empty, with
+/// what the image of `req.layers` (mounted layers, bottom first) has at `req.destination`
+/// (`vmrun_containerfs::fill`, the daemon's own code for volumes on its host); whether
+/// anything was copied.
+pub async fn fill(req: FillDataDir) -> Result<bool, AgentError> {
+    let volume = target(&req.path)?;
+    if !req.destination.starts_with('/') || req.layers.iter().any(|l| !l.is_absolute()) {
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            "filling a volume needs absolute layer paths and an absolute mount point",
+        ));
+    }
+    if let Some(missing) = req.layers.iter().find(|l| !l.is_dir()) {
+        return Err(AgentError::new(
+            ErrorKind::NotFound,
+            format!("layer {} is not mounted", missing.display()),
+        ));
+    }
+    tokio::task::spawn_blocking(move || {
+        vmrun_containerfs::fill::fill_from_image(
+            &req.layers,
+            &req.destination,
+            &volume,
+            Path::new(FILL_SCRATCH),
+        )
+    })
+    .await
+    .map_err(|e| AgentError::new(ErrorKind::Internal, format!("filling a volume: {e}")))?
+    .map_err(|e| AgentError::new(ErrorKind::Internal, e.to_string()))
 }
 
 /// Stores exactly `size` bytes from `stream` at `target` (atomically: a temporary name,
@@ -177,6 +211,29 @@ mod tests {
         drop(guest);
         assert_eq!(writer.await.unwrap(), "ok\n");
         assert_eq!(std::fs::read(&target).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn a_fill_needs_plain_paths_and_mounted_layers() {
+        let req = |path: &str, layer: &str, destination: &str| FillDataDir {
+            path: path.into(),
+            layers: vec![layer.into()],
+            destination: destination.into(),
+        };
+        let e = fill(req("../v", "/", "/etc")).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        let e = fill(req("volumes/v/_data", "layer", "/etc"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        let e = fill(req("volumes/v/_data", "/", "etc")).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        let missing = "/run/vmrun/layers/no-such-layer-here";
+        let e = fill(req("volumes/v/_data", missing, "/etc"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.contains(missing), "{}", e.message);
     }
 
     #[test]

@@ -239,6 +239,9 @@ impl Agent {
                 data_files::make_dir(&path).await?;
                 Reply::Done
             }
+            Op::FillDataDir(req) => Reply::Filled {
+                copied: data_files::fill(*req).await?,
+            },
             Op::Create(req) => Reply::Created {
                 shim_pid: self.procs.create(*req).await?,
             },

@@ -1,9 +1,11 @@
 //! A container's files as `docker cp` and `docker export` see them, wherever the
 //! container runs: paths resolved inside its root by the kernel ([`inroot`]), a path or
 //! the whole root written as a tar ([`pack`]), a tar extracted into a directory of it
-//! ([`unpack`]). The daemon uses it for native containers and the guest agent for
-//! containers in VMs, so both follow the same confinement rules.
+//! ([`unpack`]), and a new volume filled with the image's content at its mount point
+//! ([`fill`]). The daemon uses it for native containers and the guest agent for
+//! containers in VMs, so both follow the same rules.
 
+pub mod fill;
 pub mod inroot;
 pub mod pack;
 pub mod unpack;

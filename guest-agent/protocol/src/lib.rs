@@ -38,30 +38,33 @@
 //! `resize`, `delete`, `logs`, `stats` (cgroup figures), `top`, `list`, `remove_data`,
 //! `connect_network`/`disconnect_network` (a container's veth on a user network's bridge
 //! in the guest), `write_hosts` (a container's `/etc/hosts` rewritten in place),
-//! `make_data_dir`, `list_data`, `remove_layer`,
+//! `make_data_dir`, `fill_data_dir` (an empty volume on the data disk given the image's
+//! content at its mount point), `list_data`, `remove_layer`,
 //! `open_stream` (attach, logs, put_file: a file stored on the data disk, forward: a
 //! published port's connection into a container, see [`forward`]; listeners: the ports a
 //! container listens on, as they change; network: a container's Ethernet frames, see
 //! [`network`]).
 //!
 //! ```text
-//! → [len]{"version":5,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
-//! ← [len]{"type":"welcome","version":5,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
+//! → [len]{"version":6,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
+//! ← [len]{"type":"welcome","version":6,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
 //! → [len]{"id":7,"op":{"type":"start","id":"c1"}}
 //! ← [len]{"id":7,"result":{"Ok":{"type":"started","pid":42}}}
 //! ```
 
+mod fill;
 #[cfg(feature = "tokio")]
 pub mod forward;
 pub mod frame;
 mod messages;
 pub mod network;
 
+pub use fill::FillDataDir;
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;
@@ -105,7 +108,8 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// `path` under [`DATA_DIR`] when it is relative and made of plain names only (no `..`,
-/// no `.`, no root): what [`Op::RemoveData`], [`Op::MakeDataDir`] and [`StreamTarget::PutFile`] accept.
+/// no `.`, no root): what [`Op::RemoveData`], [`Op::MakeDataDir`], [`Op::FillDataDir`] and
+/// [`StreamTarget::PutFile`] accept.
 pub fn data_path(path: &std::path::Path) -> Option<std::path::PathBuf> {
     use std::path::Component;
     let plain = path.components().next().is_some()

@@ -112,6 +112,9 @@ pub enum Op {
         /// Relative to [`crate::DATA_DIR`]; plain names only (no `..`, not absolute).
         path: PathBuf,
     },
+    /// Fill an empty volume on the data disk from an image ([`crate::FillDataDir`]).
+    /// Reply: [`Reply::Filled`].
+    FillDataDir(Box<crate::FillDataDir>),
     /// Names in a directory under [`crate::DATA_DIR`] (the layer images stored on the data
     /// disk). Reply: [`Reply::Names`], empty when the directory does not exist.
     ListData {
@@ -515,6 +518,12 @@ pub enum Reply {
     Names {
         /// The names.
         names: Vec<String>,
+    },
+    /// [`Op::FillDataDir`].
+    Filled {
+        /// Whether anything was copied (false: the volume had files, or the image has no
+        /// directory there).
+        copied: bool,
     },
     /// [`Op::MountLayer`], [`Op::MountDataDisk`].
     Mounted {

@@ -53,11 +53,14 @@ impl GuestNetwork {
 }
 
 /// Files the agent writes for the container and binds over the image's (`/etc/hosts`,
-/// `/etc/resolv.conf`), as the daemon writes them for native containers.
+/// `/etc/resolv.conf`, `/etc/hostname`), as the daemon writes them for native containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcFiles {
     /// `/etc/hosts`.
     pub hosts: String,
+    /// `/etc/hostname`; empty: the image's is left alone.
+    #[serde(default)]
+    pub hostname: String,
     /// `/etc/resolv.conf`.
     pub resolv_conf: String,
 }

@@ -330,6 +330,16 @@ impl AgentClient {
         expect!(self.call(op).await?, Reply::Done => ())
     }
 
+    /// Fills an empty directory under the guest's data directory (a volume) with what
+    /// an image has at a path; whether anything was copied.
+    pub async fn fill_data_dir(
+        &self,
+        req: vmrun_agent_protocol::FillDataDir,
+    ) -> Result<bool, ClientError> {
+        let op = Op::FillDataDir(Box::new(req));
+        expect!(self.call(op).await?, Reply::Filled { copied } => copied)
+    }
+
     /// Stores `size` bytes read from `source` as `path` under the guest's data directory
     /// (atomically: the file appears whole or not at all).
     pub async fn put_file<R: AsyncRead + Unpin>(

@@ -30,6 +30,7 @@ pub mod reference;
 pub mod terminal;
 pub mod ui;
 pub mod vm;
+pub mod volume_fill;
 
 pub use command::{run_with_timeout, CmdOutput};
 pub use daemon::{Daemon, DaemonOptions, GLOBAL_LOCK};

@@ -408,6 +408,51 @@ fn shared_vm_named_volumes_live_on_its_data_disk() {
     docker(&d, &["volume", "rm", "data"]).ok();
 }
 
+/// A volume filled at a container's first start only: emptied, it stays empty at the next
+/// start. The outcome of each run, for comparing daemons.
+fn filled_once(run: &dyn Fn(&[&str]) -> vmrun_e2e::CmdOutput) -> Vec<String> {
+    let script = "stat -c '%a %u %n' /etc/shadow 2>/dev/null || echo none; rm -f /etc/shadow";
+    let first = run(&[
+        "run",
+        "--name",
+        "vf-once",
+        "--network",
+        "none",
+        "-v",
+        "vf-once:/etc",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let again = run(&["start", "-a", "vf-once"]);
+    run(&["rm", "-v", "vf-once"]).ok();
+    run(&["volume", "rm", "vf-once"]).ok();
+    vec![first.ok().stdout.clone(), again.ok().stdout.clone()]
+}
+
+#[test]
+fn shared_vm_volumes_start_with_the_images_content_as_natively() {
+    let Some(d) = shared_vm_daemon() else { return };
+    let started = Instant::now();
+    let in_vm = vmrun_e2e::volume_fill::scenario(&|args| docker(&d, args));
+    let once_in_vm = filled_once(&|args| docker(&d, args));
+    eprintln!(
+        "shared VM: {in_vm:#?} {once_in_vm:?} ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(in_vm[0], "anonymous: \"hi\\ndeep\\n1000\\n\"", "{in_vm:?}");
+    assert_eq!(once_in_vm, ["600 0 /etc/shadow\n", "none\n"]);
+    // One test daemon at a time on this host (`GLOBAL_LOCK`): the shared VM's goes first.
+    drop(d);
+    let native = vmrun_e2e::Daemon::start();
+    assert_eq!(
+        in_vm,
+        vmrun_e2e::volume_fill::scenario(&|args| native.docker(args))
+    );
+    assert_eq!(once_in_vm, filled_once(&|args| native.docker(args)));
+}
+
 /// Host layer disks of the daemon (`<data-root>/vm/layers/*.ext4`).
 fn layer_disks(d: &Daemon) -> Vec<String> {
     let dir = d.data_root().join("vm").join("layers");

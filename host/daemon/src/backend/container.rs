@@ -132,6 +132,10 @@ pub struct MountSpec {
     pub destination: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// A volume that is to start with the image's content at `destination` if it is
+    /// empty: set at the container's first start for volumes without `nocopy`. Backends
+    /// whose volumes are host directories ignore it (the engine filled them at creation).
+    pub fill_from_image: bool,
 }
 
 /// Resource limits; `None` or 0: unlimited.

@@ -142,10 +142,14 @@ impl Engine {
             .collect();
         mounts.extend(self.anonymous_volumes(&wanted, &mounts)?);
         if isolation != crate::backend::Isolation::SharedVm {
-            // The shared VM keeps volumes on its own disk; elsewhere they are these dirs.
+            // The shared VM keeps volumes on its own disk, filled there at the container's
+            // first start (`MountSpec::fill_from_image`); elsewhere they are these dirs.
             self.fill_new_volumes(&image.layer_dirs, &mounts);
         }
-        let mounts: Vec<MountState> = mounts.into_iter().map(|(m, _)| m).collect();
+        let mounts: Vec<MountState> = mounts
+            .into_iter()
+            .map(|(m, copy)| MountState { fill: copy, ..m })
+            .collect();
         for key in host_config.port_bindings.iter().flat_map(|b| b.keys()) {
             super::parse_port_key(key)?;
         }
@@ -298,6 +302,7 @@ impl Engine {
                     source: v.mountpoint.display().to_string(),
                     destination: dest.to_string(),
                     rw: true,
+                    fill: true,
                 },
                 true,
             ));
@@ -306,7 +311,8 @@ impl Engine {
     }
 
     /// Fills each empty volume of `mounts` that asks for it with the image's content at
-    /// its mount point (`volume_fill`); a failure is logged, the container made anyway.
+    /// its mount point (`vmrun_containerfs::fill`); a failure is logged, the container
+    /// made anyway.
     fn fill_new_volumes(&self, layers: &[std::path::PathBuf], mounts: &[(MountState, bool)]) {
         let scratch = self.config.data_root.join("tmp");
         for (m, copy) in mounts {
@@ -315,7 +321,7 @@ impl Engine {
             }
             let source = std::path::Path::new(&m.source);
             let filled = crate::state::off_worker::off_worker(|| {
-                super::volume_fill::fill_from_image(layers, &m.destination, source, &scratch)
+                vmrun_containerfs::fill::fill_from_image(layers, &m.destination, source, &scratch)
             });
             if let Err(e) = filled {
                 tracing::warn!(volume = ?m.name, "{e}");
@@ -393,6 +399,7 @@ impl Engine {
                     source: source.to_string(),
                     destination: dest.to_string(),
                     rw,
+                    fill: false,
                 },
                 false,
             ))
@@ -406,6 +413,7 @@ impl Engine {
                     source: v.mountpoint.display().to_string(),
                     destination: dest.to_string(),
                     rw,
+                    fill: false,
                 },
                 copy,
             ))

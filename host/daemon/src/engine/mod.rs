@@ -28,7 +28,6 @@ pub mod restart;
 mod shared_vm;
 mod spec;
 mod stats;
-mod volume_fill;
 pub mod volumes;
 
 use std::collections::HashMap;

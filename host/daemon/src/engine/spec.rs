@@ -122,6 +122,8 @@ fn saved_extra_hosts(hc: &DockerHostConfig) -> Vec<String> {
 pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineError> {
     let hc = &rec.host_config;
     let config = &rec.config;
+    // Volumes are filled from the image once, before the container's first run.
+    let never_started = rec.state.started_at.is_none();
     Ok(ContainerSpec {
         id: rec.id.clone(),
         name: rec.name.clone(),
@@ -159,6 +161,7 @@ pub fn container_spec(rec: &ContainerRecord) -> Result<ContainerSpec, EngineErro
                 source: PathBuf::from(&m.source),
                 destination: m.destination.clone(),
                 read_only: !m.rw,
+                fill_from_image: m.fill && m.kind == "volume" && never_started,
             })
             .collect(),
         resources: Resources {

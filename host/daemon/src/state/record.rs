@@ -107,6 +107,12 @@ pub struct MountState {
     pub destination: String,
     /// Writable.
     pub rw: bool,
+    /// A volume (not `nocopy`) that starts with the image's content at its mount point
+    /// when it is empty: done at creation where volumes are host directories, at the
+    /// first start in the shared VM (whose volumes are on its data disk). Written only
+    /// when true, so older records read and write back unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fill: bool,
 }
 
 /// One more network a container is on, beyond `network_mode` (`network connect`).

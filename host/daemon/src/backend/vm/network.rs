@@ -57,6 +57,11 @@ pub fn etc_files(c: &ContainerSpec) -> EtcFiles {
     hosts.push_str(&vmrun_network::extra_hosts::render(&c.extra_hosts, gateway));
     EtcFiles {
         hosts,
+        hostname: if c.hostname.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n", c.hostname)
+        },
         resolv_conf: format!("nameserver {}\n", net.dns),
     }
 }

@@ -78,7 +78,7 @@ impl SharedVmBackend {
     /// `c`'s mounts in the guest, in order: named volumes
     /// (`<data-root>/volumes/<name>/_data`) live on the VM's data disk; host directories
     /// are shared into the VM.
-    fn guest_mounts(&self, c: &ContainerSpec) -> Result<GuestMounts, BackendError> {
+    fn guest_mounts<'c>(&self, c: &'c ContainerSpec) -> Result<GuestMounts<'c>, BackendError> {
         let root = self.config.data_root.join("volumes");
         let mut out = GuestMounts::default();
         for (i, m) in c.mounts.iter().enumerate() {
@@ -98,8 +98,9 @@ impl SharedVmBackend {
                         source: Path::new(DATA_DIR).join(volume_data_dir(&name)),
                         destination: m.destination.clone(),
                         read_only: m.read_only,
+                        fill_from_image: false,
                     });
-                    out.volumes.push(name);
+                    out.volumes.push((name, m));
                 }
                 None => {
                     let (share, mount) = shares::share_mount(c, i, m)?;
@@ -114,13 +115,44 @@ impl SharedVmBackend {
 
 /// A container's mounts as the shared VM makes them.
 #[derive(Default)]
-struct GuestMounts {
+struct GuestMounts<'c> {
     /// Every mount, sources in the guest.
     mounts: Vec<MountSpec>,
-    /// The named volumes among them.
-    volumes: Vec<String>,
+    /// The named volumes among them, with the container's mounts of them.
+    volumes: Vec<(String, &'c MountSpec)>,
     /// The host directories among them.
     shares: Vec<shares::GuestShare>,
+}
+
+/// Fills each empty volume of `volumes` its mount asks to fill ([`MountSpec::fill_from_image`],
+/// a container's first start) with what the image of `layers` (in the guest) has at its
+/// mount point, in the guest as the engine does for volumes on this host; a failure is
+/// logged and the container starts anyway, as natively.
+async fn fill_volumes(
+    machine: &super::machine::Machine,
+    c: &ContainerSpec,
+    volumes: &[(String, &MountSpec)],
+    layers: &[PathBuf],
+) {
+    for (name, m) in volumes.iter().filter(|(_, m)| m.fill_from_image) {
+        let req = vmrun_agent_protocol::FillDataDir {
+            path: volume_data_dir(name),
+            layers: layers.to_vec(),
+            destination: m.destination.clone(),
+        };
+        // Bounded by the image's content, like a start; a VM that stops ends the call.
+        match machine
+            .call_until(
+                "filling the volume",
+                None,
+                machine.agent().fill_data_dir(req),
+            )
+            .await
+        {
+            Ok(copied) => tracing::debug!(container = c.short_id(), volume = %name, copied),
+            Err(e) => tracing::warn!(container = c.short_id(), volume = %name, "{e}"),
+        }
+    }
 }
 
 /// A named volume's data on the data disk (relative to [`DATA_DIR`]).
@@ -142,7 +174,7 @@ impl ContainerBackend for SharedVmBackend {
         let _ = machine
             .call("forgetting an old run", machine.agent().delete(&c.id, true))
             .await;
-        for name in &guest.volumes {
+        for (name, _) in &guest.volumes {
             machine
                 .call(
                     "making the volume's directory",
@@ -154,6 +186,7 @@ impl ContainerBackend for SharedVmBackend {
         for layer in &c.layers {
             guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
         }
+        fill_volumes(&machine, c, &guest.volumes, &guest_layers).await;
         let writable = Path::new(DATA_DIR).join(container_dir(&c.id));
         let (links, endpoint) = guest::create_container(
             &machine,

@@ -59,6 +59,7 @@ pub fn share_mount(
         source: vmrun_agent_protocol::share_path(&id),
         destination: m.destination.clone(),
         read_only: m.read_only,
+        fill_from_image: false,
     };
     let share = GuestShare {
         id,

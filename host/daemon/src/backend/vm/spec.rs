@@ -129,11 +129,13 @@ mod tests {
             source: "/host/dir".into(),
             destination: "/x".into(),
             read_only: false,
+            fill_from_image: false,
         });
         let guest = [MountSpec {
             source: "/run/vmrun/shares/c-0".into(),
             destination: "/x".into(),
             read_only: true,
+            fill_from_image: false,
         }];
         let spec = container_spec_with_mounts(&c, &guest).unwrap();
         let binds: Vec<_> = spec

@@ -2,7 +2,8 @@
 //! a container mounts an empty volume (named or anonymous, unless `nocopy`) over a
 //! directory of its image, that directory's content is copied into the volume once,
 //! owners and modes kept, so a `VOLUME /var/lib/app` of an image or `-v data:/etc/app`
-//! shows the image's files instead of an empty directory.
+//! shows the image's files instead of an empty directory. The daemon fills volumes that
+//! are host directories; the guest agent fills the shared VM's, on its data disk.
 //!
 //! The image's view of the path comes from its layers: a single layer is read directly;
 //! several are merged by a read-only overlayfs mount of them (whiteouts and opaque
@@ -10,11 +11,9 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::EngineError;
-
-/// The longest overlayfs option text the kernel takes (one page, less some room).
-const MAX_MOUNT_DATA: usize = 4000;
+use crate::Error;
 
 /// Copies what the image of `layers` (bottom first) has at `destination` into the volume
 /// directory `volume` if the volume is empty; `scratch` is a directory for the temporary
@@ -25,9 +24,9 @@ pub fn fill_from_image(
     destination: &str,
     volume: &Path,
     scratch: &Path,
-) -> Result<bool, EngineError> {
+) -> Result<bool, Error> {
     let failed = |what: String, e: &dyn std::fmt::Display| {
-        EngineError::internal(format!("filling volume {}: {what}: {e}", volume.display()))
+        Error::Failed(format!("filling volume {}: {what}: {e}", volume.display()))
     };
     let empty = std::fs::read_dir(volume)
         .map_err(|e| failed("reading it".into(), &e))?
@@ -81,6 +80,7 @@ struct ImageView {
 
 impl ImageView {
     fn open(layers: &[PathBuf], scratch: &Path) -> std::io::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         if let [only] = layers {
             return Ok(ImageView {
                 root: only.clone(),
@@ -88,29 +88,13 @@ impl ImageView {
             });
         }
         // overlayfs lists lower directories top-most first.
-        let lower: Vec<String> = layers
-            .iter()
-            .rev()
-            .map(|l| l.display().to_string())
-            .collect();
-        let data = format!("lowerdir={}", lower.join(":"));
-        if data.len() > MAX_MOUNT_DATA {
-            return Err(std::io::Error::other(
-                "too many layers to merge for the copy",
-            ));
-        }
-        let root = scratch.join(format!("volume-fill-{}", super::new_id()));
+        let lowers: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root = scratch.join(format!("volume-fill-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&root)?;
-        let mounted = nix::mount::mount(
-            Some("overlay"),
-            &root,
-            Some("overlay"),
-            nix::mount::MsFlags::MS_RDONLY,
-            Some(data.as_str()),
-        );
-        if let Err(e) = mounted {
+        if let Err(e) = vmrun_runtime::mount_overlay_read_only(&lowers, &root) {
             let _ = std::fs::remove_dir(&root);
-            return Err(std::io::Error::from(e));
+            return Err(std::io::Error::other(e.to_string()));
         }
         Ok(ImageView {
             root,
@@ -126,7 +110,7 @@ impl ImageView {
 impl Drop for ImageView {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = nix::mount::umount2(&self.root, nix::mount::MntFlags::MNT_DETACH);
+            let _ = vmrun_runtime::unmount(&self.root);
             let _ = std::fs::remove_dir(&self.root);
         }
     }
@@ -150,7 +134,13 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
         } else if std::os::unix::fs::FileTypeExt::is_fifo(&kind) {
-            nix::unistd::mkfifo(&dst, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &dst,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_bits_truncate(0o600),
+                0,
+            )?;
         } else {
             continue;
         }
@@ -220,5 +210,79 @@ mod tests {
         assert!(!fill_from_image(&layers, "/app/a.txt", &other, &tmp).unwrap());
         assert!(!fill_from_image(&layers, "/missing", &other, &tmp).unwrap());
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn several_layers_are_merged_with_whiteouts_opaque_dirs_owners_and_fifos() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: overlayfs mounts, whiteouts and chown need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper) = (tmp.path().join("l1"), tmp.path().join("l2"));
+        std::fs::create_dir_all(lower.join("app/d")).unwrap();
+        std::fs::write(lower.join("app/a"), "a").unwrap();
+        std::fs::write(lower.join("app/gone"), "x").unwrap();
+        std::fs::write(lower.join("app/d/old"), "x").unwrap();
+        std::os::unix::fs::lchown(lower.join("app/a"), Some(1000), Some(1001)).unwrap();
+        std::fs::create_dir_all(upper.join("app/d")).unwrap();
+        std::fs::write(upper.join("app/d/new"), "n").unwrap();
+        // A whiteout hides `gone`; `d` is opaque: `old` is hidden under it.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            upper.join("app/gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        rustix::fs::setxattr(
+            upper.join("app/d"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            upper.join("app/pipe"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_bits_truncate(0o640),
+            0,
+        )
+        .unwrap();
+        let volume = tmp.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        let layers = [lower, upper];
+        assert!(fill_from_image(&layers, "/app/", &volume, tmp.path()).unwrap());
+        let mut names: Vec<String> = walk(&volume);
+        names.sort();
+        assert_eq!(names, ["a", "d", "d/new", "pipe"]);
+        let a = std::fs::metadata(volume.join("a")).unwrap();
+        assert_eq!((a.uid(), a.gid()), (1000, 1001));
+        let pipe = std::fs::symlink_metadata(volume.join("pipe")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&pipe.file_type()));
+        assert_eq!(pipe.mode() & 0o777, 0o640);
+        // The merged view was unmounted and its directory removed.
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("volume-fill-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Every path under `dir`, relative to it.
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()).into_iter().map(|n| format!("{name}/{n}")));
+            }
+            out.push(name);
+        }
+        out
     }
 }
