@@ -34,6 +34,33 @@ pub fn assert_same_lines(got_label: &str, got: &[String], want_label: &str, want
     );
 }
 
+/// A one-file tar whose member is named `name` verbatim (`../` included, which the `tar`
+/// crate refuses to write), holding `content` (at most 512 bytes), mode 644, owner 0:0.
+pub fn raw_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    assert!(name.len() <= 100 && content.len() <= 512);
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut t = h.to_vec();
+    if !content.is_empty() {
+        let mut data = [0u8; 512];
+        data[..content.len()].copy_from_slice(content);
+        t.extend_from_slice(&data);
+    }
+    t.extend_from_slice(&[0u8; 1024]);
+    t
+}
+
 /// Runs a docker command, keeping its binary standard output.
 pub fn output(mut cmd: Command) -> (bool, Vec<u8>, String) {
     let out = cmd.output().expect("running docker");

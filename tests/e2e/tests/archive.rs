@@ -132,28 +132,7 @@ fn cp_stays_inside_the_container() {
     d.docker(&["rm", "owned"]).ok();
 
     // An archive entry that climbs out of the destination is refused.
-    let tar = {
-        let mut h = [0u8; 512];
-        let name = format!("../../../../../../tmp/{marker}");
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..108].copy_from_slice(b"0000644\0");
-        h[108..116].copy_from_slice(b"0000000\0");
-        h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(b"00000000001\0");
-        h[136..148].copy_from_slice(b"00000000000\0");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        let mut t = h.to_vec();
-        let mut data = [0u8; 512];
-        data[0] = b'x';
-        t.extend_from_slice(&data);
-        t.extend_from_slice(&[0u8; 1024]);
-        t
-    };
+    let tar = vmrun_e2e::cp::raw_tar(&format!("../../../../../../tmp/{marker}"), b"x");
     let res = vmrun_e2e::api_request(
         &d.socket(),
         "PUT",

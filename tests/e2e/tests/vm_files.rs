@@ -93,26 +93,7 @@ fn escapes_and_export(d: &Daemon, flags: &[&str]) {
         run(&["cp", src.to_str().unwrap(), dest]).ok();
         run(&["exec", "esc", "test", "-f", &format!("/tmp/{name}")]).ok();
     }
-    let tar = {
-        let mut b = Vec::new();
-        let mut h = [0u8; 512];
-        let name = b"../../../../tmp/climbed";
-        h[..name.len()].copy_from_slice(name);
-        h[100..108].copy_from_slice(b"0000644\0");
-        h[108..116].copy_from_slice(b"0000000\0");
-        h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(b"00000000000\0");
-        h[136..148].copy_from_slice(b"00000000000\0");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        b.extend_from_slice(&h);
-        b.extend_from_slice(&[0u8; 1024]);
-        b
-    };
+    let tar = vmrun_e2e::cp::raw_tar("../../../../tmp/climbed", b"");
     let res = vmrun_e2e::api_request(
         &d.socket(),
         "PUT",
