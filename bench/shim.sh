@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The containerd shim v2 `containerd-shim-vmrun-v2` (runtime io.containerd.vmrun.v2):
-# pod start in a microVM through a private containerd 1.6 (Debian's), next to
+# pod start in a microVM through a private containerd 1.6 (Debian's), next to the same
+# shim asked for no VM (io.containerd.vmrun-native.v2: vmrun's agent on the host) and
 # containerd's own runc shim (io.containerd.runc.v2 with Debian's runc) in the same run.
 #
 # Usage: bench/shim.sh [RUNS]   (root; default 5 runs each)
-#        VMRUN_SHIM_BIN=/path/to/containerd-shim-vmrun-v2 to skip the release build.
+#        VMRUN_SHIM_BIN=/path/to/containerd-shim-vmrun-v2 to skip the release build
+#        (the native runtime needs vmrun-shim next to it).
 #        VMRUN_VM_KERNEL / VMRUN_VM_INITRD: the guest (default: kernel-config/build.sh
 #        and installer/agent-initramfs.sh of this checkout).
 #
@@ -36,7 +38,7 @@ if [[ -n ${VMRUN_SHIM_BIN:-} ]]; then
     SHIM=$VMRUN_SHIM_BIN
 else
     echo "building containerd-shim-vmrun-v2 (release)..." >&2
-    cargo build --release -q -p vmrun-containerd-shim --manifest-path "$ROOT_DIR/Cargo.toml"
+    cargo build --release -q -p vmrun-containerd-shim -p vmrun-shim --manifest-path "$ROOT_DIR/Cargo.toml"
     SHIM=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT_DIR/Cargo.toml" |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/containerd-shim-vmrun-v2
 fi
@@ -56,6 +58,7 @@ trap cleanup EXIT
 make_busybox_oci_tar "$WORK"
 mkdir -p "$WORK/bin"
 ln -s "$SHIM" "$WORK/bin/containerd-shim-vmrun-v2"
+ln -s "$SHIM" "$WORK/bin/containerd-shim-vmrun-native-v2"
 write_private_containerd_config "$WORK"
 PATH="$WORK/bin:$PATH" containerd --config "$WORK/config.toml" >"$WORK/containerd.log" 2>&1 &
 CTD=$!
@@ -64,15 +67,22 @@ for _ in $(seq 1 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
 ctr_ image import "$WORK/busybox.tar" >/dev/null
 IMAGE=docker.io/library/busybox:latest
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'; }
-runtime() { [[ $1 == vm ]] && echo io.containerd.vmrun.v2 || echo io.containerd.runc.v2; }
+runtime() {
+    case $1 in
+    vm) echo io.containerd.vmrun.v2 ;;
+    native) echo io.containerd.vmrun-native.v2 ;;
+    *) echo io.containerd.runc.v2 ;;
+    esac
+}
+RUNTIMES=(vm native runc)
 
 # One warm-up each (page cache, first shim start).
-for rt in vm runc; do
+for rt in "${RUNTIMES[@]}"; do
     ctr_ run --rm --runtime "$(runtime $rt)" "$IMAGE" "warm-$rt" true
 done
-echo "running $RUNS x 2 runtimes x (start, run --rm)..." >&2
+echo "running $RUNS x ${#RUNTIMES[@]} runtimes x (start, run --rm)..." >&2
 for i in $(seq 1 "$RUNS"); do
-    for rt in vm runc; do
+    for rt in "${RUNTIMES[@]}"; do
         t0=$EPOCHREALTIME
         ctr_ run -d --runtime "$(runtime $rt)" "$IMAGE" "s$i-$rt" sleep 1000 >/dev/null
         t1=$EPOCHREALTIME
@@ -94,8 +104,9 @@ ACCEL=$(grep -o 'VM started[^"]*' "$WORK/containerd.log" | tail -1 || true)
 echo "containerd $(containerd --version | awk '{print $3}'), busybox, median of $RUNS runs:"
 for what in start run; do
     V=$(median <"$WORK/vm.$what.ms")
+    N=$(median <"$WORK/native.$what.ms")
     R=$(median <"$WORK/runc.$what.ms")
-    printf '  %-5s microVM (vmrun shim) %9.1f ms   runc shim %8.1f ms   ratio %sx\n' \
-        "$what" "$V" "$R" "$(ratio "$V" "$R")"
+    printf '  %-5s microVM (vmrun shim) %9.1f ms   native (vmrun shim) %8.1f ms   runc shim %8.1f ms   ratios %sx, %sx\n' \
+        "$what" "$V" "$N" "$R" "$(ratio "$V" "$R")" "$(ratio "$N" "$R")"
 done
 echo "  VM: $ACCEL"

@@ -54,13 +54,15 @@ agent_initrd=$(bash "$here/agent-initramfs.sh")
 say "guest agent initramfs: $agent_initrd"
 
 say "building (release)"
-(cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime -p vmrun-vmm)
+(cd "$repo" && cargo build --release --locked -p vmrun -p vmrun-daemon -p vmrun-shim -p vmrun-runtime -p vmrun-vmm -p vmrun-containerd-shim)
 
 say "installing binaries into $prefix/bin"
-for bin in vmrun vmrund vmrun-shim vmrun-runtime vmrun-vmm; do
+for bin in vmrun vmrund vmrun-shim vmrun-runtime vmrun-vmm containerd-shim-vmrun-v2; do
     install -m 0755 "$repo/target/release/$bin" "$prefix/bin/$bin.new"
     mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
 done
+# containerd's runtime io.containerd.vmrun-native.v2: the same shim, tasks without a VM.
+ln -sfn containerd-shim-vmrun-v2 "$prefix/bin/containerd-shim-vmrun-native-v2"
 
 getent group vmrun >/dev/null || groupadd --system vmrun
 install -d -m 0711 /var/lib/vmrun

@@ -11,7 +11,7 @@ VMRUN_BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev)
 # peer of the pull benchmark; docker-compose builds through POST /build in the build tests;
 # containerd and podman drive vmrun-runtime as an OCI runtime in tests/e2e/tests/oci_runtime.rs,
 # runc and crun are its peers there and in bench/oci_runtime.sh).
-VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose containerd podman runc crun python3-docker)
+VMRUN_TEST_PACKAGES=(util-linux cpio e2fsprogs curl socat jq docker-registry skopeo apache2-utils docker.io umoci openssl docker-compose containerd containernetworking-plugins podman runc crun python3-docker)
 
 # What the desktop GUI (ui/) needs: node + npm build the web front end; chromium is the
 # browser the GUI's end-to-end tests drive (through playwright-core, no browser download);

@@ -5,7 +5,8 @@
 //! A running container's root is `/proc/<init pid>/root` (its volumes and binds
 //! included) for `docker cp`, and its bundle's overlay mount for export; a stopped one's
 //! overlay is mounted at a directory of its own under `/run/vmrun/files` for the one
-//! stream and unmounted after.
+//! stream, with its volumes and binds for `docker cp` ([`vmrun_containerfs::binds`], as
+//! the daemon mounts a stopped native container's), and unmounted after.
 //!
 //! [`StreamTarget::Archive`]: vmrun_agent_protocol::StreamTarget::Archive
 //! [`StreamTarget::Extract`]: vmrun_agent_protocol::StreamTarget::Extract
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use vmrun_agent_protocol::{AgentError, ErrorKind, RootfsSpec, DATA_TAR_END};
+use vmrun_agent_protocol::{AgentError, ErrorKind, RootfsSpec, StoppedMount, DATA_TAR_END};
 use vmrun_containerfs::{ExtractOptions, Located, PathStat, Root};
 
 use crate::data_tar::ChannelWriter;
@@ -53,10 +54,12 @@ impl Drop for Mounted {
 /// A container's root for one stream.
 pub struct Opened {
     root: Root,
+    // Dropped in this order: the binds before the overlay they are on.
+    _binds: Option<vmrun_containerfs::binds::Binds>,
     _mounted: Option<Mounted>,
 }
 
-fn mount_stopped(rootfs: &RootfsSpec) -> Result<Opened, AgentError> {
+fn mount_stopped(rootfs: &RootfsSpec, mounts: &[StoppedMount]) -> Result<Opened, AgentError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let Some(writable) = &rootfs.writable else {
         return Err(err(
@@ -95,23 +98,44 @@ fn mount_stopped(rootfs: &RootfsSpec) -> Result<Opened, AgentError> {
             format!("opening the container's files: {e}"),
         )
     })?;
+    if let Some(m) = mounts.iter().find(|m| !m.source.exists()) {
+        return Err(err(
+            ErrorKind::NotFound,
+            format!(
+                "{} (for {}) is not in the guest",
+                m.source.display(),
+                m.destination
+            ),
+        ));
+    }
+    let wanted: Vec<vmrun_containerfs::binds::Bind<'_>> = mounts
+        .iter()
+        .map(|m| vmrun_containerfs::binds::Bind {
+            source: &m.source,
+            destination: &m.destination,
+            read_only: m.read_only,
+        })
+        .collect();
+    let binds = vmrun_containerfs::binds::mount(&root, &mounted.0, &wanted).map_err(fs_error)?;
     Ok(Opened {
         root,
+        _binds: Some(binds),
         _mounted: Some(mounted),
     })
 }
 
-/// Container `id`'s root: with `stopped`, that overlay mounted for now; else the running
-/// container's, as `docker cp` sees it (`whole`: volumes and binds included) or its
-/// overlay alone.
+/// Container `id`'s root: with `stopped`, that overlay mounted for now with
+/// `stopped_mounts` over it; else the running container's, as `docker cp` sees it
+/// (`whole`: volumes and binds included) or its overlay alone.
 pub fn open(
     procs: &Procs,
     id: &str,
     stopped: Option<&RootfsSpec>,
+    stopped_mounts: &[StoppedMount],
     whole: bool,
 ) -> Result<Opened, AgentError> {
     if let Some(rootfs) = stopped {
-        return mount_stopped(rootfs);
+        return mount_stopped(rootfs, stopped_mounts);
     }
     let dir = if whole {
         PathBuf::from(format!("/proc/{}/root", procs.container_pid(id)?))
@@ -129,6 +153,7 @@ pub fn open(
     })?;
     Ok(Opened {
         root,
+        _binds: None,
         _mounted: None,
     })
 }

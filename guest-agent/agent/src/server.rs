@@ -399,11 +399,18 @@ where
             id: cid,
             path,
             stopped,
+            stopped_mounts,
             stat_only,
         } => {
             let a = agent.clone();
             let found = crate::container_files::blocking(move || {
-                let opened = crate::container_files::open(&a.procs, &cid, stopped.as_ref(), true)?;
+                let opened = crate::container_files::open(
+                    &a.procs,
+                    &cid,
+                    stopped.as_ref(),
+                    &stopped_mounts,
+                    true,
+                )?;
                 crate::container_files::find(opened, &path)
             })
             .await;
@@ -422,13 +429,20 @@ where
             id: cid,
             path,
             stopped,
+            stopped_mounts,
             no_overwrite_dir_non_dir,
             copy_uid_gid,
             user,
         } => {
             let a = agent.clone();
             let opened = crate::container_files::blocking(move || {
-                crate::container_files::open(&a.procs, &cid, stopped.as_ref(), true)
+                crate::container_files::open(
+                    &a.procs,
+                    &cid,
+                    stopped.as_ref(),
+                    &stopped_mounts,
+                    true,
+                )
             })
             .await;
             match opened {
@@ -450,7 +464,7 @@ where
         StreamTarget::Export { id: cid, stopped } => {
             let a = agent.clone();
             let opened = crate::container_files::blocking(move || {
-                crate::container_files::open(&a.procs, &cid, stopped.as_ref(), false)
+                crate::container_files::open(&a.procs, &cid, stopped.as_ref(), &[], false)
             })
             .await;
             match opened {

@@ -1,7 +1,8 @@
 //! The agent's container-file streams on this host (`--listen unix:`): `Archive` (stat
 //! and tar of a path), `Extract` (a chunked tar into a directory) and `Export`, on a
 //! running container and, after it has gone, on its layers and writable layer mounted
-//! for the stream (a stopped container); paths that leave the root are refused.
+//! for the stream (a stopped container), with its volumes and binds for `docker cp`;
+//! paths that leave the root are refused.
 
 mod common;
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use common::{spec, HostAgent};
 use vmrun_agent_protocol::{
-    AgentError, CreateContainer, ErrorKind, Op, Reply, RootfsSpec, StreamTarget, DATA_TAR_END,
+    AgentError, CreateContainer, ErrorKind, Op, Reply, RootfsSpec, StoppedMount, StreamTarget,
+    DATA_TAR_END,
 };
 
 fn archive(
@@ -19,10 +21,20 @@ fn archive(
     path: &str,
     stopped: Option<RootfsSpec>,
 ) -> Result<Vec<u8>, AgentError> {
+    archive_with(agent, path, stopped, Vec::new())
+}
+
+fn archive_with(
+    agent: &HostAgent,
+    path: &str,
+    stopped: Option<RootfsSpec>,
+    stopped_mounts: Vec<StoppedMount>,
+) -> Result<Vec<u8>, AgentError> {
     let mut s = agent.stream(StreamTarget::Archive {
         id: "f1".into(),
         path: path.into(),
         stopped,
+        stopped_mounts,
         stat_only: false,
     })?;
     let mut all = Vec::new();
@@ -59,11 +71,22 @@ fn extract(
     tar: &[u8],
     stopped: Option<RootfsSpec>,
 ) -> serde_json::Value {
+    extract_with(agent, path, tar, stopped, Vec::new())
+}
+
+fn extract_with(
+    agent: &HostAgent,
+    path: &str,
+    tar: &[u8],
+    stopped: Option<RootfsSpec>,
+    stopped_mounts: Vec<StoppedMount>,
+) -> serde_json::Value {
     let mut s = agent
         .stream(StreamTarget::Extract {
             id: "f1".into(),
             path: path.into(),
             stopped,
+            stopped_mounts,
             no_overwrite_dir_non_dir: false,
             copy_uid_gid: false,
             user: None,
@@ -201,7 +224,7 @@ fn archive_extract_and_export_running_and_stopped() {
     let mut s = agent
         .stream(StreamTarget::Export {
             id: "f1".into(),
-            stopped: Some(stopped),
+            stopped: Some(stopped.clone()),
         })
         .unwrap();
     let mut all = Vec::new();
@@ -212,6 +235,79 @@ fn archive_extract_and_export_running_and_stopped() {
         .collect();
     assert!(names.iter().any(|n| n == "later"), "{names:?}");
     assert!(names.iter().any(|n| n == "written"), "{names:?}");
+
+    // Its volumes and binds are mounted over the stopped root for `docker cp`: a mount
+    // point missing in the image is made, a read-only one refuses writes.
+    let vol = agent.dir.path().join("vol");
+    let ro = agent.dir.path().join("ro");
+    for d in [&vol, &ro] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(vol.join("v.txt"), "volume\n").unwrap();
+    std::fs::write(ro.join("r.txt"), "ro\n").unwrap();
+    let mounts = vec![
+        StoppedMount {
+            source: ro.clone(),
+            destination: "/data/vol/ro".into(),
+            read_only: true,
+        },
+        StoppedMount {
+            source: vol.clone(),
+            destination: "/data/vol".into(),
+            read_only: false,
+        },
+    ];
+    let (_, files) = parse(
+        &archive_with(
+            &agent,
+            "/data/vol/v.txt",
+            Some(stopped.clone()),
+            mounts.clone(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(files, vec![("v.txt".into(), "volume\n".into())]);
+    let (_, files) = parse(
+        &archive_with(
+            &agent,
+            "/data/vol/ro/r.txt",
+            Some(stopped.clone()),
+            mounts.clone(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(files, vec![("r.txt".into(), "ro\n".into())]);
+    assert_eq!(
+        extract_with(
+            &agent,
+            "/data/vol",
+            &one_file("new.txt", b"n"),
+            Some(stopped.clone()),
+            mounts.clone()
+        ),
+        serde_json::json!({"Ok": null})
+    );
+    assert_eq!(std::fs::read(vol.join("new.txt")).unwrap(), b"n");
+    let refused = extract_with(
+        &agent,
+        "/data/vol/ro",
+        &one_file("no.txt", b"x"),
+        Some(stopped.clone()),
+        mounts.clone(),
+    );
+    assert_eq!(refused["Err"]["kind"], "bad_request", "{refused}");
+    assert!(!ro.join("no.txt").exists());
+    // Without them, the root alone: the volume's file is not in the writable layer.
+    let e = archive(&agent, "/data/vol/v.txt", Some(stopped.clone())).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+    let gone = vec![StoppedMount {
+        source: agent.dir.path().join("missing"),
+        destination: "/m".into(),
+        read_only: false,
+    }];
+    let e = archive_with(&agent, "/", Some(stopped), gone).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+    assert!(e.message.contains("missing"), "{e:?}");
     // Nothing stays mounted.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("/run/vmrun/files/"), "{mounts}");

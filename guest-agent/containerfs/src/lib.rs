@@ -2,9 +2,11 @@
 //! container runs: paths resolved inside its root by the kernel ([`inroot`]), a path or
 //! the whole root written as a tar ([`pack`]), a tar extracted into a directory of it
 //! ([`unpack`]), and a new volume filled with the image's content at its mount point
-//! ([`fill`]). The daemon uses it for native containers and the guest agent for
+//! ([`fill`]), and a stopped container's volumes and binds mounted over its root
+//! ([`binds`]). The daemon uses it for native containers and the guest agent for
 //! containers in VMs, so both follow the same rules.
 
+pub mod binds;
 pub mod fill;
 pub mod inroot;
 pub mod pack;

@@ -46,8 +46,8 @@
 //! [`network`]).
 //!
 //! ```text
-//! → [len]{"version":6,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
-//! ← [len]{"type":"welcome","version":6,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
+//! → [len]{"version":7,"client":"vmrund","host_time_unix_nanos":1764855000000000000}
+//! ← [len]{"type":"welcome","version":7,"agent":"vmrun-agent 0.1.0","kernel_release":"6.1.0",...}
 //! → [len]{"id":7,"op":{"type":"start","id":"c1"}}
 //! ← [len]{"id":7,"result":{"Ok":{"type":"started","pid":42}}}
 //! ```
@@ -58,13 +58,15 @@ pub mod forward;
 pub mod frame;
 mod messages;
 pub mod network;
+mod stream_target;
 
 pub use fill::FillDataDir;
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
+pub use stream_target::{ForwardProtocol, StoppedMount, StreamTarget};
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;

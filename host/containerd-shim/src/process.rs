@@ -4,6 +4,7 @@
 //! terminal; input on a connection of its own, whose close is the process's end of
 //! input).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -12,8 +13,9 @@ use containerd_shim::asynchronous::io::{IoTasks, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use vmrun_agent_protocol::StreamTarget;
-use vmrun_daemon::backend::vm::machine::Machine;
 use vmrun_shim::frame::{decode_header, Stream, HEADER_LEN};
+
+use crate::runner::Runner;
 
 /// How long the output may take to reach the FIFOs after the process exited.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
@@ -38,7 +40,7 @@ pub struct Process {
     /// containerd's stdio for it.
     pub stdio: Stdio,
     /// What containerd is told its pid is.
-    pub pid: u32,
+    pid: AtomicU32,
     io: IoTasks,
     status: watch::Sender<Status>,
     output: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -50,15 +52,25 @@ impl Process {
         Process {
             agent_id,
             stdio,
-            pid,
+            pid: AtomicU32::new(pid),
             io: IoTasks::default(),
             status: watch::Sender::new(Status::Created),
             output: Mutex::new(None),
         }
     }
 
-    /// Connects the process's stdio in the guest to containerd's FIFOs.
-    pub async fn attach(&self, machine: &Machine) -> anyhow::Result<()> {
+    /// What containerd is told its pid is.
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
+    /// Its pid from now on (a native process once started).
+    pub fn set_pid(&self, pid: u32) {
+        self.pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// Connects the process's stdio in the agent to containerd's FIFOs.
+    pub async fn attach(&self, runner: &Runner) -> anyhow::Result<()> {
         let stdio = &self.stdio;
         let open = |stdin: bool, stdout: bool, stderr: bool| {
             let target = StreamTarget::Attach {
@@ -67,7 +79,7 @@ impl Process {
                 stdout,
                 stderr,
             };
-            machine.call("attaching", machine.agent().open_stream(target))
+            runner.call("attaching", runner.agent().open_stream(target))
         };
         let (want_out, want_err) = (!stdio.stdout.is_empty(), !stdio.stderr.is_empty());
         if want_out || want_err {

@@ -28,13 +28,15 @@ pub fn mount(bundle: &Path, mounts: &[Mount]) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
-/// Unmounts everything on `<bundle>/rootfs` (nothing mounted is fine).
+/// Unmounts everything on `<bundle>/rootfs` (nothing mounted is fine), and the binds'
+/// files the shim mounted in the bundle ([`crate::mounts::unmount`]).
 pub fn unmount(bundle: &Path) -> anyhow::Result<()> {
     let target = bundle.join("rootfs");
+    let binds = crate::mounts::unmount(bundle);
     loop {
         match nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => continue,
-            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return binds,
             Err(e) => return Err(e).with_context(|| format!("unmounting {}", target.display())),
         }
     }

@@ -16,6 +16,8 @@ use anyhow::{anyhow, Context as _};
 use serde_json::Value;
 use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
 use vmrun_daemon::backend::vm::machine::Machine;
+use vmrun_daemon::backend::vm::network::{self, ContainerNetwork};
+use vmrun_daemon::backend::vm::ports;
 use vmrun_daemon::backend::vm::shares::{self, ContainerShares, GuestShare};
 use vmrun_daemon::backend::vm::GuestAssets;
 use vmrun_daemon::vm::VmSupport;
@@ -32,6 +34,10 @@ const VSOCK_DIR: &str = "/run/vmrun-shim";
 pub struct Sandbox {
     machine: Arc<Machine>,
     next_share: AtomicU64,
+    /// The pod's network ([`crate::netns`]), while the VM runs.
+    networks: std::sync::Mutex<Vec<ContainerNetwork>>,
+    /// The pod's ports forwarded from its IP ([`crate::netns`]), while the VM runs.
+    forwards: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Sandbox {
@@ -82,6 +88,8 @@ impl Sandbox {
         Ok(Sandbox {
             machine,
             next_share: AtomicU64::new(0),
+            networks: std::sync::Mutex::new(Vec::new()),
+            forwards: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -97,7 +105,8 @@ impl Sandbox {
     }
 
     /// Creates container `id` in the guest from the bundle's `spec` over the host
-    /// directory `rootfs`; the returned shares serve it until dropped.
+    /// directory `rootfs` (`<bundle>/rootfs`); the returned shares (the root file system
+    /// and the spec's bind sources, [`crate::mounts`]) serve it until dropped.
     pub async fn create_container(
         &self,
         id: &str,
@@ -106,20 +115,26 @@ impl Sandbox {
         tty: bool,
         open_stdin: bool,
     ) -> anyhow::Result<ContainerShares> {
-        let share_id = format!("rootfs-{}", self.next_share.fetch_add(1, Ordering::Relaxed));
-        let running = shares::connect(
-            &self.machine,
-            vec![GuestShare {
-                id: share_id.clone(),
-                host_path: rootfs.to_owned(),
-                read_only: true,
-            }],
-        )
-        .await
-        .context("sharing the root file system into the VM")?;
+        let bundle = rootfs.parent().unwrap_or(rootfs);
+        let next = || self.next_share.fetch_add(1, Ordering::Relaxed);
+        let share_id = format!("rootfs-{}", next());
+        let pod_namespaces = self.pod_namespaces(&spec).await?;
+        let pod_network = crate::netns::pod_network(&spec);
+        let mut spec = guest_spec(spec, pod_namespaces.as_deref())?;
+        let mut to_share = vec![GuestShare {
+            id: share_id.clone(),
+            host_path: rootfs.to_owned(),
+            read_only: true,
+        }];
+        to_share.extend(crate::mounts::share_binds(&mut spec, bundle, &mut || {
+            format!("bind-{}", next())
+        })?);
+        let running = shares::connect(&self.machine, to_share)
+            .await
+            .context("sharing the root file system and binds into the VM")?;
         let req = CreateContainer {
             id: id.to_string(),
-            spec: guest_spec(spec)?,
+            spec,
             rootfs: RootfsSpec {
                 layers: vec![vmrun_agent_protocol::share_path(&share_id)],
                 writable: None,
@@ -135,7 +150,62 @@ impl Sandbox {
         self.machine
             .call("creating the container", self.machine.agent().create(req))
             .await?;
+        if let Some(options) = pod_network {
+            let network = network::connect_with(&self.machine, id, &options)
+                .await
+                .context("the pod's network")?;
+            self.networks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(network);
+            // Every port the pod serves on is reached at its IP, as on any node.
+            let (task, _ports) = ports::forward_listeners(
+                self.machine.clone(),
+                id.to_string(),
+                crate::netns::pod_ports(&options),
+            );
+            self.forwards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
+        }
         Ok(running)
+    }
+
+    /// The guest directory of the namespaces a container of a pod joins: those of its
+    /// sandbox (pause) container when the CRI made it (`io.kubernetes.cri.*`
+    /// annotations) and it runs in this VM, as `/proc/<its guest pid>/ns`; `None` for a
+    /// sandbox container or any other task.
+    async fn pod_namespaces(&self, spec: &Value) -> anyhow::Result<Option<PathBuf>> {
+        let annotation = |key: &str| {
+            spec.get("annotations")
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+        };
+        if annotation(CONTAINER_TYPE) != Some("container") {
+            return Ok(None);
+        }
+        let Some(sandbox) = annotation(SANDBOX_ID) else {
+            return Ok(None);
+        };
+        let agent = self.machine.agent();
+        let processes = match self
+            .machine
+            .call("listing the sandbox", agent.top(sandbox))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                log::info!("sandbox container {sandbox} not in this VM ({e}): own namespaces");
+                return Ok(None);
+            }
+        };
+        let init = processes
+            .iter()
+            .map(|p| p.pid)
+            .min()
+            .ok_or_else(|| anyhow!("the pod's sandbox container {sandbox} runs no process"))?;
+        Ok(Some(PathBuf::from(format!("/proc/{init}/ns"))))
     }
 
     /// Creates exec `exec_id` of container `container` running OCI `process`.
@@ -163,8 +233,44 @@ impl Sandbox {
     /// are on its tmpfs, the root file systems are the host's), so there is nothing to
     /// sync, and a TCG guest's shutdown takes seconds.
     pub async fn shutdown(&self) {
+        for task in self
+            .forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        self.networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.machine.kill().await;
     }
+}
+
+/// The longest exec id given to the agent: its sockets live at
+/// `/run/vmrun/agent/execs/<id>/shim.sock`, within a Unix socket path's 108 bytes.
+const MAX_EXEC_ID: usize = 64;
+
+/// The agent's id of exec `exec_id` of `container` (one id space per VM):
+/// `<container>.<exec_id>`, or where that is too long for the agent (the CRI's exec ids
+/// are 64 hex digits, as are its container ids) the container's first 12 characters
+/// and a hash of both.
+pub fn exec_agent_id(container: &str, exec_id: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let id = format!("{container}.{exec_id}");
+    if id.len() <= MAX_EXEC_ID && vmrun_agent_protocol::valid_id(&id) {
+        return id;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (container, exec_id).hash(&mut h);
+    let head: String = container
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    format!("{head}.x{:016x}", h.finish())
 }
 
 /// The hybrid vsock socket of sandbox `id`: short, unique per shim (the same task id may
@@ -176,9 +282,20 @@ fn vsock_path(id: &str) -> PathBuf {
     Path::new(VSOCK_DIR).join(format!("{:016x}.vsock", h.finish()))
 }
 
-/// containerd's spec as the guest runs it: namespaces the host made (a path: CRI's
-/// network namespace) become the guest's own, and hooks (host programs) are dropped.
-fn guest_spec(mut spec: Value) -> anyhow::Result<Value> {
+/// The annotation of the CRI saying what a task is: `sandbox` or `container`.
+pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// The annotation containerd's CRI plugin puts on every container of a pod: its sandbox.
+pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// The namespaces a pod's containers share with its sandbox container (their
+/// `linux.namespaces` paths name the host's: the CNI network namespace, the sandbox
+/// task's "pid", which here is the VM monitor's) and their names under `/proc/<pid>/ns`.
+const POD_NAMESPACES: [(&str, &str); 3] = [("network", "net"), ("ipc", "ipc"), ("uts", "uts")];
+
+/// containerd's spec as the guest runs it: hooks (host programs) are dropped, and so
+/// are the paths of namespaces the host made, except that a pod's container joins its
+/// sandbox container's network, IPC and UTS namespaces in the guest (`pod`: their
+/// directory there, [`Sandbox::pod_namespaces`]).
+fn guest_spec(mut spec: Value, pod: Option<&Path>) -> anyhow::Result<Value> {
     let obj = spec
         .as_object_mut()
         .ok_or_else(|| anyhow!("config.json is not a JSON object"))?;
@@ -189,8 +306,17 @@ fn guest_spec(mut spec: Value) -> anyhow::Result<Value> {
         .and_then(Value::as_array_mut)
     {
         for ns in namespaces {
-            if let Some(ns) = ns.as_object_mut() {
-                ns.remove("path");
+            let Some(ns) = ns.as_object_mut() else {
+                continue;
+            };
+            let had_path = ns.remove("path").is_some();
+            let kind = ns.get("type").and_then(Value::as_str).unwrap_or_default();
+            let shared = POD_NAMESPACES.iter().find(|(t, _)| *t == kind);
+            if let (true, Some(dir), Some((_, name))) = (had_path, pod, shared) {
+                ns.insert(
+                    "path".into(),
+                    Value::String(dir.join(name).display().to_string()),
+                );
             }
         }
     }
@@ -210,13 +336,49 @@ mod tests {
                 {"type": "pid"}
             ]}
         });
-        let got = guest_spec(spec).unwrap();
+        let got = guest_spec(spec, None).unwrap();
         assert!(got.get("hooks").is_none());
         assert_eq!(
             got["linux"]["namespaces"],
             serde_json::json!([{"type": "network"}, {"type": "pid"}])
         );
-        assert!(guest_spec(serde_json::json!([])).is_err());
+        assert!(guest_spec(serde_json::json!([]), None).is_err());
+    }
+
+    #[test]
+    fn a_pods_container_joins_its_sandbox_in_the_guest() {
+        let spec = serde_json::json!({
+            "linux": {"namespaces": [
+                {"type": "pid"},
+                {"type": "ipc", "path": "/proc/4242/ns/ipc"},
+                {"type": "uts", "path": "/proc/4242/ns/uts"},
+                {"type": "mount"},
+                {"type": "network", "path": "/run/netns/cni-1"}
+            ]}
+        });
+        let got = guest_spec(spec, Some(Path::new("/proc/7/ns"))).unwrap();
+        assert_eq!(
+            got["linux"]["namespaces"],
+            serde_json::json!([
+                {"type": "pid"},
+                {"type": "ipc", "path": "/proc/7/ns/ipc"},
+                {"type": "uts", "path": "/proc/7/ns/uts"},
+                {"type": "mount"},
+                {"type": "network", "path": "/proc/7/ns/net"}
+            ])
+        );
+    }
+
+    #[test]
+    fn exec_ids_fit_the_agent() {
+        assert_eq!(exec_agent_id("c1", "e1"), "c1.e1");
+        let (c, e) = ("a".repeat(64), "b".repeat(64));
+        let long = exec_agent_id(&c, &e);
+        assert!(vmrun_agent_protocol::valid_id(&long), "{long}");
+        assert!(long.len() <= MAX_EXEC_ID, "{long}");
+        assert!(long.starts_with("aaaaaaaaaaaa."));
+        assert_ne!(long, exec_agent_id(&c, &"c".repeat(64)));
+        assert_ne!(long, exec_agent_id(&"d".repeat(64), &e));
     }
 
     #[test]

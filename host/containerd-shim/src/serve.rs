@@ -17,7 +17,7 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Flags;
 
 use crate::events::Events;
-use crate::task::TaskService;
+use crate::tasks::TaskService;
 
 /// The service name of containerd 1.x's task API.
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -44,6 +44,7 @@ pub async fn serve(flags: Flags) -> anyhow::Result<()> {
         .context("connecting to containerd's event service")?;
     let exit = Arc::new(ExitSignal::default());
     let task = Arc::new(TaskService::new(
+        crate::isolation::Isolation::from_env(),
         Events::new(publisher, flags.namespace.clone()),
         exit.clone(),
     ));

@@ -1,6 +1,7 @@
 //! The shim binary's life cycle (`containerd-shim` crate's [`Shim`]): `start` groups the
 //! tasks of one pod sandbox into one shim (and so one VM) by the CRI's
-//! `io.kubernetes.cri.sandbox-id` annotation, every other task gets its own; `delete`
+//! `io.kubernetes.cri.sandbox-id` annotation, every other task gets its own, and picks
+//! the sandbox's [`Isolation`] (a VM, or none) for the server it spawns; `delete`
 //! cleans up after a shim that is gone (its rootfs mounts); the server's task service is
 //! [`TaskService`].
 
@@ -13,10 +14,10 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, DeleteResponse, Error, Flags, StartOpts};
 
 use crate::events::{timestamp, Events};
-use crate::task::TaskService;
+use crate::isolation::{self, Isolation};
+use crate::tasks::TaskService;
 
-/// The annotation containerd's CRI plugin puts on every container of a pod.
-const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+use crate::sandbox::SANDBOX_ID;
 
 /// The shim process.
 pub struct VmShim {
@@ -37,11 +38,27 @@ impl Shim for VmShim {
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         // containerd starts `start` in the task's bundle.
-        let grouping = sandbox_of(std::path::Path::new("config.json")).unwrap_or(opts.id.clone());
+        let spec = read_spec(std::path::Path::new("config.json"));
+        let argv0 = std::env::args_os().next().unwrap_or_default();
+        let isolation = Isolation::for_task(std::path::Path::new(&argv0), spec.as_ref())
+            .map_err(Error::InvalidArgument)?;
+        let mut grouping = spec
+            .as_ref()
+            .and_then(sandbox_of)
+            .unwrap_or(opts.id.clone());
+        if isolation == Isolation::None {
+            // Its own server, apart from a VM shim of the same sandbox id.
+            grouping = format!("native-{grouping}");
+        }
         // Daemons before containerd 2.3 send no version and take a bare address, which
         // is all containerd 1.6 understands (1.7 and later also read the crate's JSON).
         let bare_address = opts.containerd_version.is_empty();
-        let address = spawn(opts, &grouping, Vec::new()).await?;
+        let vars = vec![(isolation::ENV, isolation.as_str())];
+        let address = spawn(opts, &grouping, vars).await?;
+        // Where containerd (1.6 reads it when it restarts) and tools find the server, as
+        // the Go shims write it: `address` in the bundle.
+        std::fs::write("address", &address)
+            .map_err(|e| Error::Other(format!("writing address: {e}")))?;
         if bare_address {
             use std::io::Write;
             let mut stdout = std::io::stdout();
@@ -72,15 +89,20 @@ impl Shim for VmShim {
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
         TaskService::new(
+            Isolation::from_env(),
             Events::new(publisher, self.namespace.clone()),
             self.exit.clone(),
         )
     }
 }
 
-/// The pod sandbox of the task whose spec is `config`, if the CRI made it.
-fn sandbox_of(config: &std::path::Path) -> Option<String> {
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
+/// The task's spec at `config`, if readable.
+fn read_spec(config: &std::path::Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(config).ok()?).ok()
+}
+
+/// The pod sandbox of the task whose spec is `spec`, if the CRI made it.
+fn sandbox_of(spec: &serde_json::Value) -> Option<String> {
     spec.get("annotations")?
         .get(SANDBOX_ID)?
         .as_str()
@@ -102,10 +124,11 @@ mod tests {
             r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
         )
         .unwrap();
-        assert_eq!(sandbox_of(&config).as_deref(), Some("pod1"));
+        let spec = read_spec(&config).unwrap();
+        assert_eq!(sandbox_of(&spec).as_deref(), Some("pod1"));
         std::fs::write(&config, r#"{"annotations":{}}"#).unwrap();
-        assert_eq!(sandbox_of(&config), None);
-        assert_eq!(sandbox_of(&dir.join("missing.json")), None);
+        assert_eq!(sandbox_of(&read_spec(&config).unwrap()), None);
+        assert_eq!(read_spec(&dir.join("missing.json")), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

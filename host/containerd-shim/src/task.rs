@@ -1,202 +1,33 @@
 //! containerd's Task API (`containerd.task.v2.Task` over ttrpc) for the tasks of one
-//! sandbox VM: create (rootfs mounted on the host and shared into the VM, container
-//! created by the agent, stdio attached to containerd's FIFOs), start, wait, state, kill,
-//! exec, resize, close-io, pids, pause/resume, delete, shutdown; events published as
-//! the runc shim publishes them. The VM boots with the first task and shuts down when
-//! the last one is deleted.
+//! sandbox VM: create, start, wait, state, kill, exec, resize, close-io, pids,
+//! pause/resume, stats, update, delete, shutdown, connect; OOM kills as `/tasks/oom`; events published as the runc shim publishes
+//! them. What a task is and where it runs is [`crate::tasks`]; exits are
+//! [`crate::exits`].
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim::api;
 use containerd_shim::asynchronous::io::Stdio;
-use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics;
-use containerd_shim::protos::ttrpc::{self, Code};
+use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{Task, TtrpcContext, TtrpcResult};
-use vmrun_daemon::backend::vm::shares::ContainerShares;
 
-use crate::events::{timestamp, Events};
+use crate::events::timestamp;
 use crate::process::{Process, Status};
-use crate::sandbox::Sandbox;
-
-/// One task (container): its bundle, init, execs and the share serving its rootfs.
-struct Container {
-    bundle: PathBuf,
-    init: Arc<Process>,
-    execs: HashMap<String, Arc<Process>>,
-    _rootfs_share: ContainerShares,
-}
-
-/// The task service of one shim.
-pub struct TaskService {
-    events: Arc<Events>,
-    exit: Arc<ExitSignal>,
-    sandbox: tokio::sync::Mutex<Option<Arc<Sandbox>>>,
-    containers: std::sync::Mutex<HashMap<String, Container>>,
-}
-
-fn status(code: Code, msg: impl ToString) -> ttrpc::Error {
-    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg))
-}
-
-fn failed(e: anyhow::Error) -> ttrpc::Error {
-    status(Code::INTERNAL, format!("{e:#}"))
-}
-
-/// The agent's id of exec `exec_id` of `container` (one id space per VM).
-fn exec_agent_id(container: &str, exec_id: &str) -> String {
-    format!("{container}.{exec_id}")
-}
-
-impl TaskService {
-    /// A service publishing through `events`, ending the shim through `exit`.
-    pub fn new(events: Events, exit: Arc<ExitSignal>) -> Self {
-        TaskService {
-            events: Arc::new(events),
-            exit,
-            sandbox: tokio::sync::Mutex::new(None),
-            containers: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Container>> {
-        self.containers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Process `exec_id` (empty: the init) of task `id`.
-    fn process(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<Process>> {
-        let containers = self.lock();
-        let c = containers
-            .get(id)
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("task {id} not found")))?;
-        if exec_id.is_empty() {
-            return Ok(c.init.clone());
-        }
-        c.execs
-            .get(exec_id)
-            .cloned()
-            .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {exec_id} of {id} not found")))
-    }
-
-    async fn sandbox(&self) -> TtrpcResult<Arc<Sandbox>> {
-        self.sandbox
-            .lock()
-            .await
-            .clone()
-            .ok_or_else(|| status(Code::FAILED_PRECONDITION, "the sandbox VM is not running"))
-    }
-
-    /// The sandbox VM, booted now for the first task.
-    async fn sandbox_for(&self, id: &str, bundle: &std::path::Path) -> TtrpcResult<Arc<Sandbox>> {
-        let mut slot = self.sandbox.lock().await;
-        if let Some(s) = slot.as_ref() {
-            return Ok(s.clone());
-        }
-        let s = Arc::new(Sandbox::boot(id, bundle).await.map_err(failed)?);
-        *slot = Some(s.clone());
-        Ok(s)
-    }
-
-    /// Shuts the VM down when no task is left in it.
-    async fn shutdown_if_empty(&self) {
-        if !self.lock().is_empty() {
-            return;
-        }
-        let sandbox = self.sandbox.lock().await.take();
-        if let Some(s) = sandbox {
-            s.shutdown().await;
-        }
-    }
-
-    async fn create_task(&self, req: &api::CreateTaskRequest) -> anyhow::Result<Container> {
-        use anyhow::Context as _;
-        let bundle = PathBuf::from(&req.bundle);
-        let spec: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(bundle.join("config.json")).context("reading config.json")?,
-        )
-        .context("parsing config.json")?;
-        let tty = req.terminal;
-        let rootfs = crate::rootfs::mount(&bundle, &req.rootfs)?;
-        let result = async {
-            let sandbox = self
-                .sandbox_for(&req.id, &bundle)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let share = sandbox
-                .create_container(&req.id, spec, &rootfs, tty, !req.stdin.is_empty())
-                .await?;
-            let stdio = Stdio::new(&req.stdin, &req.stdout, &req.stderr, tty);
-            let init = Arc::new(Process::new(req.id.clone(), stdio, sandbox.pid()));
-            init.attach(sandbox.machine()).await?;
-            Ok::<_, anyhow::Error>(Container {
-                bundle: bundle.clone(),
-                init,
-                execs: HashMap::new(),
-                _rootfs_share: share,
-            })
-        }
-        .await;
-        if result.is_err() {
-            let _ = crate::rootfs::unmount(&bundle);
-        }
-        result
-    }
-
-    /// Waits for `process` in the guest, records its exit and publishes it.
-    fn watch(&self, sandbox: Arc<Sandbox>, container: String, process: Arc<Process>) {
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let machine = sandbox.machine();
-            let code = match machine
-                .call_until("waiting", None, machine.agent().wait(&process.agent_id))
-                .await
-            {
-                Ok(info) => u32::try_from(info.exit_code).unwrap_or(255),
-                Err(e) => {
-                    log::warn!("{}: {e}", process.agent_id);
-                    255
-                }
-            };
-            process.exited(code).await;
-            let (code, at) = process.wait().await;
-            let exec_id = if process.agent_id == container {
-                container.clone()
-            } else {
-                process
-                    .agent_id
-                    .strip_prefix(&format!("{container}."))
-                    .unwrap_or(&process.agent_id)
-                    .to_string()
-            };
-            let event = TaskExit {
-                container_id: container,
-                id: exec_id,
-                pid: process.pid,
-                exit_status: code,
-                exited_at: MessageField::some(timestamp(at)),
-                ..Default::default()
-            };
-            events
-                .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event))
-                .await;
-        });
-    }
-}
+use crate::tasks::{exec_agent_id, failed, status, TaskService};
 
 fn state_response(id: &str, exec_id: &str, bundle: &str, p: &Process) -> api::StateResponse {
     let mut resp = api::StateResponse {
         id: id.to_string(),
         exec_id: exec_id.to_string(),
         bundle: bundle.to_string(),
-        pid: p.pid,
+        pid: p.pid(),
         stdin: p.stdio.stdin.clone(),
         stdout: p.stdio.stdout.clone(),
         stderr: p.stdio.stderr.clone(),
@@ -235,7 +66,7 @@ impl Task for TaskService {
                 return Err(failed(e));
             }
         };
-        let pid = container.init.pid;
+        let pid = container.init.pid();
         self.lock().insert(req.id.clone(), container);
         let event = TaskCreate {
             container_id: req.id.clone(),
@@ -273,17 +104,25 @@ impl Task for TaskService {
             ));
         }
         let sandbox = self.sandbox().await?;
-        let machine = sandbox.machine();
-        machine
-            .call("starting", machine.agent().start(&process.agent_id))
+        let pid = sandbox
+            .call("starting", sandbox.agent().start(&process.agent_id))
             .await
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
+        if let Some(pid) = sandbox.started_pid(pid) {
+            process.set_pid(pid);
+        }
         process.started();
-        self.watch(sandbox.clone(), req.id.clone(), process.clone());
+        crate::exits::watch(
+            self.events.clone(),
+            sandbox.clone(),
+            req.id.clone(),
+            req.exec_id.clone(),
+            process.clone(),
+        );
         if req.exec_id.is_empty() {
             let event = TaskStart {
                 container_id: req.id.clone(),
-                pid: process.pid,
+                pid: process.pid(),
                 ..Default::default()
             };
             self.events
@@ -293,7 +132,7 @@ impl Task for TaskService {
             let event = TaskExecStarted {
                 container_id: req.id.clone(),
                 exec_id: req.exec_id.clone(),
-                pid: process.pid,
+                pid: process.pid(),
                 ..Default::default()
             };
             self.events
@@ -301,7 +140,7 @@ impl Task for TaskService {
                 .await;
         }
         Ok(api::StartResponse {
-            pid: process.pid,
+            pid: process.pid(),
             ..Default::default()
         })
     }
@@ -342,14 +181,65 @@ impl Task for TaskService {
         let signal = i32::try_from(req.signal)
             .map_err(|_| status(Code::INVALID_ARGUMENT, "bad signal number"))?;
         let sandbox = self.sandbox().await?;
-        let machine = sandbox.machine();
-        machine
+        // `all` (`ctr task kill --all`): every process of the task, its execs too.
+        let mut targets = vec![process];
+        if req.all && req.exec_id.is_empty() {
+            targets.extend(self.running_execs(&req.id));
+        }
+        for p in targets {
+            let signalled = sandbox
+                .call("signalling", sandbox.agent().kill(&p.agent_id, signal))
+                .await;
+            match signalled {
+                Ok(()) => {}
+                // An exec that ended meanwhile.
+                Err(_) if p.agent_id != req.id && p.status() != Status::Running => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        self.process(&req.id, "")?;
+        let sandbox = self.sandbox().await?;
+        let stats = sandbox
+            .call("reading stats", sandbox.agent().stats(&req.id))
+            .await
+            .map_err(failed)?;
+        let any = crate::metrics::to_any(&crate::metrics::metrics(&stats)).map_err(failed)?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        self.process(&req.id, "")?;
+        let resources = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| status(Code::INVALID_ARGUMENT, "no resources to update"))
+            .and_then(|any| {
+                crate::metrics::resources(any)
+                    .map_err(|e| status(Code::INVALID_ARGUMENT, format!("{e:#}")))
+            })?;
+        let sandbox = self.sandbox().await?;
+        sandbox
             .call(
-                "signalling",
-                machine.agent().kill(&process.agent_id, signal),
+                "updating the limits",
+                sandbox.agent().update_resources(&req.id, resources),
             )
             .await
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
         Ok(api::Empty::new())
     }
 
@@ -374,13 +264,13 @@ impl Task for TaskService {
         }
         let sandbox = self.sandbox().await?;
         let agent_id = exec_agent_id(&req.id, &req.exec_id);
-        sandbox
+        let pid = sandbox
             .create_exec(&req.id, &agent_id, process, !req.stdin.is_empty())
             .await
             .map_err(failed)?;
         let stdio = Stdio::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
-        let exec = Arc::new(Process::new(agent_id, stdio, sandbox.pid()));
-        exec.attach(sandbox.machine()).await.map_err(failed)?;
+        let exec = Arc::new(Process::new(agent_id, stdio, sandbox.pid(pid)));
+        exec.attach(&sandbox).await.map_err(failed)?;
         match self.lock().get_mut(&req.id) {
             Some(c) => c.execs.insert(req.exec_id.clone(), exec),
             None => return Err(status(Code::NOT_FOUND, format!("task {} is gone", req.id))),
@@ -403,15 +293,14 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::Empty> {
         let process = self.process(&req.id, &req.exec_id)?;
         let sandbox = self.sandbox().await?;
-        let machine = sandbox.machine();
         let (h, w) = (
             u16::try_from(req.height).unwrap_or(u16::MAX),
             u16::try_from(req.width).unwrap_or(u16::MAX),
         );
-        machine
-            .call("resizing", machine.agent().resize(&process.agent_id, h, w))
+        sandbox
+            .call("resizing", sandbox.agent().resize(&process.agent_id, h, w))
             .await
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
         Ok(api::Empty::new())
     }
 
@@ -434,11 +323,10 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::PidsResponse> {
         self.process(&req.id, "")?;
         let sandbox = self.sandbox().await?;
-        let machine = sandbox.machine();
-        let listed = machine
-            .call("listing processes", machine.agent().top(&req.id))
+        let listed = sandbox
+            .call("listing processes", sandbox.agent().top(&req.id))
             .await
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
         let processes = listed
             .into_iter()
             .map(|p| ProcessInfo {
@@ -482,9 +370,8 @@ impl Task for TaskService {
         };
         let sandbox = self.sandbox().await.ok();
         if let Some(s) = &sandbox {
-            let machine = s.machine();
-            if let Err(e) = machine
-                .call("deleting", machine.agent().delete(&process.agent_id, true))
+            if let Err(e) = s
+                .call("deleting", s.agent().delete(&process.agent_id, true))
                 .await
             {
                 log::debug!("{}: {e}", process.agent_id);
@@ -493,14 +380,14 @@ impl Task for TaskService {
         if req.exec_id.is_empty() {
             let removed = self.lock().remove(&req.id);
             if let Some(c) = removed {
-                drop(c._rootfs_share);
+                drop(c.rootfs_share);
                 if let Err(e) = crate::rootfs::unmount(&c.bundle) {
                     log::warn!("{e:#}");
                 }
             }
             let event = TaskDelete {
                 container_id: req.id.clone(),
-                pid: process.pid,
+                pid: process.pid(),
                 exit_status: code,
                 exited_at: MessageField::some(timestamp(at)),
                 ..Default::default()
@@ -513,7 +400,7 @@ impl Task for TaskService {
             c.execs.remove(&req.exec_id);
         }
         Ok(api::DeleteResponse {
-            pid: process.pid,
+            pid: process.pid(),
             exit_status: code,
             exited_at: MessageField::some(timestamp(at)),
             ..Default::default()
@@ -538,7 +425,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
-        let task_pid = self.process(&req.id, "").map(|p| p.pid).unwrap_or(0);
+        let task_pid = self.process(&req.id, "").map(|p| p.pid()).unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -552,11 +439,10 @@ impl TaskService {
     async fn freeze(&self, id: &str, frozen: bool) -> TtrpcResult<api::Empty> {
         self.process(id, "")?;
         let sandbox = self.sandbox().await?;
-        let machine = sandbox.machine();
-        machine
-            .call("freezing", machine.agent().freeze(id, frozen))
+        sandbox
+            .call("freezing", sandbox.agent().freeze(id, frozen))
             .await
-            .map_err(|e| failed(e.into()))?;
+            .map_err(failed)?;
         Ok(api::Empty::new())
     }
 }

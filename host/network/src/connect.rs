@@ -9,7 +9,6 @@
 //! files of the container and of its peers on the network, which is how names resolve.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
 
 use crate::error::NetworkError;
 use crate::ipam;
@@ -70,13 +69,7 @@ impl NetworkManager {
                 network.name
             )));
         };
-        let used: HashSet<Ipv4Addr> = state
-            .endpoints_of(&network.id)
-            .filter_map(|e| e.ip)
-            .collect();
-        let ip = ipam::allocate(&subnet, gateway, &used, network.last_allocated)
-            .ok_or_else(|| NetworkError::AddressExhausted(network.name.clone()))?;
-        let mac = ipam::mac_for(ip);
+        let (ip, mac) = state.free_address(&network, &subnet, gateway)?;
         let endpoint_id = random_hex(32);
         let host_veth = format!("veth{}", &endpoint_id[..IFNAME_MAX - 4]);
         let route = (replaces_primary && !network.internal).then_some(gateway);

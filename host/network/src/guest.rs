@@ -11,7 +11,6 @@
 //! host's network (and keeps the default route).
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::error::NetworkError;
@@ -92,13 +91,7 @@ impl NetworkManager {
             .map(|n| format!("eth{n}"))
             .find(|name| !used_interfaces.contains(name))
             .unwrap_or_else(|| "eth1".into());
-        let used: HashSet<Ipv4Addr> = state
-            .endpoints_of(&network.id)
-            .filter_map(|e| e.ip)
-            .collect();
-        let ip = ipam::allocate(&subnet, gateway, &used, network.last_allocated)
-            .ok_or_else(|| NetworkError::AddressExhausted(network.name.clone()))?;
-        let mac = ipam::mac_for(ip);
+        let (ip, mac) = state.free_address(&network, &subnet, gateway)?;
         let endpoint_id = random_hex(32);
         let host_veth = format!("vg{}", &endpoint_id[..IFNAME_MAX - 2]);
         let (hosts_file, extra_hosts) = match &primary {

@@ -1,7 +1,6 @@
 //! [`NetworkManager`]: networks, endpoints and their persisted state.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -421,13 +420,7 @@ impl NetworkManager {
                 network.name
             )));
         };
-        let used: HashSet<Ipv4Addr> = state
-            .endpoints_of(&network.id)
-            .filter_map(|e| e.ip)
-            .collect();
-        let ip = ipam::allocate(&subnet, gateway, &used, network.last_allocated)
-            .ok_or_else(|| NetworkError::AddressExhausted(network.name.clone()))?;
-        let mac = ipam::mac_for(ip);
+        let (ip, mac) = state.free_address(network, &subnet, gateway)?;
         let netns_path = self.netns_path(&record.container_id);
         let host_veth = format!("veth{}", &record.endpoint_id[..IFNAME_MAX - 4]);
         let route = if network.internal {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,21 +94,45 @@ impl PortForwarder {
         spec: PortSpec,
         target: Arc<dyn ForwardTarget>,
     ) -> Result<PublishedPort, NetworkError> {
+        Self::publish_in(spec, target, None).await
+    }
+
+    /// [`PortForwarder::publish_to`] with the listening socket made in the network
+    /// namespace at `netns` (for example a pod's, made by CNI: `spec.host_ip` is then an
+    /// address of that namespace); its connections are served here as any other's.
+    pub async fn publish_in(
+        spec: PortSpec,
+        target: Arc<dyn ForwardTarget>,
+        netns: Option<&Path>,
+    ) -> Result<PublishedPort, NetworkError> {
         let bind = SocketAddr::new(spec.host_ip, spec.host_port);
         let described = target.describe();
         let context = |e: io::Error| {
             NetworkError::io(format!("publish {bind}/{:?} -> {described}", spec.proto), e)
         };
         let cancel = CancellationToken::new();
-        let (host_addr, task) = match spec.proto {
-            Protocol::Tcp => {
-                let listener = TcpListener::bind(bind).await.map_err(context)?;
+        let bound = match netns {
+            None => bind_socket(spec.proto, bind).map_err(context)?,
+            Some(ns) => {
+                let ns = ns.to_path_buf();
+                let proto = spec.proto;
+                tokio::task::spawn_blocking(move || {
+                    crate::netns::run_in(&ns, move || bind_socket(proto, bind))
+                })
+                .await
+                .map_err(|e| context(io::Error::other(e)))??
+                .map_err(context)?
+            }
+        };
+        let (host_addr, task) = match bound {
+            BoundSocket::Tcp(listener) => {
+                let listener = TcpListener::from_std(listener).map_err(context)?;
                 let host_addr = listener.local_addr().map_err(context)?;
                 let task = tokio::spawn(serve_tcp(listener, target, cancel.clone()));
                 (host_addr, task)
             }
-            Protocol::Udp => {
-                let socket = UdpSocket::bind(bind).await.map_err(context)?;
+            BoundSocket::Udp(socket) => {
+                let socket = UdpSocket::from_std(socket).map_err(context)?;
                 let host_addr = socket.local_addr().map_err(context)?;
                 let task = tokio::spawn(serve_udp(Arc::new(socket), target, cancel.clone()));
                 (host_addr, task)
@@ -122,6 +147,28 @@ impl PortForwarder {
             task: Some(task),
         })
     }
+}
+
+/// A listening socket made where it is to listen, before the runtime serves it.
+enum BoundSocket {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+/// Binds `bind` (non-blocking, for the runtime), in the calling thread's namespace.
+fn bind_socket(proto: Protocol, bind: SocketAddr) -> io::Result<BoundSocket> {
+    Ok(match proto {
+        Protocol::Tcp => {
+            let listener = std::net::TcpListener::bind(bind)?;
+            listener.set_nonblocking(true)?;
+            BoundSocket::Tcp(listener)
+        }
+        Protocol::Udp => {
+            let socket = std::net::UdpSocket::bind(bind)?;
+            socket.set_nonblocking(true)?;
+            BoundSocket::Udp(socket)
+        }
+    })
 }
 
 async fn serve_tcp(

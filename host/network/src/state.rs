@@ -1,6 +1,6 @@
 //! The persisted state: networks and endpoints, one JSON file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -175,5 +175,23 @@ impl State {
         self.endpoints
             .values()
             .filter(move |endpoint| endpoint.network_id == network_id)
+    }
+
+    /// A free address of `network` (its `subnet`, less `gateway` and the addresses its
+    /// endpoints hold) for a new endpoint, round-robin after the last one given, and the
+    /// MAC that goes with it.
+    pub fn free_address(
+        &self,
+        network: &NetworkRecord,
+        subnet: &Ipv4Net,
+        gateway: Ipv4Addr,
+    ) -> Result<(Ipv4Addr, [u8; 6]), NetworkError> {
+        let used: HashSet<Ipv4Addr> = self
+            .endpoints_of(&network.id)
+            .filter_map(|e| e.ip)
+            .collect();
+        let ip = crate::ipam::allocate(subnet, gateway, &used, network.last_allocated)
+            .ok_or_else(|| NetworkError::AddressExhausted(network.name.clone()))?;
+        Ok((ip, crate::ipam::mac_for(ip)))
     }
 }

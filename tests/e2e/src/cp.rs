@@ -276,3 +276,57 @@ pub fn cp_scenario(docker: &dyn Fn(&[&str]) -> Command, work: &Path) -> Vec<Stri
     run(&["rm", "-f", "src", "stopped"]).ok();
     seen
 }
+
+/// `docker cp` into and out of the volumes and binds of a stopped container (one that
+/// never ran, then one that has exited): a named volume written by `cp` and read by the
+/// container's next start, a file of a read-only bind read, a write into that bind
+/// refused with dockerd's message and nothing written on the host. `docker` builds a
+/// command for the daemon under test (flags such as `--isolation` included); the names
+/// `sv` and `vol-<tag>` are used and removed.
+pub fn stopped_volumes_scenario(docker: &dyn Fn(&[&str]) -> Command, tag: &str) {
+    let run = |args: &[&str]| run_with_timeout(docker(args), None, Duration::from_secs(120));
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("from-host"), "host file\n").unwrap();
+    let bind = format!("{}:/hostbind:ro", host.path().display());
+    let volume = format!("vol-{tag}:/data");
+    run(&["rm", "-f", "sv"]);
+    run(&[
+        "create",
+        "--name",
+        "sv",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/seed; echo again > /data/later",
+    ])
+    .ok();
+    let local = tempfile::tempdir().unwrap();
+    let seed = local.path().join("seed");
+    std::fs::write(&seed, "seeded\n").unwrap();
+    run(&["cp", seed.to_str().unwrap(), "sv:/data/"]).ok();
+    let (ok, tar, err) = output(docker(&["cp", "sv:/hostbind/from-host", "-"]));
+    assert!(ok, "{err}");
+    assert_eq!(listing(&tar).len(), 1, "{:?}", listing(&tar));
+    let ro = run(&["cp", seed.to_str().unwrap(), "sv:/hostbind/"]);
+    assert!(!ro.success(), "a read-only bind was written: {ro}");
+    assert!(
+        ro.stderr.contains("mounted volume is marked read-only"),
+        "{ro}"
+    );
+    assert!(!host.path().join("seed").exists());
+    let started = run(&["start", "-a", "sv"]);
+    started.ok();
+    assert_eq!(started.stdout, "seeded\n", "{started}");
+    // Exited: what the container wrote into its volume is read from it.
+    let back = local.path().join("back");
+    run(&["cp", "sv:/data/later", back.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "again\n");
+    run(&["rm", "sv"]).ok();
+    run(&["volume", "rm", &format!("vol-{tag}")]).ok();
+}

@@ -67,7 +67,8 @@ pub struct Daemon {
     _lock: Flock<File>,
 }
 
-fn take_lock() -> Flock<File> {
+/// Takes [`GLOBAL_LOCK`] (blocks while another test holds it).
+pub fn take_lock() -> Flock<File> {
     let file = File::options()
         .create(true)
         .truncate(false)

@@ -26,7 +26,12 @@ pub const BUSYBOX_DOCKER_TAR: &str = "/tmp/vmrun-e2e-busybox-docker.tar";
 
 /// Path of an OCI image tar holding `busybox:latest`, built if missing or older than the
 /// script. Concurrent builders write private files and rename them into place.
+/// `VMRUN_E2E_BUSYBOX_TAR` names one built elsewhere (a test re-run inside the nested KVM
+/// host, which has no build script).
 pub fn busybox_tar() -> PathBuf {
+    if let Some(tar) = std::env::var_os("VMRUN_E2E_BUSYBOX_TAR") {
+        return PathBuf::from(tar);
+    }
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| built(BUSYBOX_TAR, "oci")).clone()
 }

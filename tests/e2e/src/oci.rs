@@ -34,6 +34,39 @@ pub fn shim_binary() -> PathBuf {
     built_binary("containerd-shim-vmrun-v2", "vmrun-containerd-shim")
 }
 
+/// The guest kernel and agent initramfs the VM shims boot (the shim built first), or
+/// `None` after saying why not (not root, no kernel, no static agent).
+pub fn shim_guest_assets() -> Option<(PathBuf, PathBuf)> {
+    if !crate::require_root() {
+        return None;
+    }
+    shim_binary();
+    let assets =
+        vmrun_vmtest::guest_kernel().and_then(|k| Ok((k, vmrun_vmtest::agent_initramfs()?)));
+    match assets {
+        Ok(a) => Some(a),
+        Err(why) => {
+            vmrun_test_skip::report(why.0);
+            None
+        }
+    }
+}
+
+/// This machine's boot id (`/proc/sys/kernel/random/boot_id`): a task printing another
+/// one ran on another kernel.
+pub fn host_boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("reading the host's boot id")
+        .trim()
+        .to_string()
+}
+
+/// `vmrun-shim` (build it with `cargo build -p vmrun-shim`), found as [`runtime_binary`]
+/// is: the per-container monitor the agent runs.
+pub fn vmrun_shim_binary() -> PathBuf {
+    built_binary("vmrun-shim", "vmrun-shim")
+}
+
 /// Binary `name` of cargo package `package` in [`binaries_dir`].
 fn built_binary(name: &str, package: &str) -> PathBuf {
     let bin = binaries_dir().join(name);
@@ -103,15 +136,23 @@ fn remove_cgroup_tree(relative: &str) {
     }
 }
 
-/// A private containerd: own root, state, sockets; CRI off.
+/// A private containerd: own root, state, sockets; CRI off unless
+/// [`Containerd::start_with_cri`] started it.
 pub struct Containerd {
     dir: PathBuf,
     child: Child,
-    /// The containerd namespace the tests use (also the cgroup parent `/<ns>`).
+    /// The containerd namespace the tests use (also the cgroup parent `/<ns>`, except
+    /// under the CRI, whose namespace is `k8s.io` and whose containers run in VMs).
     pub namespace: String,
     /// `--runc-root` for tasks: the runtime's state root, under `dir`.
     pub runtime_root: PathBuf,
+    /// The host's `/sys/fs/cgroup/*/<namespace>` trees are this instance's own.
+    owns_cgroups: bool,
 }
+
+/// The CRI plugin's part of a containerd's configuration: given containerd's directory,
+/// writes what the plugin needs under it and returns the TOML tables to append.
+pub type CriConfig<'a> = &'a dyn Fn(&Path) -> Result<String, String>;
 
 impl Containerd {
     /// Starts one and imports busybox, or says why it cannot run here.
@@ -122,6 +163,29 @@ impl Containerd {
     /// [`Containerd::start`] with `env` added to containerd's environment (its shims
     /// inherit it).
     pub fn start_with_env(env: &[(&str, &Path)]) -> Result<Containerd, String> {
+        Self::start_configured(&[], env, None)
+    }
+
+    /// [`Containerd::start_with_env`] with `dirs` first on containerd's `PATH` (where it
+    /// finds shims by runtime name).
+    pub fn start_with_path_and_env(
+        dirs: &[&Path],
+        env: &[(&str, &Path)],
+    ) -> Result<Containerd, String> {
+        Self::start_configured(dirs, env, None)
+    }
+
+    /// [`Containerd::start_with_env`] with the CRI plugin on, configured by `cri`, and
+    /// the CRI's namespace `k8s.io` as the tests' (busybox is imported there).
+    pub fn start_with_cri(env: &[(&str, &Path)], cri: CriConfig) -> Result<Containerd, String> {
+        Self::start_configured(&[], env, Some(cri))
+    }
+
+    fn start_configured(
+        dirs: &[&Path],
+        env: &[(&str, &Path)],
+        cri: Option<CriConfig>,
+    ) -> Result<Containerd, String> {
         for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
             if !has_tool(tool) {
                 return Err(format!(
@@ -130,24 +194,44 @@ impl Containerd {
             }
         }
         let dir = nix::unistd::mkdtemp("/tmp/vmctd-XXXXXX").map_err(|e| format!("mkdtemp: {e}"))?;
+        // Top-level keys come before the first table.
+        let (top, plugins) = match cri {
+            Some(cri) => match cri(&dir) {
+                Ok(tables) => (String::new(), tables),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            },
+            None => (
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".into(),
+                String::new(),
+            ),
+        };
         let config = format!(
             "version = 2\n\
              root = \"{d}/root\"\n\
              state = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             {top}\
              [grpc]\n  address = \"{d}/c.sock\"\n\
              [ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
              [debug]\n  address = \"\"\n\
-             [metrics]\n  address = \"\"\n",
+             [metrics]\n  address = \"\"\n\
+             {plugins}",
             d = dir.display()
         );
         std::fs::write(dir.join("config.toml"), config).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
         // containerd finds runtime `io.containerd.vmrun.v2` as `containerd-shim-vmrun-v2`
         // on its PATH: put the build's binaries first.
-        let path = std::env::join_paths(std::iter::once(binaries_dir()).chain(
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-        ))
+        let path = std::env::join_paths(
+            dirs.iter()
+                .map(|d| d.to_path_buf())
+                .chain(std::iter::once(binaries_dir()))
+                .chain(std::env::split_paths(
+                    &std::env::var_os("PATH").unwrap_or_default(),
+                )),
+        )
         .map_err(|e| e.to_string())?;
         let child = Command::new("containerd")
             .env("PATH", path)
@@ -163,7 +247,12 @@ impl Containerd {
             runtime_root: dir.join("vmrun-runtime"),
             dir,
             child,
-            namespace: unique("vmoci"),
+            namespace: if cri.is_some() {
+                "k8s.io".into()
+            } else {
+                unique("vmoci")
+            },
+            owns_cgroups: cri.is_none(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ctd.ctr(&["version"]).success() {
@@ -183,6 +272,20 @@ impl Containerd {
     /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The ttrpc address (`unix://...`) of the shim serving task `id`, as containerd
+    /// recorded it.
+    pub fn shim_address(&self, id: &str) -> Option<String> {
+        let file = self
+            .dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.namespace)
+            .join(id)
+            .join("address");
+        std::fs::read_to_string(file)
+            .ok()
+            .map(|a| a.trim().to_string())
     }
 
     /// `ctr --address <ours> --namespace <ns> args...`, not run yet.
@@ -260,7 +363,9 @@ impl Drop for Containerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         kill_all(&pids_mentioning(&self.dir.display().to_string()));
-        remove_cgroup_tree(&self.namespace);
+        if self.owns_cgroups {
+            remove_cgroup_tree(&self.namespace);
+        }
         unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -56,3 +56,19 @@ pub fn shared_vm_daemon() -> Option<Daemon> {
     d.restart_with(&SHARED_VM_MODE);
     Some(d)
 }
+
+/// How often daemon `d` copied a layer into the shared VM (from its log).
+pub fn layer_copies(d: &Daemon) -> usize {
+    std::fs::read_to_string(d.log_path())
+        .unwrap_or_default()
+        .matches("copying a layer into the shared VM")
+        .count()
+}
+
+/// Makes the binaries in `dir` (shipped into the nested KVM host) the ones the test's
+/// programs find: `VMRUN_BIN_DIR` names it and it goes first on `PATH`.
+pub fn use_binaries_in(dir: &std::path::Path) {
+    std::env::set_var("VMRUN_BIN_DIR", dir);
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::set_var("PATH", format!("{}:{path}", dir.display()));
+}

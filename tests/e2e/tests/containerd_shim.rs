@@ -10,8 +10,8 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use vmrun_e2e::oci::{shim_binary, Containerd, CTR_BUSYBOX};
-use vmrun_e2e::{require_root, wait_for, CmdOutput};
+use vmrun_e2e::oci::{host_boot_id, shim_guest_assets, Containerd, CTR_BUSYBOX};
+use vmrun_e2e::{wait_for, CmdOutput};
 
 /// Deadline of a `ctr` command that boots a VM (TCG on a loaded 2-core host).
 const VM_CTR_TIMEOUT: Duration = Duration::from_secs(180);
@@ -27,19 +27,7 @@ fn serial() -> MutexGuard<'static, ()> {
 /// A containerd whose shims boot the test's kernel and initramfs, or `None` after saying
 /// why not.
 fn containerd() -> Option<Containerd> {
-    if !require_root() {
-        return None;
-    }
-    shim_binary();
-    let assets =
-        vmrun_vmtest::guest_kernel().and_then(|k| Ok((k, vmrun_vmtest::agent_initramfs()?)));
-    let (kernel, initrd) = match assets {
-        Ok(a) => a,
-        Err(why) => {
-            vmrun_test_skip::report(why.0);
-            return None;
-        }
-    };
+    let (kernel, initrd) = shim_guest_assets()?;
     match Containerd::start_with_env(&[("VMRUN_VM_KERNEL", &kernel), ("VMRUN_VM_INITRD", &initrd)])
     {
         Ok(c) => Some(c),
@@ -63,13 +51,6 @@ fn ctr_run(ctd: &Containerd, extra: &[&str], id: &str, cmd: &[&str]) -> Option<C
         return None;
     }
     Some(out)
-}
-
-fn host_boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .expect("reading the host's boot id")
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -257,4 +238,185 @@ fn ctr_run_with_a_terminal() {
         out.stdout.contains("/dev/pts/"),
         "no terminal in the VM: {out}"
     );
+}
+
+/// containerd's JSON of `ctr task metrics --format json id` (the v2 cgroup metrics).
+fn metrics(ctd: &Containerd, id: &str) -> serde_json::Value {
+    let out = ctd.ctr(&["task", "metrics", "--format", "json", id]);
+    out.ok();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("metrics: {e}: {out}"))
+}
+
+/// `Task.Update` straight to the shim serving `id` over its ttrpc socket, as containerd
+/// sends it for the CRI's UpdateContainerResources (containerd 1.6's `ctr` has no
+/// `task update`): the OCI `LinuxResources` in JSON.
+fn update_task(ctd: &Containerd, id: &str, resources: serde_json::Value) {
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::{api, Client, TaskClient};
+    let address = ctd
+        .shim_address(id)
+        .unwrap_or_else(|| panic!("no shim address for {id}"));
+    let client = TaskClient::new(Client::connect(&address).expect("connecting to the shim"));
+    let req = api::UpdateTaskRequest {
+        id: id.to_string(),
+        resources: Some(Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: resources.to_string().into_bytes(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    let ctx = containerd_shim_protos::ttrpc::context::with_timeout(60_000_000_000);
+    client.update(ctx, &req).expect("Task.Update");
+}
+
+#[test]
+fn ctr_task_metrics_and_update_reach_the_guest_cgroup() {
+    let _serial = serial();
+    let Some(ctd) = containerd() else {
+        return;
+    };
+    let limit = 64u64 << 20;
+    // ctr's default spec mounts no cgroup file system (the CRI's does): ask for one, to
+    // read the container's own cgroup files from inside it.
+    let Some(run) = ctr_run(
+        &ctd,
+        &[
+            "-d",
+            "--memory-limit",
+            &limit.to_string(),
+            "--mount",
+            "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro",
+        ],
+        "met1",
+        &["sleep", "1000"],
+    ) else {
+        return;
+    };
+    run.ok();
+    let m = metrics(&ctd, "met1");
+    assert_eq!(m["memory"]["usage_limit"], limit, "{m}");
+    assert!(m["memory"]["usage"].as_u64().unwrap_or(0) > 0, "{m}");
+    assert!(m["pids"]["current"].as_u64().unwrap_or(0) >= 1, "{m}");
+    assert!(m["cpu"]["usage_usec"].as_u64().is_some(), "{m}");
+
+    let lower = 48u64 << 20;
+    update_task(
+        &ctd,
+        "met1",
+        serde_json::json!({"memory": {"limit": lower}, "cpu": {"quota": 50000, "period": 100000}}),
+    );
+    assert_eq!(metrics(&ctd, "met1")["memory"]["usage_limit"], lower);
+    // The container's own cgroup in the guest says so too.
+    let files = ctd.ctr_within(
+        VM_CTR_TIMEOUT,
+        &[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "met1",
+            "cat",
+            "/sys/fs/cgroup/memory.max",
+            "/sys/fs/cgroup/cpu.max",
+        ],
+    );
+    files.ok();
+    assert_eq!(files.stdout, format!("{lower}\n50000 100000\n"), "{files}");
+    ctd.ctr(&["task", "kill", "-s", "KILL", "met1"]).ok();
+    wait_for(Duration::from_secs(30), "the task to stop", || {
+        (ctd.task_status("met1").as_deref() == Some("STOPPED")).then_some(())
+    });
+    ctd.ctr_within(VM_CTR_TIMEOUT, &["task", "delete", "met1"])
+        .ok();
+}
+
+#[test]
+fn an_oom_kill_in_the_guest_is_a_tasks_oom_event_and_137() {
+    let _serial = serial();
+    let Some(ctd) = containerd() else {
+        return;
+    };
+    let mut events = ctd
+        .ctr_cmd(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ctr events");
+    let Some(out) = ctr_run(
+        &ctd,
+        &["--rm", "--memory-limit", &(32u64 << 20).to_string()],
+        "oom1",
+        &["tail", "/dev/zero"],
+    ) else {
+        let _ = events.kill();
+        let _ = events.wait();
+        return;
+    };
+    // Events reach `ctr events` asynchronously.
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = events.kill();
+    let mut seen = String::new();
+    if let Some(mut stdout) = events.stdout.take() {
+        use std::io::Read as _;
+        let _ = stdout.read_to_string(&mut seen);
+    }
+    let _ = events.wait();
+    out.code_is(137);
+    let oom = seen
+        .lines()
+        .find(|l| l.contains("/tasks/oom"))
+        .unwrap_or_else(|| panic!("no /tasks/oom event:\n{seen}"));
+    assert!(oom.contains("oom1"), "{oom}");
+    let exit = seen.lines().position(|l| l.contains("/tasks/exit"));
+    let oom_at = seen.lines().position(|l| l.contains("/tasks/oom"));
+    assert!(
+        oom_at < exit,
+        "the OOM event comes before the exit:\n{seen}"
+    );
+}
+
+#[test]
+fn ctr_task_kill_all_reaches_the_execs() {
+    let _serial = serial();
+    let Some(ctd) = containerd() else {
+        return;
+    };
+    let Some(run) = ctr_run(&ctd, &["-d"], "all1", &["sleep", "1000"]) else {
+        return;
+    };
+    run.ok();
+    // A foreground exec, its `ctr` waiting for its exit.
+    let mut exec = ctd
+        .ctr_cmd(&["task", "exec", "--exec-id", "e1", "all1", "sleep", "1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ctr task exec");
+    wait_for(VM_CTR_TIMEOUT, "the exec to run", || {
+        let ps = ctd.ctr(&["task", "ps", "all1"]);
+        (ps.stdout.lines().skip(1).count() == 2).then_some(())
+    });
+    // SIGTERM without `--all` goes to the init alone, which ignores it (PID 1 of its
+    // namespace without a handler): the exec runs on.
+    ctd.ctr(&["task", "kill", "-s", "TERM", "all1"]).ok();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        exec.try_wait().expect("the exec's ctr").is_none(),
+        "a kill without --all ended the exec"
+    );
+    ctd.ctr(&["task", "kill", "--all", "-s", "TERM", "all1"])
+        .ok();
+    let status = wait_for(Duration::from_secs(60), "the exec to end", || {
+        exec.try_wait().expect("the exec's ctr")
+    });
+    assert_eq!(status.code(), Some(128 + 15), "the exec's exit");
+    assert_eq!(ctd.task_status("all1").as_deref(), Some("RUNNING"));
+    ctd.ctr(&["task", "kill", "-a", "-s", "KILL", "all1"]).ok();
+    wait_for(Duration::from_secs(30), "the task to stop", || {
+        (ctd.task_status("all1").as_deref() == Some("STOPPED")).then_some(())
+    });
+    ctd.ctr_within(VM_CTR_TIMEOUT, &["task", "delete", "all1"])
+        .ok();
 }

@@ -5,7 +5,8 @@
 //! running, a created and an exited container) gives the same lines in a VM as natively
 //! on the same daemon; symlink and `..` escapes stay inside the container (nothing of the
 //! guest's own root is reached); `docker export` lists the container's files, running
-//! and stopped.
+//! and stopped; `docker cp` reaches a stopped container's volume and read-only bind, as
+//! natively (`vmrun_e2e::cp::stopped_volumes_scenario`).
 //!
 //! Needs root, the docker CLI, tar, a VM backend, the guest kernel and the agent
 //! initramfs; skips, saying which, otherwise.
@@ -13,7 +14,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use vmrun_e2e::cp::{assert_same_lines, cp_scenario, listing, output};
+use vmrun_e2e::cp::{assert_same_lines, cp_scenario, listing, output, stopped_volumes_scenario};
 use vmrun_e2e::vm::{docker, isolation_daemon, shared_vm_daemon, VM_COMMAND_TIMEOUT};
 use vmrun_e2e::{require_tool, Daemon};
 
@@ -140,6 +141,9 @@ fn cp_and_export_in_container_vms() {
     let Some(d) = isolation_daemon() else { return };
     compare_with_native(&d, &[], &["--isolation", "vm"]);
     escapes_and_export(&d, &["--isolation", "vm"]);
+    let started = std::time::Instant::now();
+    stopped_volumes_scenario(&|a| with_flags(&d, a, &["--isolation", "vm"]), "vm");
+    eprintln!("stopped volumes scenario: {:?}", started.elapsed());
 }
 
 #[test]
@@ -150,5 +154,8 @@ fn cp_and_export_in_the_shared_vm() {
     let Some(d) = shared_vm_daemon() else { return };
     compare_with_native(&d, &["--isolation", "native"], &[]);
     escapes_and_export(&d, &[]);
+    let started = std::time::Instant::now();
+    stopped_volumes_scenario(&|a| with_flags(&d, a, &[]), "shared");
+    eprintln!("stopped volumes scenario: {:?}", started.elapsed());
     docker(&d, &["ps", "-a"]).ok();
 }

@@ -129,6 +129,14 @@ fn vm_run_output_exit_codes_and_its_own_kernel() {
 }
 
 #[test]
+fn vm_container_logs_rotate_as_natively() {
+    let Some(d) = isolation_daemon() else { return };
+    let started = Instant::now();
+    vmrun_e2e::log_rotation::rotation_scenario(&d, &["--isolation", "vm"], VM_COMMAND_TIMEOUT);
+    eprintln!("log rotation in a VM: {:?}", started.elapsed());
+}
+
+#[test]
 fn vm_layer_disks_keep_whiteouts_and_are_built_once_per_layer() {
     let Some(d) = isolation_daemon() else { return };
     // A second layer made natively: a deleted file, a deleted directory, a new file.

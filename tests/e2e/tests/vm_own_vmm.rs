@@ -75,9 +75,7 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
             .unwrap_or(Path::new("/"))
             .to_path_buf();
         // The daemon finds its binaries and mkfs.ext4 (layer disks) there.
-        std::env::set_var("VMRUN_BIN_DIR", &bins);
-        let path = std::env::var("PATH").unwrap_or_default();
-        std::env::set_var("PATH", format!("{}:{path}", bins.display()));
+        vmrun_e2e::vm::use_binaries_in(&bins);
         let arg = |name: &str| inputs.path(name).display().to_string();
         let d = Daemon::start_with(DaemonOptions {
             load_busybox: false,

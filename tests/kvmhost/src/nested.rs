@@ -133,21 +133,36 @@ pub fn nested_test(
     if let Ok(v) = std::env::var("VMRUN_VMM_LOG") {
         job = job.env("VMRUN_VMM_LOG", v);
     }
+    // QEMU TCG's nested SVM now and then stalls a whole run, the outer kernel included,
+    // or crashes the outer (Debian) kernel itself (README, "nested KVM host"): such a
+    // run gets one more try, said out loud with its serial log. A failure of the test
+    // (a non-zero exit of the test binary inside) is never retried.
+    let again = |why: String, serial: &str| {
+        eprintln!(
+            "nested KVM host: {test} {why}; running it once more. That run's serial \
+             log:\n{}",
+            indent(serial)
+        );
+        match host.run(&job) {
+            Ok(o) => o,
+            Err(e) => panic!("nested KVM run of {test} failed twice: {e}"),
+        }
+    };
     let outcome = match host.run(&job) {
         Ok(o) => o,
-        // QEMU TCG's nested SVM now and then stalls a whole run, the outer kernel included
-        // (README, "nested KVM host"): a run that hangs to its limit gets one more try,
-        // said out loud with the stalled run's serial log. A failure is never retried.
         Err(RunError::Timeout { after, serial }) => {
-            eprintln!(
-                "nested KVM host: {test} did not finish within {after:?}; running it once \
-                 more. The stalled run's serial log:\n{}",
-                indent(&serial)
-            );
-            match host.run(&job) {
-                Ok(o) => o,
-                Err(e) => panic!("nested KVM run of {test} failed twice: {e}"),
-            }
+            again(format!("did not finish within {after:?}"), &serial)
+        }
+        // The outer host died under the test (the test's own failures come back as an
+        // exit code, never as this): its kernel panicked, or it reset (QEMU exits then,
+        // `-no-reboot`), as TCG's nested SVM has now and then made it.
+        Err(RunError::Qemu { status, serial }) => {
+            let how = if serial.contains(OUTER_KERNEL_PANIC) {
+                "a panic of the outer host's kernel"
+            } else {
+                "the outer host stopping (QEMU ended; a reset of the outer guest, say)"
+            };
+            again(format!("was cut short by {how} (QEMU {status})"), &serial)
         }
         Err(e) => panic!("nested KVM run of {test} failed: {e}"),
     };
@@ -178,6 +193,10 @@ pub fn nested_test(
         vmrun_test_skip::report(format!("inside the nested KVM host: {skipped}"));
     }
 }
+
+/// What the outer host's kernel prints when it panics (it then powers the VM off). Our
+/// guests' kernels log to their own serial files inside the outer host, not here.
+const OUTER_KERNEL_PANIC: &str = "Kernel panic - not syncing";
 
 /// `text` with each line behind `  | `.
 fn indent(text: &str) -> String {

@@ -53,6 +53,15 @@ pub struct LogRotation {
     pub max_files: u32,
 }
 
+impl From<LogRotation> for vmrun_shim::logfile::Rotation {
+    fn from(r: LogRotation) -> Self {
+        vmrun_shim::logfile::Rotation {
+            max_size: r.max_size,
+            max_files: r.max_files,
+        }
+    }
+}
+
 impl ContainerSpec {
     /// First 12 hex digits of the id.
     pub fn short_id(&self) -> &str {

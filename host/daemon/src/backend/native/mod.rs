@@ -121,10 +121,7 @@ impl NativeBackend {
             stdin_once: c.process.stdin_once,
             console_size: c.process.console_size,
             log_path: Some(paths.log.clone()),
-            log_rotation: c.log_rotation.map(|r| vmrun_shim::logfile::Rotation {
-                max_size: r.max_size,
-                max_files: r.max_files,
-            }),
+            log_rotation: c.log_rotation.map(Into::into),
             socket: paths.socket.clone(),
             exit_file: paths.exit_file.clone(),
         };

@@ -6,8 +6,12 @@
 //! A running container is reached in its VM; a stopped one's root file system is named
 //! to the agent ([`FilesAt::stopped`]), which mounts it for the one stream: in the shared
 //! VM (booted if needed) or in a VM booted for the operation, which [`FilesAt`] keeps
-//! until the stream ends.
+//! until the stream ends. For `docker cp` its volumes and binds are mounted over it as
+//! well ([`FilesAt::stopped_mounts`]: host directories shared into the VM for the
+//! operation, volumes on the shared VM's data disk), as dockerd and the native backend do
+//! for a stopped container.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,10 +19,15 @@ use futures::TryStreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use vmrun_agent_client::ClientError;
-use vmrun_agent_protocol::{AgentError, ErrorKind, RootfsSpec, StreamTarget, DATA_TAR_END};
+use vmrun_agent_protocol::{
+    AgentError, ErrorKind, RootfsSpec, StoppedMount, StreamTarget, DATA_TAR_END,
+};
 
 use super::machine::{agent_error, Machine};
-use crate::backend::{BackendError, ByteStream, ContainerSpec, ExtractOptions, PathStat};
+use super::shares::{self, ContainerShares, GuestShare};
+use crate::backend::{
+    BackendError, ByteStream, ContainerSpec, ExtractOptions, MountSpec, PathStat,
+};
 
 /// Longest stat line accepted.
 const MAX_LINE: u64 = 64 * 1024;
@@ -29,8 +38,56 @@ pub struct FilesAt {
     pub machine: Arc<Machine>,
     /// The stopped container's root file system in that VM; `None`: it runs there.
     pub stopped: Option<RootfsSpec>,
-    /// Kept until the operation ends (a VM booted for it, shut down when dropped).
+    /// The stopped container's volumes and binds, sources in that VM.
+    pub stopped_mounts: Vec<StoppedMount>,
+    /// Kept until the operation ends (a VM booted for it, shut down when dropped; the
+    /// shares of the stopped container's host directories).
     pub _keep: Option<Box<dyn Send + Sync>>,
+}
+
+impl FilesAt {
+    /// Container files in `machine`, where the container runs.
+    pub fn running(machine: Arc<Machine>) -> FilesAt {
+        FilesAt {
+            machine,
+            stopped: None,
+            stopped_mounts: Vec::new(),
+            _keep: None,
+        }
+    }
+}
+
+/// The mounts of a stopped container for one operation in `machine`: `shares` (host
+/// directories) connected under names of their own (so two operations never meet, nor
+/// the container's own shares), and `mounts` (sources in the guest, the shares' among
+/// them) as the agent binds them. The shares last as long as the returned guard.
+pub async fn stopped_mounts(
+    machine: &Arc<Machine>,
+    shares: Vec<GuestShare>,
+    mounts: &[MountSpec],
+) -> Result<(Vec<StoppedMount>, ContainerShares), BackendError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut renamed = Vec::with_capacity(shares.len());
+    let mut out: Vec<StoppedMount> = mounts
+        .iter()
+        .map(|m| StoppedMount {
+            source: m.source.clone(),
+            destination: m.destination.clone(),
+            read_only: m.read_only,
+        })
+        .collect();
+    for share in shares {
+        let old = vmrun_agent_protocol::share_path(&share.id);
+        let id = format!("{}-f{n}", share.id);
+        let new = vmrun_agent_protocol::share_path(&id);
+        for m in out.iter_mut().filter(|m| m.source == old) {
+            m.source = new.clone();
+        }
+        renamed.push(GuestShare { id, ..share });
+    }
+    let running = shares::connect(machine, renamed).await?;
+    Ok((out, running))
 }
 
 fn not_found(c: &ContainerSpec, path: &str) -> BackendError {
@@ -90,6 +147,7 @@ async fn archive_stream(
         id: c.id.clone(),
         path: path.to_owned(),
         stopped: at.stopped.clone(),
+        stopped_mounts: at.stopped_mounts.clone(),
         stat_only,
     };
     let mut reader = BufReader::new(open(at, c, path, what, target).await?);
@@ -154,6 +212,7 @@ pub async fn extract(
         id: c.id.clone(),
         path: path.to_owned(),
         stopped: at.stopped.clone(),
+        stopped_mounts: at.stopped_mounts.clone(),
         no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
         copy_uid_gid: opts.copy_uid_gid,
         user: c.process.user.clone(),

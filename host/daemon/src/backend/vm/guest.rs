@@ -298,7 +298,9 @@ async fn create_wired(
     machine
         .call("creating the container", machine.agent().create(req))
         .await?;
-    machine.follow_log(&c.id, host_log).await?;
+    machine
+        .follow_log(&c.id, host_log, c.log_rotation.map(Into::into))
+        .await?;
     let network = if network::wants_network(c) {
         Some(network::connect(machine, &c.id).await?)
     } else {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use vmrun_agent_client::{AgentClient, ClientError, Connector};
 use vmrun_agent_protocol::{ErrorKind, ShutdownAction, StreamTarget, AGENT_PORT};
@@ -210,27 +210,46 @@ impl Machine {
     }
 
     /// Copies the guest's json-file log of container `id` into `host_log` (appending) as
-    /// it is written, until the container has exited.
-    pub async fn follow_log(&self, id: &str, host_log: &Path) -> Result<(), BackendError> {
+    /// it is written, until the container has exited, rotating it as `rotation` says
+    /// (`--log-opt max-size`/`max-file`, as the native monitor does: one record, one
+    /// line, never split across two files).
+    pub async fn follow_log(
+        &self,
+        id: &str,
+        host_log: &Path,
+        rotation: Option<vmrun_shim::logfile::Rotation>,
+    ) -> Result<(), BackendError> {
         let target = StreamTarget::Logs {
             id: id.to_string(),
             follow: true,
         };
-        let mut stream = self
+        let stream = self
             .call("opening the log stream", self.agent.open_stream(target))
             .await?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(host_log)
-            .await
+        let mut file = vmrun_shim::logfile::LogFile::open(host_log, rotation)
             .map_err(|e| BackendError::Failed(format!("opening {}: {e}", host_log.display())))?;
         let path: PathBuf = host_log.to_owned();
         let task = tokio::spawn(async move {
-            if let Err(e) = tokio::io::copy(&mut stream, &mut file).await {
-                tracing::warn!("copying the guest log into {}: {e}", path.display());
+            let mut lines = tokio::io::BufReader::new(stream);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match lines.read_until(b'\n', &mut line).await {
+                    Ok(0) => break,
+                    // A local append (and now and then a rename): short enough to do here.
+                    Ok(_) => {
+                        if let Err(e) = std::io::Write::write(&mut file, &line) {
+                            tracing::warn!("writing the guest log into {}: {e}", path.display());
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("copying the guest log into {}: {e}", path.display());
+                        break;
+                    }
+                }
             }
-            let _ = file.flush().await;
+            let _ = std::io::Write::flush(&mut file);
         });
         if let Some(old) = self
             .log_copies

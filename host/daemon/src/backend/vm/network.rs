@@ -82,9 +82,26 @@ fn passt_binary() -> Result<PathBuf, BackendError> {
     })
 }
 
+/// Where a container's `passt` runs.
+#[derive(Debug, Clone, Default)]
+pub struct PasstOptions {
+    /// A host network namespace to run it in (a pod's, made by CNI: its traffic leaves
+    /// through the pod's interface), instead of the caller's.
+    pub netns: Option<PathBuf>,
+}
+
 /// Starts container `id`'s network in `machine`: its `passt`, then `eth0` in the guest
 /// (set up before this returns, so before the container's process starts).
 pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwork, BackendError> {
+    connect_with(machine, id, &PasstOptions::default()).await
+}
+
+/// [`connect`] with its `passt` as `options` say.
+pub async fn connect_with(
+    machine: &Arc<Machine>,
+    id: &str,
+    options: &PasstOptions,
+) -> Result<ContainerNetwork, BackendError> {
     let failed = |what: &str, e: std::io::Error| {
         BackendError::Failed(format!("starting the container's network: {what}: {e}"))
     };
@@ -108,11 +125,27 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
+    let netns = match &options.netns {
+        Some(path) => Some(std::fs::File::open(path).map_err(|e| {
+            failed(
+                &format!("opening the network namespace {}", path.display()),
+                e,
+            )
+        })?),
+        None => None,
+    };
+    let netns_fd = netns.as_ref().map(AsRawFd::as_raw_fd);
     let fd = theirs.as_raw_fd();
-    // SAFETY: runs in the child between fork and exec and only calls `dup2`/`fcntl`,
-    // which are async-signal-safe; `fd` is open in the child (inherited).
+    // SAFETY: runs in the child between fork and exec and only calls `setns`, `dup2` and
+    // `fcntl`, which are async-signal-safe; `fd` and `netns_fd` are open in the child
+    // (inherited; the namespace's file is closed at exec).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(ns) = netns_fd {
+                if libc::setns(ns, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             let r = if fd == 3 {
                 libc::fcntl(3, libc::F_SETFD, 0)
             } else {
@@ -131,6 +164,7 @@ pub async fn connect(machine: &Arc<Machine>, id: &str) -> Result<ContainerNetwor
     }
     let mut passt = cmd.spawn().map_err(|e| failed("running passt", e))?;
     drop(theirs);
+    drop(netns);
     let short = id.get(..12).unwrap_or(id).to_string();
     if let Some(stderr) = passt.stderr.take() {
         tokio::spawn(log_passt(stderr, short.clone()));

@@ -12,10 +12,13 @@
 //! ([`StreamTarget::Listeners`]) and the host listens on the same port of `127.0.0.1`
 //! while the container does (a port the host already uses is left alone, with a warning).
 //! The ports forwarded so go to the engine as they change (`docker port`, inspect).
+//! [`forward_listeners`] does the same elsewhere ([`ListenPlace`]: the containerd shim
+//! listens on a pod's IP in its CNI network namespace, as a pod's ports are reached).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -200,6 +203,7 @@ pub async fn publish(
             c.id.clone(),
             explicit,
             tx,
+            ListenPlace::loopback(),
         ))
     });
     Ok((
@@ -215,6 +219,38 @@ pub async fn publish(
 /// The ports automatic forwarding has open on the host now.
 pub type AutoPorts = tokio::sync::watch::Receiver<Vec<PublishedPort>>;
 
+/// Where automatic forwarding listens.
+#[derive(Debug, Clone)]
+pub struct ListenPlace {
+    /// The address (each port on it).
+    pub ip: IpAddr,
+    /// The network namespace the listening sockets are made in; `None`: the daemon's.
+    pub netns: Option<PathBuf>,
+}
+
+impl ListenPlace {
+    /// `127.0.0.1` of the host, as Docker Desktop forwards a container's ports.
+    pub fn loopback() -> ListenPlace {
+        ListenPlace {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            netns: None,
+        }
+    }
+}
+
+/// Forwards each TCP and UDP port container `id` in `machine` serves on to the same
+/// port at `place`, while it does, until the returned task is aborted or the container
+/// goes; the receiver follows the ports forwarded.
+pub fn forward_listeners(
+    machine: Arc<Machine>,
+    id: String,
+    place: ListenPlace,
+) -> (tokio::task::JoinHandle<()>, AutoPorts) {
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    let task = tokio::spawn(follow_listeners(machine, id, Vec::new(), tx, place));
+    (task, rx)
+}
+
 /// One report of the agent's listener watch.
 #[derive(serde::Deserialize)]
 struct ListenerReport {
@@ -226,15 +262,17 @@ struct ListenerReport {
     error: Option<String>,
 }
 
-/// Forwards `127.0.0.1:PORT` on the host to each TCP and UDP port container `id` serves
-/// on (but those `-p` publishes already), while it does; `report` gets the forwarded set
-/// at each change.
+/// Forwards `PORT` at `place` (`127.0.0.1` on the host for the daemon) to each TCP and
+/// UDP port container `id` serves on (but those `-p` publishes already), while it does;
+/// `report` gets the forwarded set at each change.
 async fn follow_listeners(
     machine: Arc<Machine>,
     id: String,
     explicit: Vec<(u16, NetProtocol)>,
     forwarded_ports: tokio::sync::watch::Sender<Vec<PublishedPort>>,
+    place: ListenPlace,
 ) {
+    let ip = place.ip;
     let short = id.get(..12).unwrap_or(&id).to_string();
     let stream = match machine
         .agent()
@@ -271,7 +309,7 @@ async fn follow_listeners(
             if let Some(listener) = open.remove(&key) {
                 listener.close().await;
                 let (port, proto) = key;
-                tracing::info!(container = %short, port, "stopped forwarding 127.0.0.1:{port}/{}", proto_name(proto));
+                tracing::info!(container = %short, port, "stopped forwarding {ip}:{port}/{}", proto_name(proto));
             }
         }
         refused.retain(|p| now.contains(p));
@@ -280,7 +318,7 @@ async fn follow_listeners(
                 continue;
             }
             let spec = PortSpec {
-                host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                host_ip: ip,
                 host_port: port,
                 container_port: port,
                 proto,
@@ -291,9 +329,9 @@ async fn follow_listeners(
                 port,
             });
             let name = proto_name(proto);
-            match PortForwarder::publish_to(spec, target).await {
+            match PortForwarder::publish_in(spec, target, place.netns.as_deref()).await {
                 Ok(listener) => {
-                    tracing::info!(container = %short, port, "forwarding 127.0.0.1:{port}/{name} to the container's port {port}");
+                    tracing::info!(container = %short, port, "forwarding {ip}:{port}/{name} to the container's port {port}");
                     open.insert((port, proto), listener);
                 }
                 Err(e) => {
@@ -305,7 +343,7 @@ async fn follow_listeners(
         let mut forwarded: Vec<PublishedPort> = open
             .keys()
             .map(|&(port, proto)| PublishedPort {
-                host_ip: Ipv4Addr::LOCALHOST.to_string(),
+                host_ip: ip.to_string(),
                 host_port: port,
                 container_port: port,
                 proto: proto.into(),

@@ -51,27 +51,37 @@ impl SharedVmBackend {
     }
 
     /// Where `c`'s files are for `docker cp`/`export`: the shared VM (booted if needed),
-    /// with the stopped container's layers and writable layer named to the agent.
-    async fn files_at(&self, c: &ContainerSpec) -> Result<super::files::FilesAt, BackendError> {
+    /// with the stopped container's layers and writable layer named to the agent (and
+    /// with `volumes` its volumes and binds).
+    async fn files_at(
+        &self,
+        c: &ContainerSpec,
+        volumes: bool,
+    ) -> Result<super::files::FilesAt, BackendError> {
         if let Ok(machine) = self.running.machine(&c.id) {
-            return Ok(super::files::FilesAt {
-                machine,
-                stopped: None,
-                _keep: None,
-            });
+            return Ok(super::files::FilesAt::running(machine));
+        }
+        let mut guest = self.guest_mounts(c)?;
+        if !volumes {
+            guest = GuestMounts::default();
         }
         let machine = self.shared.ensure().await?;
         let mut layers = Vec::with_capacity(c.layers.len());
         for layer in &c.layers {
             layers.push(self.shared.mount_layer(&machine, layer).await?);
         }
+        // A container that never started has no volume directories in the VM yet.
+        prepare_volumes(&machine, c, &guest.volumes, &layers).await?;
+        let (stopped_mounts, running_shares) =
+            super::files::stopped_mounts(&machine, guest.shares, &guest.mounts).await?;
         Ok(super::files::FilesAt {
             machine,
             stopped: Some(vmrun_agent_protocol::RootfsSpec {
                 layers,
                 writable: Some(Path::new(DATA_DIR).join(container_dir(&c.id))),
             }),
-            _keep: None,
+            stopped_mounts,
+            _keep: Some(Box::new(running_shares)),
         })
     }
 
@@ -124,6 +134,26 @@ struct GuestMounts<'c> {
     shares: Vec<shares::GuestShare>,
 }
 
+/// Makes the directories of `volumes` on the data disk (kept if there) and fills them
+/// as [`fill_volumes`] does.
+async fn prepare_volumes(
+    machine: &super::machine::Machine,
+    c: &ContainerSpec,
+    volumes: &[(String, &MountSpec)],
+    layers: &[PathBuf],
+) -> Result<(), BackendError> {
+    for (name, _) in volumes {
+        machine
+            .call(
+                "making the volume's directory",
+                machine.agent().make_data_dir(volume_data_dir(name)),
+            )
+            .await?;
+    }
+    fill_volumes(machine, c, volumes, layers).await;
+    Ok(())
+}
+
 /// Fills each empty volume of `volumes` its mount asks to fill ([`MountSpec::fill_from_image`],
 /// a container's first start) with what the image of `layers` (in the guest) has at its
 /// mount point, in the guest as the engine does for volumes on this host; a failure is
@@ -174,19 +204,11 @@ impl ContainerBackend for SharedVmBackend {
         let _ = machine
             .call("forgetting an old run", machine.agent().delete(&c.id, true))
             .await;
-        for (name, _) in &guest.volumes {
-            machine
-                .call(
-                    "making the volume's directory",
-                    machine.agent().make_data_dir(volume_data_dir(name)),
-                )
-                .await?;
-        }
         let mut guest_layers = Vec::with_capacity(c.layers.len());
         for layer in &c.layers {
             guest_layers.push(self.shared.mount_layer(&machine, layer).await?);
         }
-        fill_volumes(&machine, c, &guest.volumes, &guest_layers).await;
+        prepare_volumes(&machine, c, &guest.volumes, &guest_layers).await?;
         let writable = Path::new(DATA_DIR).join(container_dir(&c.id));
         let (links, endpoint) = guest::create_container(
             &machine,
@@ -348,7 +370,7 @@ impl ContainerBackend for SharedVmBackend {
         c: &ContainerSpec,
         path: &str,
     ) -> Result<crate::backend::PathStat, BackendError> {
-        super::files::path_stat(self.files_at(c).await?, c, path).await
+        super::files::path_stat(self.files_at(c, true).await?, c, path).await
     }
 
     async fn archive(
@@ -356,7 +378,7 @@ impl ContainerBackend for SharedVmBackend {
         c: &ContainerSpec,
         path: &str,
     ) -> Result<(crate::backend::PathStat, crate::backend::ByteStream), BackendError> {
-        super::files::archive(self.files_at(c).await?, c, path).await
+        super::files::archive(self.files_at(c, true).await?, c, path).await
     }
 
     async fn extract(
@@ -366,11 +388,11 @@ impl ContainerBackend for SharedVmBackend {
         opts: crate::backend::ExtractOptions,
         tar: crate::backend::ByteStream,
     ) -> Result<(), BackendError> {
-        super::files::extract(self.files_at(c).await?, c, path, opts, tar).await
+        super::files::extract(self.files_at(c, true).await?, c, path, opts, tar).await
     }
 
     async fn export(&self, c: &ContainerSpec) -> Result<crate::backend::ByteStream, BackendError> {
-        super::files::export(self.files_at(c).await?, c).await
+        super::files::export(self.files_at(c, false).await?, c).await
     }
 
     async fn changes(
