@@ -75,11 +75,53 @@ for script in compat.sh against-dockerd.sh; do
     fi
 done
 
+# The tests, in two phases to fit a 2-core machine's half hour:
+# 1. the end-to-end tests in two lanes at once: the VM ones (mostly waiting on QEMU TCG) in
+#    one, the rest in the other. Each lane has its own lock file (tests/e2e/src/daemon.rs):
+#    one test daemon at a time per lane, and lanes share nothing fixed.
+# 2. every other crate's tests and the end-to-end tests through nested KVM (an outer QEMU
+#    whose two vCPUs take both cores), alone as before.
+e2e_vm=() e2e_nested=() e2e_main=()
+for file in tests/e2e/tests/*.rs; do
+    name=$(basename "$file" .rs)
+    case $name in
+    vm_own_vmm | *_own_vmm) e2e_nested+=(--test "$name") ;;
+    vm_* | containerd_* | ports | container_network) e2e_vm+=(--test "$name") ;;
+    *) e2e_main+=(--test "$name") ;;
+    esac
+done
+cargo test --locked --workspace --no-run >/dev/null 2>&1 || cargo test --locked --workspace --no-run
+vm_lane_log=$(mktemp /tmp/vmrun-tests-vm.XXXXXX)
+trap 'rm -f "$skip_log" "$test_log" "$vm_lane_log"' EXIT
+phase_started=$SECONDS
 set +e
-cargo test --locked --workspace --no-fail-fast -- --test-threads 2 2>&1 | tee "$test_log"
-test_rc=${PIPESTATUS[0]}
+echo "== cargo test: end-to-end tests, VM lane (in the background: its output follows the main lane's)"
+VMRUN_E2E_LOCK=/tmp/vmrun-e2e-vm.lock cargo test --locked -p vmrun-e2e --no-fail-fast "${e2e_vm[@]}" \
+    -- --test-threads 2 >"$vm_lane_log" 2>&1 &
+vm_lane=$!
+echo "== cargo test: end-to-end tests, main lane"
+cargo test --locked -p vmrun-e2e --no-fail-fast --lib "${e2e_main[@]}" -- --test-threads 2 2>&1 | tee "$test_log"
+main_rc=${PIPESTATUS[0]}
+wait "$vm_lane"
+vm_rc=$?
+echo "== cargo test: end-to-end tests, VM lane's output"
+cat "$vm_lane_log"
+cat "$vm_lane_log" >>"$test_log"
+echo "== the end-to-end lanes took $((SECONDS - phase_started)) s"
+phase_started=$SECONDS
+echo "== cargo test: every other crate, and the end-to-end tests through nested KVM"
+cargo test --locked --workspace --exclude vmrun-e2e --no-fail-fast -- --test-threads 2 2>&1 | tee -a "$test_log"
+rest_rc=${PIPESTATUS[0]}
+cargo test --locked -p vmrun-e2e --no-fail-fast --doc 2>&1 | tee -a "$test_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || rest_rc=1
+cargo test --locked -p vmrun-e2e --no-fail-fast "${e2e_nested[@]}" -- --test-threads 2 2>&1 | tee -a "$test_log"
+nested_rc=${PIPESTATUS[0]}
+echo "== the second phase took $((SECONDS - phase_started)) s"
 set -e
-[ "$test_rc" -eq 0 ] || failed_steps+=("cargo test")
+[ "$main_rc" -eq 0 ] || failed_steps+=("cargo test (end-to-end, main lane)")
+[ "$vm_rc" -eq 0 ] || failed_steps+=("cargo test (end-to-end, VM lane)")
+[ "$rest_rc" -eq 0 ] || failed_steps+=("cargo test (other crates)")
+[ "$nested_rc" -eq 0 ] || failed_steps+=("cargo test (end-to-end, nested KVM)")
 
 fuzz_secs=${VMRUN_FUZZ_SECONDS:-15}
 if [ "$fuzz_secs" -gt 0 ]; then

@@ -94,6 +94,7 @@ mod plumbing;
 mod port_forward;
 mod predefined;
 mod state;
+mod subnet_lock;
 mod types;
 
 pub use error::NetworkError;

@@ -14,6 +14,7 @@ use crate::netns::UnpinnedNetns;
 use crate::netns_pool::NetnsPool;
 use crate::plumbing::{self, EndpointWiring};
 use crate::state::{EndpointRecord, NetworkRecord, State};
+use crate::subnet_lock::SubnetChoiceLock;
 use crate::types::{
     AttachRequest, CreateOptions, Driver, Endpoint, NetworkInfo, DEFAULT_BRIDGE_DEVICE,
     DEFAULT_NETWORK, HOST_NETWORK, NONE_NETWORK,
@@ -109,6 +110,8 @@ impl NetworkManager {
         netns::prepare_dir(&config.netns_dir)?;
         firewall::enable_ip_forward()?;
         let mut state = State::load(&config.state_dir)?;
+        // Held until the default bridge has its address (in `reconcile`).
+        let subnet_choice = SubnetChoiceLock::take()?;
         predefined::ensure(&config, &mut state)?;
         let manager = NetworkManager {
             pool: NetnsPool::new(config.netns_pool_size),
@@ -119,6 +122,7 @@ impl NetworkManager {
         {
             let mut state = manager.lock();
             manager.reconcile(&mut state)?;
+            drop(subnet_choice);
             state.save(&manager.config.state_dir)?;
         }
         Ok(manager)
@@ -224,6 +228,8 @@ impl NetworkManager {
         if state.network_by_name(name).is_some() {
             return Err(NetworkError::AlreadyExists(name.to_string()));
         }
+        // Held until the new bridge has its address and so its route.
+        let _subnet_choice = SubnetChoiceLock::take()?;
         let ours: Vec<(Ipv4Net, String)> = state
             .networks
             .values()

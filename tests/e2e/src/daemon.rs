@@ -15,8 +15,20 @@ use crate::env::bin_dir;
 use crate::http::{api_request, api_send, try_api_request, ApiResponse, PendingResponse};
 use crate::image::busybox_tar;
 
-/// Held (exclusive `flock`) by every running test daemon: they share `vmrun0`.
+/// Held (exclusive `flock`) by every running test daemon of a lane (see [`lock_path`]):
+/// one test daemon at a time per lane keeps tests that count host-wide things (bridges,
+/// processes, mounts, CPU for their timeouts) apart.
 pub const GLOBAL_LOCK: &str = "/tmp/vmrun-e2e.lock";
+/// Names another lock file than [`GLOBAL_LOCK`]: `tests/run.sh` runs the VM tests in a lane
+/// of their own beside the others. Tests of different lanes share nothing fixed: every
+/// daemon has its own bridge (subnets chosen under the daemon's host-wide lock), ports
+/// are free ones, the reference dockerd runs in the default lane only.
+pub const LOCK_ENV: &str = "VMRUN_E2E_LOCK";
+
+/// The lock file of this test process's lane.
+pub fn lock_path() -> String {
+    std::env::var(LOCK_ENV).unwrap_or_else(|_| GLOBAL_LOCK.to_string())
+}
 /// Deadline of one client command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline of one API request.
@@ -67,16 +79,17 @@ pub struct Daemon {
     _lock: Flock<File>,
 }
 
-/// Takes [`GLOBAL_LOCK`] (blocks while another test holds it).
+/// Takes this lane's lock ([`lock_path`]; blocks while another test of the lane holds it).
 pub fn take_lock() -> Flock<File> {
+    let path = lock_path();
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(GLOBAL_LOCK)
-        .unwrap_or_else(|e| panic!("opening {GLOBAL_LOCK}: {e}"));
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {path}: {e}"));
     Flock::lock(file, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("locking {GLOBAL_LOCK}: {e}"))
+        .unwrap_or_else(|(_, e)| panic!("locking {path}: {e}"))
 }
 
 impl Daemon {

@@ -7,9 +7,10 @@
 //! removes every container and network it made, stops it, kills what is left of
 //! its shims and containers, unmounts and deletes its directory.
 //!
-//! Daemons share the host's default bridge `vmrun0`, so only one runs at a time:
-//! [`Daemon::start`] takes an exclusive `flock` on [`GLOBAL_LOCK`], which
-//! serializes tests across threads, test binaries and nextest processes.
+//! One daemon runs at a time per lane: [`Daemon::start`] takes an exclusive `flock` on
+//! the lane's lock file ([`GLOBAL_LOCK`], or the one `VMRUN_E2E_LOCK` names), which
+//! serializes tests across threads, test binaries and nextest processes. `tests/run.sh`
+//! runs the VM tests in a second lane beside the others; lanes share nothing fixed.
 //!
 //! Binaries are found through `VMRUN_BIN_DIR`, else in the target directory of the
 //! test executable (`target/debug/`); build them first with `tests/run.sh` or

@@ -122,7 +122,7 @@ fn shared_vm_volumes_start_with_the_images_content_as_natively() {
     );
     assert_eq!(in_vm[0], "anonymous: \"hi\\ndeep\\n1000\\n\"", "{in_vm:?}");
     assert_eq!(once_in_vm, ["600 0 /etc/shadow\n", "none\n"]);
-    // One test daemon at a time on this host (`GLOBAL_LOCK`): the shared VM's goes first.
+    // One test daemon at a time per lane (`daemon::take_lock`): the shared VM's goes first.
     drop(d);
     let native = vmrun_e2e::Daemon::start();
     assert_eq!(

@@ -5,7 +5,7 @@
 //! bridge and subnet of this node's own, and a CRI client ([`client::CriClient`]) on its
 //! socket: the calls the kubelet makes for a pod whose RuntimeClass names the handler.
 //!
-//! The node holds [`crate::GLOBAL_LOCK`] (it adds a bridge and routes to the host);
+//! The node holds its lane's lock ([`crate::daemon::take_lock`]) (it adds a bridge and routes to the host);
 //! dropping it stops what containerd left, deletes the bridge and the directory.
 
 pub mod client;
