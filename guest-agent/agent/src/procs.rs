@@ -273,7 +273,10 @@ impl Procs {
             stdin_once: req.stdin_once,
             console_size: req.console_size,
             log_path: Some(log_path.clone()),
-            log_rotation: None,
+            log_rotation: req.log_rotation.map(|r| vmrun_shim::logfile::Rotation {
+                max_size: r.max_size,
+                max_files: r.max_files,
+            }),
             socket: dir.join("shim.sock"),
             exit_file: dir.join("exit.json"),
         };

@@ -5,8 +5,9 @@
 use std::io::SeekFrom;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vmrun_agent_protocol::AgentError;
+use vmrun_shim::log_cursor::{read_since, LogCursor};
 
 use crate::procs::Entry;
 use crate::shim_client;
@@ -57,29 +58,35 @@ where
 }
 
 /// Sends the log from the start; with `follow`, keeps sending until the entry has exited
-/// and everything written is sent, or the host goes away.
+/// and everything written is sent, or the host goes away. A log that rotates
+/// (`CreateContainer::log_rotation`) is followed across rotations: the rest of the file
+/// being read wherever it went, then the newer ones ([`read_since`]).
 pub async fn send_log<S>(host: &mut S, path: &std::path::Path, follow: bool, e: &Entry)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut offset = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut cursor = LogCursor::default();
     loop {
         let exited_before = e.exited();
-        if let Ok(mut f) = tokio::fs::File::open(path).await {
-            if f.seek(SeekFrom::Start(offset)).await.is_ok() {
-                loop {
-                    match f.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if host.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                            offset += n as u64;
-                        }
-                    }
-                }
+        // Read on the blocking pool, a chunk at a time through a bounded channel: a
+        // rotated file may be large, and the host may be slow.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let log = path.to_path_buf();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_since(&log, &mut cursor, |file, offset| {
+                send_from(file, offset, &tx);
+            });
+            cursor
+        });
+        while let Some(chunk) = rx.recv().await {
+            if host.write_all(&chunk).await.is_err() {
+                reader.abort();
+                return;
             }
+        }
+        match reader.await {
+            Ok(next) => cursor = next,
+            Err(_) => return,
         }
         // Everything written before the exit has been sent.
         if !follow || exited_before {
@@ -93,4 +100,29 @@ where
         }
     }
     let _ = host.shutdown().await;
+}
+
+/// Sends `file` from `offset` to its end in chunks, advancing `offset` by what was sent;
+/// stops early when the receiver is gone.
+fn send_from(file: &std::path::Path, offset: &mut u64, tx: &tokio::sync::mpsc::Sender<Vec<u8>>) {
+    use std::io::{Read, Seek};
+    let Ok(mut f) = std::fs::File::open(file) else {
+        return;
+    };
+    if f.seek(SeekFrom::Start(*offset)).is_err() {
+        return;
+    }
+    loop {
+        let mut chunk = vec![0u8; 64 * 1024];
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                chunk.truncate(n);
+                if tx.blocking_send(chunk).is_err() {
+                    return;
+                }
+                *offset += n as u64;
+            }
+        }
+    }
 }

@@ -145,6 +145,7 @@ fn archive_extract_and_export_running_and_stopped() {
         stdin_once: false,
         console_size: None,
         log_path: None,
+        log_rotation: None,
         etc_files: None,
     })));
     c.ok(Op::Start { id: "f1".into() });

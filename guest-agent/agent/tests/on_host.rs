@@ -37,6 +37,7 @@ fn create(agent: &HostAgent, id: &str, args: &[&str], open_stdin: bool) -> Op {
         stdin_once: open_stdin,
         console_size: None,
         log_path: None,
+        log_rotation: None,
         etc_files: None,
     }))
 }
@@ -48,6 +49,66 @@ fn attach(id: &str, stdin: bool) -> StreamTarget {
         stdout: true,
         stderr: true,
     }
+}
+
+#[test]
+fn a_rotating_log_is_streamed_whole_across_rotations() {
+    skip_unless_possible!();
+    let agent = HostAgent::start();
+    let mut c = agent.conn();
+    let Op::Create(mut req) = create(
+        &agent,
+        "rot",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
+        ],
+        false,
+    ) else {
+        unreachable!()
+    };
+    // About 22 KB of records in 2 KiB files: about ten rotations, every file kept.
+    req.log_rotation = Some(vmrun_agent_protocol::LogRotation {
+        max_size: 2048,
+        max_files: 20,
+    });
+    c.ok(Op::Create(req));
+    let logs = agent
+        .stream(StreamTarget::Logs {
+            id: "rot".into(),
+            follow: true,
+        })
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut logs = logs;
+        let mut text = String::new();
+        logs.read_to_string(&mut text).map(|_| text)
+    });
+    c.ok(Op::Start { id: "rot".into() });
+    let Reply::Exited(exit) = c.ok(Op::Wait { id: "rot".into() }) else {
+        panic!()
+    };
+    assert_eq!(exit.exit_code, 0);
+    let streamed = reader.join().unwrap().expect("reading the log stream");
+    let lines: Vec<String> = streamed
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a json-file record");
+            v["log"].as_str().unwrap_or_default().trim_end().to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (0..300).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected, "every line once, in order");
+    // It did rotate: the current file holds only the last few.
+    let Reply::Logs { content } = c.ok(Op::Logs { id: "rot".into() }) else {
+        panic!()
+    };
+    let current = content.lines().count();
+    assert!(
+        (1..100).contains(&current),
+        "{current} records in the current file: no rotation"
+    );
 }
 
 #[test]

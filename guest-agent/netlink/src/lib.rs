@@ -44,6 +44,8 @@ pub struct Route {
     pub destination: Ipv4Net,
     /// Its output interface, if it names one.
     pub oif: Option<u32>,
+    /// Its next hop, if it has one (`via`).
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// The parameters of a veth pair whose peer is created directly inside a
@@ -339,17 +341,23 @@ impl Netlink {
             };
             let mut destination = Ipv4Addr::UNSPECIFIED;
             let mut oif = None;
+            let mut gateway = None;
             for attribute in &message.attributes {
                 match attribute {
                     RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = *ip,
                     RouteAttribute::Oif(index) => oif = Some(*index),
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
                     _ => {}
                 }
             }
             if let Ok(destination) =
                 Ipv4Net::new(destination, message.header.destination_prefix_length)
             {
-                routes.push(Route { destination, oif });
+                routes.push(Route {
+                    destination,
+                    oif,
+                    gateway,
+                });
             }
         }
         Ok(routes)

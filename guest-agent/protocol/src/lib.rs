@@ -66,7 +66,7 @@ pub use messages::*;
 pub use stream_target::{ForwardProtocol, StoppedMount, StreamTarget};
 
 /// The version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The agent's vsock port in the guest.
 pub const AGENT_PORT: u32 = 1024;

@@ -249,6 +249,16 @@ pub enum ShutdownAction {
     PowerOff,
 }
 
+/// The rotation of a container's json-file log, as docker's `max-size` and `max-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRotation {
+    /// Rotate before a record would take the file past this many bytes.
+    pub max_size: u64,
+    /// Files kept, the current one included; 1 keeps only the current file, emptied
+    /// when full.
+    pub max_files: u32,
+}
+
 /// Where a container's root filesystem comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootfsSpec {
@@ -287,6 +297,10 @@ pub struct CreateContainer {
     /// json-file log path in the guest; `None` puts it in the agent's state directory.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// How that log rotates (`--log-opt max-size`/`max-file`); `None`: it grows. A log
+    /// stream that follows it ([`crate::StreamTarget::Logs`]) follows it across rotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_rotation: Option<LogRotation>,
     /// `/etc/hosts` and `/etc/resolv.conf` to bind over the image's; `None` keeps the
     /// image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -75,6 +75,7 @@ fn every_op_round_trips() {
             stdin_once: false,
             console_size: Some([24, 80]),
             log_path: None,
+            log_rotation: None,
             etc_files: None,
         })),
         Op::Exec(Box::new(CreateExec {

@@ -18,6 +18,7 @@
 //! see [`frame`], unless the process has a terminal); the others get one JSON reply line.
 
 pub mod frame;
+pub mod log_cursor;
 pub mod logfile;
 
 use std::path::PathBuf;

@@ -116,6 +116,7 @@ async fn run(
             stdin_once: false,
             console_size: None,
             log_path: None,
+            log_rotation: None,
             etc_files: None,
         })
         .await
@@ -309,6 +310,7 @@ async fn agent_boots_under_qemu_and_runs_containers() {
             stdin_once: false,
             console_size: None,
             log_path: None,
+            log_rotation: None,
             etc_files: None,
         })
         .await

@@ -156,6 +156,7 @@ fn container(agent: &HostAgent, id: &str, args: &[&str], tty: bool) -> CreateCon
         stdin_once: true,
         console_size: Some([24, 80]),
         log_path: None,
+        log_rotation: None,
         etc_files: None,
     }
 }

@@ -114,6 +114,7 @@ impl HostAgent {
             stdin_once: true,
             console_size: None,
             log_path: None,
+            log_rotation: None,
             etc_files: None,
         };
         tokio::time::timeout(Duration::from_secs(60), self.agent.create(req))

@@ -4,7 +4,8 @@
 //! container gets `eth0` in its guest namespace as every container in a VM does (a TAP
 //! whose frames cross vsock to a `passt` on the host), with that `passt` started inside
 //! the pod's host namespace: the pod's outbound traffic leaves through its CNI
-//! interface, from its pod IP. The pod's other containers join the sandbox's guest
+//! interface, from its pod IP, and the guest's `eth0` has the pod IP, prefix and gateway
+//! too (read from that namespace), as under Kata. The pod's other containers join the sandbox's guest
 //! namespace ([`crate::sandbox`]), so they share that path.
 //!
 //! Connections *to* the pod IP reach the guest as the daemon's automatically forwarded

@@ -145,6 +145,7 @@ impl Sandbox {
             stdin_once: true,
             console_size: None,
             log_path: None,
+            log_rotation: None,
             etc_files: None,
         };
         self.machine

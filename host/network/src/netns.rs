@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -154,6 +155,33 @@ where
                 "namespace thread panicked",
             )))
         })
+}
+
+/// The address of a namespace's way out: the address (with its prefix) of the
+/// interface its IPv4 default route leaves by, and that route's gateway. `None` when
+/// it has no default route through a gateway, or that interface has no address. (A
+/// pod's namespace as CNI made it: `eth0` with the pod IP, `default via` the bridge.)
+pub fn default_route(path: &Path) -> Result<Option<(ipnet::Ipv4Net, Ipv4Addr)>, NetworkError> {
+    run_in(
+        path,
+        || -> io::Result<Option<(ipnet::Ipv4Net, Ipv4Addr)>> {
+            let mut netlink = Netlink::open()?;
+            let Some((oif, gateway)) = netlink
+                .routes()?
+                .into_iter()
+                .filter(|r| r.destination.prefix_len() == 0)
+                .find_map(|r| Some((r.oif?, r.gateway?)))
+            else {
+                return Ok(None);
+            };
+            Ok(netlink
+                .addresses()?
+                .into_iter()
+                .find(|a| a.index == oif)
+                .map(|a| (a.network, gateway)))
+        },
+    )?
+    .map_err(netns_error(path, "read the default route"))
 }
 
 /// Unmounts and deletes a namespace file. Idempotent.

@@ -66,6 +66,14 @@ fn two_containers_on_a_user_network() {
     assert!(netns::is_netns(&ns1) && netns::is_netns(&ns2));
     assert_eq!(manager.endpoint("vmtest-a1"), Some(one.clone()));
     assert_eq!(manager.inspect("vmtest-net-a").unwrap().containers.len(), 2);
+    // The namespace's way out, as a pod's VM network reads it from CNI's namespace.
+    assert_eq!(
+        netns::default_route(&ns1).unwrap(),
+        Some((
+            "10.251.1.2/24".parse().unwrap(),
+            Ipv4Addr::new(10, 251, 1, 1)
+        ))
+    );
 
     if common::have("nsenter") && common::have("ip") {
         let (ok, addr) = common::in_netns(&ns1, &["ip", "-o", "addr", "show", "eth0"]);

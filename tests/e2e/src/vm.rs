@@ -72,3 +72,33 @@ pub fn use_binaries_in(dir: &std::path::Path) {
     let path = std::env::var("PATH").unwrap_or_default();
     std::env::set_var("PATH", format!("{}:{path}", dir.display()));
 }
+
+/// What every end-to-end test through our own VMM carries into the nested KVM host:
+/// `vmrun-vmm`, the guest kernel (`vmlinux`), the agent initramfs (`initramfs.cpio`) and
+/// the busybox image (`busybox.tar`), with a limit of 480 s; a skip when one is missing.
+/// Each test adds what else it runs.
+pub fn own_vmm_inputs() -> Result<vmrun_kvmhost::NestedInputs, vmrun_kvmhost::Skip> {
+    use vmrun_kvmhost::Skip;
+    let vmm = crate::bin_dir().join("vmrun-vmm");
+    if !vmm.is_file() {
+        return Err(Skip::new(
+            "vmrun-vmm is not built (cargo build -p vmrun-vmm)",
+        ));
+    }
+    let kernel = vmrun_vmtest::guest_kernel().map_err(|s| Skip::new(s.0))?;
+    let initrd = vmrun_vmtest::agent_initramfs().map_err(|s| Skip::new(s.0))?;
+    Ok(vmrun_kvmhost::NestedInputs::new()
+        .binary("vmrun-vmm", vmm)
+        .file("vmlinux", kernel)
+        .file("initramfs.cpio", initrd)
+        .file("busybox.tar", crate::busybox_tar())
+        .timeout(Duration::from_secs(480)))
+}
+
+/// Gives the VMs this test's programs boot 240 s to their agent's welcome
+/// (`VMRUN_VM_BOOT_TIMEOUT`, inherited by daemons, containerd and its shims), not the
+/// default 60: under our own VMM in the nested KVM host a boot took 40 to over 60 s on a
+/// loaded 2-core machine.
+pub fn allow_slow_boots() {
+    std::env::set_var("VMRUN_VM_BOOT_TIMEOUT", "240");
+}

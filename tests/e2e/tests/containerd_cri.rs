@@ -297,12 +297,20 @@ fn a_pods_traffic_leaves_from_and_reaches_its_cni_address() {
         .expect("the bridge's address");
 
     // Out: a connection from the pod reaches the host's listener on the bridge from the
-    // pod's own address.
+    // pod's own address, which is also the address of the guest's eth0 (as under Kata),
+    // with CNI's gateway as its default route.
     let listener = std::net::TcpListener::bind((gateway, 0)).expect("listening on the bridge");
     let port = listener.local_addr().expect("address").port();
     let client = node.container_config(
         "client",
-        &["sh", "-c", &format!("echo from-pod | nc {gateway} {port}")],
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "echo from-pod $(ip -4 -o addr show eth0 | awk '{{print $4}}') \
+                 $(ip route show default | awk '{{print $3}}') | nc {gateway} {port}"
+            ),
+        ],
     );
     let client = node
         .client
@@ -333,7 +341,11 @@ fn a_pods_traffic_leaves_from_and_reaches_its_cni_address() {
     BufReader::new(&conn)
         .read_line(&mut line)
         .expect("reading from the pod");
-    assert_eq!(line.trim(), "from-pod");
+    assert_eq!(
+        line.trim(),
+        format!("from-pod {ip}/24 {gateway}"),
+        "what the pod says of its eth0 address and default gateway"
+    );
     assert_eq!(peer.ip(), ip, "the pod's traffic left from another address");
     drop(conn);
     wait_exited(&node, &client);

@@ -19,14 +19,7 @@ use vmrun_kvmhost::{nested_test, NestedInputs, Skip};
 const CTR_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn inputs() -> Result<NestedInputs, Skip> {
-    let bins = vmrun_e2e::bin_dir();
-    let vmm = bins.join("vmrun-vmm");
-    if !vmm.is_file() {
-        return Err(Skip::new(
-            "vmrun-vmm is not built (cargo build -p vmrun-vmm)",
-        ));
-    }
-    let mut inputs = NestedInputs::new();
+    let mut inputs = vmrun_e2e::vm::own_vmm_inputs()?;
     for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
         let path = vmrun_e2e::env::which(tool).ok_or_else(|| {
             Skip::new(format!(
@@ -35,15 +28,7 @@ fn inputs() -> Result<NestedInputs, Skip> {
         })?;
         inputs = inputs.binary(tool, path);
     }
-    let kernel = vmrun_vmtest::guest_kernel().map_err(|s| Skip::new(s.0))?;
-    let initrd = vmrun_vmtest::agent_initramfs().map_err(|s| Skip::new(s.0))?;
-    Ok(inputs
-        .binary("containerd-shim-vmrun-v2", shim_binary())
-        .binary("vmrun-vmm", vmm)
-        .file("vmlinux", kernel)
-        .file("initramfs.cpio", initrd)
-        .file("busybox.tar", vmrun_e2e::busybox_tar())
-        .timeout(Duration::from_secs(480)))
+    Ok(inputs.binary("containerd-shim-vmrun-v2", shim_binary()))
 }
 
 #[test]
@@ -59,6 +44,7 @@ fn ctr_run_under_our_own_vmm() {
             .to_path_buf();
         // containerd, ctr and the shims are found there (and vmrun-vmm next to our shim).
         vmrun_e2e::vm::use_binaries_in(&bins);
+        vmrun_e2e::vm::allow_slow_boots();
         if vmrun_kvmhost::inside_outer_host() {
             std::env::set_var("CONTAINERD_SNAPSHOTTER", "native");
         }

@@ -38,29 +38,16 @@ fn echo_over(addr: &str, payload: &[u8]) -> Option<Vec<u8>> {
 
 fn inputs() -> Result<NestedInputs, Skip> {
     let bins = vmrun_e2e::bin_dir();
-    let vmm = bins.join("vmrun-vmm");
-    if !vmm.is_file() {
-        return Err(Skip::new(
-            "vmrun-vmm is not built (cargo build -p vmrun-vmm)",
-        ));
-    }
     let mkfs = vmrun_e2e::env::which("mkfs.ext4")
         .ok_or_else(|| Skip::new("no mkfs.ext4 (Debian package e2fsprogs)"))?;
-    let kernel = vmrun_vmtest::guest_kernel().map_err(|s| Skip::new(s.0))?;
-    let initrd = vmrun_vmtest::agent_initramfs().map_err(|s| Skip::new(s.0))?;
     let passt = vmrun_e2e::env::which("passt")
         .ok_or_else(|| Skip::new("no passt (Debian package passt)"))?;
-    Ok(NestedInputs::new()
+    Ok(vmrun_e2e::vm::own_vmm_inputs()?
         .binary("passt", passt)
         .binary("vmrund", bins.join("vmrund"))
         .binary("vmrun-shim", bins.join("vmrun-shim"))
         .binary("vmrun", bins.join("vmrun"))
-        .binary("vmrun-vmm", vmm)
-        .binary("mkfs.ext4", mkfs)
-        .file("vmlinux", kernel)
-        .file("initramfs.cpio", initrd)
-        .file("busybox.tar", vmrun_e2e::busybox_tar())
-        .timeout(Duration::from_secs(480)))
+        .binary("mkfs.ext4", mkfs))
 }
 
 #[test]
@@ -76,6 +63,7 @@ fn own_vmm_runs_containers_in_microvms_and_the_shared_vm() {
             .to_path_buf();
         // The daemon finds its binaries and mkfs.ext4 (layer disks) there.
         vmrun_e2e::vm::use_binaries_in(&bins);
+        vmrun_e2e::vm::allow_slow_boots();
         let arg = |name: &str| inputs.path(name).display().to_string();
         let d = Daemon::start_with(DaemonOptions {
             load_busybox: false,

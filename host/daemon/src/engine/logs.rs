@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 use vmrun_shim::frame::{self, Stream as StdStream};
+use vmrun_shim::log_cursor::{read_since, rotated_files, LogCursor};
 use vmrun_shim::logfile::LogRecord;
 
 use super::{Engine, EngineError};
@@ -158,16 +159,6 @@ impl Engine {
     }
 }
 
-/// The rotated files of the log at `path` (`<log>.1` …), oldest first.
-fn rotated_files(path: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = (1..)
-        .map(|n| vmrun_shim::logfile::rotated_path(path, n))
-        .take_while(|p| p.exists())
-        .collect();
-    files.reverse();
-    files
-}
-
 /// Every wanted record of a whole (rotated) log file.
 fn whole_file(path: &Path, renderer: &Renderer) -> Vec<LogRecord> {
     let Ok(f) = std::fs::File::open(path) else {
@@ -298,9 +289,7 @@ fn read_from(
 }
 
 /// The output written to the log at `path` since `offset` in the file with inode `ino`,
-/// rendered: the rest of that file if it was rotated away (`<log>.K`), the rotated files
-/// newer than it and the new file from their starts, or the file from its start if it
-/// was emptied (one file kept).
+/// rendered, wherever rotation moved that file ([`read_since`]).
 pub(super) fn read_new(
     path: &Path,
     offset: &mut u64,
@@ -308,38 +297,19 @@ pub(super) fn read_new(
     ino: &mut u64,
     renderer: &Renderer,
 ) -> Vec<u8> {
-    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    let Ok(meta) = std::fs::metadata(path) else {
-        return out;
+    let mut cursor = LogCursor {
+        ino: *ino,
+        offset: *offset,
     };
-    if *ino != 0 && meta.ino() != *ino {
-        // Rotated, maybe several times since the last read: the rest of the file the
-        // offset is in (now `<log>.K`), then every newer rotated file whole.
-        let rotated = rotated_files(path);
-        let at = rotated
-            .iter()
-            .position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == *ino));
-        // Gone altogether (rotated past max-file): every rotated file left is newer.
-        let newer_from = match at {
-            Some(at) => {
-                read_from(&rotated[at], offset, partial, renderer, &mut out);
-                at + 1
-            }
-            None => 0,
-        };
-        for newer in &rotated[newer_from..] {
-            let mut from_start = 0;
+    read_since(path, &mut cursor, |file, from| {
+        if *from == 0 {
+            // A file read from its start: a partial line of another one is no part of it.
             partial.clear();
-            read_from(newer, &mut from_start, partial, renderer, &mut out);
         }
-        *offset = 0;
-        partial.clear();
-    } else if meta.len() < *offset {
-        *offset = 0;
-        partial.clear();
-    }
-    *ino = meta.ino();
-    read_from(path, offset, partial, renderer, &mut out);
+        read_from(file, from, partial, renderer, &mut out);
+    });
+    *ino = cursor.ino;
+    *offset = cursor.offset;
     out
 }

@@ -293,6 +293,9 @@ async fn create_wired(
         stdin_once: c.process.stdin_once,
         console_size: c.process.console_size,
         log_path: None,
+        // The guest's copy rotates as the host's (below) does: its data disk does not
+        // fill with what the host already keeps.
+        log_rotation: c.log_rotation.map(Into::into),
         etc_files: Some(etc_files),
     };
     machine

@@ -20,8 +20,23 @@ use vmrun_vm::{VmBackend, VmInstance, VmSpec};
 
 use crate::backend::BackendError;
 
-/// Deadline from launch to the agent's welcome.
+/// Deadline from launch to the agent's welcome, unless `VMRUN_VM_BOOT_TIMEOUT` (seconds)
+/// says otherwise ([`boot_timeout`]).
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Names another deadline from launch to the agent's welcome, in seconds: a VM monitor
+/// much slower than TCG on one level (our VMM in the nested KVM test host, two levels of
+/// emulation, took 40 to over 60 s on a loaded 2-core machine) needs more.
+pub const BOOT_TIMEOUT_ENV: &str = "VMRUN_VM_BOOT_TIMEOUT";
+
+/// The deadline from launch to the agent's welcome: [`BOOT_TIMEOUT_ENV`] when it holds a
+/// whole number of seconds above 0, else [`BOOT_TIMEOUT`].
+pub fn boot_timeout() -> Duration {
+    std::env::var(BOOT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(BOOT_TIMEOUT, Duration::from_secs)
+}
 /// One attempt to connect and say hello (also the connect deadline of later streams).
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(8);
 /// What the agent prints on the console once it serves.
@@ -93,11 +108,12 @@ impl Machine {
             let _ = tx.send(Some(why));
         });
         let mut watch = exited.clone();
+        let deadline = boot_timeout();
         let connected = tokio::select! {
-            r = tokio::time::timeout(BOOT_TIMEOUT, connect(vm.vsock_path(), serial.as_deref())) => match r {
+            r = tokio::time::timeout(deadline, connect(vm.vsock_path(), serial.as_deref())) => match r {
                 Ok(Ok(agent)) => Ok(agent),
                 Ok(Err(e)) => Err(format!("connecting to the guest agent: {e}")),
-                Err(_) => Err(format!("the guest agent did not answer within {}s", BOOT_TIMEOUT.as_secs())),
+                Err(_) => Err(not_ready(deadline, serial.as_deref()).await),
             },
             why = wait_exit(&mut watch) => Err(format!("the VM stopped while booting: {why}")),
         };
@@ -326,6 +342,27 @@ impl Machine {
 /// guest's vsock driver is still coming up can leave `vhost-device-vsock` unanswering),
 /// then connects, in bounded attempts: a hello that goes unanswered is tried again on a
 /// fresh connection.
+/// Why a boot ran out of time: the guest never said its agent was ready on the console,
+/// or it did and the agent's port did not answer.
+async fn not_ready(deadline: Duration, serial: Option<&Path>) -> String {
+    let secs = deadline.as_secs();
+    let Some(serial) = serial else {
+        return format!("the guest agent did not answer within {secs}s");
+    };
+    let text = tokio::fs::read(serial).await.unwrap_or_default();
+    if text.windows(AGENT_READY.len()).any(|w| w == AGENT_READY) {
+        format!(
+            "the guest agent did not answer within {secs}s (it said it was ready on the \
+             console; its vsock port did not answer)"
+        )
+    } else {
+        format!(
+            "the guest agent did not answer within {secs}s (the guest had not started it: \
+             a slow boot, or {BOOT_TIMEOUT_ENV} too short for this host)"
+        )
+    }
+}
+
 async fn connect(vsock: &Path, serial: Option<&Path>) -> Result<AgentClient, ClientError> {
     if let Some(serial) = serial {
         loop {

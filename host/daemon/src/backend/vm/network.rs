@@ -86,7 +86,8 @@ fn passt_binary() -> Result<PathBuf, BackendError> {
 #[derive(Debug, Clone, Default)]
 pub struct PasstOptions {
     /// A host network namespace to run it in (a pod's, made by CNI: its traffic leaves
-    /// through the pod's interface), instead of the caller's.
+    /// through the pod's interface), instead of the caller's. The guest's `eth0` then
+    /// has that namespace's address, prefix and gateway.
     pub netns: Option<PathBuf>,
 }
 
@@ -105,7 +106,10 @@ pub async fn connect_with(
     let failed = |what: &str, e: std::io::Error| {
         BackendError::Failed(format!("starting the container's network: {what}: {e}"))
     };
-    let net = GuestNetwork::user_mode();
+    let net = match &options.netns {
+        Some(netns) => namespace_network(netns).await?,
+        None => GuestNetwork::user_mode(),
+    };
     let (ours, theirs) =
         std::os::unix::net::UnixStream::pair().map_err(|e| failed("a socket pair", e))?;
     let mut cmd = tokio::process::Command::new(passt_binary()?);
@@ -121,6 +125,9 @@ pub async fn connect_with(
     .args(["--netmask", &net.prefix_len.to_string()])
     .args(["--gateway", &net.gateway.to_string()])
     .args(["--dns-forward", &net.dns.to_string()])
+    // In a namespace of its own (a pod's), the gateway is a real one (CNI's bridge), not
+    // the host's loopback.
+    .args(options.netns.as_ref().map(|_| "--no-map-gw"))
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
@@ -206,6 +213,31 @@ pub async fn connect_with(
         let _ = passt.start_kill();
     });
     Ok(ContainerNetwork { relay })
+}
+
+/// The guest side of a network whose `passt` runs in the host namespace `netns` (a
+/// pod's, as CNI made it): the namespace's own address, prefix and gateway, so the
+/// container sees the pod IP on its `eth0` as the cluster knows it (as under Kata), and
+/// binds to it work. DNS stays forwarded by `passt`.
+async fn namespace_network(netns: &std::path::Path) -> Result<GuestNetwork, BackendError> {
+    let path = netns.to_path_buf();
+    let found = tokio::task::spawn_blocking(move || vmrun_network::netns::default_route(&path))
+        .await
+        .map_err(|e| BackendError::Failed(format!("reading the pod's network: {e}")))?
+        .map_err(|e| BackendError::Failed(format!("reading the pod's network: {e}")))?;
+    let Some((address, gateway)) = found else {
+        return Err(BackendError::Failed(format!(
+            "the network namespace {} has no default route through a gateway with an \
+             address on its interface",
+            netns.display()
+        )));
+    };
+    Ok(GuestNetwork {
+        address: address.addr(),
+        prefix_len: address.prefix_len(),
+        gateway,
+        ..GuestNetwork::user_mode()
+    })
 }
 
 /// Logs what `passt` says (its errors: with `--quiet` it says nothing else), less its
