@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use serde_json::Value;
 use vmrun_agent_client::{AgentClient, Connector};
-use vmrun_agent_protocol::{CreateContainer, RootfsSpec};
+use vmrun_agent_protocol::RootfsSpec;
 
 /// The first argument that makes this binary the agent: `AGENT_ARG SOCKET STATE SHIM`.
 pub const AGENT_ARG: &str = "--vmrun-host-agent";
@@ -101,22 +101,11 @@ impl HostAgent {
             .parent()
             .ok_or_else(|| anyhow!("{} has no parent", rootfs.display()))?
             .join("vmrun-rw");
-        let req = CreateContainer {
-            id: id.to_string(),
-            spec,
-            rootfs: RootfsSpec {
-                layers: vec![rootfs.to_owned()],
-                writable: Some(writable),
-            },
-            user: None,
-            tty,
-            open_stdin,
-            stdin_once: true,
-            console_size: None,
-            log_path: None,
-            log_rotation: None,
-            etc_files: None,
+        let rootfs = RootfsSpec {
+            layers: vec![rootfs.to_owned()],
+            writable: Some(writable),
         };
+        let req = crate::runner::task_request(id, spec, rootfs, tty, open_stdin);
         tokio::time::timeout(Duration::from_secs(60), self.agent.create(req))
             .await
             .map_err(|_| anyhow!("creating the container: the agent did not answer"))?

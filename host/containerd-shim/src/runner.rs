@@ -155,3 +155,28 @@ impl Runner {
         }
     }
 }
+
+/// Containerd task `id` as the agent's container over `rootfs`, in either runner: the user
+/// is the spec's, stdin closes with the first attach's end, and no log is kept (stdio goes
+/// to containerd's FIFOs).
+pub fn task_request(
+    id: &str,
+    spec: Value,
+    rootfs: vmrun_agent_protocol::RootfsSpec,
+    tty: bool,
+    open_stdin: bool,
+) -> vmrun_agent_protocol::CreateContainer {
+    vmrun_agent_protocol::CreateContainer {
+        id: id.to_string(),
+        spec,
+        rootfs,
+        user: None,
+        tty,
+        open_stdin,
+        stdin_once: true,
+        console_size: None,
+        log_path: None,
+        log_rotation: None,
+        etc_files: None,
+    }
+}

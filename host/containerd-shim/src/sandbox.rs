@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use serde_json::Value;
-use vmrun_agent_protocol::{CreateContainer, CreateExec, RootfsSpec};
+use vmrun_agent_protocol::{CreateExec, RootfsSpec};
 use vmrun_daemon::backend::vm::machine::Machine;
 use vmrun_daemon::backend::vm::network::{self, ContainerNetwork};
 use vmrun_daemon::backend::vm::ports;
@@ -132,22 +132,11 @@ impl Sandbox {
         let running = shares::connect(&self.machine, to_share)
             .await
             .context("sharing the root file system and binds into the VM")?;
-        let req = CreateContainer {
-            id: id.to_string(),
-            spec,
-            rootfs: RootfsSpec {
-                layers: vec![vmrun_agent_protocol::share_path(&share_id)],
-                writable: None,
-            },
-            user: None,
-            tty,
-            open_stdin,
-            stdin_once: true,
-            console_size: None,
-            log_path: None,
-            log_rotation: None,
-            etc_files: None,
+        let rootfs = RootfsSpec {
+            layers: vec![vmrun_agent_protocol::share_path(&share_id)],
+            writable: None,
         };
+        let req = crate::runner::task_request(id, spec, rootfs, tty, open_stdin);
         self.machine
             .call("creating the container", self.machine.agent().create(req))
             .await?;
