@@ -20,6 +20,9 @@ fn boot_echo_and_reset(backend: &dyn VmBackend, guest: &common::Guest) -> Durati
 
     let started = Instant::now();
     let vm = backend.launch(&spec).unwrap();
+    if let Err(why) = guest.wait_listening(Duration::from_secs(30)) {
+        panic!("{why}");
+    }
     let mut stream = match vm.connect(ECHO_PORT, Duration::from_secs(30)) {
         Ok(s) => s,
         Err(e) => panic!("{e}; serial:\n{}", guest.serial()),

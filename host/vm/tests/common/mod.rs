@@ -32,6 +32,25 @@ impl Guest {
     pub fn serial(&self) -> String {
         std::fs::read_to_string(self.serial_path()).unwrap_or_default()
     }
+
+    /// Waits until the echo init says on the console that it listens
+    /// ([`vmrun_vmtest::LISTENING_LINE`]): vhost-device-vsock (QEMU's vsock) can leave a
+    /// `CONNECT` sent while the guest's vsock driver comes up unanswered for good, and
+    /// then every later one too, so hosts connect only after that line (as the daemon does
+    /// with the agent's ready line).
+    pub fn wait_listening(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.serial().contains(vmrun_vmtest::LISTENING_LINE) {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the guest did not say it listens within {timeout:?}; serial:\n{}",
+                    self.serial()
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }
 }
 
 /// The kernel + echo initramfs, or the reason to skip.
