@@ -62,15 +62,6 @@ impl From<LogRotation> for vmrun_shim::logfile::Rotation {
     }
 }
 
-impl From<LogRotation> for vmrun_agent_protocol::LogRotation {
-    fn from(r: LogRotation) -> Self {
-        vmrun_agent_protocol::LogRotation {
-            max_size: r.max_size,
-            max_files: r.max_files,
-        }
-    }
-}
-
 impl ContainerSpec {
     /// First 12 hex digits of the id.
     pub fn short_id(&self) -> &str {

@@ -293,9 +293,7 @@ async fn create_wired(
         stdin_once: c.process.stdin_once,
         console_size: c.process.console_size,
         log_path: None,
-        // The guest's copy rotates as the host's (below) does: its data disk does not
-        // fill with what the host already keeps.
-        log_rotation: c.log_rotation.map(Into::into),
+        log_rotation: c.log_rotation.map(guest_log_rotation),
         etc_files: Some(etc_files),
     };
     machine
@@ -316,4 +314,45 @@ async fn create_wired(
         _network: network,
         _shares: shares,
     })
+}
+
+/// Smallest file and count of the guest's copy of a rotated log.
+const GUEST_LOG_MIN_FILE: u64 = 1 << 20;
+const GUEST_LOG_MIN_FILES: u32 = 2;
+
+/// How the guest's copy of a log rotates when the container's log does (`rotation`, which
+/// the host's copy follows exactly). The guest's copy only feeds the host's, through a
+/// stream that polls it: bounded, so the VM's disk does not fill with what the host
+/// already keeps, but with files of at least 1 MiB and at least two, so the stream keeps
+/// up with all but a container writing over 10 MB/s, and the host's copy holds what a
+/// native container's would (a 1 KiB guest file rotated away between two polls lost
+/// records the host would have kept).
+fn guest_log_rotation(rotation: crate::backend::LogRotation) -> vmrun_agent_protocol::LogRotation {
+    vmrun_agent_protocol::LogRotation {
+        max_size: rotation.max_size.max(GUEST_LOG_MIN_FILE),
+        max_files: rotation.max_files.max(GUEST_LOG_MIN_FILES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LogRotation;
+
+    #[test]
+    fn the_guest_copy_of_a_rotated_log_has_room_to_be_streamed() {
+        let small = guest_log_rotation(LogRotation {
+            max_size: 1024,
+            max_files: 3,
+        });
+        assert_eq!((small.max_size, small.max_files), (1 << 20, 3));
+        let one_big_file = guest_log_rotation(LogRotation {
+            max_size: 10 << 20,
+            max_files: 1,
+        });
+        assert_eq!(
+            (one_big_file.max_size, one_big_file.max_files),
+            (10 << 20, 2)
+        );
+    }
 }
